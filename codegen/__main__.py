@@ -1,0 +1,65 @@
+"""Command line: ``python -m codegen [--check] [--out DIR]`` and ``python -m codegen buf``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .buf import run_buf
+from .generator import generate_all
+from .tree import stale_files, write_tree
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m codegen",
+        description="Regenerate generated/ from proto/ (typed classes, grpclib stubs, glue).",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["generate", "buf"],
+        default="generate",
+        help="generate (default): write or check generated/; buf: lint and format-check protos",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 and list stale files if generated/ is out of date",
+    )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=REPO_ROOT,
+        help="repository root holding proto/ and generated/ (default: this checkout)",
+    )
+    args = parser.parse_args(argv)
+    repo: Path = args.repo.resolve()
+
+    if args.command == "buf":
+        return run_buf(repo)
+
+    out_dir = repo / "generated"
+    tree = generate_all(repo)
+    if args.check:
+        stale = stale_files(tree, out_dir)
+        if stale:
+            print(
+                "generated/ is out of date; run `python -m codegen`. Stale files:", file=sys.stderr
+            )
+            for path in stale:
+                print(f"  generated/{path}", file=sys.stderr)
+            return 1
+        print(f"generated/ is up to date ({len(tree)} files)")
+        return 0
+    write_tree(tree, out_dir)
+    print(f"wrote {len(tree)} files under generated/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

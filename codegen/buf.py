@@ -1,0 +1,58 @@
+"""Run ``buf lint`` and ``buf format --diff`` over every wire line.
+
+buf cannot hold two modules with the same file paths in one workspace, and every Flower
+line declares ``flwr/proto/*.proto``. The root ``buf.yaml`` names the primary line as its
+module; for each line we pass that same configuration with the module path (and the
+paths of its lint exceptions) pointed at the line's folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .generator import discover_lines
+
+PRIMARY = "proto/flower/v1_12"
+
+
+def buf_executable() -> str:
+    """The buf CLI installed with the codegen extra (PyPI package ``buf-bin``)."""
+    candidate = Path(sys.executable).parent / "buf"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("buf")
+    if found is None:
+        raise RuntimeError(
+            "buf not found: install the codegen extra (pip install 'flwr-sdk[codegen]')"
+        )
+    return found
+
+
+def run_buf(repo_root: Path) -> int:
+    """Lint and format-check every line; print findings; return a process exit code."""
+    config = (repo_root / "buf.yaml").read_text(encoding="utf-8")
+    if PRIMARY not in config:
+        print(f"buf.yaml does not name {PRIMARY} as its module", file=sys.stderr)
+        return 2
+    buf = buf_executable()
+    failed = False
+    for line in discover_lines(repo_root):
+        line_config = config.replace(PRIMARY, line.source_label)
+        for command in (["lint"], ["format", "--diff", "--exit-code"]):
+            done = subprocess.run(
+                [buf, *command, "--config", line_config],
+                cwd=repo_root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            label = f"buf {' '.join(command)} [{line.source_label}]"
+            if done.returncode != 0:
+                failed = True
+                print(f"{label}: FAILED\n{done.stdout}{done.stderr}", file=sys.stderr)
+            else:
+                print(f"{label}: ok")
+    return 1 if failed else 0

@@ -1,0 +1,169 @@
+"""Reading and writing NumPy ``.npy`` files without needless copies.
+
+This is the one place where the SDK turns arrays into ``.npy`` bytes and back. It is
+shared by :class:`flwr_sdk.records.Array` and :mod:`flwr_sdk.client.ndarrays`.
+
+* :func:`dump_npy` produces exactly the bytes that ``numpy.save(..., allow_pickle=False)``
+  writes (format 1.0 for every ordinary array), with a single copy of the tensor data.
+* :func:`load_npy` parses the header itself and returns a view of the input buffer
+  (``numpy.frombuffer``); the tensor data is never copied. The returned array is
+  read-only when the buffer is (``bytes``) and writable when the buffer is (for example a
+  ``memoryview`` of a ``bytearray``).
+
+Nothing is ever unpickled: object dtypes are refused with :class:`TypeError` in both
+directions, and the header is parsed with :func:`ast.literal_eval`, limited in size.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib import format as npy_format
+
+__all__ = ["MAX_HEADER_SIZE", "NPY_MAGIC", "dump_npy", "load_npy"]
+
+NPY_MAGIC = b"\x93NUMPY"
+"""The six bytes every ``.npy`` file starts with."""
+
+MAX_HEADER_SIZE = 10_000
+"""Longest header (in bytes) we agree to parse; numpy's own default limit."""
+
+_VERSIONS: dict[tuple[int, int], tuple[int, str]] = {
+    # version -> (size in bytes of the little-endian header length, header encoding)
+    (1, 0): (2, "latin1"),
+    (2, 0): (4, "latin1"),
+    (3, 0): (4, "utf8"),
+}
+_EXPECTED_KEYS = frozenset({"descr", "fortran_order", "shape"})
+
+
+def _refuse_object_dtype(dtype: np.dtype[Any], what: str) -> None:
+    if dtype.hasobject:
+        raise TypeError(
+            f"{what}: arrays with object dtype ({dtype}) are not supported; "
+            "they would need pickle, which the SDK never uses"
+        )
+
+
+def dump_npy(array: npt.NDArray[Any]) -> bytes:
+    """Serialize ``array`` to ``.npy`` bytes, identical to ``numpy.save(allow_pickle=False)``.
+
+    Raises:
+        TypeError: ``array`` is not a NumPy array or has an object dtype.
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
+    arr: npt.NDArray[Any] = np.asarray(array)
+    _refuse_object_dtype(arr.dtype, "cannot serialize array")
+    header_data = npy_format.header_data_from_array_1_0(arr)
+    header = io.BytesIO()
+    try:
+        npy_format.write_array_header_1_0(header, header_data)
+    except (ValueError, UnicodeError):
+        # Header does not fit format 1.0 (huge structured dtypes, non-latin1 field
+        # names): rare, so defer to numpy's own writer and its version selection.
+        return _dump_npy_with_numpy(arr)
+    if arr.itemsize == 0 or arr.size == 0:
+        return header.getvalue()
+    # Same byte order as numpy.save: Fortran order only for arrays that are
+    # F-contiguous but not C-contiguous, otherwise C order.
+    if header_data["fortran_order"]:
+        flat = arr.T.reshape(-1)
+    else:
+        flat = np.ascontiguousarray(arr).reshape(-1)
+    # b"".join copies straight from the array's buffer into the result: one copy.
+    return b"".join((header.getvalue(), memoryview(flat.view(np.uint8))))
+
+
+def _dump_npy_with_numpy(arr: npt.NDArray[Any]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, arr, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _as_byte_view(data: bytes | bytearray | memoryview) -> memoryview:
+    view = memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        if not view.c_contiguous:
+            raise ValueError("npy data must be a contiguous buffer")
+        view = view.cast("B")
+    return view
+
+
+def load_npy(data: bytes | bytearray | memoryview) -> npt.NDArray[Any]:
+    """Load a ``.npy`` file held in memory, as a view of ``data`` (no copy of the tensor).
+
+    Accepts format versions 1.0, 2.0 and 3.0. The result shares memory with ``data``:
+    it is read-only for ``bytes`` and writable for writable buffers.
+
+    Raises:
+        ValueError: ``data`` is not a well-formed ``.npy`` file (bad magic, unknown
+            version, malformed or oversized header, data length not matching the header).
+        TypeError: the header declares an object dtype (loading it would need pickle).
+    """
+    view = _as_byte_view(data)
+    if len(view) < len(NPY_MAGIC) + 2 or view[: len(NPY_MAGIC)] != NPY_MAGIC:
+        raise ValueError("not a .npy file: missing magic string")
+    version = (view[6], view[7])
+    if version not in _VERSIONS:
+        raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    len_size, encoding = _VERSIONS[version]
+    header_start = 8 + len_size
+    if len(view) < header_start:
+        raise ValueError("truncated .npy file: incomplete header length")
+    header_len = int.from_bytes(view[8:header_start], "little")
+    if header_len > MAX_HEADER_SIZE:
+        raise ValueError(
+            f".npy header is {header_len} bytes long; at most {MAX_HEADER_SIZE} are accepted"
+        )
+    data_start = header_start + header_len
+    if len(view) < data_start:
+        raise ValueError("truncated .npy file: incomplete header")
+    dtype, fortran_order, shape = _parse_header(bytes(view[header_start:data_start]), encoding)
+
+    count = math.prod(shape)
+    expected = count * dtype.itemsize
+    available = len(view) - data_start
+    if available != expected:
+        raise ValueError(
+            f".npy data is {available} bytes long, but the header "
+            f"(dtype {dtype}, shape {shape}) requires {expected}"
+        )
+    if dtype.itemsize == 0:
+        return np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
+    flat = np.frombuffer(view, dtype=dtype, count=count, offset=data_start)
+    if fortran_order:
+        return flat.reshape(shape[::-1]).transpose()
+    return flat.reshape(shape)
+
+
+def _parse_header(raw: bytes, encoding: str) -> tuple[np.dtype[Any], bool, tuple[int, ...]]:
+    try:
+        text = raw.decode(encoding)
+        header = ast.literal_eval(text)
+    except (UnicodeDecodeError, SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"malformed .npy header: {exc}") from None
+    if not isinstance(header, dict) or set(header) != _EXPECTED_KEYS:
+        raise ValueError(
+            ".npy header must be a dict with exactly the keys 'descr', 'fortran_order' "
+            f"and 'shape', got {header!r}"
+        )
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(
+        type(dim) is int and dim >= 0 for dim in shape
+    ):
+        raise ValueError(f"malformed .npy header: invalid shape {shape!r}")
+    fortran_order = header["fortran_order"]
+    if not isinstance(fortran_order, bool):
+        raise ValueError(f"malformed .npy header: invalid fortran_order {fortran_order!r}")
+    try:
+        dtype = npy_format.descr_to_dtype(header["descr"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"malformed .npy header: invalid descr {header['descr']!r}") from exc
+    _refuse_object_dtype(dtype, "cannot load .npy data")
+    return dtype, fortran_order, shape
