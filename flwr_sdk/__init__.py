@@ -1,3 +1,66 @@
-"""flwr-sdk: a protocol-first, code-generated client SDK for Flower servers."""
+"""flwr-sdk: a protocol-first, code-generated client SDK for Flower servers.
+
+Start a node with :func:`start_client` (or :func:`start_client_async` inside an event
+loop); implement a :class:`Client` or a :class:`NumPyClient`.
+"""
+
+from flwr_sdk.app import start_client, start_client_async
+from flwr_sdk.client.client import Client
+from flwr_sdk.client.legacy_types import (
+    Code,
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    GetParametersIns,
+    GetParametersRes,
+    GetPropertiesIns,
+    GetPropertiesRes,
+    Parameters,
+    Status,
+)
+from flwr_sdk.client.ndarrays import (
+    bytes_to_ndarray,
+    ndarray_to_bytes,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.context import Context
+from flwr_sdk.message import Error, Message, MessageType, Metadata
+from flwr_sdk.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Array",
+    "Client",
+    "Code",
+    "ConfigsRecord",
+    "Context",
+    "Error",
+    "EvaluateIns",
+    "EvaluateRes",
+    "FitIns",
+    "FitRes",
+    "GetParametersIns",
+    "GetParametersRes",
+    "GetPropertiesIns",
+    "GetPropertiesRes",
+    "Message",
+    "MessageType",
+    "Metadata",
+    "MetricsRecord",
+    "NumPyClient",
+    "Parameters",
+    "ParametersRecord",
+    "RecordSet",
+    "Status",
+    "__version__",
+    "bytes_to_ndarray",
+    "ndarray_to_bytes",
+    "ndarrays_to_parameters",
+    "parameters_to_ndarrays",
+    "start_client",
+    "start_client_async",
+]

@@ -1,0 +1,1 @@
+"""Runnable examples of flwr-sdk (executed by the tests)."""

@@ -1,0 +1,94 @@
+"""The small interface every transport implements, and the settings they all take."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from flwr_sdk.message import Message
+
+ConfigScalar = bool | bytes | float | int | str
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """The server asked the node to leave: come back after ``seconds``, or never if None."""
+
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the server says about a run (Fleet API ``GetRun``/``GetFab``)."""
+
+    run_id: int
+    run_config: Mapping[str, ConfigScalar] = field(default_factory=lambda: MappingProxyType({}))
+    fab_id: str = ""
+    fab_version: str = ""
+    fab_hash: str = ""
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """Validated ``start_client`` arguments that concern the connection."""
+
+    server_address: str
+    max_message_length: int
+    root_certificates: bytes | None  # PEM, already loaded and checked
+    insecure: bool
+    authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey] | None
+
+
+class Connection(abc.ABC):
+    """One open session with a server.
+
+    The node loop calls :meth:`receive` until it returns a :class:`Reconnect`, answers
+    every :class:`Message` with exactly one :meth:`send`, and finally :meth:`close`.
+    Methods raise :class:`flwr_sdk.errors.ServerUnavailableError` when the server cannot
+    be reached (the loop reconnects) and other :class:`flwr_sdk.errors.TransportError`
+    subclasses for failures that must not be retried.
+    """
+
+    #: Seconds to wait before calling :meth:`receive` again after it returned None.
+    poll_interval: float = 0.0
+
+    #: Whether the protocol can carry an error reply (Fleet API: yes; grpc-bidi: no, a
+    #: failed instruction is reported by dropping the stream).
+    supports_error_replies: bool = True
+
+    @property
+    @abc.abstractmethod
+    def node_id(self) -> int:
+        """The id the server gave this node (-1 on transports without node ids)."""
+
+    @abc.abstractmethod
+    async def receive(self) -> Message | Reconnect | None:
+        """Wait for the next instruction; None means "nothing yet, poll again later"."""
+
+    @abc.abstractmethod
+    async def send(self, reply: Message) -> None:
+        """Deliver the reply to the instruction last received."""
+
+    async def run_info(self, run_id: int) -> RunInfo:
+        """Describe a run; transports without a run concept return an empty config."""
+        return RunInfo(run_id=run_id)
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Leave the server (unregister the node where the protocol has one) and free
+        every channel. Safe to call more than once; never raises for network errors."""
+
+
+class Connector(abc.ABC):
+    """Opens connections of one transport kind to one server."""
+
+    #: Transport name as ``start_client`` spells it, e.g. ``"grpc-bidi"``.
+    name: str = ""
+
+    @abc.abstractmethod
+    async def connect(self) -> Connection:
+        """Open a session (and register the node where the protocol has one)."""

@@ -1,0 +1,119 @@
+"""grpc-bidi: Flower's legacy bidirectional stream, ``/flwr.proto.FlowerService/Join``.
+
+The server speaks first and the node answers every ``ServerMessage`` with exactly one
+``ClientMessage`` on the same stream. There are no node ids, no run ids and no error
+replies: a failed instruction is reported by dropping the stream (the server counts the
+round as a failure for this client) and the node joins again. ``ReconnectIns`` ends the
+session; the node answers ``DisconnectRes`` and, if asked, comes back after N seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from flwr_sdk_proto.v1_12 import fleet_api
+from flwr_sdk_proto.v1_12.flwr import proto as pb
+
+from flwr_sdk.errors import ProtocolError, ServerUnavailableError
+from flwr_sdk.message import Message
+from flwr_sdk.transport.base import Connection, Connector, Reconnect, TransportSettings
+from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
+from flwr_sdk.transport.grpc_errors import map_grpc_error
+from flwr_sdk.wire import v1_12
+
+log = logging.getLogger("flwr_sdk")
+
+JOIN = fleet_api.FLOWERSERVICE_JOIN
+
+
+class GrpcBidiConnection(Connection):
+    """One ``Join`` stream."""
+
+    supports_error_replies = False
+
+    def __init__(self, factory: GrpcChannelFactory) -> None:
+        self._factory = factory
+        self._channel = factory.create()
+        self._stream: Any = None
+        self._closed = False
+
+    @property
+    def node_id(self) -> int:
+        """grpc-bidi has no node ids (Flower reports -1)."""
+        return v1_12.BIDI_NODE_ID
+
+    async def open(self) -> None:
+        """Start the ``Join`` stream (this is where the TCP/TLS connection is made)."""
+        self._stream = self._channel.request(
+            JOIN.grpc_path,
+            JOIN.cardinality,
+            JOIN.request_type,
+            JOIN.response_type,
+        )
+        try:
+            await self._stream.__aenter__()
+            await self._stream.send_request()
+        except Exception as exc:
+            await self.close()
+            raise self._error(exc, "Join") from exc
+
+    def _error(self, exc: BaseException, what: str) -> Exception:
+        return map_grpc_error(exc, host=self._factory.target.host, what=what)
+
+    async def receive(self) -> Message | Reconnect | None:
+        """Wait for the next ``ServerMessage``."""
+        try:
+            server_message = await self._stream.recv_message()
+        except Exception as exc:
+            raise self._error(exc, "receiving from the Join stream") from exc
+        if server_message is None:
+            raise ServerUnavailableError("the server ended the Join stream")
+        instruction = v1_12.server_message_to_instruction(server_message)
+        if isinstance(instruction, Reconnect):
+            await self._say_goodbye()
+        return instruction
+
+    async def _say_goodbye(self) -> None:
+        try:
+            await self._stream.send_message(v1_12.disconnect_res(), end=True)
+        except Exception as exc:  # noqa: BLE001 - the server may already be gone
+            log.debug("Could not send DisconnectRes: %s", exc)
+
+    async def send(self, reply: Message) -> None:
+        """Answer the last instruction."""
+        client_message = v1_12.reply_to_client_message(reply)
+        try:
+            await self._stream.send_message(client_message)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "sending on the Join stream") from exc
+
+    async def close(self) -> None:
+        """Drop the stream and the channel."""
+        if self._closed:
+            return
+        self._closed = True
+        stream = self._stream
+        if stream is not None and getattr(stream, "_send_request_done", False):
+            with contextlib.suppress(Exception):
+                if not stream._cancel_done and not stream._stream._transport.is_closing():
+                    await stream.cancel()
+        self._channel.close()
+
+
+class GrpcBidiConnector(Connector):
+    """Opens ``Join`` streams to one legacy Flower server."""
+
+    name = "grpc-bidi"
+
+    def __init__(self, settings: TransportSettings) -> None:
+        self._factory = GrpcChannelFactory(settings)
+
+    async def connect(self) -> Connection:
+        """Open a new ``Join`` stream."""
+        connection = GrpcBidiConnection(self._factory)
+        await connection.open()
+        return connection

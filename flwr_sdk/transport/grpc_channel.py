@@ -1,0 +1,38 @@
+"""Create the grpclib channels of the gRPC transports from validated settings.
+
+Every channel is tuned for big messages (see :mod:`flwr_sdk.transport.grpc_tuning`) and
+enforces ``grpc_max_message_length`` in both directions before a body is allocated.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from grpclib.client import Channel
+
+from flwr_sdk.transport.address import GrpcTarget, parse_grpc_address
+from flwr_sdk.transport.base import TransportSettings
+from flwr_sdk.transport.grpc_tuning import TunedChannel
+from flwr_sdk.transport.tls import client_ssl_context
+
+
+class GrpcChannelFactory:
+    """Makes channels to one server with one set of security and size settings."""
+
+    def __init__(self, settings: TransportSettings) -> None:
+        self.settings = settings
+        self.target: GrpcTarget = parse_grpc_address(settings.server_address)
+        self._ssl: ssl.SSLContext | None = (
+            None
+            if settings.insecure
+            else client_ssl_context(settings.root_certificates, alpn=["h2"])
+        )
+
+    def create(self) -> Channel:
+        """A new channel (it connects lazily, on the first request)."""
+        return TunedChannel(
+            self.target.host,
+            self.target.port,
+            ssl=self._ssl,
+            max_message_length=self.settings.max_message_length,
+        )

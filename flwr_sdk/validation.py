@@ -1,0 +1,186 @@
+"""Up-front validation of every ``start_client`` argument.
+
+Each check raises ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, bad
+value) with a message that names the argument and says what is allowed. Nothing is
+logged-and-ignored: an option that a transport cannot honour is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from flwr_sdk.client.client import Client
+from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.context import Context
+from flwr_sdk.transport.address import parse_grpc_address, parse_rest_address
+from flwr_sdk.transport.base import TransportSettings
+from flwr_sdk.transport.retry import RetryPolicy
+from flwr_sdk.transport.tls import load_root_certificates, resolve_insecure
+
+TRANSPORTS: tuple[str, ...] = ("grpc-bidi", "grpc-rere", "rest")
+"""Transports ``start_client`` accepts (``None`` means ``"grpc-bidi"``)."""
+
+AUTH_TRANSPORTS: tuple[str, ...] = ("grpc-rere",)
+"""Transports that can carry node authentication (Flower 1.12 scheme)."""
+
+ClientFn = Callable[[Context], Client | NumPyClient]
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything ``start_client`` was asked to do, validated."""
+
+    transport: str
+    settings: TransportSettings
+    client_fn: ClientFn
+    retry: RetryPolicy
+
+
+def _check_client(client_fn: object, client: object) -> ClientFn:
+    if (client_fn is None) == (client is None):
+        raise ValueError(
+            "exactly one of client_fn and client must be given "
+            f"(got {'both' if client is not None else 'neither'})"
+        )
+    if client is not None:
+        if not isinstance(client, (Client, NumPyClient)):
+            raise TypeError(
+                f"client must be a flwr_sdk.Client or NumPyClient, got {type(client).__name__}"
+            )
+        fixed: Client | NumPyClient = (
+            client.to_client() if isinstance(client, NumPyClient) else client
+        )
+
+        def same_client(_context: Context) -> Client | NumPyClient:
+            return fixed
+
+        return same_client
+    if not callable(client_fn):
+        raise TypeError(f"client_fn must be callable (Context) -> Client, got {client_fn!r}")
+    fn: ClientFn = client_fn
+    return fn
+
+
+def _check_transport(transport: object) -> str:
+    if transport is None:
+        return "grpc-bidi"
+    if not isinstance(transport, str):
+        raise TypeError(f"transport must be a str or None, got {type(transport).__name__}")
+    if transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r}; use one of {', '.join(TRANSPORTS)}")
+    return transport
+
+
+def _check_max_message_length(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"grpc_max_message_length must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"grpc_max_message_length must be positive, got {value}")
+    return value
+
+
+def _check_keys(
+    keys: object, transport: str
+) -> tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey] | None:
+    if keys is None:
+        return None
+    if not isinstance(keys, tuple) or len(keys) != 2:
+        raise TypeError(
+            "authentication_keys must be a (private_key, public_key) tuple of "
+            "cryptography EC keys"
+        )
+    private, public = keys
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise TypeError(
+            "authentication_keys[0] must be an EllipticCurvePrivateKey, "
+            f"got {type(private).__name__}"
+        )
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise TypeError(
+            "authentication_keys[1] must be an EllipticCurvePublicKey, "
+            f"got {type(public).__name__}"
+        )
+    spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*spki) != public.public_bytes(*spki):
+        raise ValueError("authentication_keys: the public key does not belong to the private key")
+    if transport not in AUTH_TRANSPORTS:
+        raise ValueError(
+            f"authentication_keys cannot be used with transport {transport!r}: node "
+            f"authentication exists only on {', '.join(AUTH_TRANSPORTS)}"
+        )
+    return private, public
+
+
+def _check_rest_security(
+    server_address: str, root_pem: bytes | None, insecure: bool | None
+) -> bool:
+    target = parse_rest_address(server_address)
+    if target.scheme == "http":
+        if root_pem is not None:
+            raise ValueError(
+                "root_certificates were given but server_address uses http://; "
+                "use https:// for TLS"
+            )
+        if insecure is False:
+            raise ValueError("insecure=False needs an https:// server_address on the rest transport")
+        return True
+    if insecure is True:
+        raise ValueError("insecure=True contradicts an https:// server_address")
+    return False
+
+
+def validate(
+    *,
+    server_address: object,
+    client_fn: object,
+    client: object,
+    grpc_max_message_length: object,
+    root_certificates: object,
+    insecure: object,
+    transport: object,
+    authentication_keys: object,
+    max_retries: object,
+    max_wait_time: object,
+) -> ClientConfig:
+    """Check every ``start_client`` argument; return the validated configuration."""
+    if not isinstance(server_address, str):
+        raise TypeError(f"server_address must be a str, got {type(server_address).__name__}")
+    fn = _check_client(client_fn, client)
+    kind = _check_transport(transport)
+    max_len = _check_max_message_length(grpc_max_message_length)
+    if insecure is not None and not isinstance(insecure, bool):
+        raise TypeError(f"insecure must be a bool or None, got {type(insecure).__name__}")
+    if root_certificates is not None and not isinstance(
+        root_certificates, (bytes, str, os.PathLike)
+    ):
+        raise TypeError(
+            "root_certificates must be PEM bytes or a path (str), "
+            f"got {type(root_certificates).__name__}"
+        )
+    certs: Any = root_certificates
+    root_pem = load_root_certificates(certs)
+    if kind == "rest":
+        use_plaintext = _check_rest_security(server_address, root_pem, insecure)
+    else:
+        parse_grpc_address(server_address)
+        use_plaintext = resolve_insecure(insecure, root_pem)
+    keys = _check_keys(authentication_keys, kind)
+    retry = RetryPolicy(max_retries=max_retries, max_wait_time=max_wait_time)  # type: ignore[arg-type]
+    return ClientConfig(
+        transport=kind,
+        settings=TransportSettings(
+            server_address=server_address,
+            max_message_length=max_len,
+            root_certificates=root_pem,
+            insecure=use_plaintext,
+            authentication_keys=keys,
+        ),
+        client_fn=fn,
+        retry=retry,
+    )
