@@ -55,6 +55,7 @@ def dump_npy(array: npt.NDArray[Any]) -> bytes:
 
     Raises:
         TypeError: ``array`` is not a NumPy array or has an object dtype.
+
     """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
@@ -105,6 +106,7 @@ def load_npy(data: bytes | bytearray | memoryview) -> npt.NDArray[Any]:
         ValueError: ``data`` is not a well-formed ``.npy`` file (bad magic, unknown
             version, malformed or oversized header, data length not matching the header).
         TypeError: the header declares an object dtype (loading it would need pickle).
+
     """
     view = _as_byte_view(data)
     if len(view) < len(NPY_MAGIC) + 2 or view[: len(NPY_MAGIC)] != NPY_MAGIC:
@@ -137,9 +139,10 @@ def load_npy(data: bytes | bytearray | memoryview) -> npt.NDArray[Any]:
     if dtype.itemsize == 0:
         return np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
     flat = np.frombuffer(view, dtype=dtype, count=count, offset=data_start)
-    if fortran_order:
-        return flat.reshape(shape[::-1]).transpose()
-    return flat.reshape(shape)
+    result: npt.NDArray[Any] = (
+        flat.reshape(shape[::-1]).transpose() if fortran_order else flat.reshape(shape)
+    )
+    return result
 
 
 def _parse_header(raw: bytes, encoding: str) -> tuple[np.dtype[Any], bool, tuple[int, ...]]:
@@ -154,9 +157,7 @@ def _parse_header(raw: bytes, encoding: str) -> tuple[np.dtype[Any], bool, tuple
             f"and 'shape', got {header!r}"
         )
     shape = header["shape"]
-    if not isinstance(shape, tuple) or not all(
-        type(dim) is int and dim >= 0 for dim in shape
-    ):
+    if not isinstance(shape, tuple) or not all(type(dim) is int and dim >= 0 for dim in shape):
         raise ValueError(f"malformed .npy header: invalid shape {shape!r}")
     fortran_order = header["fortran_order"]
     if not isinstance(fortran_order, bool):

@@ -1,0 +1,177 @@
+"""Run a legacy client on a :class:`~flwr_sdk.message.Message` and build the reply.
+
+:func:`handle_message` is what the receive → handle → reply loop calls for every
+message: it asks ``client_fn`` for a client, hands it the :class:`Context`, dispatches by
+``message_type`` to ``fit`` / ``evaluate`` / ``get_parameters`` / ``get_properties`` and
+returns the reply. Exceptions propagate; the caller turns them into an error reply with
+:func:`error_reply_for` (grpc-rere, REST) or lets them end the client (grpc-bidi).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flwr_sdk.client.client import Client
+from flwr_sdk.client.legacy_records import (
+    evaluateres_to_recordset,
+    fitres_to_recordset,
+    getparametersres_to_recordset,
+    getpropertiesres_to_recordset,
+    recordset_to_evaluateins,
+    recordset_to_fitins,
+    recordset_to_getparametersins,
+    recordset_to_getpropertiesins,
+)
+from flwr_sdk.client.legacy_types import EvaluateRes, FitRes, GetParametersRes, GetPropertiesRes
+from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.context import Context
+from flwr_sdk.message import Error, ErrorCode, Message, MessageType
+from flwr_sdk.records import RecordSet
+
+__all__ = [
+    "LOAD_CLIENT_APP_REASON",
+    "AnyClientFn",
+    "ClientFn",
+    "adapt_client_fn",
+    "error_reply_for",
+    "handle_message",
+    "load_error_reply_for",
+    "to_client",
+]
+
+logger = logging.getLogger("flwr_sdk")
+
+ClientFn = Callable[[Context], Client]
+"""A function that returns the client for a message, given the run's Context."""
+AnyClientFn = Callable[[Context], Client | NumPyClient]
+"""A ``client_fn`` that may also return a :class:`NumPyClient` (converted with a warning)."""
+
+LOAD_CLIENT_APP_REASON = "An exception was raised when attempting to load `ClientApp`"
+"""``Error.reason`` of replies with code ``LOAD_CLIENT_APP_EXCEPTION``."""
+
+
+def to_client(client: object) -> Client:
+    """Return ``client`` as a :class:`Client`, converting a NumPyClient with a warning.
+
+    Raises:
+        TypeError: ``client`` is neither a Client nor a NumPyClient.
+
+    """
+    if isinstance(client, Client):
+        return client
+    if isinstance(client, NumPyClient):
+        logger.warning(
+            "client_fn returned a NumPyClient (%s); it should return a Client. "
+            "Converting it with NumPyClient.to_client(); call to_client() in client_fn "
+            "to silence this warning.",
+            type(client).__name__,
+        )
+        return client.to_client()
+    raise TypeError(f"client_fn must return a Client or a NumPyClient, got {type(client).__name__}")
+
+
+def _check_result(result: object, expected: type, method: str) -> None:
+    if not isinstance(result, expected):
+        raise TypeError(
+            f"Client.{method} must return {expected.__name__}, got {type(result).__name__}"
+        )
+
+
+def handle_message(message: Message, context: Context, client_fn: AnyClientFn) -> Message:
+    """Handle one legacy instruction and return the reply message.
+
+    Calls ``client_fn(context)`` (a NumPyClient result is converted with a warning), sets
+    the client's ``context``, dispatches by ``message_type`` (``train`` → ``fit``,
+    ``evaluate``, ``get_parameters``, ``get_properties``) and returns
+    ``message.create_reply(content)`` with the result stored under the fixed legacy keys.
+
+    Raises:
+        ValueError: ``message`` carries an error instead of content, or its message type
+            is not one of the four above ("Invalid message type: X").
+        TypeError: ``client_fn`` or a client method returned the wrong type.
+        Exception: whatever ``client_fn`` or the client raised.
+
+    """
+    if not message.has_content():
+        raise ValueError("cannot handle a message that carries an error instead of content")
+    client = to_client(client_fn(context))
+    client.context = context
+    message_type = message.metadata.message_type
+    content = message.content
+    out: RecordSet
+    if message_type == MessageType.TRAIN:
+        fit_res = client.fit(recordset_to_fitins(content, keep_input=True))
+        _check_result(fit_res, FitRes, "fit")
+        out = fitres_to_recordset(fit_res, keep_input=False)
+    elif message_type == MessageType.EVALUATE:
+        evaluate_res = client.evaluate(recordset_to_evaluateins(content, keep_input=True))
+        _check_result(evaluate_res, EvaluateRes, "evaluate")
+        out = evaluateres_to_recordset(evaluate_res)
+    elif message_type == MessageType.GET_PARAMETERS:
+        get_parameters_res = client.get_parameters(recordset_to_getparametersins(content))
+        _check_result(get_parameters_res, GetParametersRes, "get_parameters")
+        out = getparametersres_to_recordset(get_parameters_res, keep_input=False)
+    elif message_type == MessageType.GET_PROPERTIES:
+        get_properties_res = client.get_properties(recordset_to_getpropertiesins(content))
+        _check_result(get_properties_res, GetPropertiesRes, "get_properties")
+        out = getpropertiesres_to_recordset(get_properties_res)
+    else:
+        raise ValueError(f"Invalid message type: {message_type}")
+    return message.create_reply(out)
+
+
+def error_reply_for(message: Message, exc: BaseException) -> Message:
+    """Return the error reply for an exception raised by ``client_fn`` or the client.
+
+    ``Error.code`` is ``CLIENT_APP_RAISED_EXCEPTION`` (2) and ``Error.reason`` is
+    Flower's format, e.g. ``<class 'ValueError'>:<'some failure'>``.
+    """
+    reason = f"{type(exc)}:<'{exc}'>"
+    return message.create_error_reply(
+        Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason)
+    )
+
+
+def load_error_reply_for(message: Message) -> Message:
+    """Return the error reply for a client application that could not be loaded (code 1)."""
+    return message.create_error_reply(
+        Error(code=ErrorCode.LOAD_CLIENT_APP_EXCEPTION, reason=LOAD_CLIENT_APP_REASON)
+    )
+
+
+def adapt_client_fn(client_fn: Callable[..., Any]) -> AnyClientFn:
+    """Accept the deprecated ``client_fn(cid: str)`` form next to ``client_fn(context)``.
+
+    A function whose single parameter is named ``cid`` or annotated ``str`` is wrapped
+    (with a warning) so that it receives ``str(node_config.get("partition-id",
+    node_id))``, as Flower does. Any other callable is returned unchanged.
+
+    Raises:
+        TypeError: ``client_fn`` is not callable.
+
+    """
+    if not callable(client_fn):
+        raise TypeError(f"client_fn must be callable, got {type(client_fn).__name__}")
+    try:
+        parameters = list(inspect.signature(client_fn).parameters.values())
+    except (TypeError, ValueError):
+        return client_fn
+    if len(parameters) != 1:
+        return client_fn
+    (parameter,) = parameters
+    if parameter.name != "cid" and parameter.annotation not in (str, "str"):
+        return client_fn
+    logger.warning(
+        "client_fn(cid: str) is deprecated; define client_fn(context: Context) and read "
+        "context.node_id / context.node_config instead."
+    )
+
+    def context_client_fn(context: Context) -> Client | NumPyClient:
+        cid = str(context.node_config.get("partition-id", context.node_id))
+        result: Client | NumPyClient = client_fn(cid)
+        return result
+
+    return context_client_fn

@@ -1,0 +1,255 @@
+"""The :class:`NumPyClient` convenience API and its adapter to :class:`Client`.
+
+A NumPyClient works with lists of NumPy arrays and plain dicts. :meth:`NumPyClient.to_client`
+wraps it in a :class:`Client` that converts tensors (``.npy``, no copies on the way in),
+checks what the user's methods return and reports ``Status(OK, "Success")``. Methods the
+NumPyClient does not override answer with the matching ``*_NOT_IMPLEMENTED`` status, as in
+Flower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from flwr_sdk.client.client import Client
+from flwr_sdk.client.legacy_types import (
+    Code,
+    Config,
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    GetParametersIns,
+    GetParametersRes,
+    GetPropertiesIns,
+    GetPropertiesRes,
+    Metrics,
+    Properties,
+    Status,
+)
+from flwr_sdk.client.ndarrays import NDArrays, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr_sdk.context import Context
+
+__all__ = ["NumPyClient"]
+
+_SUCCESS = "Success"
+
+
+class NumPyClient:
+    """Base class of clients that work with NumPy arrays.
+
+    Override any of :meth:`get_properties`, :meth:`get_parameters`, :meth:`fit` and
+    :meth:`evaluate`. Subclasses need not call ``NumPyClient.__init__``.
+    """
+
+    _context: Context | None = None
+
+    @property
+    def context(self) -> Context:
+        """The :class:`~flwr_sdk.context.Context` of the current message.
+
+        Raises:
+            AttributeError: no context has been set yet.
+
+        """
+        if self._context is None:
+            raise AttributeError(
+                f"{type(self).__name__}.context is not set yet (the SDK sets it before "
+                "calling the client's methods)"
+            )
+        return self._context
+
+    @context.setter
+    def context(self, context: Context) -> None:
+        if not isinstance(context, Context):
+            raise TypeError(f"context must be Context, got {type(context).__name__}")
+        self._context = context
+
+    def get_context(self) -> Context:
+        """Return :attr:`context` (older spelling)."""
+        return self.context
+
+    def set_context(self, context: Context) -> None:
+        """Set :attr:`context` (older spelling)."""
+        self.context = context
+
+    def get_properties(self, config: Config) -> Properties:
+        """Return the client's properties.
+
+        Not overriding it answers GET_PROPERTIES_NOT_IMPLEMENTED.
+        """
+        del config
+        return {}
+
+    def get_parameters(self, config: Config) -> NDArrays:
+        """Return the current model parameters as NumPy arrays.
+
+        Not overriding it answers GET_PARAMETERS_NOT_IMPLEMENTED.
+        """
+        del config
+        return []
+
+    def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
+        """Train from ``parameters``; return (new parameters, number of examples, metrics).
+
+        Not overriding it answers FIT_NOT_IMPLEMENTED.
+        """
+        del parameters, config
+        return [], 0, {}
+
+    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
+        """Evaluate ``parameters``; return (loss, number of examples, metrics).
+
+        Not overriding it answers EVALUATE_NOT_IMPLEMENTED.
+        """
+        del parameters, config
+        return 0.0, 0, {}
+
+    def to_client(self) -> Client:
+        """Wrap this NumPyClient in a :class:`Client`."""
+        return NumPyClientAdapter(self)
+
+
+def _overrides(numpy_client: NumPyClient, method: str) -> bool:
+    """True if the NumPyClient's class overrides ``method`` of the base class."""
+    return getattr(type(numpy_client), method, None) is not getattr(NumPyClient, method)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _check_ndarrays(value: object, method: str, what: str) -> NDArrays:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, np.ndarray) for v in value):
+        raise TypeError(
+            f"NumPyClient.{method} must return {what} as a list of numpy.ndarray, "
+            f"got {_describe(value)}"
+        )
+    return list(value)
+
+
+def _check_dict(value: object, method: str, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"NumPyClient.{method} must return {what} as a dict, got {_describe(value)}"
+        )
+    return value
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(type(v).__name__ for v in value[:5])
+        more = ", ..." if len(value) > 5 else ""
+        return f"{type(value).__name__} of ({inner}{more})"
+    return type(value).__name__
+
+
+def _check_triple(results: object, method: str, signature: str) -> Sequence[Any]:
+    if not isinstance(results, (tuple, list)) or len(results) != 3:
+        raise TypeError(
+            f"NumPyClient.{method} must return a tuple {signature}, got {_describe(results)}"
+        )
+    return results
+
+
+class NumPyClientAdapter(Client):
+    """A :class:`Client` that delegates to a :class:`NumPyClient`.
+
+    Its :attr:`context` is shared with the wrapped NumPyClient.
+    """
+
+    def __init__(self, numpy_client: NumPyClient) -> None:
+        """Wrap ``numpy_client``."""
+        if not isinstance(numpy_client, NumPyClient):
+            raise TypeError(
+                f"numpy_client must be a NumPyClient, got {type(numpy_client).__name__}"
+            )
+        self.numpy_client = numpy_client
+
+    @property
+    def context(self) -> Context:
+        """The wrapped NumPyClient's context."""
+        return self.numpy_client.context
+
+    @context.setter
+    def context(self, context: Context) -> None:
+        self.numpy_client.context = context
+
+    def get_properties(self, ins: GetPropertiesIns) -> GetPropertiesRes:
+        """Call the NumPyClient's ``get_properties``."""
+        if not _overrides(self.numpy_client, "get_properties"):
+            return super().get_properties(ins)
+        properties = _check_dict(
+            self.numpy_client.get_properties(ins.config), "get_properties", "the properties"
+        )
+        return GetPropertiesRes(status=Status(Code.OK, _SUCCESS), properties=properties)
+
+    def get_parameters(self, ins: GetParametersIns) -> GetParametersRes:
+        """Call the NumPyClient's ``get_parameters``."""
+        if not _overrides(self.numpy_client, "get_parameters"):
+            return super().get_parameters(ins)
+        ndarrays = _check_ndarrays(
+            self.numpy_client.get_parameters(ins.config), "get_parameters", "the parameters"
+        )
+        return GetParametersRes(
+            status=Status(Code.OK, _SUCCESS), parameters=ndarrays_to_parameters(ndarrays)
+        )
+
+    def fit(self, ins: FitIns) -> FitRes:
+        """Call the NumPyClient's ``fit`` with the parameters as NumPy arrays."""
+        if not _overrides(self.numpy_client, "fit"):
+            return super().fit(ins)
+        signature = "(parameters: list[numpy.ndarray], num_examples: int, metrics: dict)"
+        results = _check_triple(
+            self.numpy_client.fit(parameters_to_ndarrays(ins.parameters), ins.config),
+            "fit",
+            signature,
+        )
+        ndarrays = _check_ndarrays(results[0], "fit", "the parameters (first element)")
+        if not _is_int(results[1]):
+            raise TypeError(
+                "NumPyClient.fit must return num_examples (second element) as int, "
+                f"got {type(results[1]).__name__}"
+            )
+        metrics = _check_dict(results[2], "fit", "the metrics (third element)")
+        return FitRes(
+            status=Status(Code.OK, _SUCCESS),
+            parameters=ndarrays_to_parameters(ndarrays),
+            num_examples=int(results[1]),
+            metrics=metrics,
+        )
+
+    def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
+        """Call the NumPyClient's ``evaluate`` with the parameters as NumPy arrays."""
+        if not _overrides(self.numpy_client, "evaluate"):
+            return super().evaluate(ins)
+        signature = "(loss: float, num_examples: int, metrics: dict)"
+        results = _check_triple(
+            self.numpy_client.evaluate(parameters_to_ndarrays(ins.parameters), ins.config),
+            "evaluate",
+            signature,
+        )
+        if not _is_real(results[0]):
+            raise TypeError(
+                "NumPyClient.evaluate must return the loss (first element) as float, "
+                f"got {type(results[0]).__name__}"
+            )
+        if not _is_int(results[1]):
+            raise TypeError(
+                "NumPyClient.evaluate must return num_examples (second element) as int, "
+                f"got {type(results[1]).__name__}"
+            )
+        metrics = _check_dict(results[2], "evaluate", "the metrics (third element)")
+        return EvaluateRes(
+            status=Status(Code.OK, _SUCCESS),
+            loss=float(results[0]),
+            num_examples=int(results[1]),
+            metrics=metrics,
+        )

@@ -1,0 +1,542 @@
+"""The record data model: :class:`Array`, the three record kinds and :class:`RecordSet`.
+
+These are plain Python objects with the semantics of Flower 1.12's records; they know
+nothing about protobuf (the ``flwr_sdk.wire`` modules convert them).
+
+* :class:`ParametersRecord` maps ``str`` to :class:`Array` and keeps insertion order
+  (order is significant on the wire and for the legacy mapping).
+* :class:`MetricsRecord` maps ``str`` to ``int``, ``float``, ``list[int]`` or
+  ``list[float]`` (``bool`` is not a metric).
+* :class:`ConfigsRecord` maps ``str`` to ``int``, ``float``, ``str``, ``bytes``, ``bool``
+  or a list whose elements all have one of those types.
+
+Every record checks keys and values when they are stored (constructor, ``[]=``,
+``update``, ``setdefault``) and raises :class:`TypeError` naming the key and the allowed
+types. Integers must fit the wire: the signed or the unsigned 64-bit range
+(:class:`ValueError` otherwise). Numbers are stored as the builtin types, so a subclass
+such as ``numpy.float64`` is stored as ``float``; lists are copied on insert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy.typing as npt
+
+from flwr_sdk._npy import dump_npy, load_npy
+
+__all__ = [
+    "Array",
+    "ConfigsRecord",
+    "ConfigsRecordValues",
+    "ConfigsScalar",
+    "MetricsRecord",
+    "MetricsRecordValues",
+    "MetricsScalar",
+    "NUMPY_STYPE",
+    "ParametersRecord",
+    "RecordMapping",
+    "RecordSet",
+]
+
+NUMPY_STYPE = "numpy.ndarray"
+"""``Array.stype`` of arrays holding ``.npy`` bytes."""
+
+INT64_MIN = -(2**63)
+UINT64_MAX = 2**64 - 1
+_INT64_MAX = 2**63 - 1
+
+MetricsScalar = int | float
+"""A single metrics value."""
+MetricsRecordValues = int | float | list[int] | list[float]
+"""What a :class:`MetricsRecord` may hold."""
+ConfigsScalar = int | float | str | bytes | bool
+"""A single configs value."""
+ConfigsRecordValues = (
+    int
+    | float
+    | str
+    | bytes
+    | bool
+    | list[int]
+    | list[float]
+    | list[str]
+    | list[bytes]
+    | list[bool]
+)
+"""What a :class:`ConfigsRecord` may hold."""
+
+
+# --------------------------------------------------------------------------------------
+# Array
+
+
+@dataclass(eq=False)
+class Array:
+    """One tensor: a dtype/shape/serialization-type description plus its raw bytes.
+
+    ``data`` may be ``bytes`` or a ``memoryview`` (kept as given, never copied, so that a
+    decoder can hand out views of a received buffer). For NumPy arrays ``stype`` is
+    ``"numpy.ndarray"`` and ``data`` holds a complete ``.npy`` file; see
+    :meth:`from_numpy` and :meth:`numpy`.
+
+    Equality compares ``dtype``, ``shape``, ``stype`` and the content of ``data``.
+    """
+
+    dtype: str
+    shape: list[int]
+    stype: str
+    data: bytes | memoryview
+
+    def __post_init__(self) -> None:
+        """Validate the field types."""
+        for name in ("dtype", "stype"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(
+                    f"Array.{name} must be str, got {type(getattr(self, name)).__name__}"
+                )
+        shape: object = self.shape
+        if isinstance(shape, tuple):
+            shape = list(shape)
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape
+        ):
+            raise TypeError(f"Array.shape must be a list of int, got {self.shape!r}")
+        self.shape = [int(d) for d in shape]
+        data: object = self.data
+        if isinstance(data, memoryview):
+            if data.format != "B" or data.ndim != 1:
+                if not data.c_contiguous:
+                    raise ValueError("Array.data memoryview must be C-contiguous")
+                data = data.cast("B")
+            self.data = data
+        elif not isinstance(data, bytes):
+            raise TypeError(f"Array.data must be bytes or memoryview, got {type(data).__name__}")
+
+    @classmethod
+    def from_numpy(cls, ndarray: npt.NDArray[Any]) -> Array:
+        """Build an Array holding ``ndarray`` as ``.npy`` bytes.
+
+        ``dtype`` is ``str(ndarray.dtype)``, ``shape`` is ``list(ndarray.shape)``,
+        ``stype`` is ``"numpy.ndarray"`` and ``data`` is what
+        ``numpy.save(allow_pickle=False)`` writes.
+
+        Raises:
+            TypeError: ``ndarray`` is not a NumPy array or has an object dtype.
+
+        """
+        data = dump_npy(ndarray)
+        return cls(
+            dtype=str(ndarray.dtype), shape=list(ndarray.shape), stype=NUMPY_STYPE, data=data
+        )
+
+    def numpy(self) -> npt.NDArray[Any]:
+        """Return the tensor as a NumPy array that views ``data`` (no copy).
+
+        The array is read-only when ``data`` is ``bytes`` (or a view of read-only memory).
+
+        Raises:
+            TypeError: ``stype`` is not ``"numpy.ndarray"``, or the data declares an object
+                dtype.
+            ValueError: ``data`` is not a well-formed ``.npy`` file.
+
+        """
+        if self.stype != NUMPY_STYPE:
+            raise TypeError(f"Array.numpy() needs stype {NUMPY_STYPE!r}, got {self.stype!r}")
+        return load_npy(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        """Compare field by field; ``data`` by content (bytes vs memoryview is irrelevant)."""
+        if not isinstance(other, Array):
+            return NotImplemented
+        return (
+            self.dtype == other.dtype
+            and self.shape == other.shape
+            and self.stype == other.stype
+            and self.data == other.data
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value
+
+    def __repr__(self) -> str:
+        """Describe the array without dumping its bytes."""
+        kind = "memoryview" if isinstance(self.data, memoryview) else "bytes"
+        return (
+            f"Array(dtype={self.dtype!r}, shape={self.shape!r}, stype={self.stype!r}, "
+            f"data=<{len(self.data)} {kind}>)"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Value checks
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _check_key(record_name: str, key: object) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{record_name} keys must be str, got {_type_name(key)} ({key!r})")
+    return key
+
+
+def _check_int_range(record_name: str, key: str, value: int) -> None:
+    if not INT64_MIN <= value <= UINT64_MAX:
+        raise ValueError(
+            f"{record_name} value for key {key!r} is out of range: {value} does not fit "
+            "a signed or unsigned 64-bit integer"
+        )
+
+
+def _scalar_kind(value: object) -> type | None:
+    """Return the builtin type a scalar is stored as, or None if it is not a scalar."""
+    if isinstance(value, bool):
+        return bool
+    for kind in (int, float, str, bytes):
+        if isinstance(value, kind):
+            return kind
+    return None
+
+
+def _normalize(value: Any, kind: type) -> Any:
+    return value if type(value) is kind else kind(value)
+
+
+def _check_value(
+    record_name: str, key: str, value: object, allowed: tuple[type, ...], allowed_text: str
+) -> Any:
+    """Validate ``value`` for ``key`` and return it normalized to builtin types."""
+    if isinstance(value, list):
+        kinds = {_scalar_kind(v) for v in value}
+        if len(kinds) > 1:
+            raise TypeError(
+                f"{record_name} value for key {key!r} must be {allowed_text}; "
+                f"list elements must all have one type, got "
+                f"{sorted({_type_name(v) for v in value})}"
+            )
+        if not value:
+            return []
+        (kind,) = kinds
+        if kind is None or kind not in allowed:
+            raise TypeError(
+                f"{record_name} value for key {key!r} must be {allowed_text}, "
+                f"got list[{_type_name(value[0])}]"
+            )
+        items = [_normalize(v, kind) for v in value]
+        if kind is int:
+            for v in items:
+                _check_int_range(record_name, key, v)
+            if min(items) < 0 and max(items) > _INT64_MAX:
+                raise ValueError(
+                    f"{record_name} value for key {key!r}: a list of int must fit either "
+                    "the signed or the unsigned 64-bit range as a whole"
+                )
+        return items
+    kind = _scalar_kind(value)
+    if kind is None or kind not in allowed:
+        raise TypeError(
+            f"{record_name} value for key {key!r} must be {allowed_text}, got {_type_name(value)}"
+        )
+    normalized = _normalize(value, kind)
+    if kind is int:
+        _check_int_range(record_name, key, normalized)
+    return normalized
+
+
+def _values_equal(a: object, b: object) -> bool:
+    """Type-strict equality (1 != 1.0, True != 1) with NaN equal to NaN."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_values_equal(x, y) for x, y in zip(a, b, strict=False))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+# --------------------------------------------------------------------------------------
+# Records
+
+V = TypeVar("V")
+
+
+class _Record(MutableMapping[str, V]):
+    """Base of the three record kinds: a type-checked ``str``-keyed mapping."""
+
+    _record_name = "Record"
+
+    def __init__(self, data: Mapping[str, V] | None = None, keep_input: bool = True) -> None:
+        self._data: dict[str, V] = {}
+        if data is None:
+            return
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                f"{self._record_name} expects a mapping (or None), got {_type_name(data)}"
+            )
+        for key in list(data):
+            self[key] = data[key]
+            if not keep_input and isinstance(data, MutableMapping):
+                del data[key]
+
+    def _check(self, key: str, value: object) -> V:
+        raise NotImplementedError
+
+    def __setitem__(self, key: str, value: V) -> None:
+        """Store ``value`` under ``key`` after checking both."""
+        checked_key = _check_key(self._record_name, key)
+        self._data[checked_key] = self._check(checked_key, value)
+
+    def __getitem__(self, key: str) -> V:
+        """Return the value stored under ``key``."""
+        return self._data[key]
+
+    def __delitem__(self, key: str) -> None:
+        """Remove ``key``."""
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over keys in insertion order."""
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        """Return the number of entries."""
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a record of the same kind with equal entries (values type-strict)."""
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Record)
+        return self._data.keys() == other._data.keys() and all(
+            _values_equal(v, other._data[k]) for k, v in self._data.items()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """Show the kind and the entries."""
+        return f"{type(self).__name__}({self._data!r})"
+
+
+class ParametersRecord(_Record[Array]):
+    """An ordered mapping of ``str`` keys to :class:`Array` values.
+
+    Order matters: it is kept on the wire and the legacy mapping reads tensors in key
+    order. Equality therefore also compares the key order.
+
+    Args:
+        array_dict: initial entries (inserted in iteration order).
+        keep_input: if False, entries are removed from ``array_dict`` as they are
+            taken over (frees references to large tensors early).
+
+    """
+
+    _record_name = "ParametersRecord"
+
+    def __init__(
+        self, array_dict: Mapping[str, Array] | None = None, keep_input: bool = True
+    ) -> None:
+        """Create the record from ``array_dict`` (see class docstring)."""
+        super().__init__(array_dict, keep_input)
+
+    def _check(self, key: str, value: object) -> Array:
+        if not isinstance(value, Array):
+            raise TypeError(
+                f"ParametersRecord value for key {key!r} must be Array, got {_type_name(value)}"
+            )
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another ParametersRecord with the same keys, in order, and equal Arrays."""
+        if not isinstance(other, ParametersRecord):
+            return NotImplemented
+        return list(self._data.items()) == list(other._data.items())
+
+    def count_bytes(self) -> int:
+        """Return the total size of the tensor data in bytes."""
+        return sum(len(array.data) for array in self._data.values())
+
+
+class MetricsRecord(_Record[MetricsRecordValues]):
+    """A mapping of ``str`` keys to ``int``, ``float``, ``list[int]`` or ``list[float]``.
+
+    ``bool`` is not accepted. Args as for :class:`ParametersRecord`.
+    """
+
+    _record_name = "MetricsRecord"
+    _allowed = (int, float)
+    _allowed_text = "int, float, list[int] or list[float]"
+
+    def __init__(
+        self,
+        metrics_dict: Mapping[str, MetricsRecordValues] | None = None,
+        keep_input: bool = True,
+    ) -> None:
+        """Create the record from ``metrics_dict``."""
+        super().__init__(metrics_dict, keep_input)
+
+    def _check(self, key: str, value: object) -> MetricsRecordValues:
+        result: MetricsRecordValues = _check_value(
+            self._record_name, key, value, self._allowed, self._allowed_text
+        )
+        return result
+
+
+class ConfigsRecord(_Record[ConfigsRecordValues]):
+    """A mapping of ``str`` keys to int, float, str, bytes, bool or a one-type list of those.
+
+    Args as for :class:`ParametersRecord`.
+    """
+
+    _record_name = "ConfigsRecord"
+    _allowed = (int, float, str, bytes, bool)
+    _allowed_text = "int, float, str, bytes, bool or a list of one of those types"
+
+    def __init__(
+        self,
+        configs_dict: Mapping[str, ConfigsRecordValues] | None = None,
+        keep_input: bool = True,
+    ) -> None:
+        """Create the record from ``configs_dict``."""
+        super().__init__(configs_dict, keep_input)
+
+    def _check(self, key: str, value: object) -> ConfigsRecordValues:
+        result: ConfigsRecordValues = _check_value(
+            self._record_name, key, value, self._allowed, self._allowed_text
+        )
+        return result
+
+
+# --------------------------------------------------------------------------------------
+# RecordSet
+
+R = TypeVar("R")
+
+
+class RecordMapping(MutableMapping[str, R], Generic[R]):
+    """A ``str``-keyed mapping that only accepts values of one record type.
+
+    The three sections of a :class:`RecordSet` are RecordMappings.
+    """
+
+    def __init__(self, value_type: type[R], name: str) -> None:
+        """Create an empty mapping accepting ``value_type`` values, called ``name``."""
+        self._value_type = value_type
+        self._name = name
+        self._data: dict[str, R] = {}
+
+    def __setitem__(self, key: str, value: R) -> None:
+        """Store ``value`` under ``key`` after checking both types."""
+        if not isinstance(key, str):
+            raise TypeError(f"{self._name} keys must be str, got {_type_name(key)} ({key!r})")
+        if not isinstance(value, self._value_type):
+            raise TypeError(
+                f"{self._name} value for key {key!r} must be "
+                f"{self._value_type.__name__}, got {_type_name(value)}"
+            )
+        self._data[key] = value
+
+    def __getitem__(self, key: str) -> R:
+        """Return the record stored under ``key``."""
+        return self._data[key]
+
+    def __delitem__(self, key: str) -> None:
+        """Remove ``key``."""
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over keys in insertion order."""
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        """Return the number of records."""
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a RecordMapping (or plain mapping) with equal entries."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self._data) == dict(other.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """Show the entries."""
+        return repr(self._data)
+
+
+def _fill(target: RecordMapping[R], source: Mapping[str, R] | None, arg: str) -> None:
+    if source is None:
+        return
+    if not isinstance(source, Mapping):
+        raise TypeError(f"RecordSet argument {arg} must be a mapping or None")
+    for key, value in source.items():
+        target[key] = value
+
+
+class RecordSet:
+    """Content of a message: named ParametersRecords, MetricsRecords and ConfigsRecords.
+
+    Each section is a :class:`RecordMapping` keyed by ``str`` that only accepts its
+    record type. The mappings passed in are copied (the records themselves are not).
+    """
+
+    __slots__ = ("_configs", "_metrics", "_parameters")
+
+    def __init__(
+        self,
+        parameters_records: Mapping[str, ParametersRecord] | None = None,
+        metrics_records: Mapping[str, MetricsRecord] | None = None,
+        configs_records: Mapping[str, ConfigsRecord] | None = None,
+    ) -> None:
+        """Create a RecordSet from optional mappings of records."""
+        self._parameters: RecordMapping[ParametersRecord] = RecordMapping(
+            ParametersRecord, "RecordSet.parameters_records"
+        )
+        self._metrics: RecordMapping[MetricsRecord] = RecordMapping(
+            MetricsRecord, "RecordSet.metrics_records"
+        )
+        self._configs: RecordMapping[ConfigsRecord] = RecordMapping(
+            ConfigsRecord, "RecordSet.configs_records"
+        )
+        _fill(self._parameters, parameters_records, "parameters_records")
+        _fill(self._metrics, metrics_records, "metrics_records")
+        _fill(self._configs, configs_records, "configs_records")
+
+    @property
+    def parameters_records(self) -> RecordMapping[ParametersRecord]:
+        """The ParametersRecords, by name."""
+        return self._parameters
+
+    @property
+    def metrics_records(self) -> RecordMapping[MetricsRecord]:
+        """The MetricsRecords, by name."""
+        return self._metrics
+
+    @property
+    def configs_records(self) -> RecordMapping[ConfigsRecord]:
+        """The ConfigsRecords, by name."""
+        return self._configs
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when all three sections are equal."""
+        if not isinstance(other, RecordSet):
+            return NotImplemented
+        return (
+            self._parameters == other._parameters
+            and self._metrics == other._metrics
+            and self._configs == other._configs
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """Show the three sections."""
+        return (
+            f"RecordSet(parameters_records={self._parameters!r}, "
+            f"metrics_records={self._metrics!r}, configs_records={self._configs!r})"
+        )
