@@ -1,0 +1,219 @@
+"""gRPC message-size limits for grpclib (which has none of its own).
+
+grpclib reads each gRPC message as a 5-byte prefix (compressed flag + big-endian length)
+followed by that many bytes, and trusts the announced length. This module adds the limit
+at the two places where it can be enforced cheaply:
+
+* **receive**: :class:`SizeLimitedConnection` is a ``grpclib.protocol.Connection`` whose
+  HTTP/2 streams (:class:`SizeLimitedStream`) check the prefix as soon as it has been read
+  and raise :class:`~flwr_sdk.errors.MessageTooLargeError` *before* the body is read or
+  buffered. The connection is installed by the tuned protocol in
+  :mod:`flwr_sdk.transport.grpc_tuning`, so it covers clients and servers, unary and
+  streaming calls alike.
+* **send**: :class:`SizeLimitedCodec` wraps any grpclib codec and refuses to hand an
+  encoded message larger than the limit to grpclib, i.e. before the frame is built and
+  written.
+
+On a server, :func:`resource_exhausted_on_too_large` turns a ``MessageTooLargeError`` that
+escapes a handler into the gRPC status ``RESOURCE_EXHAUSTED`` (as grpc-core does).
+
+Relies on grpclib 0.4.9 internals: ``grpclib.stream.recv_message`` calls
+``Stream.recv_data(5)`` for the prefix and then ``Stream.recv_data(length)`` for the body,
+and both client and server create their per-request ``grpclib.protocol.Stream`` through
+``Connection.create_stream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import struct
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from grpclib.config import Configuration
+from grpclib.const import Handler, Status
+from grpclib.encoding.base import CodecBase
+from grpclib.exceptions import GRPCError
+from grpclib.protocol import Connection, Stream
+from grpclib.utils import Wrapper
+from h2.connection import H2Connection
+
+from flwr_sdk.errors import MessageTooLargeError
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_LENGTH",
+    "GRPC_PREFIX_LENGTH",
+    "SizeLimitedCodec",
+    "SizeLimitedConnection",
+    "SizeLimitedStream",
+    "check_received_length",
+    "check_send_length",
+    "resource_exhausted_on_too_large",
+    "validate_max_message_length",
+]
+
+log = logging.getLogger("flwr_sdk")
+
+#: Flower's default ``grpc_max_message_length`` (512 MiB).
+DEFAULT_MAX_MESSAGE_LENGTH = 536_870_912
+#: Length of the gRPC message prefix: 1 flag byte + 4 length bytes.
+GRPC_PREFIX_LENGTH = 5
+#: The largest length a gRPC prefix can announce.
+_MAX_PREFIX_LENGTH = 2**32 - 1
+_LIMIT_NAME = "grpc_max_message_length"
+_PREFIX = struct.Struct(">?I")
+
+
+def validate_max_message_length(value: object, *, name: str = _LIMIT_NAME) -> int:
+    """Check a user-supplied message-size limit (an ``int >= 1``) and return it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int number of bytes, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 byte, got {value}")
+    return value
+
+
+def check_received_length(size: int, limit: int) -> None:
+    """Raise :class:`MessageTooLargeError` if a received message of ``size`` bytes is too big."""
+    if size > limit:
+        raise MessageTooLargeError(
+            f"received message of {size} bytes exceeds {_LIMIT_NAME}={limit}",
+            size=size,
+            limit=limit,
+        )
+
+
+def check_send_length(size: int, limit: int) -> None:
+    """Raise :class:`MessageTooLargeError` if a message of ``size`` bytes may not be sent."""
+    if size > limit:
+        raise MessageTooLargeError(
+            f"cannot send message of {size} bytes: exceeds {_LIMIT_NAME}={limit}",
+            size=size,
+            limit=limit,
+        )
+
+
+class SizeLimitedCodec(CodecBase):
+    """A codec wrapper that refuses to encode messages larger than ``max_message_length``.
+
+    Decoding is delegated unchanged (the receive limit is enforced earlier, on the prefix,
+    by :class:`SizeLimitedStream`). The content subtype is the wrapped codec's.
+    """
+
+    def __init__(self, codec: CodecBase, max_message_length: int) -> None:
+        self.codec = codec
+        self.max_message_length = validate_max_message_length(max_message_length)
+
+    @property
+    def __content_subtype__(self) -> str:
+        return self.codec.__content_subtype__
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        """Encode with the wrapped codec, then check the size."""
+        data = self.codec.encode(message, message_type)
+        check_send_length(len(data), self.max_message_length)
+        return data
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        """Decode with the wrapped codec."""
+        return self.codec.decode(data, message_type)
+
+
+class SizeLimitedStream(Stream):
+    """A ``grpclib.protocol.Stream`` that checks each gRPC prefix against a limit.
+
+    gRPC framing alternates prefix (5 bytes) and body; grpclib reads them with two
+    ``recv_data`` calls. This stream remembers which one comes next, decodes the length
+    from every prefix it returns and raises :class:`MessageTooLargeError` when the length
+    exceeds the limit, so the body is never read, buffered or acknowledged (the caller's
+    error handling then resets the stream).
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        h2_connection: H2Connection,
+        transport: asyncio.Transport,
+        *,
+        max_message_length: int,
+        stream_id: int | None = None,
+        wrapper: Wrapper | None = None,
+    ) -> None:
+        super().__init__(connection, h2_connection, transport, stream_id=stream_id, wrapper=wrapper)
+        self.max_message_length = max_message_length
+        self._expect_prefix = True
+
+    async def recv_data(self, size: int) -> bytes:
+        """Read ``size`` bytes; if they are a gRPC prefix, enforce the limit on its length."""
+        if not self._expect_prefix:
+            data = await super().recv_data(size)
+            self._expect_prefix = True
+            return data
+        data = await super().recv_data(size)
+        if size == GRPC_PREFIX_LENGTH and len(data) == GRPC_PREFIX_LENGTH:
+            _compressed, length = _PREFIX.unpack(data)
+            check_received_length(length, self.max_message_length)
+            # An empty body is read by grpclib as recv_data(0), which returns at once.
+            self._expect_prefix = False
+        return data
+
+
+class SizeLimitedConnection(Connection):
+    """A ``grpclib.protocol.Connection`` whose streams enforce ``max_message_length``."""
+
+    def __init__(
+        self,
+        connection: H2Connection,
+        transport: asyncio.Transport,
+        *,
+        config: Configuration,
+        max_message_length: int,
+    ) -> None:
+        super().__init__(connection, transport, config=config)
+        self.max_message_length = validate_max_message_length(max_message_length)
+
+    def create_stream(
+        self,
+        *,
+        stream_id: int | None = None,
+        wrapper: Wrapper | None = None,
+    ) -> Stream:
+        """Create a :class:`SizeLimitedStream` (called by grpclib for each request)."""
+        return SizeLimitedStream(
+            self,
+            self._connection,
+            self._transport,
+            max_message_length=self.max_message_length,
+            stream_id=stream_id,
+            wrapper=wrapper,
+        )
+
+
+_HandlerFunc = Callable[[Any], Coroutine[Any, Any, None]]
+
+
+def _wrap_handler_func(func: _HandlerFunc) -> _HandlerFunc:
+    @functools.wraps(func)
+    async def guarded(stream: Any) -> None:
+        try:
+            await func(stream)
+        except MessageTooLargeError as exc:
+            log.warning("Refused a gRPC message: %s", exc)
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, str(exc)) from exc
+
+    return guarded
+
+
+def resource_exhausted_on_too_large(mapping: dict[str, Handler]) -> dict[str, Handler]:
+    """Return ``mapping`` (a grpclib server's method table) with guarded handler functions.
+
+    A :class:`MessageTooLargeError` escaping a handler becomes
+    ``GRPCError(RESOURCE_EXHAUSTED, <message>)``, so the client gets the gRPC status that
+    grpc-core would send instead of ``UNKNOWN``; handlers can still catch the error.
+    """
+    return {
+        name: handler._replace(func=_wrap_handler_func(handler.func))
+        for name, handler in mapping.items()
+    }

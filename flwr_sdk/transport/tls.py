@@ -1,0 +1,290 @@
+"""TLS helpers shared by the transports.
+
+* :func:`load_root_certificates` turns the user's ``root_certificates`` argument (PEM bytes
+  or a path) into validated PEM bytes.
+* :func:`resolve_insecure` applies Flower's rule for ``insecure=None``.
+* :func:`client_ssl_context` builds the client-side ``ssl.SSLContext`` (gRPC: ALPN ``h2``).
+* :func:`classify_tls_error` turns a failed handshake into a :class:`~flwr_sdk.errors.TLSError`
+  that says which check failed and for which host.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from flwr_sdk.errors import TLSError
+
+__all__ = [
+    "REASON_EXPIRED",
+    "REASON_HANDSHAKE_FAILED",
+    "REASON_HOSTNAME_MISMATCH",
+    "REASON_NOT_TLS",
+    "REASON_NOT_YET_VALID",
+    "REASON_UNKNOWN_CA",
+    "REASON_VERIFICATION_FAILED",
+    "classify_tls_error",
+    "client_ssl_context",
+    "load_root_certificates",
+    "resolve_insecure",
+]
+
+#: ``TLSError.reason`` values produced by :func:`classify_tls_error`.
+REASON_UNKNOWN_CA = "unknown certificate authority"
+REASON_HOSTNAME_MISMATCH = "hostname mismatch"
+REASON_EXPIRED = "certificate expired"
+REASON_NOT_YET_VALID = "certificate not yet valid"
+REASON_VERIFICATION_FAILED = "certificate verification failed"
+REASON_NOT_TLS = "server does not speak TLS"
+REASON_HANDSHAKE_FAILED = "TLS handshake failed"
+
+_PEM_CERT_MARKER = b"-----BEGIN CERTIFICATE-----"
+
+# OpenSSL X509_V_ERR_* codes (stable across OpenSSL 1.1 and 3.x).
+_UNKNOWN_CA_CODES = frozenset(
+    {
+        2,  # UNABLE_TO_GET_ISSUER_CERT
+        18,  # DEPTH_ZERO_SELF_SIGNED_CERT
+        19,  # SELF_SIGNED_CERT_IN_CHAIN
+        20,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        21,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    }
+)
+_HOSTNAME_MISMATCH_CODES = frozenset({62, 63, 64})  # HOSTNAME_, EMAIL_, IP_ADDRESS_MISMATCH
+_EXPIRED_CODE = 10  # CERT_HAS_EXPIRED
+_NOT_YET_VALID_CODE = 9  # CERT_NOT_YET_VALID
+
+# ssl.SSLError.reason values meaning "the bytes we got back are not TLS records".
+_NOT_TLS_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "RECORD_LAYER_FAILURE",
+        "UNEXPECTED_EOF_WHILE_READING",
+        "PACKET_LENGTH_TOO_LONG",
+        "HTTP_REQUEST",
+        "UNKNOWN_PROTOCOL",
+    }
+)
+
+
+def load_root_certificates(
+    root_certificates: bytes | str | os.PathLike[str] | None,
+) -> bytes | None:
+    """Return validated PEM bytes for ``root_certificates``, or ``None``.
+
+    ``bytes`` are taken as PEM content; a ``str`` or ``os.PathLike`` is a path to a PEM
+    file (as in Flower). The content must contain at least one PEM certificate that
+    ``cryptography`` can parse.
+
+    Raises:
+        TypeError: ``root_certificates`` has another type.
+        ValueError: the file does not exist or cannot be read, or the content holds no
+            parseable PEM certificate.
+
+    """
+    if root_certificates is None:
+        return None
+    if isinstance(root_certificates, bytes | bytearray | memoryview):
+        data = bytes(root_certificates)
+        source = "the given bytes"
+    elif isinstance(root_certificates, str | os.PathLike):
+        data, source = _read_certificate_file(root_certificates)
+    else:
+        raise TypeError(
+            "root_certificates must be PEM bytes, a file path (str or os.PathLike) or None, "
+            f"got {type(root_certificates).__name__}"
+        )
+    _validate_pem_certificates(data, source)
+    return data
+
+
+def _read_certificate_file(path_like: str | os.PathLike[str]) -> tuple[bytes, str]:
+    text = os.fspath(path_like)
+    if not isinstance(text, str):  # a PathLike returning bytes
+        raise TypeError("root_certificates path must be a str path, not bytes")
+    if text == "":
+        raise ValueError("root_certificates is an empty path")
+    if text.lstrip().startswith("-----BEGIN"):
+        raise ValueError(
+            "root_certificates is a str, which is read as a file path, but it looks like PEM "
+            "content; pass PEM content as bytes (e.g. pem_text.encode())"
+        )
+    path = Path(text)
+    if not path.exists():
+        raise ValueError(f"root_certificates file {text!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"root_certificates path {text!r} is not a regular file")
+    try:
+        return path.read_bytes(), f"file {text!r}"
+    except OSError as exc:
+        raise ValueError(f"root_certificates file {text!r} cannot be read: {exc}") from exc
+
+
+def _validate_pem_certificates(data: bytes, source: str) -> None:
+    if _PEM_CERT_MARKER not in data:
+        raise ValueError(
+            f"root_certificates: no PEM certificate in {source} (expected a "
+            "'-----BEGIN CERTIFICATE-----' block; convert DER files with "
+            "'openssl x509 -inform der -in cert.der -out cert.pem')"
+        )
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ValueError(
+            f"root_certificates: {source} contains a PEM certificate block that cannot be "
+            f"parsed: {exc}"
+        ) from exc
+    if not certificates:  # pragma: no cover - cryptography raises instead
+        raise ValueError(f"root_certificates: no PEM certificate in {source}")
+
+
+def resolve_insecure(
+    insecure: bool | None,
+    root_certificates: bytes | str | os.PathLike[str] | None,
+) -> bool:
+    """Decide whether a gRPC connection is plaintext (``True``) or TLS (``False``).
+
+    ``insecure=None`` means "insecure unless ``root_certificates`` is given" (Flower's
+    rule). ``insecure=False`` without root certificates uses TLS with the system trust
+    store.
+
+    Raises:
+        TypeError: ``insecure`` is not a bool or None.
+        ValueError: ``insecure=True`` together with ``root_certificates``.
+
+    """
+    if insecure is not None and not isinstance(insecure, bool):
+        raise TypeError(f"insecure must be True, False or None, got {type(insecure).__name__}")
+    if insecure is None:
+        return root_certificates is None
+    if insecure and root_certificates is not None:
+        raise ValueError(
+            "insecure=True conflicts with root_certificates: a plaintext connection does not "
+            "use certificates; drop root_certificates, or set insecure=False (or None) for TLS"
+        )
+    return insecure
+
+
+def client_ssl_context(root_pem: bytes | None, *, alpn: Sequence[str]) -> ssl.SSLContext:
+    """Build a client ``ssl.SSLContext`` that verifies the server.
+
+    Args:
+        root_pem: PEM CA certificates to trust (from :func:`load_root_certificates`); with
+            ``None`` the system trust store is used.
+        alpn: protocols to offer via ALPN: ``["h2"]`` for gRPC, ``["http/1.1"]`` or ``[]``
+            for httpx.
+
+    Certificate and hostname verification are on; the minimum version is TLS 1.2.
+
+    """
+    if isinstance(alpn, str) or not all(isinstance(p, str) and p for p in alpn):
+        raise TypeError("alpn must be a sequence of non-empty protocol names, e.g. ['h2']")
+    if root_pem is None:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    else:
+        try:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH, cadata=root_pem.decode("ascii")
+            )
+        except (UnicodeDecodeError, ssl.SSLError) as exc:
+            raise ValueError(f"root_certificates: cannot load the PEM certificates: {exc}") from exc
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from / while handling, breadth first."""
+    seen: list[BaseException] = []
+    queue: list[BaseException] = [exc]
+    while queue and len(seen) < 16:
+        current = queue.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                queue.append(linked)
+    return seen
+
+
+def classify_tls_error(
+    exc: BaseException, *, host: str, during_handshake: bool = False
+) -> TLSError | None:
+    """Translate a TLS failure into a :class:`~flwr_sdk.errors.TLSError`, else ``None``.
+
+    ``exc`` may be the ssl error itself or an exception raised from it (e.g.
+    ``httpx.ConnectError``); its ``__cause__``/``__context__`` chain is searched.
+
+    Reasons: ``"unknown certificate authority"`` (self-signed or untrusted issuer),
+    ``"hostname mismatch"``, ``"certificate expired"``, ``"certificate not yet valid"``,
+    ``"certificate verification failed"`` (other verification errors),
+    ``"server does not speak TLS"`` (the reply was not a TLS record) and
+    ``"TLS handshake failed"`` (any other ``ssl.SSLError``).
+
+    With ``during_handshake=True`` the caller asserts that ``exc`` was raised while opening
+    a TLS connection; then a connection reset or EOF (asyncio reports a peer that closes
+    during the handshake as ``ConnectionResetError``) also counts as "server does not
+    speak TLS", since a TLS server would answer with an alert instead.
+    """
+    chain = _causes(exc)
+    for err in chain:
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return _classify_verification(err, host)
+    for err in chain:
+        if isinstance(err, ssl.SSLError):
+            reason = getattr(err, "reason", None)
+            if reason in _NOT_TLS_REASONS:
+                return _not_tls(host, f"{err}")
+            return TLSError(
+                f"TLS handshake with {host} failed: {err}", reason=REASON_HANDSHAKE_FAILED
+            )
+    if during_handshake:
+        for err in chain:
+            if isinstance(err, ConnectionResetError | EOFError | ConnectionAbortedError):
+                return _not_tls(host, f"the server closed the connection ({err!r})")
+    return None
+
+
+def _not_tls(host: str, detail: str) -> TLSError:
+    return TLSError(
+        f"TLS handshake with {host} failed: the server does not speak TLS ({detail}). Is it "
+        "running without TLS? Then connect with insecure=True (or an http:// address for REST).",
+        reason=REASON_NOT_TLS,
+    )
+
+
+def _classify_verification(err: ssl.SSLCertVerificationError, host: str) -> TLSError:
+    code = getattr(err, "verify_code", None)
+    detail = getattr(err, "verify_message", None) or str(err)
+    if code in _UNKNOWN_CA_CODES:
+        return TLSError(
+            f"TLS certificate of {host} is not trusted: it was not issued by a certificate "
+            f"authority in root_certificates (or the system trust store), or it is "
+            f"self-signed ({detail}). Pass the server's CA certificate as root_certificates.",
+            reason=REASON_UNKNOWN_CA,
+        )
+    if code in _HOSTNAME_MISMATCH_CODES:
+        return TLSError(
+            f"TLS certificate does not match the host {host!r} ({detail}). Connect using a "
+            "name or IP address listed in the certificate's subjectAltName.",
+            reason=REASON_HOSTNAME_MISMATCH,
+        )
+    if code == _EXPIRED_CODE:
+        return TLSError(f"TLS certificate of {host} has expired ({detail}).", reason=REASON_EXPIRED)
+    if code == _NOT_YET_VALID_CODE:
+        return TLSError(
+            f"TLS certificate of {host} is not valid yet ({detail}); check the clocks.",
+            reason=REASON_NOT_YET_VALID,
+        )
+    return TLSError(
+        f"TLS certificate of {host} failed verification ({detail}).",
+        reason=REASON_VERIFICATION_FAILED,
+    )
