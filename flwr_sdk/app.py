@@ -46,8 +46,7 @@ async def start_client_async(
     root_certificates: bytes | str | None = None,
     insecure: bool | None = None,
     transport: str | None = None,
-    authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey]
-    | None = None,
+    authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey] | None = None,
     max_retries: int | None = None,
     max_wait_time: float | None = None,
 ) -> None:
@@ -110,8 +109,7 @@ def start_client(
     root_certificates: bytes | str | None = None,
     insecure: bool | None = None,
     transport: str | None = None,
-    authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey]
-    | None = None,
+    authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey] | None = None,
     max_retries: int | None = None,
     max_wait_time: float | None = None,
 ) -> None:
@@ -153,6 +151,7 @@ def start_client(
 
     Ctrl+C (SIGINT) or SIGTERM stops the node cleanly: the connection is closed (and
     the node unregistered on the Fleet API transports) and ``start_client`` returns.
+
     """
     config = validate(
         server_address=server_address,

@@ -8,7 +8,9 @@ import sys
 
 def _codegen(argv: list[str]) -> int:
     try:
-        from flwr_sdk_codegen.__main__ import main as codegen_main  # installed wheel
+        from flwr_sdk_codegen.__main__ import (  # type: ignore[import-untyped]  # wheel
+            main as codegen_main,
+        )
     except ImportError:
         try:
             from codegen.__main__ import main as codegen_main  # source checkout
@@ -18,7 +20,8 @@ def _codegen(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
-    return codegen_main(argv)
+    result: int = codegen_main(argv)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

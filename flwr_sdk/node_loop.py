@@ -31,7 +31,7 @@ CLOSE_TIMEOUT = 10.0
 """Seconds a connection gets to leave the server cleanly (e.g. DeleteNode)."""
 
 
-class _InstructionFailed(Exception):
+class _InstructionFailedError(Exception):
     """User code failed on a transport that cannot carry an error reply."""
 
 
@@ -56,7 +56,7 @@ async def run_in_daemon_thread(fn: Callable[[], T]) -> T:
     def work() -> None:
         try:
             result = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+        except BaseException as exc:
             loop.call_soon_threadsafe(deliver, False, exc)
         else:
             loop.call_soon_threadsafe(deliver, True, result)
@@ -81,6 +81,7 @@ class NodeLoop:
                 ``max_retries`` / ``max_wait_time``.
             flwr_sdk.errors.TransportError: a failure that is not worth retrying
                 (TLS, authentication, message size, protocol).
+
         """
         address = self._config.settings.server_address
         kind = self._connector.name
@@ -96,7 +97,7 @@ class NodeLoop:
                 outcome = await self._serve(connection)
             except ServerUnavailableError as exc:
                 log.warning("Lost the connection to %s: %s; reconnecting", address, exc)
-            except _InstructionFailed:
+            except _InstructionFailedError:
                 log.warning("Dropped the stream after a failed instruction; reconnecting")
             else:
                 wait = outcome.seconds if outcome.seconds else None
@@ -128,7 +129,7 @@ class NodeLoop:
                 node_id=connection.node_id,
                 node_config={},
                 state=RecordSet(),
-                run_config=dict(info.run_config),
+                run_config={k: v for k, v in info.run_config.items() if not isinstance(v, bytes)},
                 run_id=run_id,
             )
             self._contexts[run_id] = context
@@ -150,7 +151,7 @@ class NodeLoop:
                 exc_info=exc,
             )
             if not connection.supports_error_replies:
-                raise _InstructionFailed from exc
+                raise _InstructionFailedError from exc
             return error_reply_for(message, exc)
 
 
@@ -164,5 +165,5 @@ async def _close_quietly(connection: Connection) -> None:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(closing, timeout=CLOSE_TIMEOUT)
         raise
-    except Exception as exc:  # noqa: BLE001 - closing must never mask the real outcome
+    except Exception as exc:
         log.debug("Closing the connection failed: %s", exc)

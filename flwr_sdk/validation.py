@@ -92,8 +92,7 @@ def _check_keys(
         return None
     if not isinstance(keys, tuple) or len(keys) != 2:
         raise TypeError(
-            "authentication_keys must be a (private_key, public_key) tuple of "
-            "cryptography EC keys"
+            "authentication_keys must be a (private_key, public_key) tuple of cryptography EC keys"
         )
     private, public = keys
     if not isinstance(private, ec.EllipticCurvePrivateKey):
@@ -103,8 +102,7 @@ def _check_keys(
         )
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise TypeError(
-            "authentication_keys[1] must be an EllipticCurvePublicKey, "
-            f"got {type(public).__name__}"
+            f"authentication_keys[1] must be an EllipticCurvePublicKey, got {type(public).__name__}"
         )
     spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     if private.public_key().public_bytes(*spki) != public.public_bytes(*spki):
@@ -124,11 +122,12 @@ def _check_rest_security(
     if target.scheme == "http":
         if root_pem is not None:
             raise ValueError(
-                "root_certificates were given but server_address uses http://; "
-                "use https:// for TLS"
+                "root_certificates were given but server_address uses http://; use https:// for TLS"
             )
         if insecure is False:
-            raise ValueError("insecure=False needs an https:// server_address on the rest transport")
+            raise ValueError(
+                "insecure=False needs an https:// server_address on the rest transport"
+            )
         return True
     if insecure is True:
         raise ValueError("insecure=True contradicts an https:// server_address")

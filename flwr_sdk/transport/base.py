@@ -79,8 +79,11 @@ class Connection(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Leave the server (unregister the node where the protocol has one) and free
-        every channel. Safe to call more than once; never raises for network errors."""
+        """Leave the server and free every channel.
+
+        Unregisters the node where the protocol has one. Safe to call more than once;
+        never raises for network errors.
+        """
 
 
 class Connector(abc.ABC):

@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 from flwr_sdk_proto.v1_12 import fleet_api
-from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.errors import ProtocolError, ServerUnavailableError
 from flwr_sdk.message import Message
@@ -57,10 +56,15 @@ class GrpcBidiConnection(Connection):
             await self._stream.send_request()
         except Exception as exc:
             await self.close()
-            raise self._error(exc, "Join") from exc
+            raise self._error(exc, "Join", connecting=True) from exc
 
-    def _error(self, exc: BaseException, what: str) -> Exception:
-        return map_grpc_error(exc, host=self._factory.target.host, what=what)
+    def _error(self, exc: BaseException, what: str, *, connecting: bool = False) -> Exception:
+        return map_grpc_error(
+            exc,
+            host=self._factory.target.host,
+            what=what,
+            tls_handshake=connecting and self._factory.uses_tls,
+        )
 
     async def receive(self) -> Message | Reconnect | None:
         """Wait for the next ``ServerMessage``."""
@@ -78,7 +82,7 @@ class GrpcBidiConnection(Connection):
     async def _say_goodbye(self) -> None:
         try:
             await self._stream.send_message(v1_12.disconnect_res(), end=True)
-        except Exception as exc:  # noqa: BLE001 - the server may already be gone
+        except Exception as exc:
             log.debug("Could not send DisconnectRes: %s", exc)
 
     async def send(self, reply: Message) -> None:

@@ -28,6 +28,11 @@ class GrpcChannelFactory:
             else client_ssl_context(settings.root_certificates, alpn=["h2"])
         )
 
+    @property
+    def uses_tls(self) -> bool:
+        """Whether channels from this factory use TLS."""
+        return self._ssl is not None
+
     def create(self) -> Channel:
         """A new channel (it connects lazily, on the first request)."""
         return TunedChannel(

@@ -27,11 +27,17 @@ UNAVAILABLE_STATUSES = frozenset({Status.UNAVAILABLE})
 AUTH_STATUSES = frozenset({Status.UNAUTHENTICATED, Status.PERMISSION_DENIED})
 
 
-def map_grpc_error(exc: BaseException, *, host: str, what: str) -> FlwrSdkError:
-    """The flwr-sdk error for a failure of ``what`` (e.g. "PullTaskIns") against ``host``."""
+def map_grpc_error(
+    exc: BaseException, *, host: str, what: str, tls_handshake: bool = False
+) -> FlwrSdkError:
+    """The flwr-sdk error for a failure of ``what`` (e.g. "PullTaskIns") against ``host``.
+
+    ``tls_handshake`` says the failure happened while a TLS connection was being set up,
+    where a connection reset means the peer does not speak TLS.
+    """
     if isinstance(exc, FlwrSdkError):
         return exc
-    tls = classify_tls_error(exc, host=host)
+    tls = classify_tls_error(exc, host=host, during_handshake=tls_handshake)
     if tls is not None:
         return tls
     if isinstance(exc, GRPCError):

@@ -1,2 +1,5 @@
-"""Conversions between generated wire classes and the SDK's data model, one module per
-Flower wire line. Every wire quirk of a line lives in its module and nowhere else."""
+"""Conversions between generated wire classes and the SDK's data model.
+
+One module per Flower wire line; every wire quirk of a line lives in its module and
+nowhere else.
+"""

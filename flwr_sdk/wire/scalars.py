@@ -1,7 +1,7 @@
 """``flwr.proto.Scalar`` ⇄ Python values (identical in every Flower line).
 
 A Scalar is a oneof; Python ``bool`` is checked before ``int`` (bool is an int subclass),
-and integers above 2^63 − 1 travel in the ``uint64`` member, others in zig-zag ``sint64``.
+and integers above 2^63 - 1 travel in the ``uint64`` member, others in zig-zag ``sint64``.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def scalar_value(message: betterproto2.Message, *, key: str) -> Scalar:
     member, value = betterproto2.which_one_of(message, "scalar")
     if not member:
         raise ValueError(f"value of {key!r} is an empty Scalar")
-    result: Scalar = value
-    return result
+    if not isinstance(value, (bool, bytes, float, int, str)):
+        raise ValueError(f"value of {key!r} has an unexpected type {type(value).__name__}")
+    return value
 
 
 def config_to_wire(config: Mapping[str, Scalar], scalar_type: type[Any]) -> dict[str, Any]:

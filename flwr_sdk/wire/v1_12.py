@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import betterproto2
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.client import legacy_records as lr
 from flwr_sdk.client.legacy_types import (
-    Code,
     EvaluateIns,
     FitIns,
     GetParametersIns,
@@ -31,7 +31,7 @@ from flwr_sdk.client.legacy_types import (
     Status,
 )
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.message import Message, Metadata, MessageType
+from flwr_sdk.message import Message, MessageType, Metadata
 from flwr_sdk.transport.base import Reconnect
 from flwr_sdk.wire.scalars import config_from_wire, config_to_wire
 
@@ -77,7 +77,8 @@ def _bidi_metadata(message_type: str) -> Metadata:
 
 def server_message_to_instruction(server_message: pb.ServerMessage) -> Message | Reconnect:
     """Turn a grpc-bidi ``ServerMessage`` into a Message (or a reconnect request)."""
-    member, body = betterproto2.which_one_of(server_message, "msg")
+    member, found = betterproto2.which_one_of(server_message, "msg")
+    body: Any = found
     if member == "reconnect_ins":
         seconds = body.seconds
         return Reconnect(seconds=float(seconds) if seconds > 0 else None)
@@ -94,14 +95,10 @@ def server_message_to_instruction(server_message: pb.ServerMessage) -> Message |
         )
         kind = MessageType.EVALUATE
     elif member == "get_parameters_ins":
-        content = lr.getparametersins_to_recordset(
-            GetParametersIns(config_from_wire(body.config))
-        )
+        content = lr.getparametersins_to_recordset(GetParametersIns(config_from_wire(body.config)))
         kind = MessageType.GET_PARAMETERS
     elif member == "get_properties_ins":
-        content = lr.getpropertiesins_to_recordset(
-            GetPropertiesIns(config_from_wire(body.config))
-        )
+        content = lr.getpropertiesins_to_recordset(GetPropertiesIns(config_from_wire(body.config)))
         kind = MessageType.GET_PROPERTIES
     else:
         raise ProtocolError("the server sent a ServerMessage with no instruction set")
@@ -152,13 +149,14 @@ def reply_to_client_message(reply: Message) -> pb.ClientMessage:
 
 def disconnect_res() -> pb.ClientMessage:
     """The answer to ``ReconnectIns`` (Flower sends reason RECONNECT)."""
-    return pb.ClientMessage(disconnect_res=pb.ClientMessageDisconnectRes(reason=pb.Reason.RECONNECT))
+    return pb.ClientMessage(
+        disconnect_res=pb.ClientMessageDisconnectRes(reason=pb.Reason.RECONNECT)
+    )
 
 
 __all__ = [
     "BIDI_NODE_ID",
     "BIDI_TTL",
-    "Code",
     "disconnect_res",
     "parameters_from_wire",
     "parameters_to_wire",

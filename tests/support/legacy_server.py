@@ -41,13 +41,15 @@ def main() -> None:
             report["fit"][str(server_round)] = {
                 "results": len(results),
                 "failures": len(failures),
-                "failure_types": [type(f).__name__ if isinstance(f, BaseException) else "result"
-                                  for f in failures],
+                "failure_types": [
+                    type(f).__name__ if isinstance(f, BaseException) else "result" for f in failures
+                ],
                 "num_examples": sorted(r.num_examples for _, r in results),
                 "client_metrics": sorted(
                     (json.dumps(dict(r.metrics), sort_keys=True) for _, r in results)
                 ),
-                "parameters": None if params is None
+                "parameters": None
+                if params is None
                 else [a.tolist() for a in parameters_to_ndarrays(params)],
             }
             flush()
