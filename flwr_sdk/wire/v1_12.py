@@ -1,5 +1,18 @@
 """The Flower 1.12 wire line: what goes on the wire, and every quirk of it.
 
+Fleet API (grpc-rere and REST; ``PullTaskIns`` / ``PushTaskRes``):
+
+* work arrives as ``TaskIns`` and leaves as ``TaskRes``; the server side ("driver") is
+  ``Node{node_id: 0, anonymous: true}`` and a client ``Node{node_id: id, anonymous:
+  false}``; node and run ids are uint64 and routinely >= 2^63;
+* a client uses the first pulled TaskIns only if it is addressed to its own node id and
+  carries a record set (an error-only TaskIns counts as "no work");
+* the TaskRes has ``task_id=""``, the instruction's group and run, the node as producer,
+  the anonymous driver as consumer, ``ancestry=[instruction task_id]``, the same
+  ``task_type``, ``created_at`` = now and ``ttl`` = instruction ttl minus the time
+  elapsed since the instruction was created, and exactly one of recordset / error;
+* ``delivered_at`` and ``pushed_at`` are stamped by the SuperLink; clients ignore them.
+
 grpc-bidi (``FlowerService.Join``; ``transport.proto`` is identical from 1.12 to 1.42):
 
 * the server speaks first; the client answers each ``ServerMessage`` with exactly one
@@ -23,17 +36,170 @@ from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.client import legacy_records as lr
 from flwr_sdk.client.legacy_types import (
+    Code,
     EvaluateIns,
+    EvaluateRes,
     FitIns,
+    FitRes,
     GetParametersIns,
+    GetParametersRes,
     GetPropertiesIns,
+    GetPropertiesRes,
     Parameters,
     Status,
 )
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.message import Message, MessageType, Metadata
-from flwr_sdk.transport.base import Reconnect
+from flwr_sdk.message import Error, Message, MessageType, Metadata
+from flwr_sdk.transport.base import Reconnect, RunInfo
+from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 from flwr_sdk.wire.scalars import config_from_wire, config_to_wire
+
+DRIVER_NODE_ID = 0
+"""In 1.12 the server side of the Fleet API is the anonymous node 0."""
+
+
+# ----------------------------------------------------------------------------------------
+# Fleet API (grpc-rere, REST): TaskIns / TaskRes
+
+
+def node(node_id: int) -> pb.Node:
+    """The ``Node`` of a client, as every Fleet request carries it."""
+    return pb.Node(node_id=node_id, anonymous=False)
+
+
+def driver_node() -> pb.Node:
+    """The server side ("driver") of the Fleet API in 1.12."""
+    return pb.Node(node_id=DRIVER_NODE_ID, anonymous=True)
+
+
+def accept_task_ins(task_ins: pb.TaskIns, own_node_id: int) -> bool:
+    """Whether a pulled TaskIns is work for this node (Flower's client-side rule)."""
+    task = task_ins.task
+    return (
+        task is not None
+        and task.consumer is not None
+        and task.consumer.node_id == own_node_id
+        and task.recordset is not None
+    )
+
+
+def _error_from_wire(error: pb.Error) -> Error:
+    return Error(code=error.code, reason=error.reason)
+
+
+def task_ins_to_message(task_ins: pb.TaskIns) -> Message:
+    """A TaskIns as the Message the client code sees."""
+    task = task_ins.task
+    if task is None:
+        raise ProtocolError("TaskIns without a task")
+    producer = task.producer.node_id if task.producer is not None else DRIVER_NODE_ID
+    consumer = task.consumer.node_id if task.consumer is not None else 0
+    metadata = Metadata(
+        run_id=task_ins.run_id,
+        message_id=task_ins.task_id,
+        src_node_id=producer,
+        dst_node_id=consumer,
+        reply_to_message=task.ancestry[0] if task.ancestry else "",
+        group_id=task_ins.group_id,
+        ttl=task.ttl,
+        message_type=task.task_type,
+        created_at=task.created_at,
+    )
+    if task.recordset is not None:
+        return Message(metadata, content=recordset_from_wire(task.recordset))
+    if task.error is not None:
+        return Message(metadata, error=_error_from_wire(task.error))
+    raise ProtocolError(f"TaskIns {task_ins.task_id!r} carries neither a record set nor an error")
+
+
+def _task_body(message: Message) -> dict[str, Any]:
+    if message.has_content():
+        return {"recordset": recordset_to_wire(message.content, pb)}
+    return {"error": pb.Error(code=message.error.code, reason=message.error.reason)}
+
+
+def message_to_task_res(reply: Message) -> pb.TaskRes:
+    """The TaskRes that carries ``reply`` (built with ``Message.create_reply``)."""
+    md = reply.metadata
+    if not md.reply_to_message:
+        raise ProtocolError("a TaskRes must name the TaskIns it answers (reply_to_message)")
+    return pb.TaskRes(
+        task_id="",
+        group_id=md.group_id,
+        run_id=md.run_id,
+        task=pb.Task(
+            producer=node(md.src_node_id),
+            consumer=driver_node(),
+            created_at=md.created_at,
+            ttl=md.ttl,
+            ancestry=[md.reply_to_message],
+            task_type=md.message_type,
+            **_task_body(reply),
+        ),
+    )
+
+
+def message_to_task_ins(message: Message) -> pb.TaskIns:
+    """The TaskIns a server sends for ``message`` (server side; ``task_id`` as given)."""
+    md = message.metadata
+    return pb.TaskIns(
+        task_id=md.message_id,
+        group_id=md.group_id,
+        run_id=md.run_id,
+        task=pb.Task(
+            producer=driver_node(),
+            consumer=node(md.dst_node_id),
+            created_at=md.created_at,
+            ttl=md.ttl,
+            ancestry=[md.reply_to_message] if md.reply_to_message else [],
+            task_type=md.message_type,
+            **_task_body(message),
+        ),
+    )
+
+
+def task_res_to_message(task_res: pb.TaskRes, message_id: str = "") -> Message:
+    """A pushed TaskRes as a reply Message (server side)."""
+    task = task_res.task
+    if task is None or task.producer is None:
+        raise ProtocolError("TaskRes without a task or producer")
+    if not task.ancestry:
+        raise ProtocolError("TaskRes without ancestry")
+    if (task.recordset is None) == (task.error is None):
+        raise ProtocolError("a TaskRes must carry exactly one of recordset and error")
+    metadata = Metadata(
+        run_id=task_res.run_id,
+        message_id=message_id,
+        src_node_id=task.producer.node_id,
+        dst_node_id=DRIVER_NODE_ID,
+        reply_to_message=task.ancestry[0],
+        group_id=task_res.group_id,
+        ttl=task.ttl,
+        message_type=task.task_type,
+        created_at=task.created_at,
+    )
+    if task.recordset is not None:
+        return Message(metadata, content=recordset_from_wire(task.recordset))
+    assert task.error is not None
+    return Message(metadata, error=_error_from_wire(task.error))
+
+
+def run_from_wire(response: pb.GetRunResponse, run_id: int) -> RunInfo:
+    """What ``GetRun`` says about a run (an empty response means "unknown run")."""
+    run = response.run
+    if run is None:
+        return RunInfo(run_id=run_id)
+    return RunInfo(
+        run_id=run.run_id or run_id,
+        run_config=config_from_wire(run.override_config),
+        fab_id=run.fab_id,
+        fab_version=run.fab_version,
+        fab_hash=run.fab_hash,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# grpc-bidi
 
 BIDI_TTL = 3600.0
 """TTL Flower gives the internal messages it builds from grpc-bidi instructions."""
@@ -147,19 +313,109 @@ def reply_to_client_message(reply: Message) -> pb.ClientMessage:
     raise ProtocolError(f"grpc-bidi cannot carry a reply of message type {kind!r}")
 
 
+def instruction_to_server_message(message: Message) -> pb.ServerMessage:
+    """The ``ServerMessage`` that carries an instruction (server side)."""
+    kind = message.metadata.message_type
+    content = message.content
+    if kind == MessageType.TRAIN:
+        fit = lr.recordset_to_fitins(content, keep_input=True)
+        return pb.ServerMessage(
+            fit_ins=pb.ServerMessageFitIns(
+                parameters=parameters_to_wire(fit.parameters),
+                config=config_to_wire(fit.config, pb.Scalar),
+            )
+        )
+    if kind == MessageType.EVALUATE:
+        ev = lr.recordset_to_evaluateins(content, keep_input=True)
+        return pb.ServerMessage(
+            evaluate_ins=pb.ServerMessageEvaluateIns(
+                parameters=parameters_to_wire(ev.parameters),
+                config=config_to_wire(ev.config, pb.Scalar),
+            )
+        )
+    if kind == MessageType.GET_PARAMETERS:
+        gp = lr.recordset_to_getparametersins(content)
+        return pb.ServerMessage(
+            get_parameters_ins=pb.ServerMessageGetParametersIns(
+                config=config_to_wire(gp.config, pb.Scalar)
+            )
+        )
+    if kind == MessageType.GET_PROPERTIES:
+        props = lr.recordset_to_getpropertiesins(content)
+        return pb.ServerMessage(
+            get_properties_ins=pb.ServerMessageGetPropertiesIns(
+                config=config_to_wire(props.config, pb.Scalar)
+            )
+        )
+    raise ProtocolError(f"grpc-bidi cannot carry an instruction of message type {kind!r}")
+
+
+def reconnect_ins(seconds: int | None) -> pb.ServerMessage:
+    """Tell a grpc-bidi client to leave (and come back after ``seconds``, if given)."""
+    return pb.ServerMessage(reconnect_ins=pb.ServerMessageReconnectIns(seconds=seconds or 0))
+
+
+def _status_from_wire(status: pb.Status | None) -> Status:
+    if status is None:
+        return Status(code=Code.OK, message="")
+    return Status(code=Code(int(status.code)), message=status.message)
+
+
+def client_message_to_reply(client_message: pb.ClientMessage, instruction: Message) -> Message:
+    """A grpc-bidi answer as the reply to ``instruction`` (server side).
+
+    Raises ProtocolError when the answer does not match the instruction's type.
+    """
+    member, found = betterproto2.which_one_of(client_message, "msg")
+    body: Any = found
+    kind = instruction.metadata.message_type
+    expected = {
+        MessageType.TRAIN: "fit_res",
+        MessageType.EVALUATE: "evaluate_res",
+        MessageType.GET_PARAMETERS: "get_parameters_res",
+        MessageType.GET_PROPERTIES: "get_properties_res",
+    }.get(kind)
+    if member != expected:
+        raise ProtocolError(f"expected {expected} for a {kind!r} instruction, got {member!r}")
+    if member == "fit_res":
+        content = lr.fitres_to_recordset(
+            FitRes(
+                status=_status_from_wire(body.status),
+                parameters=parameters_from_wire(body.parameters),
+                num_examples=body.num_examples,
+                metrics=config_from_wire(body.metrics),
+            ),
+            keep_input=True,
+        )
+    elif member == "evaluate_res":
+        content = lr.evaluateres_to_recordset(
+            EvaluateRes(
+                status=_status_from_wire(body.status),
+                loss=body.loss,
+                num_examples=body.num_examples,
+                metrics=config_from_wire(body.metrics),
+            )
+        )
+    elif member == "get_parameters_res":
+        content = lr.getparametersres_to_recordset(
+            GetParametersRes(
+                status=_status_from_wire(body.status),
+                parameters=parameters_from_wire(body.parameters),
+            ),
+            keep_input=True,
+        )
+    else:
+        content = lr.getpropertiesres_to_recordset(
+            GetPropertiesRes(
+                status=_status_from_wire(body.status),
+                properties=config_from_wire(body.properties),
+            )
+        )
+    return instruction.create_reply(content)
+
+
 def disconnect_res() -> pb.ClientMessage:
     """The answer to ``ReconnectIns`` (Flower sends reason RECONNECT)."""
     return pb.ClientMessage(
         disconnect_res=pb.ClientMessageDisconnectRes(reason=pb.Reason.RECONNECT)
     )
-
-
-__all__ = [
-    "BIDI_NODE_ID",
-    "BIDI_TTL",
-    "disconnect_res",
-    "parameters_from_wire",
-    "parameters_to_wire",
-    "reply_to_client_message",
-    "server_message_to_instruction",
-]

@@ -1,0 +1,94 @@
+"""Node authentication of the Flower 1.12 Fleet API (grpc-rere), both sides.
+
+The scheme, in short:
+
+* every Fleet call carries ``public-key`` = base64url of the node's PEM
+  SubjectPublicKeyInfo (with ``=`` padding);
+* ``CreateNode``'s response carries the SuperLink's ``public-key`` in its initial
+  metadata; both sides derive a shared key: ECDH (node private key, peer public key) →
+  HKDF-SHA256 (32 bytes, no salt, no info) → base64url text, whose ASCII bytes are the
+  HMAC key;
+* every call but ``CreateNode`` also carries ``auth-token`` = base64url of
+  HMAC-SHA256(key, deterministic serialization of the request), where deterministic means
+  map entries sorted by key at every level. Nothing else (method, time) is covered.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+from typing import Any, TypeVar
+
+import betterproto2
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+PUBLIC_KEY_HEADER = "public-key"
+AUTH_TOKEN_HEADER = "auth-token"
+
+M = TypeVar("M", bound=betterproto2.Message)
+
+
+def public_key_to_header(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The ``public-key`` header value for a key."""
+    pem = public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.urlsafe_b64encode(pem).decode("ascii")
+
+
+def public_key_from_header(value: str | bytes) -> ec.EllipticCurvePublicKey:
+    """Load the EC public key a ``public-key`` header carries; ValueError if invalid."""
+    raw = value.encode("ascii") if isinstance(value, str) else value
+    try:
+        pem = base64.urlsafe_b64decode(raw)
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid public-key header: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("the public-key header does not hold an EC public key")
+    return key
+
+
+def shared_hmac_key(
+    private_key: ec.EllipticCurvePrivateKey, peer_public_key: ec.EllipticCurvePublicKey
+) -> bytes:
+    """The HMAC key both sides derive: base64url(HKDF-SHA256(ECDH secret)) as ASCII."""
+    secret = private_key.exchange(ec.ECDH(), peer_public_key)
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=None).derive(secret)
+    return base64.urlsafe_b64encode(derived)
+
+
+def _sorted_maps(value: Any) -> Any:
+    if isinstance(value, betterproto2.Message):
+        return _with_sorted_maps(value)
+    if isinstance(value, dict):
+        return {k: _sorted_maps(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_maps(v) for v in value]
+    return value
+
+
+def _with_sorted_maps(message: M) -> M:
+    changes = {f.name: _sorted_maps(getattr(message, f.name)) for f in dataclasses.fields(message)}
+    return dataclasses.replace(message, **changes)
+
+
+def deterministic_bytes(message: betterproto2.Message) -> bytes:
+    """Serialize with map entries sorted by key (protobuf's deterministic mode)."""
+    return bytes(_with_sorted_maps(message))
+
+
+def auth_token(hmac_key: bytes, request: betterproto2.Message | bytes) -> str:
+    """The ``auth-token`` header value for a request (or its deterministic bytes)."""
+    body = request if isinstance(request, bytes) else deterministic_bytes(request)
+    digest = hmac.new(hmac_key, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def verify_token(hmac_key: bytes, request: betterproto2.Message | bytes, token: str) -> bool:
+    """Whether ``token`` is the right ``auth-token`` for ``request`` (constant time)."""
+    return hmac.compare_digest(auth_token(hmac_key, request), token)
