@@ -73,8 +73,11 @@ def _sorted_maps(value: Any) -> Any:
 
 
 def _with_sorted_maps(message: M) -> M:
-    changes = {f.name: _sorted_maps(getattr(message, f.name)) for f in dataclasses.fields(message)}
-    return dataclasses.replace(message, **changes)
+    # betterproto2 messages are dataclasses.
+    instance: Any = message
+    changes = {f.name: _sorted_maps(getattr(message, f.name)) for f in dataclasses.fields(instance)}
+    copy: M = dataclasses.replace(instance, **changes)
+    return copy
 
 
 def deterministic_bytes(message: betterproto2.Message) -> bytes:
