@@ -111,3 +111,33 @@ def test_example_client_runs_unchanged(flwr_1_12: FlowerEnv, tmp_path: Path) -> 
             assert proc.wait(timeout=30) == 0, proc.output()
         assert REPO.exists()
     assert_fedavg_rounds(read_report(report), ROUNDS)
+
+
+def test_client_fn_gets_one_context_whose_state_persists(
+    flwr_1_12: FlowerEnv, tmp_path: Path
+) -> None:
+    """client_fn runs per instruction; the node's Context (and its state) is the same."""
+    import json
+
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    with processes() as procs:
+        server, report = start_legacy_server(flwr_1_12, tmp_path, address, rounds=ROUNDS)
+        procs.append(server)
+        wait_for_port("127.0.0.1", port)
+        clients = [start_sdk_client(tmp_path, address, i, "--stateful") for i in range(2)]
+        procs.extend(clients)
+        assert server.wait(timeout=180) == 0, server.output()
+        for client in clients:
+            assert client.wait(timeout=30) == 0, client.output()
+    result = read_report(report)
+    assert_fedavg_rounds(result, ROUNDS)
+    for index in range(2):
+        seen = []
+        for rnd in range(1, ROUNDS + 1):
+            metrics = [json.loads(m) for m in result["fit"][str(rnd)]["client_metrics"]]
+            (mine,) = [m for m in metrics if m["client_index"] == index]
+            seen.append(mine)
+        # Each round runs fit and evaluate: client_fn ran twice per round for this node.
+        assert [m["state_calls"] for m in seen] == [1, 3, 5], seen
+        assert len({m["context_id"] for m in seen}) == 1, seen

@@ -38,6 +38,33 @@ class FaultyShiftClient(ShiftClient):
         return super().fit(parameters, config)
 
 
+class StatefulShiftClient(ShiftClient):
+    """ShiftClient that reports how often client_fn ran for its Context and whether the
+    Context object was the same every time (state kept in ``context.state``)."""
+
+    def __init__(self, index: int, context: flwr_sdk.Context) -> None:
+        super().__init__(index)
+        self.context = context
+
+    def fit(self, parameters, config):  # type: ignore[no-untyped-def]
+        shifted, n, metrics = super().fit(parameters, config)
+        record = self.context.state.configs_records["calls"]
+        metrics["state_calls"] = int(record["n"])
+        metrics["context_id"] = str(id(self.context))
+        return shifted, n, metrics
+
+
+def stateful_client_fn(index: int):  # type: ignore[no-untyped-def]
+    def client_fn(context: flwr_sdk.Context) -> flwr_sdk.Client:
+        records = context.state.configs_records
+        if "calls" not in records:
+            records["calls"] = flwr_sdk.ConfigsRecord({"n": 0})
+        records["calls"]["n"] = int(records["calls"]["n"]) + 1
+        return StatefulShiftClient(index, context).to_client()
+
+    return client_fn
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--address", required=True)
@@ -50,6 +77,7 @@ def main() -> int:
     parser.add_argument("--max-wait-time", type=float, default=None)
     parser.add_argument("--max-message-length", type=int, default=536_870_912)
     parser.add_argument("--fail-fit-round", type=int, action="append", default=[])
+    parser.add_argument("--stateful", action="store_true", help="use a client_fn with state")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -64,9 +92,14 @@ def main() -> int:
     # One client instance across rounds: fit failures are injected once per round.
     started = time.monotonic()
     try:
+        chosen = (
+            {"client_fn": stateful_client_fn(args.index)}
+            if args.stateful
+            else {"client": client.to_client()}
+        )
         flwr_sdk.start_client(
             server_address=args.address,
-            client=client.to_client(),
+            **chosen,
             transport=args.transport,
             root_certificates=root,
             insecure=None if args.insecure is None else args.insecure == "true",
