@@ -100,11 +100,11 @@ class GrpcBidiConnection(Connection):
         if self._closed:
             return
         self._closed = True
-        stream = self._stream
-        if stream is not None and getattr(stream, "_send_request_done", False):
+        if self._stream is not None:
+            # Resets the HTTP/2 stream if it is still open; grpclib raises if the request
+            # was never sent or the stream already ended, which is fine here.
             with contextlib.suppress(Exception):
-                if not stream._cancel_done and not stream._stream._transport.is_closing():
-                    await stream.cancel()
+                await self._stream.cancel()
         self._channel.close()
 
 
