@@ -179,6 +179,7 @@ def validate(
             root_certificates=root_pem,
             insecure=use_plaintext,
             authentication_keys=keys,
+            retry=retry,
         ),
         client_fn=fn,
         retry=retry,

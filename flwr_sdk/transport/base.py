@@ -10,6 +10,7 @@ from types import MappingProxyType
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flwr_sdk.message import Message
+from flwr_sdk.transport.retry import RetryPolicy
 
 ConfigScalar = bool | bytes | float | int | str
 
@@ -41,6 +42,9 @@ class TransportSettings:
     root_certificates: bytes | None  # PEM, already loaded and checked
     insecure: bool
     authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey] | None
+    #: ``max_retries`` / ``max_wait_time`` as a policy, for transports that retry single
+    #: calls inside a session (Fleet API); ``None`` means "retry without limit".
+    retry: RetryPolicy | None = None
 
 
 class Connection(abc.ABC):

@@ -11,7 +11,13 @@ Fleet API (grpc-rere and REST; ``PullTaskIns`` / ``PushTaskRes``):
   the anonymous driver as consumer, ``ancestry=[instruction task_id]``, the same
   ``task_type``, ``created_at`` = now and ``ttl`` = instruction ttl minus the time
   elapsed since the instruction was created, and exactly one of recordset / error;
-* ``delivered_at`` and ``pushed_at`` are stamped by the SuperLink; clients ignore them.
+* ``delivered_at`` and ``pushed_at`` are stamped by the SuperLink; clients ignore them;
+* before pushing, a reply is checked against its instruction as Flower's client does
+  (same run/group/type, reply_to = instruction id, src = own node, dst = driver, created
+  later) and its ttl clipped to the instruction's remaining lifetime; a reply already
+  expired would be dropped silently by the SuperLink (:func:`reply_expired`);
+* ``PushTaskRes`` carries exactly one TaskRes (an empty list crashes the 1.12 server);
+  ``GetFabRequest`` has no run_id; a FAB is named by the SHA-256 of its bytes.
 
 grpc-bidi (``FlowerService.Join``; ``transport.proto`` is identical from 1.12 to 1.42):
 
@@ -27,6 +33,7 @@ grpc-bidi (``FlowerService.Join``; ``transport.proto`` is identical from 1.12 to
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -196,6 +203,139 @@ def run_from_wire(response: pb.GetRunResponse, run_id: int) -> RunInfo:
         fab_version=run.fab_version,
         fab_hash=run.fab_hash,
     )
+
+
+# ----------------------------------------------------------------------------------------
+# Fleet API requests and responses (one function per wire rule)
+
+PING_INTERVAL = 30.0
+"""``ping_interval`` a 1.12 client announces in CreateNode and Ping (seconds)."""
+
+TTL_TOLERANCE = 0.1
+"""Seconds by which the SuperLink lets a reply's ttl exceed the instruction's lifetime."""
+
+
+def create_node_request(ping_interval: float = PING_INTERVAL) -> pb.CreateNodeRequest:
+    """``CreateNode``: register a node that promises to ping every ``ping_interval`` s."""
+    return pb.CreateNodeRequest(ping_interval=ping_interval)
+
+
+def node_from_create_node(response: pb.CreateNodeResponse) -> pb.Node:
+    """The ``Node`` a CreateNode response assigns (reused verbatim in later requests).
+
+    Raises:
+        ProtocolError: the response carries no node (Flower: "Node registration failed").
+
+    """
+    if response.node is None or response.node.anonymous:
+        raise ProtocolError(f"CreateNode returned no usable node: {response.node!r}")
+    return response.node
+
+
+def delete_node_request(own: pb.Node) -> pb.DeleteNodeRequest:
+    """``DeleteNode`` for this node."""
+    return pb.DeleteNodeRequest(node=own)
+
+
+def ping_request(own: pb.Node, ping_interval: float = PING_INTERVAL) -> pb.PingRequest:
+    """``Ping``: keep this node online for another ``ping_interval`` seconds."""
+    return pb.PingRequest(node=own, ping_interval=ping_interval)
+
+
+def pull_task_ins_request(own: pb.Node) -> pb.PullTaskInsRequest:
+    """``PullTaskIns`` for this node (``task_ids`` is never set by 1.12 clients)."""
+    return pb.PullTaskInsRequest(node=own)
+
+
+def pulled_task_ins(response: pb.PullTaskInsResponse, own_node_id: int) -> pb.TaskIns | None:
+    """The TaskIns to work on, or None ("no work").
+
+    Flower's rule: only the *first* entry counts, and only if it is addressed to this
+    node and carries a record set (see :func:`accept_task_ins`). A rejected entry is
+    dropped (the SuperLink never redelivers it).
+    """
+    if not response.task_ins_list:
+        return None
+    first = response.task_ins_list[0]
+    if not accept_task_ins(first, own_node_id):
+        return None
+    return first
+
+
+def reply_task_res(instruction: Message, reply: Message, own_node_id: int) -> pb.TaskRes:
+    """The TaskRes for ``reply`` to ``instruction``, checked and filled as Flower does.
+
+    Checks what Flower's client checks before pushing (same run, group and type,
+    ``reply_to_message`` = instruction id, source = this node, destination = the
+    driver, created after the instruction) and clips the ttl to the instruction's
+    remaining lifetime, ``instruction.created_at + instruction.ttl - reply.created_at``.
+    The result has ``task_id=""``, ``producer={own id, anonymous=false}``,
+    ``consumer={0, anonymous=true}``, ``ancestry=[instruction id]``, no ``delivered_at``
+    and no ``pushed_at``.
+
+    Raises:
+        ProtocolError: the reply does not answer the instruction.
+
+    """
+    inc, out = instruction.metadata, reply.metadata
+    problems = [
+        name
+        for name, ok in (
+            ("run_id", out.run_id == inc.run_id),
+            ("group_id", out.group_id == inc.group_id),
+            ("message_type", out.message_type == inc.message_type),
+            ("reply_to_message", out.reply_to_message == inc.message_id),
+            ("src_node_id", out.src_node_id == own_node_id),
+            ("dst_node_id", out.dst_node_id == inc.src_node_id),
+            ("created_at", out.created_at > inc.created_at),
+        )
+        if not ok
+    ]
+    if problems:
+        raise ProtocolError(f"the reply does not answer its instruction ({', '.join(problems)})")
+    task_res = message_to_task_res(reply)
+    assert task_res.task is not None
+    lifetime = inc.created_at + inc.ttl - out.created_at
+    task_res.task.ttl = min(out.ttl, lifetime)
+    return task_res
+
+
+def reply_expired(task_res: pb.TaskRes, now: float | None = None) -> bool:
+    """Whether the SuperLink would silently drop this TaskRes as expired."""
+    task = task_res.task
+    if task is None:
+        return True
+    moment = time.time() if now is None else now
+    return not (task.ttl > 0 and task.created_at + task.ttl > moment)
+
+
+def push_task_res_request(own: pb.Node, task_res: pb.TaskRes) -> pb.PushTaskResRequest:
+    """``PushTaskRes`` with exactly one TaskRes (an empty list crashes the 1.12 server)."""
+    return pb.PushTaskResRequest(node=own, task_res_list=[task_res])
+
+
+def get_run_request(own: pb.Node, run_id: int) -> pb.GetRunRequest:
+    """``GetRun`` for ``run_id``."""
+    return pb.GetRunRequest(node=own, run_id=run_id)
+
+
+def get_fab_request(own: pb.Node, fab_hash: str) -> pb.GetFabRequest:
+    """``GetFab`` by hash (1.12's GetFabRequest has no run_id)."""
+    return pb.GetFabRequest(node=own, hash_str=fab_hash)
+
+
+def fab_from_wire(response: pb.GetFabResponse, fab_hash: str) -> bytes | None:
+    """The FAB's ZIP bytes, or None when the response has no FAB or another one.
+
+    A FAB is named by the SHA-256 hex digest of its bytes; content that does not hash to
+    the requested name is not used.
+    """
+    fab = response.fab
+    if fab is None or not fab.content:
+        return None
+    if hashlib.sha256(fab.content).hexdigest() != fab_hash.lower():
+        return None
+    return bytes(fab.content)
 
 
 # ----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ printed as ``RAISED <TypeName>: <message>`` on stderr).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -24,18 +25,37 @@ from examples.numpy_client import ShiftClient  # noqa: E402
 
 
 class FaultyShiftClient(ShiftClient):
-    """ShiftClient that raises in ``fit`` on chosen rounds (once per round)."""
+    """ShiftClient that raises in ``fit`` on chosen rounds (once per round).
 
-    def __init__(self, index: int, fail_rounds: set[int]) -> None:
+    With ``report_context`` its fit metrics also carry what the SDK's Context says:
+    ``node_id`` (str), ``run_config`` (JSON) and ``fits_in_state``, a counter kept in
+    ``context.state`` (shows that state persists across messages of a run).
+    """
+
+    def __init__(self, index: int, fail_rounds: set[int], report_context: bool = False) -> None:
         super().__init__(index)
         self.fail_rounds = set(fail_rounds)
+        self.report_context = report_context
 
     def fit(self, parameters, config):  # type: ignore[no-untyped-def]
         round_ = int(config.get("round", -1))
         if round_ in self.fail_rounds:
             self.fail_rounds.discard(round_)
             raise RuntimeError(f"injected failure in round {round_}")
-        return super().fit(parameters, config)
+        shifted, num_examples, metrics = super().fit(parameters, config)
+        if self.report_context:
+            context = self.context
+            records = context.state.configs_records
+            counter = records.get("sdk-test", flwr_sdk.ConfigsRecord({"fits": 0}))
+            counter["fits"] = int(counter["fits"]) + 1
+            records["sdk-test"] = counter
+            metrics = {
+                **metrics,
+                "node_id": str(context.node_id),
+                "run_config": json.dumps(dict(context.run_config), sort_keys=True),
+                "fits_in_state": int(counter["fits"]),
+            }
+        return shifted, num_examples, metrics
 
 
 class StatefulShiftClient(ShiftClient):
@@ -78,6 +98,9 @@ def main() -> int:
     parser.add_argument("--max-message-length", type=int, default=536_870_912)
     parser.add_argument("--fail-fit-round", type=int, action="append", default=[])
     parser.add_argument("--stateful", action="store_true", help="use a client_fn with state")
+    parser.add_argument("--report-context", action="store_true")
+    parser.add_argument("--auth-private-key", default=None, help="OpenSSH EC private key file")
+    parser.add_argument("--auth-public-key", default=None, help="OpenSSH EC public key file")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -88,7 +111,14 @@ def main() -> int:
         root = args.root_cert_path
     elif args.root_cert_bytes:
         root = Path(args.root_cert_bytes).read_bytes()
-    client = FaultyShiftClient(args.index, set(args.fail_fit_round))
+    keys = None
+    if args.auth_private_key:
+        from cryptography.hazmat.primitives import serialization
+
+        private = serialization.load_ssh_private_key(Path(args.auth_private_key).read_bytes(), None)
+        public = serialization.load_ssh_public_key(Path(args.auth_public_key).read_bytes())
+        keys = (private, public)
+    client = FaultyShiftClient(args.index, set(args.fail_fit_round), args.report_context)
     # One client instance across rounds: fit failures are injected once per round.
     started = time.monotonic()
     try:
@@ -106,6 +136,7 @@ def main() -> int:
             max_retries=args.max_retries,
             max_wait_time=args.max_wait_time,
             grpc_max_message_length=args.max_message_length,
+            authentication_keys=keys,  # type: ignore[arg-type]
         )
     except Exception as exc:
         print(

@@ -20,7 +20,9 @@ ANNOUNCED = 600_000_000
 LIMIT = 1_000_000
 
 
-async def _announce_huge_message(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _announce_huge_message(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     """A fake Flower server: answers Join with a gRPC prefix announcing 600 MB, then 1 KiB."""
     conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
     conn.initiate_connection()

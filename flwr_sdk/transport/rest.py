@@ -1,0 +1,204 @@
+"""rest: the Flower 1.12 Fleet API over HTTP(S), with httpx.
+
+The session flow lives in :mod:`flwr_sdk.transport.fleet_session`; this module only
+makes calls:
+
+* ``POST {base}/api/v0/fleet/<rpc>`` — single-slash paths (Flower 1.12's client asks for
+  ``//api/v0/fleet/get-run`` and ``…/get-fab``, gets 404 and silently runs without run
+  config); body = serialized request; headers ``Content-Type: application/protobuf`` and
+  ``Accept: application/protobuf`` (the SuperLink answers 400 to anything else);
+* every request has explicit timeouts (:func:`timeouts_for`; Flower sets none);
+* ``https://`` uses TLS, verified against ``root_certificates`` (bytes or a path, both
+  already loaded as PEM) or, without them, the system trust store; HTTP/1.1 only;
+* responses: 200 with ``content-type: application/protobuf`` is success (an empty body
+  is the all-default message); a body larger than ``grpc_max_message_length`` is
+  refused before it is read; everything else is an error, never "nothing":
+
+  - connection failures, timeouts, 502/503/504 →
+    :class:`~flwr_sdk.errors.ServerUnavailableError` (retried by the policy);
+  - 401/403 → :class:`~flwr_sdk.errors.AuthenticationError`;
+  - other statuses, a wrong content type or an unparsable body →
+    :class:`~flwr_sdk.errors.ProtocolError` / :class:`~flwr_sdk.errors.TransportError`
+    with the status and the start of the body. (The 1.12 SuperLink answers 500 to every
+    get-fab; the session treats a failing GetFab as "no FAB".)
+
+The REST Fleet API has no node authentication (``authentication_keys`` is refused by
+argument validation).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import betterproto2
+import httpx
+from flwr_sdk_proto.v1_12 import fleet_api
+
+from flwr_sdk.errors import (
+    AuthenticationError,
+    FlwrSdkError,
+    MessageTooLargeError,
+    ProtocolError,
+    ServerUnavailableError,
+    TransportError,
+)
+from flwr_sdk.transport.address import RestTarget, parse_rest_address
+from flwr_sdk.transport.base import TransportSettings
+from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession
+from flwr_sdk.transport.tls import classify_tls_error, client_ssl_context
+
+__all__ = ["PROTOBUF", "RestConnector", "RestSession", "timeouts_for"]
+
+log = logging.getLogger("flwr_sdk")
+
+PROTOBUF = "application/protobuf"
+"""The only content type the Fleet REST API speaks, both ways."""
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to establish a TCP (and TLS) connection."""
+
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+AUTH_STATUSES = frozenset({401, 403})
+_BODY_EXCERPT = 200
+
+
+def timeouts_for(call_timeout: float) -> httpx.Timeout:
+    """Timeouts for a call: connect :data:`CONNECT_TIMEOUT`, the rest ``call_timeout``.
+
+    httpx read/write timeouts bound each network operation (inactivity), not the whole
+    transfer, so a large model moving steadily is never cut off.
+    """
+    return httpx.Timeout(call_timeout, connect=min(CONNECT_TIMEOUT, call_timeout))
+
+
+class RestSession(FleetSession):
+    """A Fleet session over one ``httpx.AsyncClient``."""
+
+    def __init__(self, target: RestTarget, settings: TransportSettings) -> None:
+        super().__init__(retry=settings.retry)
+        self._target = target
+        self._max_body = settings.max_message_length
+        verify: Any = (
+            client_ssl_context(settings.root_certificates, alpn=["http/1.1"])
+            if target.uses_tls
+            else False
+        )
+        self._client = httpx.AsyncClient(
+            base_url=target.base_url,
+            verify=verify,
+            http1=True,
+            http2=False,
+            trust_env=False,
+            follow_redirects=False,
+            headers={"Content-Type": PROTOBUF, "Accept": PROTOBUF},
+            timeout=timeouts_for(30.0),
+        )
+        self._answered = False
+
+    async def _call(self, rpc: fleet_api.Rpc, request: betterproto2.Message, timeout: float) -> Any:
+        """``POST`` one request; return the parsed response or raise (see module docs)."""
+        path = rpc.rest_path
+        assert path is not None and path.startswith("/") and not path.startswith("//")
+        what = f"{rpc.name} (POST {path})"
+        body = bytes(request)
+        if len(body) > self._max_body:
+            raise MessageTooLargeError(
+                f"{what}: request of {len(body)} bytes exceeds "
+                f"grpc_max_message_length={self._max_body}",
+                size=len(body),
+                limit=self._max_body,
+            )
+        try:
+            async with self._client.stream(
+                "POST", path, content=body, timeout=timeouts_for(timeout)
+            ) as response:
+                data = await self._read_body(response, what)
+        except FlwrSdkError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise ServerUnavailableError(
+                f"{what}: no answer within {timeout:g} s ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            tls = classify_tls_error(
+                exc,
+                host=self._target.host,
+                during_handshake=self._target.uses_tls and not self._answered,
+            )
+            if tls is not None:
+                raise tls from exc
+            raise ServerUnavailableError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+        self._answered = True
+        try:
+            return rpc.response_type.parse(data)
+        except Exception as exc:
+            raise ProtocolError(f"{what}: cannot parse the response body: {exc}") from exc
+
+    async def _read_body(self, response: httpx.Response, what: str) -> bytes:
+        status = response.status_code
+        if status != 200:
+            excerpt = await _read_excerpt(response)
+            detail = f"{what}: HTTP {status}: {excerpt!r}"
+            if status in UNAVAILABLE_STATUSES:
+                raise ServerUnavailableError(detail)
+            if status in AUTH_STATUSES:
+                raise AuthenticationError(detail)
+            raise TransportError(detail)
+        content_type = response.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != PROTOBUF:
+            raise ProtocolError(f"{what}: expected content-type {PROTOBUF}, got {content_type!r}")
+        return await _read_at_most(response, self._max_body, what)
+
+    async def _close_transport(self) -> None:
+        try:
+            await self._client.aclose()
+        except Exception as exc:  # closing must never fail the caller
+            log.debug("Closing the HTTP client failed: %s", exc)
+
+
+async def _read_excerpt(response: httpx.Response) -> str:
+    """The start of an error response's body, as text (the rest is not read)."""
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= _BODY_EXCERPT:
+            break
+    return data[:_BODY_EXCERPT].decode("utf-8", "replace").strip()
+
+
+async def _read_at_most(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The whole body; MessageTooLargeError as soon as it is known to exceed ``limit``."""
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise MessageTooLargeError(
+            f"{what}: response of {declared} bytes exceeds grpc_max_message_length={limit}",
+            size=int(declared),
+            limit=limit,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise MessageTooLargeError(
+                f"{what}: response exceeds grpc_max_message_length={limit}",
+                size=size,
+                limit=limit,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RestConnector(FleetConnector):
+    """Registers nodes on one Flower 1.12 SuperLink's REST Fleet API."""
+
+    name = "rest"
+
+    def __init__(self, settings: TransportSettings) -> None:
+        super().__init__()
+        self._settings = settings
+        self._target = parse_rest_address(settings.server_address)
+
+    def _new_session(self) -> FleetSession:
+        return RestSession(self._target, self._settings)

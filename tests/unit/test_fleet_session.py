@@ -1,0 +1,377 @@
+"""The shared Fleet session flow (flwr_sdk.transport.fleet_session), transport-free.
+
+``ScriptedSession`` implements the one transport hook, ``_call``, on top of a small
+in-memory Fleet (node table, queued TaskIns, runs, FABs) and can inject failures per RPC.
+The real SuperLink is exercised by tests/interop/test_fleet_*.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import time
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import betterproto2
+import pytest
+from flwr_sdk_proto.v1_12 import fleet_api
+from flwr_sdk_proto.v1_12.flwr import proto as pb
+
+from flwr_sdk.errors import (
+    AuthenticationError,
+    RetriesExhaustedError,
+    ServerUnavailableError,
+    TransportError,
+)
+from flwr_sdk.records import RecordSet
+from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession, NodeLostError
+from flwr_sdk.transport.retry import RetryPolicy
+from flwr_sdk.validation import validate
+
+NODE = 2**63 + 99
+RUN = 2**63 + 5
+
+
+class Fleet:
+    """An in-memory Flower 1.12 Fleet: what the session's calls see."""
+
+    def __init__(self) -> None:
+        self.nodes: set[int] = set()
+        self.next_node = NODE
+        self.calls: list[str] = []
+        self.task_ins: list[pb.TaskIns] = []
+        self.pushed: list[pb.TaskRes] = []
+        self.runs: dict[int, pb.Run] = {}
+        self.fabs: dict[str, bytes] = {}
+        self.failures: dict[str, list[Exception]] = {}
+        self.fab_error: Exception | None = None
+
+    def fail(self, rpc: str, *errors: Exception) -> None:
+        self.failures.setdefault(rpc, []).extend(errors)
+
+    def handle(self, rpc: str, request: Any) -> Any:
+        self.calls.append(rpc)
+        pending = self.failures.get(rpc)
+        if pending:
+            raise pending.pop(0)
+        if rpc == "CreateNode":
+            node_id = self.next_node
+            self.nodes.add(node_id)
+            return pb.CreateNodeResponse(node=pb.Node(node_id=node_id))
+        if rpc == "DeleteNode":
+            if request.node.node_id not in self.nodes:
+                raise TransportError(f"Node {request.node.node_id} not found")
+            self.nodes.discard(request.node.node_id)
+            return pb.DeleteNodeResponse()
+        if rpc == "Ping":
+            return pb.PingResponse(success=request.node.node_id in self.nodes)
+        if rpc == "PullTaskIns":
+            batch, self.task_ins = self.task_ins[:1], self.task_ins[1:]
+            return pb.PullTaskInsResponse(task_ins_list=batch)
+        if rpc == "PushTaskRes":
+            self.pushed.extend(request.task_res_list)
+            return pb.PushTaskResResponse()
+        if rpc == "GetRun":
+            run = self.runs.get(request.run_id)
+            return pb.GetRunResponse(run=run)
+        if rpc == "GetFab":
+            if self.fab_error is not None:
+                raise self.fab_error
+            content = self.fabs[request.hash_str]
+            return pb.GetFabResponse(fab=pb.Fab(hash_str=request.hash_str, content=content))
+        raise AssertionError(rpc)
+
+
+class ScriptedSession(FleetSession):
+    def __init__(self, fleet: Fleet, retry: RetryPolicy | None = None) -> None:
+        super().__init__(retry=retry or fast_policy(3))
+        self.fleet = fleet
+        self.transport_closed = False
+        self.timeouts: dict[str, float] = {}
+
+    async def _call(self, rpc: fleet_api.Rpc, request: betterproto2.Message, timeout: float) -> Any:
+        await asyncio.sleep(0)
+        self.timeouts[rpc.name] = timeout
+        return self.fleet.handle(rpc.name, request)
+
+    async def _close_transport(self) -> None:
+        self.transport_closed = True
+
+
+async def _no_sleep(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def fast_policy(max_retries: int | None) -> RetryPolicy:
+    return RetryPolicy(max_retries, None, sleep=_no_sleep)
+
+
+def run(coro_fn: Callable[[], Any]) -> Any:
+    return asyncio.run(coro_fn())
+
+
+def train_ins(node_id: int = NODE) -> pb.TaskIns:
+    return pb.TaskIns(
+        task_id="6d1f6b5e-0d6a-4a38-9a7c-1f7d2b0e9c01",
+        group_id="1",
+        run_id=RUN,
+        task=pb.Task(
+            producer=pb.Node(node_id=0, anonymous=True),
+            consumer=pb.Node(node_id=node_id),
+            created_at=time.time(),
+            ttl=3600.0,
+            task_type="train",
+            recordset=pb.RecordSet(),
+        ),
+    )
+
+
+def test_open_pings_at_once_and_close_deletes_the_node() -> None:
+    fleet = Fleet()
+
+    async def scenario() -> ScriptedSession:
+        session = ScriptedSession(fleet)
+        await session.open()
+        assert session.node_id == NODE
+        await asyncio.sleep(0.01)
+        await session.close()
+        await session.close()  # idempotent
+        return session
+
+    session = run(scenario)
+    assert fleet.calls == ["CreateNode", "Ping", "DeleteNode"]
+    assert fleet.nodes == set()
+    assert session.transport_closed
+    assert session.timeouts == {"CreateNode": 30.0, "Ping": 5.0, "DeleteNode": 3.0}
+
+
+def test_heartbeat_cadence_is_flowers() -> None:
+    session = ScriptedSession(Fleet())
+    delays = [session._next_ping_delay() for _ in range(2000)]
+    assert min(delays) >= 17.5 and max(delays) <= 22.5
+    assert max(delays) - min(delays) > 4.0
+
+
+def test_receive_send_roundtrip() -> None:
+    fleet = Fleet()
+    fleet.task_ins = [train_ins(node_id=NODE + 1), train_ins()]
+
+    async def scenario() -> None:
+        session = ScriptedSession(fleet)
+        await session.open()
+        assert await session.receive() is None  # not for us: "no work"
+        message = await session.receive()
+        assert message is not None
+        await session.send(message.create_reply(RecordSet()))
+        assert await session.receive() is None
+        await session.close()
+
+    run(scenario)
+    (res,) = fleet.pushed
+    assert res.task is not None and res.task.producer == pb.Node(node_id=NODE)
+    assert res.task.ancestry == ["6d1f6b5e-0d6a-4a38-9a7c-1f7d2b0e9c01"]
+
+
+def test_unavailable_calls_are_retried_and_trigger_a_ping() -> None:
+    fleet = Fleet()
+    down = ServerUnavailableError("connection refused")
+    fleet.fail("PullTaskIns", down, down)
+
+    async def scenario() -> None:
+        session = ScriptedSession(fleet, fast_policy(3))
+        await session.open()
+        await asyncio.sleep(0.01)
+        assert await session.receive() is None
+        await asyncio.sleep(0.01)
+        await session.close()
+
+    run(scenario)
+    assert fleet.calls.count("PullTaskIns") == 3
+    # CreateNode, Ping (at start), 3 x PullTaskIns, Ping (check after the outage), DeleteNode
+    assert fleet.calls.count("Ping") == 2, fleet.calls
+
+
+def test_give_up_after_max_retries() -> None:
+    fleet = Fleet()
+    fleet.fail("PushTaskRes", *[ServerUnavailableError("down")] * 5)
+    fleet.task_ins = [train_ins()]
+
+    async def scenario() -> None:
+        session = ScriptedSession(fleet, fast_policy(2))
+        await session.open()
+        message = await session.receive()
+        assert message is not None
+        try:
+            with pytest.raises(RetriesExhaustedError):
+                await session.send(message.create_reply(RecordSet()))
+        finally:
+            await session.close()
+
+    run(scenario)
+    assert fleet.calls.count("PushTaskRes") == 3
+
+
+def test_authentication_errors_are_not_retried() -> None:
+    fleet = Fleet()
+    fleet.fail("PullTaskIns", AuthenticationError("UNAUTHENTICATED: Access denied"))
+
+    async def scenario() -> None:
+        session = ScriptedSession(fleet, fast_policy(None))
+        await session.open()
+        try:
+            with pytest.raises(AuthenticationError):
+                await session.receive()
+        finally:
+            await session.close()
+
+    run(scenario)
+    assert fleet.calls.count("PullTaskIns") == 1
+
+
+def test_lost_node_is_reported_and_not_deleted() -> None:
+    fleet = Fleet()
+
+    async def scenario() -> None:
+        session = ScriptedSession(fleet)
+        await session.open()
+        fleet.nodes.clear()  # the SuperLink restarted
+        session._ping_now.set()
+        for _ in range(50):
+            if session.lost:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(NodeLostError):
+            await session.receive()
+        await session.close()
+
+    run(scenario)
+    assert "DeleteNode" not in fleet.calls
+
+
+def test_failed_registration_check_deletes_the_node() -> None:
+    fleet = Fleet()
+
+    class Refusing(ScriptedSession):
+        async def _after_create_node(self) -> None:
+            raise AuthenticationError("no server key")
+
+    async def scenario() -> Refusing:
+        session = Refusing(fleet)
+        with pytest.raises(AuthenticationError):
+            await session.open()
+        return session
+
+    session = run(scenario)
+    assert fleet.calls == ["CreateNode", "DeleteNode"]
+    assert session.transport_closed and fleet.nodes == set()
+
+
+def make_fab(config: bytes) -> tuple[str, bytes]:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("pyproject.toml", b"[tool.flwr.app.config]\n" + config)
+    content = buffer.getvalue()
+    return hashlib.sha256(content).hexdigest(), content
+
+
+def test_run_info_with_fab_once_per_run() -> None:
+    fleet = Fleet()
+    fab_hash, content = make_fab(b'lr = 0.1\nname = "a"\n')
+    fleet.fabs[fab_hash] = content
+    overrides = {"lr": pb.Scalar(double=0.5), "extra": pb.Scalar(sint64=1)}
+    fleet.runs[RUN] = pb.Run(run_id=RUN, fab_hash=fab_hash, override_config=overrides)
+
+    async def scenario() -> Any:
+        session = ScriptedSession(fleet)
+        await session.open()
+        first = await session.run_info(RUN)
+        second = await session.run_info(RUN)
+        unknown = await session.run_info(RUN + 1)
+        await session.close()
+        return first, second, unknown
+
+    first, second, unknown = run(scenario)
+    assert first is second
+    assert dict(first.run_config) == {"lr": 0.5, "name": "a"}
+    assert dict(unknown.run_config) == {}
+    assert fleet.calls.count("GetRun") == 2 and fleet.calls.count("GetFab") == 1
+
+
+def test_failing_get_fab_means_no_fab() -> None:
+    fleet = Fleet()
+    fleet.fab_error = TransportError("GetFab (POST /api/v0/fleet/get-fab): HTTP 500")
+    overrides = {"lr": pb.Scalar(double=0.5)}
+    fleet.runs[RUN] = pb.Run(run_id=RUN, fab_hash="ab" * 32, override_config=overrides)
+
+    async def scenario() -> Any:
+        session = ScriptedSession(fleet)
+        await session.open()
+        info = await session.run_info(RUN)
+        await session.close()
+        return info
+
+    info = run(scenario)
+    assert dict(info.run_config) == {"lr": 0.5}
+
+
+def test_connector_refuses_the_ghost_node() -> None:
+    fleet = Fleet()
+
+    class Connector(FleetConnector):
+        name = "scripted"
+
+        def _new_session(self) -> FleetSession:
+            return ScriptedSession(fleet)
+
+    async def scenario() -> None:
+        connector = Connector()
+        first = await connector.connect()
+        assert isinstance(first, ScriptedSession)
+        fleet.nodes.clear()
+        first._ping_now.set()
+        for _ in range(50):
+            if first.lost:
+                break
+            await asyncio.sleep(0.01)
+        await first.close()
+        # With node auth a 1.12 SuperLink hands the lost id out again (same key).
+        with pytest.raises(TransportError, match="handed out node"):
+            await connector.connect()
+        fleet.next_node = NODE + 1  # without auth: a fresh id, fine
+        second = await connector.connect()
+        await second.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc-bidi", None])
+def test_authentication_keys_only_on_grpc_rere(transport: str | None) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    address = "http://127.0.0.1:9093" if transport == "rest" else "127.0.0.1:9092"
+    with pytest.raises(ValueError, match="authentication_keys"):
+        validate(
+            server_address=address,
+            client_fn=None,
+            client=_client(),
+            grpc_max_message_length=1024,
+            root_certificates=None,
+            insecure=None,
+            transport=transport,
+            authentication_keys=(key, key.public_key()),
+            max_retries=None,
+            max_wait_time=None,
+        )
+
+
+def _client() -> Any:
+    from flwr_sdk import NumPyClient
+
+    class Nothing(NumPyClient):
+        pass
+
+    return Nothing()
