@@ -1,0 +1,33 @@
+"""A reference Flower 1.12 server: grpc-bidi, and the Fleet API over grpc-rere and REST.
+
+Built from the same generated server bases as the SDK's clients; speaks the wire as a
+Flower 1.12 server does, so real Flower clients can use it. FedAvg weighted by
+``num_examples``, federated evaluation, per-round fit config, TLS, node authentication
+(1.12 scheme) and message-size limits enforced before allocation.
+
+Modules: :mod:`~flwr_sdk.server.strategy` (FedAvg), :mod:`~flwr_sdk.server.driver` (the
+round loop over a node pool), :mod:`~flwr_sdk.server.bidi` (``FlowerService.Join``),
+:mod:`~flwr_sdk.server.fleet_state` (Fleet API state and rules),
+:mod:`~flwr_sdk.server.fleet_servicer` (Fleet answers), :mod:`~flwr_sdk.server.fleet_grpc`
+and :mod:`~flwr_sdk.server.fleet_rest` (front ends), :mod:`~flwr_sdk.server.node_auth`,
+:mod:`~flwr_sdk.server.app` (start/stop from a :class:`ServerConfig`).
+"""
+
+from flwr_sdk.server.app import ReferenceServer, ServerConfig, ServerTLS, run_server, serve
+from flwr_sdk.server.driver import DriverListener, History, RoundResult
+from flwr_sdk.server.node_auth import NodeAuthenticator, load_public_keys
+from flwr_sdk.server.strategy import FedAvg
+
+__all__ = [
+    "DriverListener",
+    "FedAvg",
+    "History",
+    "NodeAuthenticator",
+    "ReferenceServer",
+    "RoundResult",
+    "ServerConfig",
+    "ServerTLS",
+    "load_public_keys",
+    "run_server",
+    "serve",
+]

@@ -1,0 +1,252 @@
+"""Start and stop the reference server: listeners for one transport plus the driver.
+
+Example::
+
+    config = ServerConfig(transport="grpc-rere", port=9092, num_rounds=3,
+                          strategy=FedAvg(min_fit_clients=2, min_available_clients=2))
+    history = run_server(config)            # blocks until the last round
+
+or, inside an event loop::
+
+    async with ReferenceServer(config) as server:
+        print(server.address)
+        history = await server.run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from flwr_sdk.server.bidi import BidiNodePool, FlowerServiceServicer
+from flwr_sdk.server.driver import Driver, DriverListener, History, NodePool
+from flwr_sdk.server.fleet_grpc import FleetGrpcServicer
+from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
+from flwr_sdk.server.node_auth import NodeAuthenticator
+from flwr_sdk.server.strategy import FedAvg
+from flwr_sdk.server.wire_check import StrictProtoCodec
+from flwr_sdk.transport.grpc_tuning import TunedServer, tuned_server
+from flwr_sdk.transport.limits import DEFAULT_MAX_MESSAGE_LENGTH, validate_max_message_length
+
+if TYPE_CHECKING:
+    from flwr_sdk.server.fleet_rest import RestFleetServer
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "TRANSPORTS",
+    "ReferenceServer",
+    "ServerConfig",
+    "ServerTLS",
+    "run_server",
+]
+
+log = logging.getLogger("flwr_sdk.server")
+
+TRANSPORTS = ("grpc-bidi", "grpc-rere", "rest")
+DEFAULT_PORTS = {"grpc-bidi": 8080, "grpc-rere": 9092, "rest": 9093}
+"""Flower's default ports: legacy server 8080, Fleet grpc-rere 9092, Fleet REST 9093."""
+
+RUN_FAB_ID = "flwr-sdk/reference-server"
+RUN_FAB_VERSION = "1.0.0"
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """The server's certificate chain and private key, PEM."""
+
+    certificate_chain: bytes
+    private_key: bytes
+
+    @classmethod
+    def from_files(cls, certificate: str | Path, private_key: str | Path) -> ServerTLS:
+        """Read both from files."""
+        return cls(Path(certificate).read_bytes(), Path(private_key).read_bytes())
+
+    def ssl_context(self, alpn: str) -> ssl.SSLContext:
+        """A server ``SSLContext`` offering ``alpn`` (``h2`` for gRPC, ``http/1.1`` for REST)."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        with tempfile.TemporaryDirectory(prefix="flwr-sdk-server-tls-") as tmp:
+            cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+            cert.write_bytes(self.certificate_chain)
+            key.touch(mode=0o600)
+            key.write_bytes(self.private_key)
+            context.load_cert_chain(cert, key)
+        context.set_alpn_protocols([alpn])
+        return context
+
+
+@dataclass
+class ServerConfig:
+    """Everything the reference server needs.
+
+    Attributes:
+        transport: ``grpc-bidi``, ``grpc-rere`` or ``rest``.
+        host: address to listen on (loopback by default).
+        port: TCP port; ``None`` = Flower's default for the transport, 0 = any free port.
+        num_rounds: FedAvg rounds.
+        strategy: sampling, configs and aggregation.
+        round_timeout: seconds a node gets per instruction (``None``: no limit).
+        wait_timeout: seconds to wait for enough nodes before a round (``None``: forever).
+        tls: certificate and key; ``None`` = plaintext.
+        auth: node authentication (grpc-rere only); ``None`` = off.
+        max_message_length: largest gRPC message / REST body accepted or sent, in bytes.
+        record_parameters: keep every round's model in the history (tests).
+
+    """
+
+    transport: str = "grpc-bidi"
+    host: str = "127.0.0.1"
+    port: int | None = None
+    num_rounds: int = 3
+    strategy: FedAvg = field(default_factory=FedAvg)
+    round_timeout: float | None = None
+    wait_timeout: float | None = None
+    tls: ServerTLS | None = None
+    auth: NodeAuthenticator | None = None
+    max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
+    record_parameters: bool = False
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(
+                f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}"
+            )
+        if self.auth is not None and self.transport != "grpc-rere":
+            raise ValueError("node authentication exists only on the grpc-rere Fleet API")
+        if self.auth is not None and self.tls is None:
+            raise ValueError("node authentication requires TLS (as on the Flower SuperLink)")
+        validate_max_message_length(self.max_message_length, name="max_message_length")
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+
+
+def _format_address(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
+
+
+class ReferenceServer:
+    """The listeners of one transport and the driver that runs the rounds."""
+
+    def __init__(self, config: ServerConfig, listener: DriverListener | None = None) -> None:
+        self.config = config
+        self.listener = listener
+        self.state: FleetState | None = None
+        self.pool: NodePool
+        self.run_id = 0
+        self._grpc: TunedServer | None = None
+        self._rest: RestFleetServer | None = None
+        self.port: int | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (gRPC) or ``http(s)://host:port`` (REST) clients connect to."""
+        if self.port is None:
+            raise RuntimeError("the server is not started")
+        hostport = _format_address(self.config.host, self.port)
+        if self.config.transport == "rest":
+            return f"{'https' if self.config.tls else 'http'}://{hostport}"
+        return hostport
+
+    async def start(self) -> None:
+        """Open the listener (returns once it accepts connections)."""
+        config = self.config
+        port = DEFAULT_PORTS[config.transport] if config.port is None else config.port
+        if config.transport == "grpc-bidi":
+            pool = BidiNodePool()
+            self.pool = pool
+            handlers: list[object] = [FlowerServiceServicer(pool)]
+        else:
+            state = FleetState()
+            self.state = state
+            self.run_id = state.create_run(RUN_FAB_ID, RUN_FAB_VERSION)
+            self.pool = FleetNodePool(state)
+            handlers = [FleetGrpcServicer(state, config.auth)]
+        if config.transport == "rest":
+            from flwr_sdk.server.fleet_rest import RestFleetServer  # needs the server extra
+
+            assert self.state is not None
+            self._rest = RestFleetServer(self.state, max_body_size=config.max_message_length)
+            ssl_context = config.tls.ssl_context("http/1.1") if config.tls else None
+            self.port = await self._rest.start(config.host, port, ssl_context)
+        else:
+            self._grpc = tuned_server(
+                handlers,
+                codec=StrictProtoCodec(),
+                max_message_length=config.max_message_length,
+            )
+            ssl_context = config.tls.ssl_context("h2") if config.tls else None
+            await self._grpc.start(config.host, port, ssl=ssl_context, reuse_address=True)
+            server = self._grpc._server
+            assert isinstance(server, asyncio.Server)
+            self.port = int(server.sockets[0].getsockname()[1])
+        log.info(
+            "reference server (%s%s%s) listening on %s",
+            config.transport,
+            ", TLS" if config.tls else "",
+            ", node auth" if config.auth else "",
+            self.address,
+        )
+
+    async def run(self) -> History:
+        """Run every round; return the history."""
+        config = self.config
+        driver = Driver(
+            self.pool,
+            config.strategy,
+            num_rounds=config.num_rounds,
+            run_id=self.run_id,
+            round_timeout=config.round_timeout,
+            wait_timeout=config.wait_timeout,
+            record_parameters=config.record_parameters,
+            listener=self.listener,
+        )
+        return await driver.run()
+
+    async def stop(self) -> None:
+        """Close the listener and the open connections."""
+        if self._grpc is not None:
+            self._grpc.close()
+            try:
+                await asyncio.wait_for(self._grpc.wait_closed(), 5.0)
+            except TimeoutError:
+                log.warning("gRPC server did not close within 5 s")
+            self._grpc = None
+        if self._rest is not None:
+            await self._rest.stop()
+            self._rest = None
+
+    async def __aenter__(self) -> ReferenceServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve(config: ServerConfig, listener: DriverListener | None = None) -> History:
+    """Start, run every round, stop; return the history."""
+    async with ReferenceServer(config, listener) as server:
+        return await server.run()
+
+
+def run_server(config: ServerConfig, listener: DriverListener | None = None) -> History:
+    """Blocking :func:`serve`."""
+    return asyncio.run(serve(config, listener))

@@ -1,0 +1,132 @@
+"""The Fleet API over HTTP (REST), on aiohttp.
+
+Exactly what a Flower 1.12 SuperLink's REST Fleet API answers:
+
+* ``POST /api/v0/fleet/{create-node, delete-node, ping, pull-task-ins, push-task-res,
+  get-run, get-fab}`` with ``Content-Type: application/protobuf`` and ``Accept:
+  application/protobuf`` → 200, ``content-type: application/protobuf``, the serialized
+  answer (empty body = default message);
+* a missing ``Content-Type`` → 400 ``Missing header `Content-Type```; another content
+  type → 400 ``Unsupported `Content-Type```; an ``Accept`` that is missing or not exactly
+  ``application/protobuf`` → 400 ``Unsupported `Accept```;
+* any other path (also ``//api/v0/fleet/get-run``, which the 1.12 client requests) →
+  404 ``Not Found``; another method on a Fleet path → 405 ``Method Not Allowed``;
+* a request the SuperLink fails on (unknown node in delete-node, empty push, unknown
+  FAB) → 500 ``Internal Server Error``.
+
+Beyond the SuperLink: the body size is limited (413 ``Payload Too Large``, decided from
+``Content-Length`` before reading, or while streaming a chunked body, never buffering
+more than the limit) and an undecodable body gets 400 ``Invalid protobuf body`` instead
+of a server error. REST has no node authentication (as in Flower).
+
+Why aiohttp: one well-kept package that runs its HTTP server inside the event loop that
+already runs the gRPC servers and the driver (no thread, no signal handlers of its own),
+lets a handler see the raw request target (``//`` paths stay unnormalised) and stream the
+body chunk by chunk, and does not touch the starlette/uvicorn versions that a released
+``flwr[rest]`` pins in the same environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from aiohttp import web
+from flwr_sdk_proto.v1_12 import fleet_api
+
+from flwr_sdk.server.fleet_servicer import FleetServicer
+from flwr_sdk.server.fleet_state import FleetError, FleetState
+from flwr_sdk.server.wire_check import check_wire_format
+
+__all__ = ["PROTOBUF", "RestFleetServer"]
+
+log = logging.getLogger("flwr_sdk.server")
+
+PROTOBUF = "application/protobuf"
+_CHUNK = 1 << 20
+_ROUTES = {
+    rpc.rest_path: rpc
+    for rpc in fleet_api.SERVICES["flwr.proto.Fleet"]
+    if rpc.rest_path is not None
+}
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain", charset="utf-8")
+
+
+class RestFleetServer:
+    """An aiohttp server for the REST Fleet API of a :class:`FleetState`."""
+
+    def __init__(self, state: FleetState, *, max_body_size: int) -> None:
+        self.servicer = FleetServicer(state)
+        self.max_body_size = max_body_size
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    def application(self) -> web.Application:
+        """The aiohttp application (one catch-all route; dispatch is done here)."""
+        app = web.Application(client_max_size=self.max_body_size)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
+        """Listen on host:port (0 = any free port); return the port."""
+        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+        bound = self._runner.addresses[0]
+        self.port = int(bound[1])
+        return self.port
+
+    async def stop(self) -> None:
+        """Close the listener and every connection."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The body, or None when it exceeds the limit (decided before allocating it)."""
+        length = request.content_length
+        if length is not None and length > self.max_body_size:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > self.max_body_size:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.split("?", 1)[0]
+        rpc = _ROUTES.get(path)
+        if rpc is None:
+            return _text(404, "Not Found")
+        if request.method != "POST":
+            return _text(405, "Method Not Allowed")
+        content_type = request.headers.get("Content-Type")
+        if content_type is None:
+            return _text(400, "Missing header `Content-Type`")
+        if content_type != PROTOBUF:
+            return _text(400, "Unsupported `Content-Type`")
+        if request.headers.get("Accept") != PROTOBUF:
+            return _text(400, "Unsupported `Accept`")
+        body = await self._read_body(request)
+        if body is None:
+            log.warning("%s: body over the %d-byte limit refused", rpc.name, self.max_body_size)
+            return _text(413, f"Payload Too Large (limit {self.max_body_size} bytes)")
+        try:
+            check_wire_format(body)
+            message = rpc.request_type.parse(body)
+        except Exception as exc:
+            log.warning("%s: undecodable body: %s", rpc.name, exc)
+            return _text(400, "Invalid protobuf body")
+        try:
+            response = self.servicer.handle(rpc.name, message)
+        except FleetError as exc:
+            log.warning("%s failed: %s", rpc.name, exc)
+            return _text(500, "Internal Server Error")
+        return web.Response(status=200, body=bytes(response), content_type=PROTOBUF)

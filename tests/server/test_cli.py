@@ -1,0 +1,190 @@
+"""The ``flwr-sdk`` command line: help texts, app loading, client and server commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support.federation import (
+    REPO,
+    Process,
+    assert_fedavg_rounds,
+    free_port,
+    processes,
+    read_report,
+    sdk_env,
+    start_legacy_server,
+    wait_for_port,
+)
+from support.flower_env import FlowerEnv
+
+from flwr_sdk.cli import load_app, main
+
+STEP = 5.0 / 3.0
+
+
+@pytest.mark.parametrize("command", ["demo", "server", "client"])
+def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    expected = {
+        "demo": ["--transport", "--tls", "--auth", "--plot", "--clients", "--rounds"],
+        "server": ["--transport", "--rounds", "--min-clients", "--fit-config", "--ssl-certfile"],
+        "client": [
+            "--app",
+            "--server-address",
+            "--root-certificates",
+            "--insecure",
+            "--auth-key-private",
+            "--max-retries",
+            "--grpc-max-message-length",
+        ],
+    }[command]
+    for flag in expected:
+        assert flag in text, (flag, text)
+
+
+def test_codegen_is_forwarded() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flwr_sdk.cli", "codegen", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=sdk_env(),
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--check" in done.stdout
+
+
+def test_load_app() -> None:
+    from flwr_sdk import NumPyClient
+
+    kind, app = load_app("examples.cli_client:client_fn")
+    assert kind == "client_fn" and callable(app)
+    kind, app = load_app("examples.cli_client:client")
+    assert kind == "client" and isinstance(app, NumPyClient)
+    with pytest.raises(ValueError, match="is a class"):
+        load_app("examples.numpy_client:ShiftClient")
+    with pytest.raises(ValueError, match="module:attr"):
+        load_app("examples.cli_client")
+    with pytest.raises(ValueError, match="no attribute"):
+        load_app("examples.cli_client:nothing_here")
+
+
+def test_bad_client_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["client", "--app", "examples.cli_client", "--server-address", "127.0.0.1:1"])
+    assert exit_info.value.code == 2
+    assert "module:attr" in capsys.readouterr().err
+
+
+def _cli_client(
+    tmp: Path, address: str, index: int, *extra: str, app: str = "client_fn"
+) -> Process:
+    args = [sys.executable, "-m", "flwr_sdk.cli", "client", "--app", f"examples.cli_client:{app}"]
+    args += ["--server-address", address, *extra]
+    env = {**sdk_env(), "FLWR_SDK_EXAMPLE_INDEX": str(index)}
+    return Process(
+        args,
+        tmp / f"cli-client{index}-{time.monotonic_ns()}.log",
+        lambda a, **kw: subprocess.Popen(a, env=env, **kw),
+    )
+
+
+def _cli_server(tmp: Path, port: int, *extra: str) -> tuple[Process, Path]:
+    report = tmp / f"server-report-{port}.json"
+    args = [sys.executable, "-m", "flwr_sdk.cli", "server", "--port", str(port), "--rounds", "3"]
+    args += ["--fit-config", "lr=0.5", "--report", str(report), *extra]
+    proc = Process(
+        args, tmp / f"server-{port}.log", lambda a, **kw: subprocess.Popen(a, env=sdk_env(), **kw)
+    )
+    return proc, report
+
+
+def _assert_report(report: dict, rounds: int = 3) -> None:
+    for rnd in range(1, rounds + 1):
+        r = report["rounds"][str(rnd)]
+        assert r["fit_results"] == 2 and r["fit_failures"] == 0, r
+        assert r["fit_metrics"]["seen_round"] == rnd, r
+        assert abs(r["parameters"][0][0] - rnd * STEP) < 1e-5, r
+        assert r["evaluate_results"] == 2 and r["evaluate_loss"] == 1.5, r
+
+
+def test_cli_client_against_cli_server_grpc_bidi(tmp_path: Path) -> None:
+    port = free_port()
+    with processes() as procs:
+        server, report = _cli_server(tmp_path, port)
+        procs.append(server)
+        wait_for_port("127.0.0.1", port)
+        procs.append(_cli_client(tmp_path, f"127.0.0.1:{port}", 0))
+        procs.append(_cli_client(tmp_path, f"127.0.0.1:{port}", 1))
+        assert server.wait(60) == 0, server.output()
+        for proc in procs[1:]:
+            assert proc.wait(30) == 0, proc.output()
+    _assert_report(read_report(report))
+
+
+def test_cli_client_instance_against_cli_server_grpc_rere(tmp_path: Path) -> None:
+    port = free_port()
+    with processes() as procs:
+        server, report = _cli_server(tmp_path, port, "--transport", "grpc-rere")
+        procs.append(server)
+        wait_for_port("127.0.0.1", port)
+        rere = ("--transport", "grpc-rere")
+        procs.append(_cli_client(tmp_path, f"127.0.0.1:{port}", 1, *rere))
+        procs.append(_cli_client(tmp_path, f"127.0.0.1:{port}", 0, *rere, app="client"))
+        assert server.wait(90) == 0, server.output()
+        for proc in procs[1:]:
+            proc.signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, proc.output()
+    _assert_report(read_report(report))
+
+
+def test_cli_client_against_flwr_1_12_legacy_server(flwr_1_12: FlowerEnv, tmp_path: Path) -> None:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    with processes() as procs:
+        server, report = start_legacy_server(flwr_1_12, tmp_path, address, rounds=3)
+        procs.append(server)
+        wait_for_port("127.0.0.1", port)
+        procs.extend(_cli_client(tmp_path, address, i) for i in range(2))
+        assert server.wait(180) == 0, server.output()
+        for proc in procs[1:]:
+            assert proc.wait(30) == 0, proc.output()
+    assert_fedavg_rounds(read_report(report), 3)
+
+
+def test_cli_client_against_flwr_1_12_superlink(flwr_1_12: FlowerEnv, tmp_path: Path) -> None:
+    from support.superlink import start_server_app, start_superlink, wait_for_report
+
+    superlink = start_superlink(flwr_1_12, tmp_path / "link")
+    report_path = tmp_path / "serverapp-report.json"
+    try:
+        with processes() as procs:
+            server_app = start_server_app(superlink, report_path)
+            procs.append(server_app)
+            rere = ("--transport", "grpc-rere")
+            clients = [_cli_client(tmp_path, superlink.fleet_address, i, *rere) for i in range(2)]
+            procs.extend(clients)
+            report = wait_for_report(report_path, timeout=150, proc=server_app)
+            assert server_app.wait(60) == 0, server_app.output()
+            for client in clients:
+                client.signal(signal.SIGTERM)
+                assert client.wait(30) == 0, client.output()
+    finally:
+        superlink.process.stop()
+    for rnd in range(1, 4):
+        fit = report["fit"][str(rnd)]
+        assert fit["results"] == 2 and fit["failures"] == 0, (rnd, fit)
+        ev = report["evaluate"][str(rnd)]
+        assert ev["results"] == 2 and ev["failures"] == 0, (rnd, ev)
+    assert json.dumps(report)  # the ServerApp's report is plain JSON
