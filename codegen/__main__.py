@@ -1,4 +1,8 @@
-"""Command line: ``python -m codegen [--check] [--out DIR]`` and ``python -m codegen buf``."""
+"""Command line: ``python -m codegen [--check]`` and ``python -m codegen buf``.
+
+For users' own message types: ``python -m codegen --proto-path DIR --out DIR [--check]``
+(or the ``[tool.flwr-sdk.codegen]`` table of ``./pyproject.toml``; see :mod:`codegen.user`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from .buf import run_buf
 from .generator import generate_all
 from .tree import stale_files, write_tree
+from .user import add_user_arguments, generate_sdk_ext, run_user_codegen, wants_user_codegen
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,14 +42,19 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO_ROOT,
         help="repository root holding proto/ and generated/ (default: this checkout)",
     )
+    add_user_arguments(parser)
     args = parser.parse_args(argv)
     repo: Path = args.repo.resolve()
+
+    if args.command == "generate" and wants_user_codegen(args):
+        return run_user_codegen(args)
 
     if args.command == "buf":
         return run_buf(repo)
 
     out_dir = repo / "generated"
     tree = generate_all(repo)
+    tree.update(generate_sdk_ext(repo))
     if args.check:
         stale = stale_files(tree, out_dir)
         if stale:

@@ -3,7 +3,9 @@
 buf cannot hold two modules with the same file paths in one workspace, and every Flower
 line declares ``flwr/proto/*.proto``. The root ``buf.yaml`` names the primary line as its
 module; for each line we pass that same configuration with the module path (and the
-paths of its lint exceptions) pointed at the line's folder.
+paths of its lint exceptions) pointed at the line's folder. The SDK's own extension protos
+(``proto/flwr_sdk``) are checked the same way; the Flower-only lint exceptions name
+``proto/flower/...`` paths, so they do not apply there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from .generator import discover_lines
 
 PRIMARY = "proto/flower/v1_12"
+EXTENSIONS = "proto/flwr_sdk"
 
 
 def buf_executable() -> str:
@@ -39,8 +42,11 @@ def run_buf(repo_root: Path) -> int:
         return 2
     buf = buf_executable()
     failed = False
-    for line in discover_lines(repo_root):
-        line_config = config.replace(PRIMARY, line.source_label)
+    modules = [line.source_label for line in discover_lines(repo_root)]
+    if (repo_root / EXTENSIONS).is_dir():
+        modules.append(EXTENSIONS)
+    for module in modules:
+        line_config = config.replace(PRIMARY, module)
         for command in (["lint"], ["format", "--diff", "--exit-code"]):
             done = subprocess.run(
                 [buf, *command, "--config", line_config],
@@ -49,7 +55,7 @@ def run_buf(repo_root: Path) -> int:
                 text=True,
                 check=False,
             )
-            label = f"buf {' '.join(command)} [{line.source_label}]"
+            label = f"buf {' '.join(command)} [{module}]"
             if done.returncode != 0:
                 failed = True
                 print(f"{label}: FAILED\n{done.stdout}{done.stderr}", file=sys.stderr)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from .generator import ROOT_PACKAGE, GeneratedTree
 
-IGNORED_PARTS = {"__pycache__"}
+# Caches that tools (python, mypy, ruff, pytest, hypothesis) may leave under generated/.
+IGNORED_PARTS = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
 
 
 def on_disk(out_dir: Path) -> GeneratedTree:

@@ -150,6 +150,9 @@ def _check_headers(generated: Path) -> int:
         if line in line_names:
             protos = proto_files(generated.parent / "proto" / "flower" / line)
             expected = f"# Source: proto/flower/{line}: {', '.join(protos)}"
+        elif line == "ext":  # the SDK's own extension protos (codegen/user.py)
+            protos = proto_files(generated.parent / "proto" / "flwr_sdk")
+            expected = f"# Source: proto/flwr_sdk: {', '.join(protos)}"
         else:  # the root package: names every line
             expected = f"# Source: proto/flower: {', '.join(line_names)}"
         assert source == expected, f"{rel}: header names {source!r}, expected {expected!r}"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flwr_sdk.client.client import Client
+from flwr_sdk.client.handlers import LEGACY_MESSAGE_TYPES, HandlersClientFn
 from flwr_sdk.client.legacy_records import (
     evaluateres_to_recordset,
     fitres_to_recordset,
@@ -87,6 +88,9 @@ def handle_message(message: Message, context: Context, client_fn: AnyClientFn) -
     the client's ``context``, dispatches by ``message_type`` (``train`` → ``fit``,
     ``evaluate``, ``get_parameters``, ``get_properties``) and returns
     ``message.create_reply(content)`` with the result stored under the fixed legacy keys.
+    A ``client_fn`` made by :meth:`flwr_sdk.client.handlers.MessageHandlers.client_fn`
+    sends its registered message types to their typed handlers instead (without calling
+    ``client_fn``); other types it does not know raise ``UnknownMessageTypeError``.
 
     Raises:
         ValueError: ``message`` carries an error instead of content, or its message type
@@ -97,6 +101,11 @@ def handle_message(message: Message, context: Context, client_fn: AnyClientFn) -
     """
     if not message.has_content():
         raise ValueError("cannot handle a message that carries an error instead of content")
+    if isinstance(client_fn, HandlersClientFn):
+        if client_fn.handlers.handles(message.metadata.message_type):
+            return client_fn.handlers.handle(message, context)
+        if message.metadata.message_type not in LEGACY_MESSAGE_TYPES:
+            raise client_fn.unknown(message.metadata.message_type)
     client = to_client(client_fn(context))
     client.context = context
     message_type = message.metadata.message_type

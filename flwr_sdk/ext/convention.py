@@ -1,0 +1,477 @@
+"""The RecordSet convention for user-defined message types, as runtime helpers.
+
+Generated adapters (``flwr-sdk codegen --proto-path DIR --out DIR``) call these helpers
+field by field; ``docs/extending.md`` states the convention for people who build or
+read such RecordSets by hand (e.g. a server written with plain ``flwr``). In short, a
+message whose full protobuf name is ``N`` travels as:
+
+* ``configs_records[N]``: one entry per field, keyed by the field's path (its proto
+  name; nested fields joined with ``.``). Scalars and enums (their number) as single
+  values, repeated scalars as lists. A singular message field holds a ``bool``
+  (present or not) and its own fields follow under ``<path>.``; a repeated message
+  field holds its element count and element ``i`` follows under ``<path>.<i>.``.
+  ``optional`` scalars and oneof members have an entry only when they are set.
+* ``parameters_records[N]`` (only for messages that can contain an
+  ``flwr_sdk.ext.v1.NdArray``): one Flower ``Array`` (``stype="numpy.ndarray"``, ``.npy``
+  data) per array, keyed by the array field's path (``<path>.<i>`` when repeated).
+
+Decoding is strict about what it reads (every field's key must be there with a value of
+the right type) and ignores entries it does not know.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from flwr_sdk.records import (
+    NUMPY_STYPE,
+    Array,
+    ConfigsRecord,
+    ParametersRecord,
+    RecordSet,
+)
+
+__all__ = [
+    "SCALAR_KINDS",
+    "ConventionError",
+    "MessageCodec",
+    "NdArrayLike",
+    "RecordReader",
+    "RecordSetDecodeError",
+    "RecordSetEncodeError",
+    "RecordWriter",
+    "array_from_ndarray",
+    "codec_for",
+    "find_codec",
+    "ndarray_fields_from_array",
+    "ndarray_to_numpy",
+    "register_codecs",
+]
+
+M = TypeVar("M")
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "int32": (-(2**31), 2**31 - 1),
+    "sint32": (-(2**31), 2**31 - 1),
+    "sfixed32": (-(2**31), 2**31 - 1),
+    "enum": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "fixed32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "sint64": (-(2**63), 2**63 - 1),
+    "sfixed64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+    "fixed64": (0, 2**64 - 1),
+}
+_FLOAT_KINDS = frozenset({"double", "float"})
+
+SCALAR_KINDS: frozenset[str] = frozenset({*_INT_RANGES, *_FLOAT_KINDS, "bool", "string", "bytes"})
+"""Protobuf scalar type names (plus ``"enum"``) the convention knows."""
+
+_PYTHON_TYPE = {"bool": "bool", "string": "str", "bytes": "bytes"}
+
+
+class ConventionError(ValueError):
+    """A message and a RecordSet do not match the convention.
+
+    Attributes:
+        message_name: full protobuf name of the (top-level) message.
+        field: path of the offending field (e.g. ``"inner.values"``), or ``""`` when
+            the problem is not tied to one field.
+        problem: what is wrong.
+
+    """
+
+    _verb = "convert"
+
+    def __init__(self, message_name: str, field: str, problem: str) -> None:
+        self.message_name = message_name
+        self.field = field
+        self.problem = problem
+        where = f"field '{field}'" if field else "message"
+        super().__init__(f"cannot {self._verb} {message_name}: {where}: {problem}")
+
+
+class RecordSetDecodeError(ConventionError):
+    """A RecordSet does not hold a valid message (missing key, wrong kind or value type)."""
+
+    _verb = "read"
+
+
+class RecordSetEncodeError(ConventionError):
+    """A message cannot be stored in a RecordSet (e.g. a value out of its type's range)."""
+
+    _verb = "write"
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, list):
+        kinds = sorted({type(v).__name__ for v in value})
+        return f"list[{' | '.join(kinds)}]" if kinds else "list"
+    return type(value).__name__
+
+
+def _expected(kind: str) -> str:
+    if kind in _FLOAT_KINDS:
+        return f"float ({kind})"
+    if kind in _INT_RANGES:
+        return f"int ({kind})"
+    return f"{_PYTHON_TYPE[kind]} ({kind})"
+
+
+def _check_scalar(kind: str, value: object) -> tuple[Any, str | None]:
+    """Return ``value`` normalized for ``kind``, or an explanation of why it does not fit."""
+    if kind in _FLOAT_KINDS:
+        if isinstance(value, float):
+            return value, None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value), None
+        return None, f"expected {_expected(kind)}, got {_type_name(value)}"
+    if kind in _INT_RANGES:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None, f"expected {_expected(kind)}, got {_type_name(value)}"
+        low, high = _INT_RANGES[kind]
+        if not low <= value <= high:
+            return None, f"value {value} is out of the {kind} range [{low}, {high}]"
+        return int(value), None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value, None
+    elif kind == "string":
+        if isinstance(value, str):
+            return value, None
+    elif kind == "bytes":
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value), None
+    else:
+        raise ValueError(f"unknown scalar kind {kind!r}")
+    return None, f"expected {_expected(kind)}, got {_type_name(value)}"
+
+
+# --------------------------------------------------------------------------------------
+# NdArray <-> Flower Array
+
+
+class NdArrayLike(Protocol):
+    """What a ``flwr_sdk.ext.v1.NdArray`` message looks like."""
+
+    dtype: str
+    shape: list[int]
+    data: bytes
+
+
+def _numpy_dtype(dtype: str) -> np.dtype[Any]:
+    if not isinstance(dtype, str) or not dtype:
+        raise ValueError(f"dtype must be a non-empty NumPy dtype name, got {dtype!r}")
+    try:
+        parsed: np.dtype[Any] = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype {dtype!r} is not a NumPy dtype: {exc}") from None
+    if parsed.hasobject:
+        raise ValueError(f"dtype {dtype!r} holds Python objects; object arrays are refused")
+    return parsed
+
+
+def ndarray_to_numpy(message: NdArrayLike) -> npt.NDArray[Any]:
+    """The NumPy array an ``NdArray`` message describes (a read-only view of its data).
+
+    Raises:
+        ValueError: unknown or object dtype, negative dimension, or a data length that
+            does not match dtype and shape.
+
+    """
+    dtype = _numpy_dtype(message.dtype)
+    shape = [int(d) for d in message.shape]
+    if any(d < 0 for d in shape):
+        raise ValueError(f"shape {shape} has a negative dimension")
+    expected = dtype.itemsize * math.prod(shape)
+    data = message.data
+    if len(data) != expected:
+        raise ValueError(
+            f"data holds {len(data)} bytes but dtype {message.dtype!r} and shape {shape} "
+            f"need {expected}"
+        )
+    flat: npt.NDArray[Any] = np.frombuffer(data, dtype=dtype, count=math.prod(shape))
+    return flat.reshape(shape)
+
+
+def array_from_ndarray(message: NdArrayLike) -> Array:
+    """A Flower ``Array`` (``stype="numpy.ndarray"``, ``.npy`` data) for an NdArray message."""
+    return Array.from_numpy(ndarray_to_numpy(message))
+
+
+def ndarray_fields_from_array(array: Array) -> tuple[str, list[int], bytes]:
+    """``(dtype, shape, data)`` of an NdArray message holding the tensor of ``array``.
+
+    Raises:
+        ValueError: ``array`` is not a ``numpy.ndarray`` Array or its ``.npy`` data is
+            malformed (object dtypes included).
+
+    """
+    if array.stype != NUMPY_STYPE:
+        raise ValueError(f"expected an Array with stype {NUMPY_STYPE!r}, got {array.stype!r}")
+    try:
+        tensor = array.numpy()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"Array data is not a valid .npy file: {exc}") from None
+    return str(tensor.dtype), [int(d) for d in tensor.shape], tensor.tobytes(order="C")
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+
+
+class RecordWriter:
+    """Collects the records of one message (see the module docstring for the layout)."""
+
+    def __init__(self, message_name: str, with_arrays: bool) -> None:
+        """Start writing message ``message_name``; ``with_arrays`` adds a ParametersRecord."""
+        self.message_name = message_name
+        self.configs = ConfigsRecord()
+        self.parameters: ParametersRecord | None = ParametersRecord() if with_arrays else None
+
+    def _fail(self, path: str, problem: str) -> RecordSetEncodeError:
+        return RecordSetEncodeError(self.message_name, path, problem)
+
+    def scalar(self, path: str, kind: str, value: object) -> None:
+        """Store a singular scalar (enum members as their number)."""
+        normalized, problem = _check_scalar(kind, value)
+        if problem is not None:
+            raise self._fail(path, problem)
+        self.configs[path] = normalized
+
+    def scalar_list(self, path: str, kind: str, values: Iterable[object]) -> None:
+        """Store a repeated scalar as a list."""
+        items: list[Any] = []
+        for index, value in enumerate(values):
+            normalized, problem = _check_scalar(kind, value)
+            if problem is not None:
+                raise self._fail(path, f"element {index}: {problem}")
+            items.append(normalized)
+        self.configs[path] = items
+
+    def presence(self, path: str, present: bool) -> None:
+        """Store whether a singular message field is set."""
+        self.configs[path] = bool(present)
+
+    def count(self, path: str, count: int) -> None:
+        """Store the element count of a repeated message field."""
+        self.configs[path] = int(count)
+
+    def array(self, path: str, value: NdArrayLike) -> None:
+        """Store an NdArray as a Flower Array in the ParametersRecord."""
+        if self.parameters is None:
+            raise self._fail(path, "message has no array fields")  # generator bug
+        try:
+            self.parameters[path] = array_from_ndarray(value)
+        except (TypeError, ValueError) as exc:
+            raise self._fail(path, str(exc)) from None
+
+    def oneof(self, prefix: str, name: str, members: Sequence[str]) -> None:
+        """Check that at most one member of oneof ``name`` was written."""
+        present = [m for m in members if prefix + m in self.configs]
+        if len(present) > 1:
+            raise self._fail(
+                prefix + name,
+                f"oneof '{name}' has more than one member set: {', '.join(present)}",
+            )
+
+    def recordset(self) -> RecordSet:
+        """The finished RecordSet."""
+        parameters = {} if self.parameters is None else {self.message_name: self.parameters}
+        return RecordSet(
+            parameters_records=parameters, configs_records={self.message_name: self.configs}
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+
+_MISSING = object()
+
+
+class RecordReader:
+    """Reads the fields of one message out of a RecordSet, naming the field on failure."""
+
+    def __init__(self, recordset: RecordSet, message_name: str) -> None:
+        """Read message ``message_name`` from ``recordset``."""
+        if not isinstance(recordset, RecordSet):
+            raise TypeError(f"expected a RecordSet, got {type(recordset).__name__}")
+        self.recordset = recordset
+        self.message_name = message_name
+        self._configs: ConfigsRecord | None = None
+
+    def _fail(self, path: str, problem: str) -> RecordSetDecodeError:
+        return RecordSetDecodeError(self.message_name, path, problem)
+
+    def _wrong_kind(self, wanted: str) -> str | None:
+        name = self.message_name
+        kinds = [
+            kind
+            for kind, section in (
+                ("ParametersRecord", self.recordset.parameters_records),
+                ("MetricsRecord", self.recordset.metrics_records),
+                ("ConfigsRecord", self.recordset.configs_records),
+            )
+            if kind != wanted and name in section
+        ]
+        if kinds:
+            return f"record '{name}' is a {' and a '.join(kinds)}, expected a {wanted}"
+        return None
+
+    def _config_record(self, path: str) -> ConfigsRecord:
+        if self._configs is None:
+            record = self.recordset.configs_records.get(self.message_name)
+            if record is None:
+                problem = self._wrong_kind("ConfigsRecord") or (
+                    f"the RecordSet has no ConfigsRecord '{self.message_name}'"
+                )
+                raise self._fail(path, problem)
+            self._configs = record
+        return self._configs
+
+    def _raw(self, path: str) -> object:
+        record = self._config_record(path)
+        value = record.get(path, _MISSING)
+        if value is _MISSING:
+            raise self._fail(path, f"missing key '{path}' in ConfigsRecord '{self.message_name}'")
+        return value
+
+    def has(self, path: str) -> bool:
+        """Whether the ConfigsRecord has an entry for ``path``."""
+        return path in self._config_record(path)
+
+    def scalar(self, path: str, kind: str) -> Any:
+        """A singular scalar (enums as their number)."""
+        value, problem = _check_scalar(kind, self._raw(path))
+        if problem is not None:
+            raise self._fail(path, problem)
+        return value
+
+    def optional_scalar(self, path: str, kind: str) -> Any:
+        """An ``optional`` scalar or a oneof member: ``None`` when there is no entry."""
+        if not self.has(path):
+            return None
+        return self.scalar(path, kind)
+
+    def scalar_list(self, path: str, kind: str) -> list[Any]:
+        """A repeated scalar."""
+        raw = self._raw(path)
+        if not isinstance(raw, list):
+            raise self._fail(path, f"expected a list of {_expected(kind)}, got {_type_name(raw)}")
+        items: list[Any] = []
+        for index, element in enumerate(raw):
+            value, problem = _check_scalar(kind, element)
+            if problem is not None:
+                raise self._fail(path, f"element {index}: {problem}")
+            items.append(value)
+        return items
+
+    def presence(self, path: str) -> bool:
+        """Whether a singular message field is set (its entry must be a bool)."""
+        raw = self._raw(path)
+        if not isinstance(raw, bool):
+            raise self._fail(
+                path, f"expected bool (message field present or not), got {_type_name(raw)}"
+            )
+        return raw
+
+    def optional_presence(self, path: str) -> bool:
+        """Whether a message-typed oneof member is set (no entry: not set)."""
+        return self.has(path) and self.presence(path)
+
+    def count(self, path: str) -> int:
+        """The element count of a repeated message field."""
+        raw = self._raw(path)
+        if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+            raise self._fail(
+                path, f"expected int >= 0 (number of elements), got {_type_name(raw)} {raw!r}"
+            )
+        return raw
+
+    def oneof(self, prefix: str, name: str, members: Sequence[str]) -> None:
+        """Check that at most one member of oneof ``name`` has an entry."""
+        present = [m for m in members if self.has(prefix + m)]
+        if len(present) > 1:
+            raise self._fail(
+                prefix + name,
+                f"oneof '{name}' has more than one member set: {', '.join(present)}",
+            )
+
+    def array(self, path: str, factory: Callable[..., M]) -> M:
+        """An NdArray field, built with ``factory(dtype=, shape=, data=)``."""
+        record = self.recordset.parameters_records.get(self.message_name)
+        if record is None:
+            problem = self._wrong_kind("ParametersRecord") or (
+                f"the RecordSet has no ParametersRecord '{self.message_name}'"
+            )
+            raise self._fail(path, problem)
+        array = record.get(path)
+        if array is None:
+            raise self._fail(
+                path, f"missing key '{path}' in ParametersRecord '{self.message_name}'"
+            )
+        try:
+            dtype, shape, data = ndarray_fields_from_array(array)
+        except ValueError as exc:
+            raise self._fail(path, str(exc)) from None
+        return factory(dtype=dtype, shape=shape, data=data)
+
+
+# --------------------------------------------------------------------------------------
+# Codecs
+
+
+@dataclass(frozen=True)
+class MessageCodec(Generic[M]):
+    """The RecordSet adapter of one message class (generated)."""
+
+    message_class: type[M]
+    """The generated (betterproto2) class."""
+    full_name: str
+    """Full protobuf name, e.g. ``"demo.v1.SquareRequest"``; also the record name."""
+    to_recordset: Callable[[M], RecordSet]
+    """Message → RecordSet; raises :class:`RecordSetEncodeError`."""
+    from_recordset: Callable[[RecordSet], M]
+    """RecordSet → message; raises :class:`RecordSetDecodeError`."""
+
+
+_CODECS: dict[type[Any], MessageCodec[Any]] = {}
+
+
+def register_codecs(codecs: Iterable[MessageCodec[Any]]) -> None:
+    """Make ``codecs`` known to :func:`codec_for` (generated packages call this on import)."""
+    for codec in codecs:
+        if not isinstance(codec, MessageCodec):
+            raise TypeError(f"expected MessageCodec, got {type(codec).__name__}")
+        _CODECS[codec.message_class] = codec
+
+
+def find_codec(message_class: type[M]) -> MessageCodec[M] | None:
+    """The registered codec of ``message_class``, or None."""
+    codec: MessageCodec[M] | None = _CODECS.get(message_class)
+    return codec
+
+
+def codec_for(message_class: type[M]) -> MessageCodec[M]:
+    """The codec of ``message_class``.
+
+    Raises:
+        TypeError: no codec is registered: the class does not come from a package made
+            by ``flwr-sdk codegen`` (or that package's root was never imported).
+
+    """
+    codec = find_codec(message_class)
+    if codec is None:
+        name = getattr(message_class, "__qualname__", repr(message_class))
+        raise TypeError(
+            f"no RecordSet adapter for {name}: generate its package with "
+            "`flwr-sdk codegen --proto-path DIR --out DIR` and import it"
+        )
+    return codec
