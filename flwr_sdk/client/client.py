@@ -44,11 +44,11 @@ def not_implemented_status(method: str) -> Status:
     return Status(code=codes[method], message=f"Client does not implement `{method}`")
 
 
-class Client:
-    """Base class of legacy clients.
+class HasContext:
+    """The ``context`` attribute shared by :class:`Client` and ``NumPyClient``.
 
-    The dispatcher sets :attr:`context` before calling a method. Subclasses need not
-    call ``Client.__init__``.
+    It is the :class:`~flwr_sdk.context.Context` of the message being handled, set by the
+    SDK before a client method runs.
     """
 
     _context: Context | None = None
@@ -81,6 +81,14 @@ class Client:
     def set_context(self, context: Context) -> None:
         """Set :attr:`context` (older spelling)."""
         self.context = context
+
+
+class Client(HasContext):
+    """Base class of legacy clients.
+
+    The dispatcher sets :attr:`context` before calling a method. Subclasses need not
+    call ``Client.__init__``.
+    """
 
     def get_properties(self, ins: GetPropertiesIns) -> GetPropertiesRes:
         """Return the client's properties. Default: GET_PROPERTIES_NOT_IMPLEMENTED, ``{}``."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from flwr_sdk.client.client import Client
+from flwr_sdk.client.client import Client, HasContext
 from flwr_sdk.client.legacy_types import (
     Code,
     Config,
@@ -38,43 +38,12 @@ __all__ = ["NumPyClient"]
 _SUCCESS = "Success"
 
 
-class NumPyClient:
+class NumPyClient(HasContext):
     """Base class of clients that work with NumPy arrays.
 
     Override any of :meth:`get_properties`, :meth:`get_parameters`, :meth:`fit` and
     :meth:`evaluate`. Subclasses need not call ``NumPyClient.__init__``.
     """
-
-    _context: Context | None = None
-
-    @property
-    def context(self) -> Context:
-        """The :class:`~flwr_sdk.context.Context` of the current message.
-
-        Raises:
-            AttributeError: no context has been set yet.
-
-        """
-        if self._context is None:
-            raise AttributeError(
-                f"{type(self).__name__}.context is not set yet (the SDK sets it before "
-                "calling the client's methods)"
-            )
-        return self._context
-
-    @context.setter
-    def context(self, context: Context) -> None:
-        if not isinstance(context, Context):
-            raise TypeError(f"context must be Context, got {type(context).__name__}")
-        self._context = context
-
-    def get_context(self) -> Context:
-        """Return :attr:`context` (older spelling)."""
-        return self.context
-
-    def set_context(self, context: Context) -> None:
-        """Set :attr:`context` (older spelling)."""
-        self.context = context
 
     def get_properties(self, config: Config) -> Properties:
         """Return the client's properties.
