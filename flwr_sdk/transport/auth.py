@@ -10,7 +10,8 @@ The scheme, in short:
   HMAC key;
 * every call but ``CreateNode`` also carries ``auth-token`` = base64url of
   HMAC-SHA256(key, deterministic serialization of the request), where deterministic means
-  map entries sorted by key at every level. Nothing else (method, time) is covered.
+  map entries in the order protobuf's upb runtime gives them in deterministic mode, at
+  every level (see ``_map_key_order``). Nothing else (method, time) is covered.
 """
 
 from __future__ import annotations
@@ -62,11 +63,23 @@ def shared_hmac_key(
     return base64.urlsafe_b64encode(derived)
 
 
+def _map_key_order(key: Any) -> Any:
+    """Sort key of upb's deterministic map order (what Flower's protobuf uses).
+
+    String keys compare byte-wise as UTF-8, but a key sorts *after* every longer key it is
+    a prefix of (``["aa", "abc", "ab", "a", "b", ""]``); 0xFF never occurs in UTF-8, so
+    appending it gives exactly that order. Other keys sort naturally.
+    """
+    if isinstance(key, str):
+        return key.encode("utf-8") + b"\xff"
+    return key
+
+
 def _sorted_maps(value: Any) -> Any:
     if isinstance(value, betterproto2.Message):
         return _with_sorted_maps(value)
     if isinstance(value, dict):
-        return {k: _sorted_maps(value[k]) for k in sorted(value)}
+        return {k: _sorted_maps(value[k]) for k in sorted(value, key=_map_key_order)}
     if isinstance(value, list):
         return [_sorted_maps(v) for v in value]
     return value

@@ -43,6 +43,9 @@ class FaultyShiftClient(ShiftClient):
             self.fail_rounds.discard(round_)
             raise RuntimeError(f"injected failure in round {round_}")
         shifted, num_examples, metrics = super().fit(parameters, config)
+        # "seen" is a prefix of "seen_round": node auth must serialize such map keys in
+        # protobuf's deterministic (upb) order, or the SuperLink rejects the HMAC.
+        metrics["seen"] = round_
         if self.report_context:
             context = self.context
             records = context.state.configs_records

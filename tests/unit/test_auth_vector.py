@@ -70,3 +70,20 @@ def test_deterministic_bytes_sort_maps_at_every_level() -> None:
     rs_b = pb.RecordSet(configs={"y": b, "z": a})
     assert auth.deterministic_bytes(rs_a) == auth.deterministic_bytes(rs_b)
     assert auth.deterministic_bytes(b) == bytes(b)
+
+
+def test_deterministic_map_order_is_upb_order() -> None:
+    """Flower's protobuf (upb) orders map keys so that a prefix sorts after its
+    extensions; the SuperLink recomputes the HMAC over exactly that order."""
+    keys = ["a", "ab", "", "b", "abc", "aa"]
+    record = pb.ConfigsRecord(data={k: pb.ConfigsRecordValue(sint64=1) for k in keys})
+    data = auth.deterministic_bytes(record)
+    order = []
+    i = 0
+    while i < len(data):
+        length = data[i + 1]
+        entry = data[i + 2 : i + 2 + length]
+        order.append(entry[2 : 2 + entry[1]].decode())
+        i += 2 + length
+    # Observed from protobuf 4.25 (upb) in flwr 1.12.0's environment.
+    assert order == ["aa", "abc", "ab", "a", "b", ""]
