@@ -8,7 +8,9 @@ generator produces the package ``flwr_sdk_proto.<line>`` under ``generated/``:
 * ``fleet_api.py``: every RPC of every service with its gRPC path, streaming kind,
   request/response classes and, for the Fleet service, its REST path (jinja2);
 * ``registry.py``: full protobuf name → generated class, for messages and enums (jinja2);
-* ``__init__.py``: what the line is and where it came from (jinja2).
+* ``__init__.py``: what the line is and where it came from (jinja2);
+* ``fastcodec.py``: a size-first encoder and zero-copy decoder for the tensor-bearing
+  messages, byte-identical to protobuf (jinja2 over ``fastcodec_model``).
 
 Output is a pure function of the proto files and the pinned tool versions: files are
 passed to protoc in sorted order and nothing time- or machine-dependent is rendered.
@@ -27,6 +29,7 @@ import jinja2
 from google.protobuf import descriptor_pb2
 
 from .descriptors import compile_descriptor_set, run_protoc
+from .fastcodec_model import build_fastcodec_model, ruff_format
 
 ROOT_PACKAGE = "flwr_sdk_proto"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -249,6 +252,9 @@ def generate_line(line: WireLine) -> GeneratedTree:
         ("registry.py.j2", "registry.py"),
     ):
         tree[f"{pkg_dir}/{target}"] = env.get_template(template).render(context).encode()
+    fast_context = {**context, "codec": build_fastcodec_model(fds)}
+    fast_source = env.get_template("fastcodec.py.j2").render(fast_context)
+    tree[f"{pkg_dir}/fastcodec.py"] = ruff_format(fast_source).encode()
     return tree
 
 

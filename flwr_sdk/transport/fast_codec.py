@@ -1,0 +1,170 @@
+"""The generated fast protobuf codecs behind one small API, and as a grpclib codec.
+
+Each wire line's generated ``flwr_sdk_proto.<line>.fastcodec`` encodes the tensor-bearing
+messages (Array, records, TaskIns/TaskRes, Message, the legacy ServerMessage /
+ClientMessage, their Fleet envelopes, ...) in one size pass and one write pass, and decodes
+them with ``Array.data`` / ``Parameters.tensors`` as memoryviews of the received buffer.
+Its bytes equal google protobuf's. This module dispatches by message class over every
+line and falls back to betterproto2 (``bytes(msg)`` / ``cls.parse``) for the rest:
+
+* :func:`encode_message` / :func:`decode_message`: for transports that handle bodies
+  themselves (REST: stream :func:`iter_chunks` of the encoded buffer as the request body
+  with an explicit ``Content-Length``; decode ``response.content``);
+* :class:`FastProtoCodec`: a grpclib ``CodecBase`` for ``Channel(codec=...)`` and
+  ``Server(handlers, codec=...)`` (or wrapped in ``SizeLimitedCodec``).
+
+Buffers and ownership:
+
+* Encoding returns a writable ``memoryview`` (format ``B``) over a fresh buffer owned by
+  nobody else; ``len()`` is its size in bytes, slicing it is free and ``bytes + view``
+  works (grpclib's ``send_message`` prepends the 5-byte gRPC prefix that way, which copies
+  the payload once more; a transport that writes prefix and body separately avoids it).
+* Decoding keeps memoryviews of ``data`` inside the returned message. grpclib hands
+  ``codec.decode`` a fresh immutable ``bytes`` object (``b"".join`` of the received
+  DATA chunks in ``grpclib.protocol.Buffer.read``), so the views stay valid and read-only
+  for as long as the message lives. Callers passing a ``bytearray`` or writable
+  ``memoryview`` must not mutate it while decoded messages are in use. A ``bytes`` field
+  then holds a ``memoryview`` at runtime (betterproto2 does not check field types);
+  ``flwr_sdk.records.Array`` and ``flwr_sdk._npy.load_npy`` accept memoryviews and build
+  numpy arrays on them without copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any, Protocol, cast
+
+import betterproto2
+from flwr_sdk_proto.v1_12 import fastcodec as fast_v1_12
+from flwr_sdk_proto.v1_15 import fastcodec as fast_v1_15
+from grpclib.encoding.base import CodecBase
+
+__all__ = [
+    "DECODE_ERRORS",
+    "DEFAULT_CHUNK_SIZE",
+    "FAST_CODECS",
+    "FastProtoCodec",
+    "decode_message",
+    "encode_message",
+    "fast_codec_for",
+    "iter_chunks",
+]
+
+FAST_CODECS: tuple[ModuleType, ...] = (fast_v1_12, fast_v1_15)
+"""The generated fast-codec modules, one per wire line."""
+
+DECODE_ERRORS: tuple[type[ValueError], ...] = (fast_v1_12.DecodeError, fast_v1_15.DecodeError)
+"""What the fast decoders raise on malformed input (all ``ValueError`` subclasses)."""
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+"""Chunk size of :func:`iter_chunks` (1 MiB: httpx streams these without quadratic cost)."""
+
+
+class _FastCodecModule(Protocol):
+    """The part of a generated ``fastcodec`` module this module uses."""
+
+    MESSAGE_TYPES: frozenset[type[betterproto2.Message]]
+
+    def encode(self, msg: betterproto2.Message, *, deterministic: bool = False) -> memoryview:
+        """Serialize a covered message."""
+
+    def decode(self, cls: type[Any], data: bytes | bytearray | memoryview) -> Any:
+        """Parse a covered message."""
+
+
+def _registry(modules: tuple[ModuleType, ...]) -> dict[type, _FastCodecModule]:
+    registry: dict[type, _FastCodecModule] = {}
+    for module in modules:
+        codec = cast(_FastCodecModule, module)
+        for cls in codec.MESSAGE_TYPES:
+            registry[cls] = codec
+    return registry
+
+
+_REGISTRY = _registry(FAST_CODECS)
+
+
+def fast_codec_for(cls: type) -> ModuleType | None:
+    """The generated fast-codec module covering ``cls`` exactly, or ``None``."""
+    codec = _REGISTRY.get(cls)
+    return cast(ModuleType, codec) if codec is not None else None
+
+
+def encode_message(message: betterproto2.Message) -> bytes | memoryview:
+    """Serialize ``message``: fast codec when it covers the class, else betterproto2.
+
+    Fast-encoded results are writable ``memoryview`` objects (see the module docs);
+    betterproto2's are ``bytes``. Both hold protobuf's exact bytes.
+    """
+    codec = _REGISTRY.get(type(message))
+    if codec is None:
+        return bytes(message)
+    return codec.encode(message)
+
+
+def decode_message(cls: type[Any], data: bytes | bytearray | memoryview) -> Any:
+    """Parse ``data`` as ``cls``: fast codec when it covers ``cls``, else ``cls.parse``.
+
+    With the fast codec, tensor bytes in the result are memoryviews of ``data``;
+    malformed input raises one of :data:`DECODE_ERRORS`.
+    """
+    codec = _REGISTRY.get(cls)
+    if codec is None:
+        return cls.parse(bytes(data) if not isinstance(data, bytes) else data)
+    return codec.decode(cls, data)
+
+
+def iter_chunks(
+    data: bytes | bytearray | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[memoryview]:
+    """Consecutive ``chunk_size`` slices of ``data`` as memoryviews (no copies).
+
+    For streaming an encoded body (e.g. an httpx request ``content`` iterator with an
+    explicit ``Content-Length: len(data)``).
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    view = memoryview(data)
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    for start in range(0, view.nbytes, chunk_size):
+        yield view[start : start + chunk_size]
+
+
+class FastProtoCodec(CodecBase):
+    """grpclib codec (content subtype ``proto``) using the fast codecs where they apply.
+
+    Messages of classes a generated fast codec covers are encoded and decoded by it;
+    every other message class goes through betterproto2 like grpclib's ``ProtoCodec``
+    would (``SerializeToString`` / ``FromString``, which betterproto2 provides).
+    """
+
+    __content_subtype__ = "proto"
+
+    def covers(self, message_type: type) -> bool:
+        """Whether ``message_type`` takes the fast path."""
+        return message_type in _REGISTRY
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        """Serialize ``message`` (must be an instance of ``message_type``).
+
+        Returns a ``memoryview`` for fast-path messages: grpclib only takes its ``len``
+        and appends it to the gRPC prefix (``bytes + memoryview`` is ``bytes``).
+        """
+        if not isinstance(message, message_type):
+            raise TypeError(f"Message must be of type {message_type!r}, not {type(message)!r}")
+        codec = _REGISTRY.get(type(message))
+        if codec is None:
+            return bytes(message)
+        # A bytes-like memoryview where grpclib's signature says bytes: see the docstring.
+        return cast(bytes, codec.encode(message))
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        """Parse ``data`` (grpclib passes a fresh ``bytes``) as ``message_type``."""
+        codec = _REGISTRY.get(message_type)
+        if codec is None:
+            return message_type.FromString(data)
+        return codec.decode(message_type, data)
