@@ -7,6 +7,7 @@ aggregated model moved by exactly the FedAvg step, the fit config reached the cl
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,15 @@ def _run(
         else:
             # Fleet clients poll forever; SIGTERM makes a 1.12 client leave with DeleteNode.
             assert stop_fleet_clients(procs) == [0] * len(procs)
-            assert server.in_loop(lambda: dict(server.server.state.nodes)) == {}  # type: ignore[union-attr]
+            # Every node left with DeleteNode (the server may still be handling the last
+            # request when the client process is gone, so give it a moment).
+            deadline = time.monotonic() + 10
+            nodes = server.in_loop(lambda: dict(server.server.state.nodes))  # type: ignore[union-attr]
+            while nodes and time.monotonic() < deadline:
+                time.sleep(0.2)
+                nodes = server.in_loop(lambda: dict(server.server.state.nodes))  # type: ignore[union-attr]
+            logs = "\n".join(proc.output()[-1500:] for proc in procs)
+            assert nodes == {}, f"{nodes}\n{logs}"
 
 
 def _config(transport: str, **kwargs: object) -> ServerConfig:
