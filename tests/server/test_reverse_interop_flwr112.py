@@ -53,6 +53,11 @@ def _run(
                 assert "RETURNED" in proc.output()
         else:
             # Fleet clients poll forever; SIGTERM makes a 1.12 client leave with DeleteNode.
+            # Flower 1.12's handler raises StopIteration wherever the signal lands; inside
+            # message handling that becomes "generator raised StopIteration" and the client
+            # exits without DeleteNode (its bug). Let every client finish its last reply and
+            # go back to its 3 s idle poll first.
+            time.sleep(4)
             assert stop_fleet_clients(procs) == [0] * len(procs)
             # Every node left with DeleteNode (the server may still be handling the last
             # request when the client process is gone, so give it a moment).
