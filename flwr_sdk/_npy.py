@@ -5,6 +5,9 @@ shared by :class:`flwr_sdk.records.Array` and :mod:`flwr_sdk.client.ndarrays`.
 
 * :func:`dump_npy` produces exactly the bytes that ``numpy.save(..., allow_pickle=False)``
   writes (format 1.0 for every ordinary array), with a single copy of the tensor data.
+* :class:`NpyPayload` is the same ``.npy`` file *not* materialised: the header bytes plus a
+  view of the array's data. The generated fast codecs write it into a message without
+  an intermediate ``bytes`` object (its ``byte_segments()``), or stream it by reference.
 * :func:`load_npy` parses the header itself and returns a view of the input buffer
   (``numpy.frombuffer``); the tensor data is never copied. The returned array is
   read-only when the buffer is (``bytes``) and writable when the buffer is (for example a
@@ -25,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-__all__ = ["MAX_HEADER_SIZE", "NPY_MAGIC", "dump_npy", "load_npy"]
+__all__ = ["MAX_HEADER_SIZE", "NPY_MAGIC", "NpyPayload", "dump_npy", "load_npy"]
 
 NPY_MAGIC = b"\x93NUMPY"
 """The six bytes every ``.npy`` file starts with."""
@@ -50,12 +53,11 @@ def _refuse_object_dtype(dtype: np.dtype[Any], what: str) -> None:
         )
 
 
-def dump_npy(array: npt.NDArray[Any]) -> bytes:
-    """Serialize ``array`` to ``.npy`` bytes, identical to ``numpy.save(allow_pickle=False)``.
+def _npy_parts(array: npt.NDArray[Any]) -> tuple[bytes, memoryview] | bytes:
+    """``(header, data view)`` of ``array``'s ``.npy`` file, or the whole file as bytes.
 
-    Raises:
-        TypeError: ``array`` is not a NumPy array or has an object dtype.
-
+    The data view shares memory with ``array`` when it is C- or F-contiguous; other
+    arrays are copied once into C order (as ``numpy.save`` writes them).
     """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
@@ -70,15 +72,98 @@ def dump_npy(array: npt.NDArray[Any]) -> bytes:
         # names): rare, so defer to numpy's own writer and its version selection.
         return _dump_npy_with_numpy(arr)
     if arr.itemsize == 0 or arr.size == 0:
-        return header.getvalue()
+        return header.getvalue(), memoryview(b"")
     # Same byte order as numpy.save: Fortran order only for arrays that are
     # F-contiguous but not C-contiguous, otherwise C order.
     if header_data["fortran_order"]:
         flat = arr.T.reshape(-1)
     else:
         flat = np.ascontiguousarray(arr).reshape(-1)
+    return header.getvalue(), memoryview(flat.view(np.uint8))
+
+
+def dump_npy(array: npt.NDArray[Any]) -> bytes:
+    """Serialize ``array`` to ``.npy`` bytes, identical to ``numpy.save(allow_pickle=False)``.
+
+    Raises:
+        TypeError: ``array`` is not a NumPy array or has an object dtype.
+
+    """
+    parts = _npy_parts(array)
+    if isinstance(parts, bytes):
+        return parts
     # b"".join copies straight from the array's buffer into the result: one copy.
-    return b"".join((header.getvalue(), memoryview(flat.view(np.uint8))))
+    return b"".join(parts)
+
+
+class NpyPayload:
+    """The ``.npy`` file of an array as ``(header bytes, view of the array data)``.
+
+    Holds exactly the bytes :func:`dump_npy` returns, without building them: the data
+    segment shares memory with the array (C- or F-contiguous arrays; others are copied
+    once into C order, as ``numpy.save`` would write them). So the array must not be
+    modified while the payload is in use (e.g. until a reply holding it has been sent).
+
+    It implements the generated codecs' ``SegmentedBytes`` protocol (``len`` and
+    :meth:`byte_segments`), so it can stand in a protobuf ``bytes`` field
+    (``Array.data``, ``Parameters.tensors``); :meth:`numpy` gives the array back
+    without parsing, ``bytes(payload)`` materialises the file (one copy), and payloads
+    compare equal to bytes-like objects with the same content.
+
+    Raises:
+        TypeError: ``array`` is not a NumPy array or has an object dtype.
+
+    """
+
+    __slots__ = ("_array", "_data", "_header", "_nbytes")
+
+    def __init__(self, array: npt.NDArray[Any]) -> None:
+        parts = _npy_parts(array)
+        if isinstance(parts, bytes):
+            self._header, self._data = parts, memoryview(b"")
+        else:
+            self._header, self._data = parts
+        self._array = array
+        self._nbytes = len(self._header) + self._data.nbytes
+
+    def __len__(self) -> int:
+        """Length of the ``.npy`` file in bytes."""
+        return self._nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Length of the ``.npy`` file in bytes (same as ``len``)."""
+        return self._nbytes
+
+    def byte_segments(self) -> tuple[bytes | memoryview, ...]:
+        """The header and the data view, whose concatenation is the ``.npy`` file."""
+        if self._data.nbytes == 0:
+            return (self._header,)
+        return (self._header, self._data)
+
+    def numpy(self) -> npt.NDArray[Any]:
+        """The array this payload was made from (not a copy)."""
+        return self._array
+
+    def __bytes__(self) -> bytes:
+        """The ``.npy`` file as ``bytes`` (a copy)."""
+        return b"".join(self.byte_segments())
+
+    def __eq__(self, other: object) -> bool:
+        """Compare content with another payload or a bytes-like object."""
+        if isinstance(other, NpyPayload):
+            return self._nbytes == other._nbytes and bytes(self) == bytes(other)
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            view = memoryview(other)
+            return self._nbytes == view.nbytes and bytes(self) == view.cast("B").tobytes()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """Describe the payload without dumping its bytes."""
+        array = self._array
+        return f"NpyPayload(<{self._nbytes} bytes>, dtype={array.dtype}, shape={array.shape})"
 
 
 def _dump_npy_with_numpy(arr: npt.NDArray[Any]) -> bytes:
@@ -96,8 +181,10 @@ def _as_byte_view(data: bytes | bytearray | memoryview) -> memoryview:
     return view
 
 
-def load_npy(data: bytes | bytearray | memoryview) -> npt.NDArray[Any]:
+def load_npy(data: bytes | bytearray | memoryview | NpyPayload) -> npt.NDArray[Any]:
     """Load a ``.npy`` file held in memory, as a view of ``data`` (no copy of the tensor).
+
+    An :class:`NpyPayload` gives back the array it was made from.
 
     Accepts format versions 1.0, 2.0 and 3.0. The result shares memory with ``data``:
     it is read-only for ``bytes`` and writable for writable buffers.
@@ -108,6 +195,8 @@ def load_npy(data: bytes | bytearray | memoryview) -> npt.NDArray[Any]:
         TypeError: the header declares an object dtype (loading it would need pickle).
 
     """
+    if isinstance(data, NpyPayload):
+        return data.numpy()
     view = _as_byte_view(data)
     if len(view) < len(NPY_MAGIC) + 2 or view[: len(NPY_MAGIC)] != NPY_MAGIC:
         raise ValueError("not a .npy file: missing magic string")

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy.typing as npt
 
-from flwr_sdk._npy import dump_npy, load_npy
+from flwr_sdk._npy import NpyPayload, dump_npy, load_npy
 
 __all__ = [
     "Array",
@@ -78,8 +78,10 @@ ConfigsRecordValues = (
 class Array:
     """One tensor: a dtype/shape/serialization-type description plus its raw bytes.
 
-    ``data`` may be ``bytes`` or a ``memoryview`` (kept as given, never copied, so that a
-    decoder can hand out views of a received buffer). For NumPy arrays ``stype`` is
+    ``data`` may be ``bytes``, a ``memoryview`` (kept as given, never copied, so that a
+    decoder can hand out views of a received buffer) or an
+    :class:`~flwr_sdk._npy.NpyPayload` (a ``.npy`` file not materialised: header plus a
+    view of an array; the transports write it without copying). For NumPy arrays ``stype`` is
     ``"numpy.ndarray"`` and ``data`` holds a complete ``.npy`` file; see
     :meth:`from_numpy` and :meth:`numpy`.
 
@@ -89,7 +91,7 @@ class Array:
     dtype: str
     shape: list[int]
     stype: str
-    data: bytes | memoryview
+    data: bytes | memoryview | NpyPayload
 
     def __post_init__(self) -> None:
         """Validate the field types."""
@@ -113,7 +115,7 @@ class Array:
                     raise ValueError("Array.data memoryview must be C-contiguous")
                 data = data.cast("B")
             self.data = data
-        elif not isinstance(data, bytes):
+        elif not isinstance(data, (bytes, NpyPayload)):
             raise TypeError(f"Array.data must be bytes or memoryview, got {type(data).__name__}")
 
     @classmethod
@@ -163,7 +165,9 @@ class Array:
 
     def __repr__(self) -> str:
         """Describe the array without dumping its bytes."""
-        kind = "memoryview" if isinstance(self.data, memoryview) else "bytes"
+        kind = (
+            type(self.data).__name__ if isinstance(self.data, (memoryview, NpyPayload)) else "bytes"
+        )
         return (
             f"Array(dtype={self.dtype!r}, shape={self.shape!r}, stype={self.stype!r}, "
             f"data=<{len(self.data)} {kind}>)"

@@ -497,6 +497,8 @@ def test_bytes_equal_protobuf(line: str, name: str, data: st.DataObject) -> None
     reference = to_upb(line, msg)
     ours = fc.encode(msg, deterministic=True)
     assert bytes(ours) == reference.SerializeToString(deterministic=True)
+    # The streamed form holds the same bytes, piece by piece.
+    assert b"".join(fc.encode_chunks(msg, deterministic=True)) == bytes(ours)
     assert fc.encoded_size(msg) == len(ours) == reference.ByteSize()
     # Insertion-ordered maps: same message for protobuf, possibly other entry order.
     assert type(reference).FromString(bytes(fc.encode(msg))) == reference
@@ -523,6 +525,12 @@ def test_big_arrays_bytes_equal(line: str, data: st.DataObject) -> None:
     fc = LINES[line][1]
     msg = data.draw(S_BIG[line]["RecordSet"].filter(lambda r: r.parameters))
     assert bytes(fc.encode(msg)) == bytes(msg)
+    pieces = fc.encode_chunks(msg)
+    assert b"".join(pieces) == bytes(msg)
+    # Values of 64 KiB and more are referenced (the very objects), never copied.
+    big = [a.data for r in msg.parameters.values() for a in r.data_values if len(a.data) >= 1 << 16]
+    referenced = [p for p in pieces if any(p is d for d in big)]
+    assert len(referenced) == len(big)
     reference = to_upb(line, msg)
     assert bytes(fc.encode(msg, deterministic=True)) == reference.SerializeToString(
         deterministic=True
@@ -1073,3 +1081,50 @@ def test_flwr_1_12_parses_our_multi_mib_task_ins(flwr_1_12_worker: Any) -> None:
         ),
     )
     _assert_flwr_agrees(flwr_1_12_worker, fc12, msg)
+
+
+class _Segments:
+    """A SegmentedBytes value: the concatenation of its segments."""
+
+    def __init__(self, *segments: bytes | memoryview) -> None:
+        self.segments = segments
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.segments)
+
+    def byte_segments(self) -> tuple[bytes | memoryview, ...]:
+        return self.segments
+
+
+@pytest.mark.parametrize("line", list(LINES))
+@pytest.mark.parametrize("sizes", [(0,), (3, 5), (100, 1 << 17), (1 << 16, 0, 7)])
+def test_segmented_bytes_values_encode_like_their_concatenation(
+    line: str, sizes: tuple[int, ...]
+) -> None:
+    fc = LINES[line][1]
+    pb_mod = LINES[line][0]
+    rng = np.random.default_rng(len(sizes))
+    segments = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    joined = b"".join(segments)
+    views = [memoryview(s) for s in segments]
+    lazy = pb_mod.ParametersRecord(
+        data_keys=["a", "b"],
+        data_values=[
+            pb_mod.Array(dtype="u1", shape=[len(joined)], stype="raw", data=_Segments(*views)),
+            pb_mod.Array(dtype="u1", shape=[2], stype="raw", data=b"xy"),
+        ],
+    )
+    plain = pb_mod.ParametersRecord(
+        data_keys=["a", "b"],
+        data_values=[
+            pb_mod.Array(dtype="u1", shape=[len(joined)], stype="raw", data=joined),
+            pb_mod.Array(dtype="u1", shape=[2], stype="raw", data=b"xy"),
+        ],
+    )
+    expected = bytes(plain)
+    assert bytes(fc.encode(lazy)) == expected
+    assert fc.encoded_size(lazy) == len(expected)
+    pieces = fc.encode_chunks(lazy)
+    assert b"".join(pieces) == expected
+    if len(joined) >= 1 << 16:
+        assert all(any(p is v for p in pieces) for v in views if len(v))

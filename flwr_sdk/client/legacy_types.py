@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from flwr_sdk._npy import NpyPayload
+
 __all__ = [
     "Code",
     "Config",
@@ -39,8 +41,10 @@ Metrics = dict[str, Scalar]
 """Metrics reported by the client."""
 Properties = dict[str, Scalar]
 """Properties reported by the client."""
-TensorBytes = bytes | memoryview
-"""One serialized tensor (a ``memoryview`` when it was decoded without a copy)."""
+TensorBytes = bytes | memoryview | NpyPayload
+"""One serialized tensor: a ``memoryview`` when it was decoded without a copy, an
+:class:`~flwr_sdk._npy.NpyPayload` (``.npy`` header + view of an array) when it was made by
+``ndarrays_to_parameters(..., zero_copy=True)``; ``bytes(tensor)`` works for all three."""
 
 
 class Code(IntEnum):

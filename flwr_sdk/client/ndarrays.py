@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from flwr_sdk._npy import dump_npy, load_npy
+from flwr_sdk._npy import NpyPayload, dump_npy, load_npy
 from flwr_sdk.client.legacy_types import Parameters, TensorBytes
 from flwr_sdk.records import NUMPY_STYPE
 
@@ -51,13 +51,18 @@ def bytes_to_ndarray(tensor: TensorBytes) -> NDArray:
         ValueError: ``tensor`` is not a well-formed ``.npy`` file.
 
     """
-    if not isinstance(tensor, (bytes, bytearray, memoryview)):
+    if not isinstance(tensor, (bytes, bytearray, memoryview, NpyPayload)):
         raise TypeError(f"tensor must be bytes or memoryview, got {type(tensor).__name__}")
     return load_npy(tensor)
 
 
-def ndarrays_to_parameters(ndarrays: Sequence[NDArray]) -> Parameters:
+def ndarrays_to_parameters(ndarrays: Sequence[NDArray], *, zero_copy: bool = False) -> Parameters:
     """Serialize arrays into :class:`Parameters` with ``tensor_type="numpy.ndarray"``.
+
+    With ``zero_copy=True`` the tensors are :class:`~flwr_sdk._npy.NpyPayload` objects
+    (``.npy`` header + a view of each array, nothing copied for contiguous arrays) that
+    the transports write straight from the arrays; the arrays must then stay unchanged
+    until the parameters have been sent. Otherwise they are ``bytes`` (one copy each).
 
     Raises:
         TypeError: ``ndarrays`` is not a sequence of NumPy arrays, or one has an object
@@ -72,7 +77,7 @@ def ndarrays_to_parameters(ndarrays: Sequence[NDArray]) -> Parameters:
             raise TypeError(
                 f"ndarrays[{index}] must be a numpy.ndarray, got {type(ndarray).__name__}"
             )
-        tensors.append(dump_npy(ndarray))
+        tensors.append(NpyPayload(ndarray) if zero_copy else dump_npy(ndarray))
     return Parameters(tensors=tensors, tensor_type=NUMPY_STYPE)
 
 

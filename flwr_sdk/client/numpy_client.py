@@ -168,7 +168,8 @@ class NumPyClientAdapter(Client):
             self.numpy_client.get_parameters(ins.config), "get_parameters", "the parameters"
         )
         return GetParametersRes(
-            status=Status(Code.OK, _SUCCESS), parameters=ndarrays_to_parameters(ndarrays)
+            status=Status(Code.OK, _SUCCESS),
+            parameters=ndarrays_to_parameters(ndarrays, zero_copy=True),
         )
 
     def fit(self, ins: FitIns) -> FitRes:
@@ -190,7 +191,7 @@ class NumPyClientAdapter(Client):
         metrics = _check_dict(results[2], "fit", "the metrics (third element)")
         return FitRes(
             status=Status(Code.OK, _SUCCESS),
-            parameters=ndarrays_to_parameters(ndarrays),
+            parameters=ndarrays_to_parameters(ndarrays, zero_copy=True),
             num_examples=int(results[1]),
             metrics=metrics,
         )

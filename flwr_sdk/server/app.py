@@ -31,7 +31,7 @@ from flwr_sdk.server.fleet_grpc import FleetGrpcServicer
 from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
 from flwr_sdk.server.node_auth import NodeAuthenticator
 from flwr_sdk.server.strategy import FedAvg
-from flwr_sdk.server.wire_check import StrictProtoCodec
+from flwr_sdk.server.wire_check import StrictFastProtoCodec
 from flwr_sdk.transport.grpc_tuning import TunedServer, tuned_server
 from flwr_sdk.transport.limits import DEFAULT_MAX_MESSAGE_LENGTH, validate_max_message_length
 
@@ -184,7 +184,7 @@ class ReferenceServer:
         else:
             self._grpc = tuned_server(
                 handlers,
-                codec=StrictProtoCodec(),
+                codec=StrictFastProtoCodec(),
                 max_message_length=config.max_message_length,
             )
             ssl_context = config.tls.ssl_context("h2") if config.tls else None

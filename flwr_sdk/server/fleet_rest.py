@@ -37,6 +37,7 @@ from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk.server.fleet_servicer import FleetServicer
 from flwr_sdk.server.fleet_state import FleetError, FleetState
 from flwr_sdk.server.wire_check import check_wire_format
+from flwr_sdk.transport.fast_codec import decode_message, encode_message, fast_codec_for
 
 __all__ = ["PROTOBUF", "RestFleetServer"]
 
@@ -119,8 +120,9 @@ class RestFleetServer:
             log.warning("%s: body over the %d-byte limit refused", rpc.name, self.max_body_size)
             return _text(413, f"Payload Too Large (limit {self.max_body_size} bytes)")
         try:
-            check_wire_format(body)
-            message = rpc.request_type.parse(body)
+            if fast_codec_for(rpc.request_type) is None:
+                check_wire_format(body)
+            message = decode_message(rpc.request_type, body)
         except Exception as exc:
             log.warning("%s: undecodable body: %s", rpc.name, exc)
             return _text(400, "Invalid protobuf body")
@@ -129,4 +131,4 @@ class RestFleetServer:
         except FleetError as exc:
             log.warning("%s failed: %s", rpc.name, exc)
             return _text(500, "Internal Server Error")
-        return web.Response(status=200, body=bytes(response), content_type=PROTOBUF)
+        return web.Response(status=200, body=encode_message(response), content_type=PROTOBUF)

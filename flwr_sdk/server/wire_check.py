@@ -5,7 +5,10 @@ silently becomes a default message. A server must instead answer "bad request", 
 Flower's protobuf runtime does. :func:`check_wire_format` walks the top level of a
 serialized message (tags, varints, fixed-width values, length-delimited fields) and
 raises :class:`ValueError` on anything malformed; :class:`StrictProtoCodec` applies it to
-every gRPC request the server receives.
+every gRPC request the server receives. :class:`StrictFastProtoCodec` (what the reference
+server uses) decodes the tensor-bearing messages with the generated fast codec, which
+refuses malformed input itself, and checks every other message like
+:class:`StrictProtoCodec`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 
 from grpclib.encoding.proto import ProtoCodec
 
-__all__ = ["StrictProtoCodec", "check_wire_format"]
+from flwr_sdk.transport.fast_codec import FastProtoCodec
+
+__all__ = ["StrictFastProtoCodec", "StrictProtoCodec", "check_wire_format"]
 
 _MAX_VARINT_BYTES = 10
 
@@ -63,4 +68,22 @@ class StrictProtoCodec(ProtoCodec):
     def decode(self, data: bytes, message_type: Any) -> Any:
         """Check the wire format, then decode."""
         check_wire_format(data)
+        return super().decode(data, message_type)
+
+
+class StrictFastProtoCodec(FastProtoCodec):
+    """The fast codec (chunked sends), refusing malformed bytes of every message type.
+
+    Covered messages are decoded by the generated fast codec (malformed input raises
+    :class:`~flwr_sdk.errors.ProtocolError`); the others are checked with
+    :func:`check_wire_format` first, then parsed by betterproto2.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(chunked=True)
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        """Check the wire format unless the fast codec covers the type, then decode."""
+        if not self.covers(message_type):
+            check_wire_format(data)
         return super().decode(data, message_type)

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from flwr_sdk.transport.fast_codec import encode_message_chunks, fast_codec_for
+
 PUBLIC_KEY_HEADER = "public-key"
 AUTH_TOKEN_HEADER = "auth-token"
 
@@ -99,9 +101,21 @@ def deterministic_bytes(message: betterproto2.Message) -> bytes:
 
 
 def auth_token(hmac_key: bytes, request: betterproto2.Message | bytes) -> str:
-    """The ``auth-token`` header value for a request (or its deterministic bytes)."""
-    body = request if isinstance(request, bytes) else deterministic_bytes(request)
-    digest = hmac.new(hmac_key, body, hashlib.sha256).digest()
+    """The ``auth-token`` header value for a request (or its deterministic bytes).
+
+    Messages the generated fast codec covers (e.g. ``PushTaskResRequest`` with large
+    tensors) are hashed piece by piece from its deterministic chunked encoding, which
+    equals :func:`deterministic_bytes`, without materialising the message.
+    """
+    mac = hmac.new(hmac_key, digestmod=hashlib.sha256)
+    if isinstance(request, bytes):
+        mac.update(request)
+    elif fast_codec_for(type(request)) is not None:
+        for piece in encode_message_chunks(request, deterministic=True).pieces:
+            mac.update(piece)
+    else:
+        mac.update(deterministic_bytes(request))
+    digest = mac.digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
 

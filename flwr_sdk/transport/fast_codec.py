@@ -7,22 +7,26 @@ them with ``Array.data`` / ``Parameters.tensors`` as memoryviews of the received
 Its bytes equal google protobuf's. This module dispatches by message class over every
 line and falls back to betterproto2 (``bytes(msg)`` / ``cls.parse``) for the rest:
 
-* :func:`encode_message` / :func:`decode_message`: for transports that handle bodies
-  themselves (REST: stream :func:`iter_chunks` of the encoded buffer as the request body
-  with an explicit ``Content-Length``; decode ``response.content``);
+* :func:`encode_message` / :func:`encode_message_chunks` / :func:`decode_message`: for
+  transports that handle bodies themselves (REST streams the chunks as ~1 MiB pieces with
+  an explicit ``Content-Length``);
 * :class:`FastProtoCodec`: a grpclib ``CodecBase`` for ``Channel(codec=...)`` and
-  ``Server(handlers, codec=...)`` (or wrapped in ``SizeLimitedCodec``).
+  ``Server(handlers, codec=...)`` (or wrapped in ``SizeLimitedCodec``); with
+  ``chunked=True`` (every endpoint flwr-sdk creates) large messages are encoded as
+  :class:`~flwr_sdk.transport.framing.EncodedChunks` that the tuned streams write frame by
+  frame, so a message holding tensors is never materialised as a whole.
 
 Buffers and ownership:
 
 * Encoding returns a writable ``memoryview`` (format ``B``) over a fresh buffer owned by
   nobody else; ``len()`` is its size in bytes, slicing it is free and ``bytes + view``
-  works (grpclib's ``send_message`` prepends the 5-byte gRPC prefix that way, which copies
-  the payload once more; a transport that writes prefix and body separately avoids it).
-* Decoding keeps memoryviews of ``data`` inside the returned message. grpclib hands
-  ``codec.decode`` a fresh immutable ``bytes`` object (``b"".join`` of the received
-  DATA chunks in ``grpclib.protocol.Buffer.read``), so the views stay valid and read-only
-  for as long as the message lives. Callers passing a ``bytearray`` or writable
+  works. Chunked encoding references large ``bytes`` values (and the segments of
+  ``NpyPayload`` tensors) instead of copying them: they must not change until sent.
+* Decoding keeps memoryviews of ``data`` inside the returned message. On tuned endpoints
+  with this codec, large bodies arrive as a read-only memoryview of one buffer allocated
+  for that message (:class:`~flwr_sdk.transport.limits.SizeLimitedStream`); otherwise
+  grpclib hands ``codec.decode`` a fresh ``bytes``. Either way the views stay valid and
+  read-only for as long as the message lives. Callers passing a ``bytearray`` or writable
   ``memoryview`` must not mutate it while decoded messages are in use. A ``bytes`` field
   then holds a ``memoryview`` at runtime (betterproto2 does not check field types);
   ``flwr_sdk.records.Array`` and ``flwr_sdk._npy.load_npy`` accept memoryviews and build
@@ -40,6 +44,9 @@ from flwr_sdk_proto.v1_12 import fastcodec as fast_v1_12
 from flwr_sdk_proto.v1_15 import fastcodec as fast_v1_15
 from grpclib.encoding.base import CodecBase
 
+from flwr_sdk.errors import ProtocolError
+from flwr_sdk.transport.framing import EncodedChunks
+
 __all__ = [
     "DECODE_ERRORS",
     "DEFAULT_CHUNK_SIZE",
@@ -47,6 +54,7 @@ __all__ = [
     "FastProtoCodec",
     "decode_message",
     "encode_message",
+    "encode_message_chunks",
     "fast_codec_for",
     "iter_chunks",
 ]
@@ -68,6 +76,11 @@ class _FastCodecModule(Protocol):
 
     def encode(self, msg: betterproto2.Message, *, deterministic: bool = False) -> memoryview:
         """Serialize a covered message."""
+
+    def encode_chunks(
+        self, msg: betterproto2.Message, *, deterministic: bool = False
+    ) -> list[bytes | bytearray | memoryview]:
+        """Serialize a covered message as consecutive buffers (large values referenced)."""
 
     def decode(self, cls: type[Any], data: bytes | bytearray | memoryview) -> Any:
         """Parse a covered message."""
@@ -91,28 +104,54 @@ def fast_codec_for(cls: type) -> ModuleType | None:
     return cast(ModuleType, codec) if codec is not None else None
 
 
-def encode_message(message: betterproto2.Message) -> bytes | memoryview:
+def encode_message(
+    message: betterproto2.Message, *, deterministic: bool = False
+) -> bytes | memoryview:
     """Serialize ``message``: fast codec when it covers the class, else betterproto2.
 
     Fast-encoded results are writable ``memoryview`` objects (see the module docs);
-    betterproto2's are ``bytes``. Both hold protobuf's exact bytes.
+    betterproto2's are ``bytes``. Both hold protobuf's exact bytes. ``deterministic``
+    orders map entries as upb's deterministic mode does (fast codec only).
     """
     codec = _REGISTRY.get(type(message))
     if codec is None:
         return bytes(message)
-    return codec.encode(message)
+    return codec.encode(message, deterministic=deterministic)
+
+
+def encode_message_chunks(
+    message: betterproto2.Message, *, deterministic: bool = False
+) -> EncodedChunks:
+    """Serialize ``message`` as :class:`EncodedChunks` without materialising large values.
+
+    ``bytes`` values of 64 KiB or more (including the segments of
+    :class:`~flwr_sdk._npy.NpyPayload` tensors) are referenced, not copied; the rest is
+    encoded into one small buffer. ``bytes(result)`` equals :func:`encode_message`'s
+    bytes. Messages the fast codecs do not cover are one ``bytes`` piece.
+    """
+    codec = _REGISTRY.get(type(message))
+    if codec is None:
+        return EncodedChunks((bytes(message),))
+    return EncodedChunks(codec.encode_chunks(message, deterministic=deterministic))
 
 
 def decode_message(cls: type[Any], data: bytes | bytearray | memoryview) -> Any:
     """Parse ``data`` as ``cls``: fast codec when it covers ``cls``, else ``cls.parse``.
 
-    With the fast codec, tensor bytes in the result are memoryviews of ``data``;
-    malformed input raises one of :data:`DECODE_ERRORS`.
+    With the fast codec, tensor bytes in the result are memoryviews of ``data``.
+
+    Raises:
+        ProtocolError: ``data`` is not a valid encoding of ``cls`` (the fast codec's
+            ``DecodeError`` is chained as the cause).
+
     """
     codec = _REGISTRY.get(cls)
     if codec is None:
         return cls.parse(bytes(data) if not isinstance(data, bytes) else data)
-    return codec.decode(cls, data)
+    try:
+        return codec.decode(cls, data)
+    except DECODE_ERRORS as exc:
+        raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
 
 
 def iter_chunks(
@@ -140,9 +179,23 @@ class FastProtoCodec(CodecBase):
     Messages of classes a generated fast codec covers are encoded and decoded by it;
     every other message class goes through betterproto2 like grpclib's ``ProtoCodec``
     would (``SerializeToString`` / ``FromString``, which betterproto2 provides).
+    Malformed input for a covered class raises :class:`~flwr_sdk.errors.ProtocolError`.
+
+    Args:
+        chunked: encode messages that hold large ``bytes`` values as
+            :class:`~flwr_sdk.transport.framing.EncodedChunks` (nothing materialised;
+            see :func:`encode_message_chunks`). Only for streams that can send them:
+            the tuned endpoints of :mod:`flwr_sdk.transport.grpc_tuning`. Otherwise
+            every message is one contiguous buffer.
+
     """
 
     __content_subtype__ = "proto"
+
+    def __init__(self, *, chunked: bool = False) -> None:
+        if not isinstance(chunked, bool):
+            raise TypeError(f"chunked must be a bool, got {type(chunked).__name__}")
+        self.chunked = chunked
 
     def covers(self, message_type: type) -> bool:
         """Whether ``message_type`` takes the fast path."""
@@ -159,12 +212,22 @@ class FastProtoCodec(CodecBase):
         codec = _REGISTRY.get(type(message))
         if codec is None:
             return bytes(message)
+        if self.chunked:
+            pieces = codec.encode_chunks(message)
+            if len(pieces) != 1:
+                # grpclib only takes len() and prepends the prefix (EncodedChunks.__radd__);
+                # the tuned stream's send_data writes the pieces frame by frame.
+                return cast(bytes, EncodedChunks(pieces))
+            return cast(bytes, pieces[0])
         # A bytes-like memoryview where grpclib's signature says bytes: see the docstring.
         return cast(bytes, codec.encode(message))
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        """Parse ``data`` (grpclib passes a fresh ``bytes``) as ``message_type``."""
+        """Parse ``data`` (``bytes``, or a read-only memoryview of a preallocated buffer)."""
         codec = _REGISTRY.get(message_type)
         if codec is None:
-            return message_type.FromString(data)
-        return codec.decode(message_type, data)
+            return message_type.FromString(data if isinstance(data, bytes) else bytes(data))
+        try:
+            return codec.decode(message_type, data)
+        except DECODE_ERRORS as exc:
+            raise ProtocolError(f"malformed {message_type.__name__}: {exc}") from exc

@@ -1,6 +1,7 @@
 """Create the grpclib channels of the gRPC transports from validated settings.
 
-Every channel is tuned for big messages (see :mod:`flwr_sdk.transport.grpc_tuning`) and
+Every channel is tuned for big messages (see :mod:`flwr_sdk.transport.grpc_tuning`), uses
+the generated fast codec (:class:`~flwr_sdk.transport.fast_codec.FastProtoCodec`) and
 enforces ``grpc_max_message_length`` in both directions before a body is allocated.
 """
 
@@ -12,6 +13,7 @@ from grpclib.client import Channel
 
 from flwr_sdk.transport.address import GrpcTarget, parse_grpc_address
 from flwr_sdk.transport.base import TransportSettings
+from flwr_sdk.transport.fast_codec import FastProtoCodec
 from flwr_sdk.transport.grpc_tuning import TunedChannel
 from flwr_sdk.transport.tls import client_ssl_context
 
@@ -34,10 +36,16 @@ class GrpcChannelFactory:
         return self._ssl is not None
 
     def create(self) -> Channel:
-        """A new channel (it connects lazily, on the first request)."""
+        """A new channel (it connects lazily, on the first request).
+
+        Messages go through the generated fast codec: large requests are sent piece by
+        piece without being joined, large responses are received into one buffer and
+        decoded as views of it.
+        """
         return TunedChannel(
             self.target.host,
             self.target.port,
             ssl=self._ssl,
+            codec=FastProtoCodec(chunked=True),
             max_message_length=self.settings.max_message_length,
         )

@@ -58,6 +58,7 @@ from h2.events import Event as H2Event
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, Frame
 
+from flwr_sdk.transport.fast_codec import FastProtoCodec
 from flwr_sdk.transport.limits import (
     SizeLimitedCodec,
     SizeLimitedConnection,
@@ -173,7 +174,8 @@ class TunedH2Protocol(H2Protocol):
 
     Same behaviour as the stock protocol (TCP_NODELAY, windows from the grpclib
     ``Configuration``, keepalive), plus the frame-size setting, the quiet DATA frames and,
-    when ``max_message_length`` is set, a :class:`SizeLimitedConnection`.
+    a :class:`SizeLimitedConnection` (``max_message_length`` enforced when set; chunked
+    sends; with ``zero_copy_receive`` large bodies read into one preallocated buffer).
     """
 
     def __init__(
@@ -184,10 +186,12 @@ class TunedH2Protocol(H2Protocol):
         *,
         tuning: GrpcTuning = DEFAULT_TUNING,
         max_message_length: int | None = None,
+        zero_copy_receive: bool = False,
     ) -> None:
         super().__init__(handler, config, h2_config)
         self.tuning = tuning
         self.max_message_length = max_message_length
+        self.zero_copy_receive = zero_copy_receive
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Set up the HTTP/2 connection (called by asyncio)."""
@@ -223,16 +227,13 @@ class TunedH2Protocol(H2Protocol):
                 h2_conn.max_inbound_frame_size, self.tuning.max_frame_size
             )
 
-        connection: Connection
-        if self.max_message_length is None:
-            connection = Connection(h2_conn, stream_transport, config=self.config)
-        else:
-            connection = SizeLimitedConnection(
-                h2_conn,
-                stream_transport,
-                config=self.config,
-                max_message_length=self.max_message_length,
-            )
+        connection: Connection = SizeLimitedConnection(
+            h2_conn,
+            stream_transport,
+            config=self.config,
+            max_message_length=self.max_message_length,
+            zero_copy_receive=self.zero_copy_receive,
+        )
         self.connection = connection
         connection.flush()
         connection.initialize()
@@ -248,6 +249,13 @@ def _status_details_codec_default() -> StatusDetailsCodecBase | None:
     from grpclib.encoding.proto import ProtoStatusDetailsCodec
 
     return ProtoStatusDetailsCodec()
+
+
+def _accepts_views(codec: CodecBase | None) -> bool:
+    """Whether ``codec`` decodes memoryviews (then large bodies are received without a join)."""
+    while isinstance(codec, SizeLimitedCodec):
+        codec = codec.codec
+    return isinstance(codec, FastProtoCodec)
 
 
 def _limited_codecs(
@@ -274,7 +282,10 @@ class TunedChannel(Channel):
             or ``None`` for plaintext.
         config: grpclib configuration; defaults to :func:`tuned_configuration` (64 MiB
             windows). A given configuration is used as is.
-        codec: message codec (grpclib's ``ProtoCodec`` by default).
+        codec: message codec (grpclib's ``ProtoCodec`` by default). With a
+            :class:`~flwr_sdk.transport.fast_codec.FastProtoCodec` (possibly inside a
+            ``SizeLimitedCodec``), large received bodies are read into one preallocated
+            buffer and decoded as views of it.
         status_details_codec: as in grpclib.
         max_message_length: refuse to receive or send gRPC messages larger than this many
             bytes (``MessageTooLargeError``), for unary and streaming calls; ``None``:
@@ -303,6 +314,7 @@ class TunedChannel(Channel):
             raise TypeError(f"tuning must be a GrpcTuning, got {type(tuning).__name__}")
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise TypeError(f"ssl must be an ssl.SSLContext or None, got {type(ssl).__name__}")
+        zero_copy = _accepts_views(codec)
         codec, status_details_codec = _limited_codecs(
             codec, status_details_codec, max_message_length
         )
@@ -316,6 +328,7 @@ class TunedChannel(Channel):
         )
         self.tuning = tuning
         self.max_message_length = max_message_length
+        self.zero_copy_receive = zero_copy
 
     def _protocol_factory(self) -> H2Protocol:
         stock = super()._protocol_factory()
@@ -325,6 +338,7 @@ class TunedChannel(Channel):
             stock.h2_config,
             tuning=self.tuning,
             max_message_length=self.max_message_length,
+            zero_copy_receive=self.zero_copy_receive,
         )
 
 
@@ -351,6 +365,7 @@ class TunedServer(Server):
             validate_max_message_length(max_message_length)
         if not isinstance(tuning, GrpcTuning):
             raise TypeError(f"tuning must be a GrpcTuning, got {type(tuning).__name__}")
+        zero_copy = _accepts_views(codec)
         codec, status_details_codec = _limited_codecs(
             codec, status_details_codec, max_message_length
         )
@@ -362,6 +377,7 @@ class TunedServer(Server):
         )
         self.tuning = tuning
         self.max_message_length = max_message_length
+        self.zero_copy_receive = zero_copy
         if max_message_length is not None:
             self._mapping = resource_exhausted_on_too_large(self._mapping)
 
@@ -373,6 +389,7 @@ class TunedServer(Server):
             stock.h2_config,
             tuning=self.tuning,
             max_message_length=self.max_message_length,
+            zero_copy_receive=self.zero_copy_receive,
         )
 
 

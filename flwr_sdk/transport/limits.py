@@ -30,8 +30,9 @@ import functools
 import logging
 import struct
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
+import numpy as _np
 from grpclib.config import Configuration
 from grpclib.const import Handler, Status
 from grpclib.encoding.base import CodecBase
@@ -41,10 +42,12 @@ from grpclib.utils import Wrapper
 from h2.connection import H2Connection
 
 from flwr_sdk.errors import MessageTooLargeError
+from flwr_sdk.transport.framing import EncodedChunks, read_into, send_chunks
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_LENGTH",
     "GRPC_PREFIX_LENGTH",
+    "PREALLOCATED_BODY_MIN",
     "SizeLimitedCodec",
     "SizeLimitedConnection",
     "SizeLimitedStream",
@@ -62,6 +65,8 @@ DEFAULT_MAX_MESSAGE_LENGTH = 536_870_912
 GRPC_PREFIX_LENGTH = 5
 #: The largest length a gRPC prefix can announce.
 _MAX_PREFIX_LENGTH = 2**32 - 1
+#: Smallest body that :class:`SizeLimitedStream` reads into a preallocated buffer.
+PREALLOCATED_BODY_MIN = 64 * 1024
 _LIMIT_NAME = "grpc_max_message_length"
 _PREFIX = struct.Struct(">?I")
 
@@ -128,7 +133,15 @@ class SizeLimitedStream(Stream):
     ``recv_data`` calls. This stream remembers which one comes next, decodes the length
     from every prefix it returns and raises :class:`MessageTooLargeError` when the length
     exceeds the limit, so the body is never read, buffered or acknowledged (the caller's
-    error handling then resets the stream).
+    error handling then resets the stream). ``max_message_length=None`` checks nothing.
+
+    With ``zero_copy_receive``, a body of at least :data:`PREALLOCATED_BODY_MIN` bytes is
+    read into one buffer allocated (uninitialised) from the announced length *after* the
+    limit check, and returned as a read-only ``memoryview`` of it instead of grpclib's
+    ``b"".join`` of the DATA chunks: the codec must accept memoryviews (the fast codec's
+    decoded tensors are then views of that buffer). Sends of
+    :class:`~flwr_sdk.transport.framing.EncodedChunks` are written frame by frame
+    without joining them (any stream: see :meth:`send_data`).
     """
 
     def __init__(
@@ -137,31 +150,46 @@ class SizeLimitedStream(Stream):
         h2_connection: H2Connection,
         transport: asyncio.Transport,
         *,
-        max_message_length: int,
+        max_message_length: int | None,
+        zero_copy_receive: bool = False,
         stream_id: int | None = None,
         wrapper: Wrapper | None = None,
     ) -> None:
         super().__init__(connection, h2_connection, transport, stream_id=stream_id, wrapper=wrapper)
         self.max_message_length = max_message_length
+        self.zero_copy_receive = zero_copy_receive
         self._expect_prefix = True
 
     async def recv_data(self, size: int) -> bytes:
         """Read ``size`` bytes; if they are a gRPC prefix, enforce the limit on its length."""
         if not self._expect_prefix:
-            data = await super().recv_data(size)
             self._expect_prefix = True
-            return data
+            if self.zero_copy_receive and size >= PREALLOCATED_BODY_MIN:
+                target = _np.empty(size, dtype=_np.uint8).data
+                await read_into(self.buffer, target)
+                # grpclib's signature says bytes; the codec takes any bytes-like buffer.
+                return cast(bytes, target.toreadonly())
+            return await super().recv_data(size)
         data = await super().recv_data(size)
         if size == GRPC_PREFIX_LENGTH and len(data) == GRPC_PREFIX_LENGTH:
             _compressed, length = _PREFIX.unpack(data)
-            check_received_length(length, self.max_message_length)
+            if self.max_message_length is not None:
+                check_received_length(length, self.max_message_length)
             # An empty body is read by grpclib as recv_data(0), which returns at once.
             self._expect_prefix = False
         return data
 
+    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        """Send ``data``; :class:`EncodedChunks` go out piece by piece (no joined copy)."""
+        chunks: object = data
+        if isinstance(chunks, EncodedChunks):
+            await send_chunks(self, chunks, end_stream=end_stream)
+            return
+        await super().send_data(data, end_stream=end_stream)
+
 
 class SizeLimitedConnection(Connection):
-    """A ``grpclib.protocol.Connection`` whose streams enforce ``max_message_length``."""
+    """A ``grpclib.protocol.Connection`` whose streams are :class:`SizeLimitedStream`."""
 
     def __init__(
         self,
@@ -169,10 +197,14 @@ class SizeLimitedConnection(Connection):
         transport: asyncio.Transport,
         *,
         config: Configuration,
-        max_message_length: int,
+        max_message_length: int | None,
+        zero_copy_receive: bool = False,
     ) -> None:
         super().__init__(connection, transport, config=config)
-        self.max_message_length = validate_max_message_length(max_message_length)
+        self.max_message_length = (
+            None if max_message_length is None else validate_max_message_length(max_message_length)
+        )
+        self.zero_copy_receive = zero_copy_receive
 
     def create_stream(
         self,
@@ -186,6 +218,7 @@ class SizeLimitedConnection(Connection):
             self._connection,
             self._transport,
             max_message_length=self.max_message_length,
+            zero_copy_receive=self.zero_copy_receive,
             stream_id=stream_id,
             wrapper=wrapper,
         )

@@ -5,8 +5,11 @@ makes calls:
 
 * ``POST {base}/api/v0/fleet/<rpc>`` — single-slash paths (Flower 1.12's client asks for
   ``//api/v0/fleet/get-run`` and ``…/get-fab``, gets 404 and silently runs without run
-  config); body = serialized request; headers ``Content-Type: application/protobuf`` and
-  ``Accept: application/protobuf`` (the SuperLink answers 400 to anything else);
+  config); body = the request encoded by the fast codec, streamed as ~1 MiB pieces
+  (memoryviews of tensor data where possible) with an explicit ``Content-Length``
+  (httpcore copies one large ``bytes`` body quadratically); headers
+  ``Content-Type: application/protobuf`` and ``Accept: application/protobuf`` (the
+  SuperLink answers 400 to anything else);
 * every request has explicit timeouts (:func:`timeouts_for`; Flower sets none);
 * ``https://`` uses TLS, verified against ``root_certificates`` (bytes or a path, both
   already loaded as PEM) or, without them, the system trust store; HTTP/1.1 only;
@@ -29,10 +32,12 @@ argument validation).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import betterproto2
 import httpx
+import numpy as np
 from flwr_sdk_proto.v1_12 import fleet_api
 
 from flwr_sdk.errors import (
@@ -45,7 +50,13 @@ from flwr_sdk.errors import (
 )
 from flwr_sdk.transport.address import RestTarget, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
+from flwr_sdk.transport.fast_codec import (
+    DEFAULT_CHUNK_SIZE,
+    decode_message,
+    encode_message_chunks,
+)
 from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession
+from flwr_sdk.transport.framing import ChunkCursor, EncodedChunks
 from flwr_sdk.transport.tls import classify_tls_error, client_ssl_context
 
 __all__ = ["PROTOBUF", "RestConnector", "RestSession", "timeouts_for"]
@@ -61,6 +72,7 @@ CONNECT_TIMEOUT = 10.0
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 AUTH_STATUSES = frozenset({401, 403})
 _BODY_EXCERPT = 200
+_PREALLOCATED_MIN = 64 * 1024
 
 
 def timeouts_for(call_timeout: float) -> httpx.Timeout:
@@ -101,7 +113,7 @@ class RestSession(FleetSession):
         path = rpc.rest_path
         assert path is not None and path.startswith("/") and not path.startswith("//")
         what = f"{rpc.name} (POST {path})"
-        body = bytes(request)
+        body = encode_message_chunks(request)
         if len(body) > self._max_body:
             raise MessageTooLargeError(
                 f"{what}: request of {len(body)} bytes exceeds "
@@ -111,7 +123,11 @@ class RestSession(FleetSession):
             )
         try:
             async with self._client.stream(
-                "POST", path, content=body, timeout=timeouts_for(timeout)
+                "POST",
+                path,
+                content=_body_stream(body),
+                headers={"Content-Length": str(len(body))},
+                timeout=timeouts_for(timeout),
             ) as response:
                 data = await self._read_body(response, what)
         except FlwrSdkError:
@@ -131,11 +147,11 @@ class RestSession(FleetSession):
             raise ServerUnavailableError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
         self._answered = True
         try:
-            return rpc.response_type.parse(data)
+            return decode_message(rpc.response_type, data)
         except Exception as exc:
             raise ProtocolError(f"{what}: cannot parse the response body: {exc}") from exc
 
-    async def _read_body(self, response: httpx.Response, what: str) -> bytes:
+    async def _read_body(self, response: httpx.Response, what: str) -> bytes | memoryview:
         status = response.status_code
         if status != 200:
             excerpt = await _read_excerpt(response)
@@ -167,8 +183,28 @@ async def _read_excerpt(response: httpx.Response) -> str:
     return data[:_BODY_EXCERPT].decode("utf-8", "replace").strip()
 
 
-async def _read_at_most(response: httpx.Response, limit: int, what: str) -> bytes:
-    """The whole body; MessageTooLargeError as soon as it is known to exceed ``limit``."""
+async def _body_stream(body: EncodedChunks) -> AsyncIterator[bytes]:
+    """The request body as ~1 MiB pieces (views where possible) for httpx to stream.
+
+    httpcore copies a single large ``bytes`` body quadratically; ~1 MiB pieces with an
+    explicit ``Content-Length`` stream at socket speed.
+    """
+    cursor = ChunkCursor(body.pieces)
+    left = len(body)
+    while left > 0:
+        piece = cursor.take(min(DEFAULT_CHUNK_SIZE, left))
+        left -= len(piece)
+        # httpx/h11 take any bytes-like chunk; the annotation says bytes.
+        yield cast(bytes, piece)
+
+
+async def _read_at_most(response: httpx.Response, limit: int, what: str) -> bytes | memoryview:
+    """The whole body; MessageTooLargeError as soon as it is known to exceed ``limit``.
+
+    With a ``Content-Length`` header the body is read into one buffer of that size
+    (allocated after the limit check) and returned as a read-only memoryview; otherwise
+    the chunks are joined.
+    """
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise MessageTooLargeError(
@@ -176,6 +212,8 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> byte
             size=int(declared),
             limit=limit,
         )
+    if declared is not None and declared.isdigit() and int(declared) >= _PREALLOCATED_MIN:
+        return await _read_declared(response, int(declared), what)
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_raw():
@@ -188,6 +226,21 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> byte
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _read_declared(response: httpx.Response, size: int, what: str) -> memoryview:
+    """Read a body of ``size`` announced bytes into one preallocated buffer."""
+    target = np.empty(size, dtype=np.uint8).data
+    filled = 0
+    async for chunk in response.aiter_raw():
+        end = filled + len(chunk)
+        if end > size:
+            raise ProtocolError(f"{what}: response body is longer than its Content-Length")
+        target[filled:end] = chunk
+        filled = end
+    if filled != size:
+        raise ProtocolError(f"{what}: response body is shorter than its Content-Length")
+    return target.toreadonly()
 
 
 class RestConnector(FleetConnector):

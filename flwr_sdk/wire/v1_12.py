@@ -356,9 +356,14 @@ def parameters_from_wire(parameters: pb.Parameters | None) -> Parameters:
 
 
 def parameters_to_wire(parameters: Parameters) -> pb.Parameters:
-    """Legacy ``Parameters`` for the wire."""
+    """Legacy ``Parameters`` for the wire (tensors not copied).
+
+    ``memoryview`` and :class:`~flwr_sdk._npy.NpyPayload` tensors are kept as they are:
+    the fast codec (every transport) writes them directly; betterproto2's ``bytes()``
+    handles memoryviews, not payloads.
+    """
     return pb.Parameters(
-        tensors=[bytes(t) if not isinstance(t, bytes) else t for t in parameters.tensors],
+        tensors=list(parameters.tensors),  # type: ignore[arg-type]  # bytes-like, see above
         tensor_type=parameters.tensor_type,
     )
 

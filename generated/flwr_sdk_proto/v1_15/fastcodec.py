@@ -30,6 +30,13 @@ the betterproto2 classes of ``flwr_sdk_proto.v1_15.flwr.proto`` (they stay the t
   occurrence (protobuf would merge the two; no encoder we talk to emits that).
   Truncated input, malformed varints, wrong wire types for known fields, invalid UTF-8
   and nesting deeper than ``MAX_DEPTH`` raise :class:`DecodeError` (a ``ValueError``).
+* ``encode_chunks(msg)`` returns the same bytes as a list of buffers: large ``bytes``
+  values (from 64 KiB; ``bytes``, buffers or :class:`SegmentedBytes` such as a ``.npy``
+  header plus a view of the array) are referenced instead of copied, the rest is written
+  into one small buffer. A transport can send the pieces one after the other, so a
+  message is never materialised as a whole.
+* A ``bytes`` field may hold a :class:`SegmentedBytes` object (``len`` and
+  ``byte_segments()``); both encoders write its segments in order.
 * Encoding raises :class:`EncodeError` (a ``ValueError``) for integers out of their
   field's range, non-contiguous buffers in ``bytes`` fields, and more than one member of
   a oneof set (betterproto2 allows that; protobuf cannot represent it).
@@ -41,7 +48,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from math import copysign, inf
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import betterproto2
 
@@ -59,7 +66,9 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "decode",
+    "SegmentedBytes",
     "encode",
+    "encode_chunks",
     "encoded_size",
     "supports",
     "decode_Array",
@@ -191,8 +200,10 @@ class EncodeError(ValueError):
 
 
 _M = TypeVar("_M", bound=betterproto2.Message)
-_Sizer = Callable[[Any, list[int], bool], int]
-_Writer = Callable[[Any, memoryview, int, Callable[[], int], bool], int]
+_Sizer = Callable[[Any, list[int], bool, list[int]], int]
+_Writer = Callable[
+    [Any, memoryview, int, Callable[[], int], bool, "list[tuple[int, _Piece]] | None"], int
+]
 _Decoder = Callable[[memoryview, int, int, int], Any]
 
 _M32 = (1 << 32) - 1
@@ -208,6 +219,7 @@ _Sq = struct.Struct("<q")
 _Z4 = bytes(4)
 _ENTRY_FIELDS: frozenset[int] = frozenset({1, 2})
 _NUMPY_MIN_SIZE = 1 << 20  # output buffers from this size on come from numpy.empty
+_VIEW_MIN = 1 << 16  # encode_chunks: bytes values from this size on are referenced, not copied
 
 # ----------------------------------------------------------------------- encoding
 
@@ -286,16 +298,59 @@ def _f32(value: float) -> bytes:
         return _F.pack(copysign(inf, value))
 
 
-def _buf(value: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
+class SegmentedBytes(Protocol):
+    """A ``bytes`` field value made of several buffers, serialized without joining them.
+
+    ``len()`` is the total byte length and ``byte_segments()`` the buffers whose
+    concatenation is the value (e.g. a ``.npy`` header and a view of the array data).
+    The encoders write the segments one after the other (``encode``) or reference them
+    (``encode_chunks``); they never call ``bytes()`` on the value.
+    """
+
+    def __len__(self) -> int:
+        """Total length in bytes."""
+
+    def byte_segments(self) -> tuple[bytes | memoryview, ...]:
+        """The consecutive buffers of the value."""
+
+
+_Piece = bytes | bytearray | memoryview
+_Value = bytes | bytearray | memoryview | SegmentedBytes
+
+
+def _buf(value: _Value) -> _Value:
     """A ``bytes`` field's value as something whose ``len`` is its byte length."""
     if type(value) is bytes or type(value) is bytearray:
         return value
-    view = memoryview(value)
+    if hasattr(value, "byte_segments"):
+        return value
+    view = memoryview(cast(_Piece, value))
     if not view.c_contiguous:
         raise EncodeError("bytes fields need C-contiguous buffers")
     if view.ndim != 1 or view.format != "B":
         view = view.cast("B")
     return view
+
+
+def _put(
+    buf: memoryview, pos: int, value: _Value, k: int, out: list[tuple[int, _Piece]] | None
+) -> int:
+    """Write the ``k`` bytes of ``value`` at ``pos``, or (``encode_chunks``) reference them."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        if out is not None and k >= _VIEW_MIN:
+            out.append((pos, value))
+            return pos
+        buf[pos : pos + k] = value
+        return pos + k
+    segments = value.byte_segments()
+    if out is not None and k >= _VIEW_MIN:
+        out.extend((pos, segment) for segment in segments)
+        return pos
+    for segment in segments:
+        n = len(segment)
+        buf[pos : pos + n] = segment
+        pos += n
+    return pos
 
 
 def _first(item: tuple[Any, Any]) -> Any:
@@ -328,11 +383,11 @@ def _alloc(size: int) -> memoryview:
 def _encode(msg: Any, size: _Sizer, write: _Writer, det: bool) -> memoryview:
     sizes: list[int] = []
     try:
-        total = size(msg, sizes, det)
+        total = size(msg, sizes, det, [0])
         buf = _alloc(total)
         nxt = iter(sizes).__next__
         nxt()  # the root's own size
-        end = write(msg, buf, 0, nxt, det)
+        end = write(msg, buf, 0, nxt, det, None)
     except struct.error as exc:
         raise EncodeError(str(exc)) from exc
     except StopIteration:
@@ -340,6 +395,38 @@ def _encode(msg: Any, size: _Sizer, write: _Writer, det: bool) -> memoryview:
     if end != total or len(buf) != total:
         raise EncodeError("the message changed while it was being encoded")
     return buf
+
+
+def _encode_chunks(msg: Any, size: _Sizer, write: _Writer, det: bool) -> list[_Piece]:
+    sizes: list[int] = []
+    big = [0]
+    holes: list[tuple[int, _Piece]] = []
+    try:
+        total = size(msg, sizes, det, big)
+        buf = _alloc(total - big[0])
+        nxt = iter(sizes).__next__
+        nxt()  # the root's own size
+        end = write(msg, buf, 0, nxt, det, holes)
+    except struct.error as exc:
+        raise EncodeError(str(exc)) from exc
+    except StopIteration:
+        raise EncodeError("the message changed while it was being encoded") from None
+    if end != total - big[0] or len(buf) != end:
+        raise EncodeError("the message changed while it was being encoded")
+    pieces: list[_Piece] = []
+    last = 0
+    referenced = 0
+    for pos, piece in holes:
+        if pos > last:
+            pieces.append(buf[last:pos])
+            last = pos
+        pieces.append(piece)
+        referenced += len(piece) if not isinstance(piece, memoryview) else piece.nbytes
+    if last < end:
+        pieces.append(buf[last:end])
+    if referenced != big[0]:
+        raise EncodeError("the message changed while it was being encoded")
+    return pieces
 
 
 # ----------------------------------------------------------------------- decoding
@@ -450,7 +537,7 @@ def _view(data: bytes | bytearray | memoryview) -> memoryview:
 _KNOWN_Array: frozenset[int] = frozenset({1, 2, 3, 4})
 
 
-def _size_Array(msg: pb.Array, sizes: list[int], det: bool) -> int:
+def _size_Array(msg: pb.Array, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -472,13 +559,20 @@ def _size_Array(msg: pb.Array, sizes: list[int], det: bool) -> int:
     f_data = msg.data
     if f_data:
         k = len(_buf(f_data))
+        if k >= _VIEW_MIN:
+            big[0] += k
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_Array(
-    msg: pb.Array, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Array,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_dtype = msg.dtype
     if f_dtype:
@@ -512,8 +606,7 @@ def _write_Array(
         b = _buf(f_data)
         k = len(b)
         pos = _wv(buf, pos, k)
-        buf[pos : pos + k] = b
-        pos += k
+        pos = _put(buf, pos, b, k, out)
     return pos
 
 
@@ -568,7 +661,7 @@ def encode_Array(msg: pb.Array, *, deterministic: bool = False) -> memoryview:
 
 def encoded_size_Array(msg: pb.Array) -> int:
     """Length of ``encode_Array(msg)``, without building it."""
-    return _size_Array(msg, [], False)
+    return _size_Array(msg, [], False, [0])
 
 
 def decode_Array(data: bytes | bytearray | memoryview) -> pb.Array:
@@ -582,7 +675,7 @@ def decode_Array(data: bytes | bytearray | memoryview) -> pb.Array:
 _KNOWN_BoolList: frozenset[int] = frozenset({1})
 
 
-def _size_BoolList(msg: pb.BoolList, sizes: list[int], det: bool) -> int:
+def _size_BoolList(msg: pb.BoolList, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -595,7 +688,12 @@ def _size_BoolList(msg: pb.BoolList, sizes: list[int], det: bool) -> int:
 
 
 def _write_BoolList(
-    msg: pb.BoolList, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.BoolList,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
@@ -641,7 +739,7 @@ def encode_BoolList(msg: pb.BoolList, *, deterministic: bool = False) -> memoryv
 
 def encoded_size_BoolList(msg: pb.BoolList) -> int:
     """Length of ``encode_BoolList(msg)``, without building it."""
-    return _size_BoolList(msg, [], False)
+    return _size_BoolList(msg, [], False, [0])
 
 
 def decode_BoolList(data: bytes | bytearray | memoryview) -> pb.BoolList:
@@ -655,19 +753,26 @@ def decode_BoolList(data: bytes | bytearray | memoryview) -> pb.BoolList:
 _KNOWN_BytesList: frozenset[int] = frozenset({1})
 
 
-def _size_BytesList(msg: pb.BytesList, sizes: list[int], det: bool) -> int:
+def _size_BytesList(msg: pb.BytesList, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     for f_vals in msg.vals:
         k = len(_buf(f_vals))
+        if k >= _VIEW_MIN:
+            big[0] += k
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_BytesList(
-    msg: pb.BytesList, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.BytesList,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     for f_vals in msg.vals:
         buf[pos] = 10
@@ -675,8 +780,7 @@ def _write_BytesList(
         b = _buf(f_vals)
         k = len(b)
         pos = _wv(buf, pos, k)
-        buf[pos : pos + k] = b
-        pos += k
+        pos = _put(buf, pos, b, k, out)
     return pos
 
 
@@ -708,7 +812,7 @@ def encode_BytesList(msg: pb.BytesList, *, deterministic: bool = False) -> memor
 
 def encoded_size_BytesList(msg: pb.BytesList) -> int:
     """Length of ``encode_BytesList(msg)``, without building it."""
-    return _size_BytesList(msg, [], False)
+    return _size_BytesList(msg, [], False, [0])
 
 
 def decode_BytesList(data: bytes | bytearray | memoryview) -> pb.BytesList:
@@ -722,7 +826,7 @@ def decode_BytesList(data: bytes | bytearray | memoryview) -> pb.BytesList:
 _KNOWN_ClientMessage: frozenset[int] = frozenset({1, 2, 3, 4, 5})
 
 
-def _size_ClientMessage(msg: pb.ClientMessage, sizes: list[int], det: bool) -> int:
+def _size_ClientMessage(msg: pb.ClientMessage, sizes: list[int], det: bool, big: list[int]) -> int:
     if (
         (msg.disconnect_res is not None)
         + (msg.get_properties_res is not None)
@@ -736,61 +840,66 @@ def _size_ClientMessage(msg: pb.ClientMessage, sizes: list[int], det: bool) -> i
     n = 0
     f_disconnect_res = msg.disconnect_res
     if f_disconnect_res is not None:
-        k = _size_ClientMessageDisconnectRes(f_disconnect_res, sizes, det)
+        k = _size_ClientMessageDisconnectRes(f_disconnect_res, sizes, det, big)
         n += 1 + _vs(k) + k
     f_get_properties_res = msg.get_properties_res
     if f_get_properties_res is not None:
-        k = _size_ClientMessageGetPropertiesRes(f_get_properties_res, sizes, det)
+        k = _size_ClientMessageGetPropertiesRes(f_get_properties_res, sizes, det, big)
         n += 1 + _vs(k) + k
     f_get_parameters_res = msg.get_parameters_res
     if f_get_parameters_res is not None:
-        k = _size_ClientMessageGetParametersRes(f_get_parameters_res, sizes, det)
+        k = _size_ClientMessageGetParametersRes(f_get_parameters_res, sizes, det, big)
         n += 1 + _vs(k) + k
     f_fit_res = msg.fit_res
     if f_fit_res is not None:
-        k = _size_ClientMessageFitRes(f_fit_res, sizes, det)
+        k = _size_ClientMessageFitRes(f_fit_res, sizes, det, big)
         n += 1 + _vs(k) + k
     f_evaluate_res = msg.evaluate_res
     if f_evaluate_res is not None:
-        k = _size_ClientMessageEvaluateRes(f_evaluate_res, sizes, det)
+        k = _size_ClientMessageEvaluateRes(f_evaluate_res, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_ClientMessage(
-    msg: pb.ClientMessage, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ClientMessage,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_disconnect_res = msg.disconnect_res
     if f_disconnect_res is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ClientMessageDisconnectRes(f_disconnect_res, buf, pos, nxt, det)
+        pos = _write_ClientMessageDisconnectRes(f_disconnect_res, buf, pos, nxt, det, out)
     f_get_properties_res = msg.get_properties_res
     if f_get_properties_res is not None:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ClientMessageGetPropertiesRes(f_get_properties_res, buf, pos, nxt, det)
+        pos = _write_ClientMessageGetPropertiesRes(f_get_properties_res, buf, pos, nxt, det, out)
     f_get_parameters_res = msg.get_parameters_res
     if f_get_parameters_res is not None:
         buf[pos] = 26
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ClientMessageGetParametersRes(f_get_parameters_res, buf, pos, nxt, det)
+        pos = _write_ClientMessageGetParametersRes(f_get_parameters_res, buf, pos, nxt, det, out)
     f_fit_res = msg.fit_res
     if f_fit_res is not None:
         buf[pos] = 34
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ClientMessageFitRes(f_fit_res, buf, pos, nxt, det)
+        pos = _write_ClientMessageFitRes(f_fit_res, buf, pos, nxt, det, out)
     f_evaluate_res = msg.evaluate_res
     if f_evaluate_res is not None:
         buf[pos] = 42
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ClientMessageEvaluateRes(f_evaluate_res, buf, pos, nxt, det)
+        pos = _write_ClientMessageEvaluateRes(f_evaluate_res, buf, pos, nxt, det, out)
     return pos
 
 
@@ -870,7 +979,7 @@ def encode_ClientMessage(msg: pb.ClientMessage, *, deterministic: bool = False) 
 
 def encoded_size_ClientMessage(msg: pb.ClientMessage) -> int:
     """Length of ``encode_ClientMessage(msg)``, without building it."""
-    return _size_ClientMessage(msg, [], False)
+    return _size_ClientMessage(msg, [], False, [0])
 
 
 def decode_ClientMessage(data: bytes | bytearray | memoryview) -> pb.ClientMessage:
@@ -885,7 +994,7 @@ _KNOWN_ClientMessageDisconnectRes: frozenset[int] = frozenset({1})
 
 
 def _size_ClientMessageDisconnectRes(
-    msg: pb.ClientMessageDisconnectRes, sizes: list[int], det: bool
+    msg: pb.ClientMessageDisconnectRes, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
@@ -898,7 +1007,12 @@ def _size_ClientMessageDisconnectRes(
 
 
 def _write_ClientMessageDisconnectRes(
-    msg: pb.ClientMessageDisconnectRes, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ClientMessageDisconnectRes,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_reason = msg.reason
     if f_reason:
@@ -941,7 +1055,7 @@ def encode_ClientMessageDisconnectRes(
 
 def encoded_size_ClientMessageDisconnectRes(msg: pb.ClientMessageDisconnectRes) -> int:
     """Length of ``encode_ClientMessageDisconnectRes(msg)``, without building it."""
-    return _size_ClientMessageDisconnectRes(msg, [], False)
+    return _size_ClientMessageDisconnectRes(msg, [], False, [0])
 
 
 def decode_ClientMessageDisconnectRes(
@@ -958,14 +1072,14 @@ _KNOWN_ClientMessageEvaluateRes: frozenset[int] = frozenset({1, 2, 3, 4})
 
 
 def _size_ClientMessageEvaluateRes(
-    msg: pb.ClientMessageEvaluateRes, sizes: list[int], det: bool
+    msg: pb.ClientMessageEvaluateRes, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_status = msg.status
     if f_status is not None:
-        k = _size_Status(f_status, sizes, det)
+        k = _size_Status(f_status, sizes, det, big)
         n += 1 + _vs(k) + k
     f_loss = msg.loss
     if _f32(f_loss) != _Z4:
@@ -983,7 +1097,7 @@ def _size_ClientMessageEvaluateRes(
             e = 0
             k = len(k_metrics.encode())
             e += 1 + _vs(k) + k
-            k = _size_Scalar(v_metrics, sizes, det)
+            k = _size_Scalar(v_metrics, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -992,14 +1106,19 @@ def _size_ClientMessageEvaluateRes(
 
 
 def _write_ClientMessageEvaluateRes(
-    msg: pb.ClientMessageEvaluateRes, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ClientMessageEvaluateRes,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Status(f_status, buf, pos, nxt, det)
+        pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_loss = msg.loss
     if _f32(f_loss) != _Z4:
         buf[pos] = 21
@@ -1029,7 +1148,7 @@ def _write_ClientMessageEvaluateRes(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_Scalar(v_metrics, buf, pos, nxt, det)
+            pos = _write_Scalar(v_metrics, buf, pos, nxt, det, out)
     return pos
 
 
@@ -1114,7 +1233,7 @@ def encode_ClientMessageEvaluateRes(
 
 def encoded_size_ClientMessageEvaluateRes(msg: pb.ClientMessageEvaluateRes) -> int:
     """Length of ``encode_ClientMessageEvaluateRes(msg)``, without building it."""
-    return _size_ClientMessageEvaluateRes(msg, [], False)
+    return _size_ClientMessageEvaluateRes(msg, [], False, [0])
 
 
 def decode_ClientMessageEvaluateRes(
@@ -1130,17 +1249,19 @@ def decode_ClientMessageEvaluateRes(
 _KNOWN_ClientMessageFitRes: frozenset[int] = frozenset({1, 2, 3, 4})
 
 
-def _size_ClientMessageFitRes(msg: pb.ClientMessageFitRes, sizes: list[int], det: bool) -> int:
+def _size_ClientMessageFitRes(
+    msg: pb.ClientMessageFitRes, sizes: list[int], det: bool, big: list[int]
+) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_status = msg.status
     if f_status is not None:
-        k = _size_Status(f_status, sizes, det)
+        k = _size_Status(f_status, sizes, det, big)
         n += 1 + _vs(k) + k
     f_parameters = msg.parameters
     if f_parameters is not None:
-        k = _size_Parameters(f_parameters, sizes, det)
+        k = _size_Parameters(f_parameters, sizes, det, big)
         n += 1 + _vs(k) + k
     f_num_examples = msg.num_examples
     if f_num_examples:
@@ -1155,7 +1276,7 @@ def _size_ClientMessageFitRes(msg: pb.ClientMessageFitRes, sizes: list[int], det
             e = 0
             k = len(k_metrics.encode())
             e += 1 + _vs(k) + k
-            k = _size_Scalar(v_metrics, sizes, det)
+            k = _size_Scalar(v_metrics, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -1164,20 +1285,25 @@ def _size_ClientMessageFitRes(msg: pb.ClientMessageFitRes, sizes: list[int], det
 
 
 def _write_ClientMessageFitRes(
-    msg: pb.ClientMessageFitRes, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ClientMessageFitRes,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Status(f_status, buf, pos, nxt, det)
+        pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Parameters(f_parameters, buf, pos, nxt, det)
+        pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     f_num_examples = msg.num_examples
     if f_num_examples:
         buf[pos] = 24
@@ -1201,7 +1327,7 @@ def _write_ClientMessageFitRes(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_Scalar(v_metrics, buf, pos, nxt, det)
+            pos = _write_Scalar(v_metrics, buf, pos, nxt, det, out)
     return pos
 
 
@@ -1281,7 +1407,7 @@ def encode_ClientMessageFitRes(
 
 def encoded_size_ClientMessageFitRes(msg: pb.ClientMessageFitRes) -> int:
     """Length of ``encode_ClientMessageFitRes(msg)``, without building it."""
-    return _size_ClientMessageFitRes(msg, [], False)
+    return _size_ClientMessageFitRes(msg, [], False, [0])
 
 
 def decode_ClientMessageFitRes(data: bytes | bytearray | memoryview) -> pb.ClientMessageFitRes:
@@ -1296,18 +1422,18 @@ _KNOWN_ClientMessageGetParametersRes: frozenset[int] = frozenset({1, 2})
 
 
 def _size_ClientMessageGetParametersRes(
-    msg: pb.ClientMessageGetParametersRes, sizes: list[int], det: bool
+    msg: pb.ClientMessageGetParametersRes, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_status = msg.status
     if f_status is not None:
-        k = _size_Status(f_status, sizes, det)
+        k = _size_Status(f_status, sizes, det, big)
         n += 1 + _vs(k) + k
     f_parameters = msg.parameters
     if f_parameters is not None:
-        k = _size_Parameters(f_parameters, sizes, det)
+        k = _size_Parameters(f_parameters, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
@@ -1319,19 +1445,20 @@ def _write_ClientMessageGetParametersRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Status(f_status, buf, pos, nxt, det)
+        pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Parameters(f_parameters, buf, pos, nxt, det)
+        pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     return pos
 
 
@@ -1378,7 +1505,7 @@ def encode_ClientMessageGetParametersRes(
 
 def encoded_size_ClientMessageGetParametersRes(msg: pb.ClientMessageGetParametersRes) -> int:
     """Length of ``encode_ClientMessageGetParametersRes(msg)``, without building it."""
-    return _size_ClientMessageGetParametersRes(msg, [], False)
+    return _size_ClientMessageGetParametersRes(msg, [], False, [0])
 
 
 def decode_ClientMessageGetParametersRes(
@@ -1395,14 +1522,14 @@ _KNOWN_ClientMessageGetPropertiesRes: frozenset[int] = frozenset({1, 2})
 
 
 def _size_ClientMessageGetPropertiesRes(
-    msg: pb.ClientMessageGetPropertiesRes, sizes: list[int], det: bool
+    msg: pb.ClientMessageGetPropertiesRes, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_status = msg.status
     if f_status is not None:
-        k = _size_Status(f_status, sizes, det)
+        k = _size_Status(f_status, sizes, det, big)
         n += 1 + _vs(k) + k
     f_properties = msg.properties
     if f_properties:
@@ -1414,7 +1541,7 @@ def _size_ClientMessageGetPropertiesRes(
             e = 0
             k = len(k_properties.encode())
             e += 1 + _vs(k) + k
-            k = _size_Scalar(v_properties, sizes, det)
+            k = _size_Scalar(v_properties, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -1428,13 +1555,14 @@ def _write_ClientMessageGetPropertiesRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Status(f_status, buf, pos, nxt, det)
+        pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_properties = msg.properties
     if f_properties:
         for k_properties, v_properties in (
@@ -1453,7 +1581,7 @@ def _write_ClientMessageGetPropertiesRes(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_Scalar(v_properties, buf, pos, nxt, det)
+            pos = _write_Scalar(v_properties, buf, pos, nxt, det, out)
     return pos
 
 
@@ -1529,7 +1657,7 @@ def encode_ClientMessageGetPropertiesRes(
 
 def encoded_size_ClientMessageGetPropertiesRes(msg: pb.ClientMessageGetPropertiesRes) -> int:
     """Length of ``encode_ClientMessageGetPropertiesRes(msg)``, without building it."""
-    return _size_ClientMessageGetPropertiesRes(msg, [], False)
+    return _size_ClientMessageGetPropertiesRes(msg, [], False, [0])
 
 
 def decode_ClientMessageGetPropertiesRes(
@@ -1545,7 +1673,7 @@ def decode_ClientMessageGetPropertiesRes(
 _KNOWN_ConfigsRecord: frozenset[int] = frozenset({1})
 
 
-def _size_ConfigsRecord(msg: pb.ConfigsRecord, sizes: list[int], det: bool) -> int:
+def _size_ConfigsRecord(msg: pb.ConfigsRecord, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -1557,7 +1685,7 @@ def _size_ConfigsRecord(msg: pb.ConfigsRecord, sizes: list[int], det: bool) -> i
             e = 0
             k = len(k_data.encode())
             e += 1 + _vs(k) + k
-            k = _size_ConfigsRecordValue(v_data, sizes, det)
+            k = _size_ConfigsRecordValue(v_data, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -1566,7 +1694,12 @@ def _size_ConfigsRecord(msg: pb.ConfigsRecord, sizes: list[int], det: bool) -> i
 
 
 def _write_ConfigsRecord(
-    msg: pb.ConfigsRecord, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ConfigsRecord,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_data = msg.data
     if f_data:
@@ -1584,7 +1717,7 @@ def _write_ConfigsRecord(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_ConfigsRecordValue(v_data, buf, pos, nxt, det)
+            pos = _write_ConfigsRecordValue(v_data, buf, pos, nxt, det, out)
     return pos
 
 
@@ -1643,7 +1776,7 @@ def encode_ConfigsRecord(msg: pb.ConfigsRecord, *, deterministic: bool = False) 
 
 def encoded_size_ConfigsRecord(msg: pb.ConfigsRecord) -> int:
     """Length of ``encode_ConfigsRecord(msg)``, without building it."""
-    return _size_ConfigsRecord(msg, [], False)
+    return _size_ConfigsRecord(msg, [], False, [0])
 
 
 def decode_ConfigsRecord(data: bytes | bytearray | memoryview) -> pb.ConfigsRecord:
@@ -1657,7 +1790,9 @@ def decode_ConfigsRecord(data: bytes | bytearray | memoryview) -> pb.ConfigsReco
 _KNOWN_ConfigsRecordValue: frozenset[int] = frozenset({1, 2, 3, 4, 5, 6, 21, 22, 23, 24, 25, 26})
 
 
-def _size_ConfigsRecordValue(msg: pb.ConfigsRecordValue, sizes: list[int], det: bool) -> int:
+def _size_ConfigsRecordValue(
+    msg: pb.ConfigsRecordValue, sizes: list[int], det: bool, big: list[int]
+) -> int:
     if (
         (msg.double is not None)
         + (msg.sint64 is not None)
@@ -1697,37 +1832,44 @@ def _size_ConfigsRecordValue(msg: pb.ConfigsRecordValue, sizes: list[int], det: 
     f_bytes = msg.bytes
     if f_bytes is not None:
         k = len(_buf(f_bytes))
+        if k >= _VIEW_MIN:
+            big[0] += k
         n += 1 + _vs(k) + k
     f_double_list = msg.double_list
     if f_double_list is not None:
-        k = _size_DoubleList(f_double_list, sizes, det)
+        k = _size_DoubleList(f_double_list, sizes, det, big)
         n += 2 + _vs(k) + k
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
-        k = _size_SintList(f_sint_list, sizes, det)
+        k = _size_SintList(f_sint_list, sizes, det, big)
         n += 2 + _vs(k) + k
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
-        k = _size_UintList(f_uint_list, sizes, det)
+        k = _size_UintList(f_uint_list, sizes, det, big)
         n += 2 + _vs(k) + k
     f_bool_list = msg.bool_list
     if f_bool_list is not None:
-        k = _size_BoolList(f_bool_list, sizes, det)
+        k = _size_BoolList(f_bool_list, sizes, det, big)
         n += 2 + _vs(k) + k
     f_string_list = msg.string_list
     if f_string_list is not None:
-        k = _size_StringList(f_string_list, sizes, det)
+        k = _size_StringList(f_string_list, sizes, det, big)
         n += 2 + _vs(k) + k
     f_bytes_list = msg.bytes_list
     if f_bytes_list is not None:
-        k = _size_BytesList(f_bytes_list, sizes, det)
+        k = _size_BytesList(f_bytes_list, sizes, det, big)
         n += 2 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_ConfigsRecordValue(
-    msg: pb.ConfigsRecordValue, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ConfigsRecordValue,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_double = msg.double
     if f_double is not None:
@@ -1767,44 +1909,43 @@ def _write_ConfigsRecordValue(
         b = _buf(f_bytes)
         k = len(b)
         pos = _wv(buf, pos, k)
-        buf[pos : pos + k] = b
-        pos += k
+        pos = _put(buf, pos, b, k, out)
     f_double_list = msg.double_list
     if f_double_list is not None:
         buf[pos : pos + 2] = b"\xaa\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_DoubleList(f_double_list, buf, pos, nxt, det)
+        pos = _write_DoubleList(f_double_list, buf, pos, nxt, det, out)
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
         buf[pos : pos + 2] = b"\xb2\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_SintList(f_sint_list, buf, pos, nxt, det)
+        pos = _write_SintList(f_sint_list, buf, pos, nxt, det, out)
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
         buf[pos : pos + 2] = b"\xba\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_UintList(f_uint_list, buf, pos, nxt, det)
+        pos = _write_UintList(f_uint_list, buf, pos, nxt, det, out)
     f_bool_list = msg.bool_list
     if f_bool_list is not None:
         buf[pos : pos + 2] = b"\xc2\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_BoolList(f_bool_list, buf, pos, nxt, det)
+        pos = _write_BoolList(f_bool_list, buf, pos, nxt, det, out)
     f_string_list = msg.string_list
     if f_string_list is not None:
         buf[pos : pos + 2] = b"\xca\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_StringList(f_string_list, buf, pos, nxt, det)
+        pos = _write_StringList(f_string_list, buf, pos, nxt, det, out)
     f_bytes_list = msg.bytes_list
     if f_bytes_list is not None:
         buf[pos : pos + 2] = b"\xd2\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_BytesList(f_bytes_list, buf, pos, nxt, det)
+        pos = _write_BytesList(f_bytes_list, buf, pos, nxt, det, out)
     return pos
 
 
@@ -2036,7 +2177,7 @@ def encode_ConfigsRecordValue(
 
 def encoded_size_ConfigsRecordValue(msg: pb.ConfigsRecordValue) -> int:
     """Length of ``encode_ConfigsRecordValue(msg)``, without building it."""
-    return _size_ConfigsRecordValue(msg, [], False)
+    return _size_ConfigsRecordValue(msg, [], False, [0])
 
 
 def decode_ConfigsRecordValue(data: bytes | bytearray | memoryview) -> pb.ConfigsRecordValue:
@@ -2050,7 +2191,7 @@ def decode_ConfigsRecordValue(data: bytes | bytearray | memoryview) -> pb.Config
 _KNOWN_DoubleList: frozenset[int] = frozenset({1})
 
 
-def _size_DoubleList(msg: pb.DoubleList, sizes: list[int], det: bool) -> int:
+def _size_DoubleList(msg: pb.DoubleList, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -2063,7 +2204,12 @@ def _size_DoubleList(msg: pb.DoubleList, sizes: list[int], det: bool) -> int:
 
 
 def _write_DoubleList(
-    msg: pb.DoubleList, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.DoubleList,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
@@ -2111,7 +2257,7 @@ def encode_DoubleList(msg: pb.DoubleList, *, deterministic: bool = False) -> mem
 
 def encoded_size_DoubleList(msg: pb.DoubleList) -> int:
     """Length of ``encode_DoubleList(msg)``, without building it."""
-    return _size_DoubleList(msg, [], False)
+    return _size_DoubleList(msg, [], False, [0])
 
 
 def decode_DoubleList(data: bytes | bytearray | memoryview) -> pb.DoubleList:
@@ -2125,7 +2271,7 @@ def decode_DoubleList(data: bytes | bytearray | memoryview) -> pb.DoubleList:
 _KNOWN_Error: frozenset[int] = frozenset({1, 2})
 
 
-def _size_Error(msg: pb.Error, sizes: list[int], det: bool) -> int:
+def _size_Error(msg: pb.Error, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -2141,7 +2287,12 @@ def _size_Error(msg: pb.Error, sizes: list[int], det: bool) -> int:
 
 
 def _write_Error(
-    msg: pb.Error, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Error,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_code = msg.code
     if f_code:
@@ -2193,7 +2344,7 @@ def encode_Error(msg: pb.Error, *, deterministic: bool = False) -> memoryview:
 
 def encoded_size_Error(msg: pb.Error) -> int:
     """Length of ``encode_Error(msg)``, without building it."""
-    return _size_Error(msg, [], False)
+    return _size_Error(msg, [], False, [0])
 
 
 def decode_Error(data: bytes | bytearray | memoryview) -> pb.Error:
@@ -2207,47 +2358,52 @@ def decode_Error(data: bytes | bytearray | memoryview) -> pb.Error:
 _KNOWN_Message: frozenset[int] = frozenset({1, 2, 3})
 
 
-def _size_Message(msg: pb.Message, sizes: list[int], det: bool) -> int:
+def _size_Message(msg: pb.Message, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_metadata = msg.metadata
     if f_metadata is not None:
-        k = _size_Metadata(f_metadata, sizes, det)
+        k = _size_Metadata(f_metadata, sizes, det, big)
         n += 1 + _vs(k) + k
     f_content = msg.content
     if f_content is not None:
-        k = _size_RecordSet(f_content, sizes, det)
+        k = _size_RecordSet(f_content, sizes, det, big)
         n += 1 + _vs(k) + k
     f_error = msg.error
     if f_error is not None:
-        k = _size_Error(f_error, sizes, det)
+        k = _size_Error(f_error, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_Message(
-    msg: pb.Message, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Message,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_metadata = msg.metadata
     if f_metadata is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Metadata(f_metadata, buf, pos, nxt, det)
+        pos = _write_Metadata(f_metadata, buf, pos, nxt, det, out)
     f_content = msg.content
     if f_content is not None:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_RecordSet(f_content, buf, pos, nxt, det)
+        pos = _write_RecordSet(f_content, buf, pos, nxt, det, out)
     f_error = msg.error
     if f_error is not None:
         buf[pos] = 26
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Error(f_error, buf, pos, nxt, det)
+        pos = _write_Error(f_error, buf, pos, nxt, det, out)
     return pos
 
 
@@ -2291,7 +2447,7 @@ def encode_Message(msg: pb.Message, *, deterministic: bool = False) -> memoryvie
 
 def encoded_size_Message(msg: pb.Message) -> int:
     """Length of ``encode_Message(msg)``, without building it."""
-    return _size_Message(msg, [], False)
+    return _size_Message(msg, [], False, [0])
 
 
 def decode_Message(data: bytes | bytearray | memoryview) -> pb.Message:
@@ -2305,7 +2461,7 @@ def decode_Message(data: bytes | bytearray | memoryview) -> pb.Message:
 _KNOWN_Metadata: frozenset[int] = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9})
 
 
-def _size_Metadata(msg: pb.Metadata, sizes: list[int], det: bool) -> int:
+def _size_Metadata(msg: pb.Metadata, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -2345,7 +2501,12 @@ def _size_Metadata(msg: pb.Metadata, sizes: list[int], det: bool) -> int:
 
 
 def _write_Metadata(
-    msg: pb.Metadata, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Metadata,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_run_id = msg.run_id
     if f_run_id:
@@ -2488,7 +2649,7 @@ def encode_Metadata(msg: pb.Metadata, *, deterministic: bool = False) -> memoryv
 
 def encoded_size_Metadata(msg: pb.Metadata) -> int:
     """Length of ``encode_Metadata(msg)``, without building it."""
-    return _size_Metadata(msg, [], False)
+    return _size_Metadata(msg, [], False, [0])
 
 
 def decode_Metadata(data: bytes | bytearray | memoryview) -> pb.Metadata:
@@ -2502,7 +2663,7 @@ def decode_Metadata(data: bytes | bytearray | memoryview) -> pb.Metadata:
 _KNOWN_MetricsRecord: frozenset[int] = frozenset({1})
 
 
-def _size_MetricsRecord(msg: pb.MetricsRecord, sizes: list[int], det: bool) -> int:
+def _size_MetricsRecord(msg: pb.MetricsRecord, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -2514,7 +2675,7 @@ def _size_MetricsRecord(msg: pb.MetricsRecord, sizes: list[int], det: bool) -> i
             e = 0
             k = len(k_data.encode())
             e += 1 + _vs(k) + k
-            k = _size_MetricsRecordValue(v_data, sizes, det)
+            k = _size_MetricsRecordValue(v_data, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -2523,7 +2684,12 @@ def _size_MetricsRecord(msg: pb.MetricsRecord, sizes: list[int], det: bool) -> i
 
 
 def _write_MetricsRecord(
-    msg: pb.MetricsRecord, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.MetricsRecord,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_data = msg.data
     if f_data:
@@ -2541,7 +2707,7 @@ def _write_MetricsRecord(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_MetricsRecordValue(v_data, buf, pos, nxt, det)
+            pos = _write_MetricsRecordValue(v_data, buf, pos, nxt, det, out)
     return pos
 
 
@@ -2600,7 +2766,7 @@ def encode_MetricsRecord(msg: pb.MetricsRecord, *, deterministic: bool = False) 
 
 def encoded_size_MetricsRecord(msg: pb.MetricsRecord) -> int:
     """Length of ``encode_MetricsRecord(msg)``, without building it."""
-    return _size_MetricsRecord(msg, [], False)
+    return _size_MetricsRecord(msg, [], False, [0])
 
 
 def decode_MetricsRecord(data: bytes | bytearray | memoryview) -> pb.MetricsRecord:
@@ -2614,7 +2780,9 @@ def decode_MetricsRecord(data: bytes | bytearray | memoryview) -> pb.MetricsReco
 _KNOWN_MetricsRecordValue: frozenset[int] = frozenset({1, 2, 3, 21, 22, 23})
 
 
-def _size_MetricsRecordValue(msg: pb.MetricsRecordValue, sizes: list[int], det: bool) -> int:
+def _size_MetricsRecordValue(
+    msg: pb.MetricsRecordValue, sizes: list[int], det: bool, big: list[int]
+) -> int:
     if (
         (msg.double is not None)
         + (msg.sint64 is not None)
@@ -2640,22 +2808,27 @@ def _size_MetricsRecordValue(msg: pb.MetricsRecordValue, sizes: list[int], det: 
         n += 1 + _sz_uint64(f_uint64)
     f_double_list = msg.double_list
     if f_double_list is not None:
-        k = _size_DoubleList(f_double_list, sizes, det)
+        k = _size_DoubleList(f_double_list, sizes, det, big)
         n += 2 + _vs(k) + k
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
-        k = _size_SintList(f_sint_list, sizes, det)
+        k = _size_SintList(f_sint_list, sizes, det, big)
         n += 2 + _vs(k) + k
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
-        k = _size_UintList(f_uint_list, sizes, det)
+        k = _size_UintList(f_uint_list, sizes, det, big)
         n += 2 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_MetricsRecordValue(
-    msg: pb.MetricsRecordValue, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.MetricsRecordValue,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_double = msg.double
     if f_double is not None:
@@ -2678,19 +2851,19 @@ def _write_MetricsRecordValue(
         buf[pos : pos + 2] = b"\xaa\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_DoubleList(f_double_list, buf, pos, nxt, det)
+        pos = _write_DoubleList(f_double_list, buf, pos, nxt, det, out)
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
         buf[pos : pos + 2] = b"\xb2\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_SintList(f_sint_list, buf, pos, nxt, det)
+        pos = _write_SintList(f_sint_list, buf, pos, nxt, det, out)
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
         buf[pos : pos + 2] = b"\xba\x01"
         pos += 2
         pos = _wv(buf, pos, nxt())
-        pos = _write_UintList(f_uint_list, buf, pos, nxt, det)
+        pos = _write_UintList(f_uint_list, buf, pos, nxt, det, out)
     return pos
 
 
@@ -2785,7 +2958,7 @@ def encode_MetricsRecordValue(
 
 def encoded_size_MetricsRecordValue(msg: pb.MetricsRecordValue) -> int:
     """Length of ``encode_MetricsRecordValue(msg)``, without building it."""
-    return _size_MetricsRecordValue(msg, [], False)
+    return _size_MetricsRecordValue(msg, [], False, [0])
 
 
 def decode_MetricsRecordValue(data: bytes | bytearray | memoryview) -> pb.MetricsRecordValue:
@@ -2799,7 +2972,7 @@ def decode_MetricsRecordValue(data: bytes | bytearray | memoryview) -> pb.Metric
 _KNOWN_Node: frozenset[int] = frozenset({1})
 
 
-def _size_Node(msg: pb.Node, sizes: list[int], det: bool) -> int:
+def _size_Node(msg: pb.Node, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -2810,7 +2983,14 @@ def _size_Node(msg: pb.Node, sizes: list[int], det: bool) -> int:
     return n
 
 
-def _write_Node(msg: pb.Node, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool) -> int:
+def _write_Node(
+    msg: pb.Node,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
+) -> int:
     f_node_id = msg.node_id
     if f_node_id:
         buf[pos] = 8
@@ -2846,7 +3026,7 @@ def encode_Node(msg: pb.Node, *, deterministic: bool = False) -> memoryview:
 
 def encoded_size_Node(msg: pb.Node) -> int:
     """Length of ``encode_Node(msg)``, without building it."""
-    return _size_Node(msg, [], False)
+    return _size_Node(msg, [], False, [0])
 
 
 def decode_Node(data: bytes | bytearray | memoryview) -> pb.Node:
@@ -2860,12 +3040,14 @@ def decode_Node(data: bytes | bytearray | memoryview) -> pb.Node:
 _KNOWN_Parameters: frozenset[int] = frozenset({1, 2})
 
 
-def _size_Parameters(msg: pb.Parameters, sizes: list[int], det: bool) -> int:
+def _size_Parameters(msg: pb.Parameters, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     for f_tensors in msg.tensors:
         k = len(_buf(f_tensors))
+        if k >= _VIEW_MIN:
+            big[0] += k
         n += 1 + _vs(k) + k
     f_tensor_type = msg.tensor_type
     if f_tensor_type:
@@ -2876,7 +3058,12 @@ def _size_Parameters(msg: pb.Parameters, sizes: list[int], det: bool) -> int:
 
 
 def _write_Parameters(
-    msg: pb.Parameters, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Parameters,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     for f_tensors in msg.tensors:
         buf[pos] = 10
@@ -2884,8 +3071,7 @@ def _write_Parameters(
         b = _buf(f_tensors)
         k = len(b)
         pos = _wv(buf, pos, k)
-        buf[pos : pos + k] = b
-        pos += k
+        pos = _put(buf, pos, b, k, out)
     f_tensor_type = msg.tensor_type
     if f_tensor_type:
         buf[pos] = 18
@@ -2932,7 +3118,7 @@ def encode_Parameters(msg: pb.Parameters, *, deterministic: bool = False) -> mem
 
 def encoded_size_Parameters(msg: pb.Parameters) -> int:
     """Length of ``encode_Parameters(msg)``, without building it."""
-    return _size_Parameters(msg, [], False)
+    return _size_Parameters(msg, [], False, [0])
 
 
 def decode_Parameters(data: bytes | bytearray | memoryview) -> pb.Parameters:
@@ -2946,7 +3132,9 @@ def decode_Parameters(data: bytes | bytearray | memoryview) -> pb.Parameters:
 _KNOWN_ParametersRecord: frozenset[int] = frozenset({1, 2})
 
 
-def _size_ParametersRecord(msg: pb.ParametersRecord, sizes: list[int], det: bool) -> int:
+def _size_ParametersRecord(
+    msg: pb.ParametersRecord, sizes: list[int], det: bool, big: list[int]
+) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -2954,14 +3142,19 @@ def _size_ParametersRecord(msg: pb.ParametersRecord, sizes: list[int], det: bool
         k = len(f_data_keys.encode())
         n += 1 + _vs(k) + k
     for f_data_values in msg.data_values:
-        k = _size_Array(f_data_values, sizes, det)
+        k = _size_Array(f_data_values, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_ParametersRecord(
-    msg: pb.ParametersRecord, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ParametersRecord,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     for f_data_keys in msg.data_keys:
         buf[pos] = 10
@@ -2975,7 +3168,7 @@ def _write_ParametersRecord(
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Array(f_data_values, buf, pos, nxt, det)
+        pos = _write_Array(f_data_values, buf, pos, nxt, det, out)
     return pos
 
 
@@ -3013,7 +3206,7 @@ def encode_ParametersRecord(msg: pb.ParametersRecord, *, deterministic: bool = F
 
 def encoded_size_ParametersRecord(msg: pb.ParametersRecord) -> int:
     """Length of ``encode_ParametersRecord(msg)``, without building it."""
-    return _size_ParametersRecord(msg, [], False)
+    return _size_ParametersRecord(msg, [], False, [0])
 
 
 def decode_ParametersRecord(data: bytes | bytearray | memoryview) -> pb.ParametersRecord:
@@ -3027,35 +3220,42 @@ def decode_ParametersRecord(data: bytes | bytearray | memoryview) -> pb.Paramete
 _KNOWN_PullMessagesResponse: frozenset[int] = frozenset({1, 2})
 
 
-def _size_PullMessagesResponse(msg: pb.PullMessagesResponse, sizes: list[int], det: bool) -> int:
+def _size_PullMessagesResponse(
+    msg: pb.PullMessagesResponse, sizes: list[int], det: bool, big: list[int]
+) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_reconnect = msg.reconnect
     if f_reconnect is not None:
-        k = _size_Reconnect(f_reconnect, sizes, det)
+        k = _size_Reconnect(f_reconnect, sizes, det, big)
         n += 1 + _vs(k) + k
     for f_messages_list in msg.messages_list:
-        k = _size_Message(f_messages_list, sizes, det)
+        k = _size_Message(f_messages_list, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_PullMessagesResponse(
-    msg: pb.PullMessagesResponse, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.PullMessagesResponse,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_reconnect = msg.reconnect
     if f_reconnect is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Reconnect(f_reconnect, buf, pos, nxt, det)
+        pos = _write_Reconnect(f_reconnect, buf, pos, nxt, det, out)
     for f_messages_list in msg.messages_list:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Message(f_messages_list, buf, pos, nxt, det)
+        pos = _write_Message(f_messages_list, buf, pos, nxt, det, out)
     return pos
 
 
@@ -3097,7 +3297,7 @@ def encode_PullMessagesResponse(
 
 def encoded_size_PullMessagesResponse(msg: pb.PullMessagesResponse) -> int:
     """Length of ``encode_PullMessagesResponse(msg)``, without building it."""
-    return _size_PullMessagesResponse(msg, [], False)
+    return _size_PullMessagesResponse(msg, [], False, [0])
 
 
 def decode_PullMessagesResponse(data: bytes | bytearray | memoryview) -> pb.PullMessagesResponse:
@@ -3111,35 +3311,42 @@ def decode_PullMessagesResponse(data: bytes | bytearray | memoryview) -> pb.Pull
 _KNOWN_PushMessagesRequest: frozenset[int] = frozenset({1, 2})
 
 
-def _size_PushMessagesRequest(msg: pb.PushMessagesRequest, sizes: list[int], det: bool) -> int:
+def _size_PushMessagesRequest(
+    msg: pb.PushMessagesRequest, sizes: list[int], det: bool, big: list[int]
+) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_node = msg.node
     if f_node is not None:
-        k = _size_Node(f_node, sizes, det)
+        k = _size_Node(f_node, sizes, det, big)
         n += 1 + _vs(k) + k
     for f_messages_list in msg.messages_list:
-        k = _size_Message(f_messages_list, sizes, det)
+        k = _size_Message(f_messages_list, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_PushMessagesRequest(
-    msg: pb.PushMessagesRequest, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.PushMessagesRequest,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_node = msg.node
     if f_node is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Node(f_node, buf, pos, nxt, det)
+        pos = _write_Node(f_node, buf, pos, nxt, det, out)
     for f_messages_list in msg.messages_list:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Message(f_messages_list, buf, pos, nxt, det)
+        pos = _write_Message(f_messages_list, buf, pos, nxt, det, out)
     return pos
 
 
@@ -3181,7 +3388,7 @@ def encode_PushMessagesRequest(
 
 def encoded_size_PushMessagesRequest(msg: pb.PushMessagesRequest) -> int:
     """Length of ``encode_PushMessagesRequest(msg)``, without building it."""
-    return _size_PushMessagesRequest(msg, [], False)
+    return _size_PushMessagesRequest(msg, [], False, [0])
 
 
 def decode_PushMessagesRequest(data: bytes | bytearray | memoryview) -> pb.PushMessagesRequest:
@@ -3195,7 +3402,7 @@ def decode_PushMessagesRequest(data: bytes | bytearray | memoryview) -> pb.PushM
 _KNOWN_Reconnect: frozenset[int] = frozenset({1})
 
 
-def _size_Reconnect(msg: pb.Reconnect, sizes: list[int], det: bool) -> int:
+def _size_Reconnect(msg: pb.Reconnect, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -3207,7 +3414,12 @@ def _size_Reconnect(msg: pb.Reconnect, sizes: list[int], det: bool) -> int:
 
 
 def _write_Reconnect(
-    msg: pb.Reconnect, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Reconnect,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_reconnect = msg.reconnect
     if f_reconnect:
@@ -3244,7 +3456,7 @@ def encode_Reconnect(msg: pb.Reconnect, *, deterministic: bool = False) -> memor
 
 def encoded_size_Reconnect(msg: pb.Reconnect) -> int:
     """Length of ``encode_Reconnect(msg)``, without building it."""
-    return _size_Reconnect(msg, [], False)
+    return _size_Reconnect(msg, [], False, [0])
 
 
 def decode_Reconnect(data: bytes | bytearray | memoryview) -> pb.Reconnect:
@@ -3258,7 +3470,7 @@ def decode_Reconnect(data: bytes | bytearray | memoryview) -> pb.Reconnect:
 _KNOWN_RecordSet: frozenset[int] = frozenset({1, 2, 3})
 
 
-def _size_RecordSet(msg: pb.RecordSet, sizes: list[int], det: bool) -> int:
+def _size_RecordSet(msg: pb.RecordSet, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -3272,7 +3484,7 @@ def _size_RecordSet(msg: pb.RecordSet, sizes: list[int], det: bool) -> int:
             e = 0
             k = len(k_parameters.encode())
             e += 1 + _vs(k) + k
-            k = _size_ParametersRecord(v_parameters, sizes, det)
+            k = _size_ParametersRecord(v_parameters, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -3286,7 +3498,7 @@ def _size_RecordSet(msg: pb.RecordSet, sizes: list[int], det: bool) -> int:
             e = 0
             k = len(k_metrics.encode())
             e += 1 + _vs(k) + k
-            k = _size_MetricsRecord(v_metrics, sizes, det)
+            k = _size_MetricsRecord(v_metrics, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -3300,7 +3512,7 @@ def _size_RecordSet(msg: pb.RecordSet, sizes: list[int], det: bool) -> int:
             e = 0
             k = len(k_configs.encode())
             e += 1 + _vs(k) + k
-            k = _size_ConfigsRecord(v_configs, sizes, det)
+            k = _size_ConfigsRecord(v_configs, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -3309,7 +3521,12 @@ def _size_RecordSet(msg: pb.RecordSet, sizes: list[int], det: bool) -> int:
 
 
 def _write_RecordSet(
-    msg: pb.RecordSet, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.RecordSet,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_parameters = msg.parameters
     if f_parameters:
@@ -3329,7 +3546,7 @@ def _write_RecordSet(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_ParametersRecord(v_parameters, buf, pos, nxt, det)
+            pos = _write_ParametersRecord(v_parameters, buf, pos, nxt, det, out)
     f_metrics = msg.metrics
     if f_metrics:
         for k_metrics, v_metrics in (
@@ -3348,7 +3565,7 @@ def _write_RecordSet(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_MetricsRecord(v_metrics, buf, pos, nxt, det)
+            pos = _write_MetricsRecord(v_metrics, buf, pos, nxt, det, out)
     f_configs = msg.configs
     if f_configs:
         for k_configs, v_configs in (
@@ -3367,7 +3584,7 @@ def _write_RecordSet(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_ConfigsRecord(v_configs, buf, pos, nxt, det)
+            pos = _write_ConfigsRecord(v_configs, buf, pos, nxt, det, out)
     return pos
 
 
@@ -3492,7 +3709,7 @@ def encode_RecordSet(msg: pb.RecordSet, *, deterministic: bool = False) -> memor
 
 def encoded_size_RecordSet(msg: pb.RecordSet) -> int:
     """Length of ``encode_RecordSet(msg)``, without building it."""
-    return _size_RecordSet(msg, [], False)
+    return _size_RecordSet(msg, [], False, [0])
 
 
 def decode_RecordSet(data: bytes | bytearray | memoryview) -> pb.RecordSet:
@@ -3506,7 +3723,7 @@ def decode_RecordSet(data: bytes | bytearray | memoryview) -> pb.RecordSet:
 _KNOWN_Scalar: frozenset[int] = frozenset({1, 6, 8, 13, 14, 15})
 
 
-def _size_Scalar(msg: pb.Scalar, sizes: list[int], det: bool) -> int:
+def _size_Scalar(msg: pb.Scalar, sizes: list[int], det: bool, big: list[int]) -> int:
     if (
         (msg.double is not None)
         + (msg.uint64 is not None)
@@ -3538,13 +3755,20 @@ def _size_Scalar(msg: pb.Scalar, sizes: list[int], det: bool) -> int:
     f_bytes = msg.bytes
     if f_bytes is not None:
         k = len(_buf(f_bytes))
+        if k >= _VIEW_MIN:
+            big[0] += k
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_Scalar(
-    msg: pb.Scalar, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Scalar,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_double = msg.double
     if f_double is not None:
@@ -3584,8 +3808,7 @@ def _write_Scalar(
         b = _buf(f_bytes)
         k = len(b)
         pos = _wv(buf, pos, k)
-        buf[pos : pos + k] = b
-        pos += k
+        pos = _put(buf, pos, b, k, out)
     return pos
 
 
@@ -3675,7 +3898,7 @@ def encode_Scalar(msg: pb.Scalar, *, deterministic: bool = False) -> memoryview:
 
 def encoded_size_Scalar(msg: pb.Scalar) -> int:
     """Length of ``encode_Scalar(msg)``, without building it."""
-    return _size_Scalar(msg, [], False)
+    return _size_Scalar(msg, [], False, [0])
 
 
 def decode_Scalar(data: bytes | bytearray | memoryview) -> pb.Scalar:
@@ -3689,7 +3912,7 @@ def decode_Scalar(data: bytes | bytearray | memoryview) -> pb.Scalar:
 _KNOWN_ServerMessage: frozenset[int] = frozenset({1, 2, 3, 4, 5})
 
 
-def _size_ServerMessage(msg: pb.ServerMessage, sizes: list[int], det: bool) -> int:
+def _size_ServerMessage(msg: pb.ServerMessage, sizes: list[int], det: bool, big: list[int]) -> int:
     if (
         (msg.reconnect_ins is not None)
         + (msg.get_properties_ins is not None)
@@ -3703,61 +3926,66 @@ def _size_ServerMessage(msg: pb.ServerMessage, sizes: list[int], det: bool) -> i
     n = 0
     f_reconnect_ins = msg.reconnect_ins
     if f_reconnect_ins is not None:
-        k = _size_ServerMessageReconnectIns(f_reconnect_ins, sizes, det)
+        k = _size_ServerMessageReconnectIns(f_reconnect_ins, sizes, det, big)
         n += 1 + _vs(k) + k
     f_get_properties_ins = msg.get_properties_ins
     if f_get_properties_ins is not None:
-        k = _size_ServerMessageGetPropertiesIns(f_get_properties_ins, sizes, det)
+        k = _size_ServerMessageGetPropertiesIns(f_get_properties_ins, sizes, det, big)
         n += 1 + _vs(k) + k
     f_get_parameters_ins = msg.get_parameters_ins
     if f_get_parameters_ins is not None:
-        k = _size_ServerMessageGetParametersIns(f_get_parameters_ins, sizes, det)
+        k = _size_ServerMessageGetParametersIns(f_get_parameters_ins, sizes, det, big)
         n += 1 + _vs(k) + k
     f_fit_ins = msg.fit_ins
     if f_fit_ins is not None:
-        k = _size_ServerMessageFitIns(f_fit_ins, sizes, det)
+        k = _size_ServerMessageFitIns(f_fit_ins, sizes, det, big)
         n += 1 + _vs(k) + k
     f_evaluate_ins = msg.evaluate_ins
     if f_evaluate_ins is not None:
-        k = _size_ServerMessageEvaluateIns(f_evaluate_ins, sizes, det)
+        k = _size_ServerMessageEvaluateIns(f_evaluate_ins, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_ServerMessage(
-    msg: pb.ServerMessage, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ServerMessage,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_reconnect_ins = msg.reconnect_ins
     if f_reconnect_ins is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ServerMessageReconnectIns(f_reconnect_ins, buf, pos, nxt, det)
+        pos = _write_ServerMessageReconnectIns(f_reconnect_ins, buf, pos, nxt, det, out)
     f_get_properties_ins = msg.get_properties_ins
     if f_get_properties_ins is not None:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ServerMessageGetPropertiesIns(f_get_properties_ins, buf, pos, nxt, det)
+        pos = _write_ServerMessageGetPropertiesIns(f_get_properties_ins, buf, pos, nxt, det, out)
     f_get_parameters_ins = msg.get_parameters_ins
     if f_get_parameters_ins is not None:
         buf[pos] = 26
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ServerMessageGetParametersIns(f_get_parameters_ins, buf, pos, nxt, det)
+        pos = _write_ServerMessageGetParametersIns(f_get_parameters_ins, buf, pos, nxt, det, out)
     f_fit_ins = msg.fit_ins
     if f_fit_ins is not None:
         buf[pos] = 34
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ServerMessageFitIns(f_fit_ins, buf, pos, nxt, det)
+        pos = _write_ServerMessageFitIns(f_fit_ins, buf, pos, nxt, det, out)
     f_evaluate_ins = msg.evaluate_ins
     if f_evaluate_ins is not None:
         buf[pos] = 42
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_ServerMessageEvaluateIns(f_evaluate_ins, buf, pos, nxt, det)
+        pos = _write_ServerMessageEvaluateIns(f_evaluate_ins, buf, pos, nxt, det, out)
     return pos
 
 
@@ -3837,7 +4065,7 @@ def encode_ServerMessage(msg: pb.ServerMessage, *, deterministic: bool = False) 
 
 def encoded_size_ServerMessage(msg: pb.ServerMessage) -> int:
     """Length of ``encode_ServerMessage(msg)``, without building it."""
-    return _size_ServerMessage(msg, [], False)
+    return _size_ServerMessage(msg, [], False, [0])
 
 
 def decode_ServerMessage(data: bytes | bytearray | memoryview) -> pb.ServerMessage:
@@ -3852,14 +4080,14 @@ _KNOWN_ServerMessageEvaluateIns: frozenset[int] = frozenset({1, 2})
 
 
 def _size_ServerMessageEvaluateIns(
-    msg: pb.ServerMessageEvaluateIns, sizes: list[int], det: bool
+    msg: pb.ServerMessageEvaluateIns, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_parameters = msg.parameters
     if f_parameters is not None:
-        k = _size_Parameters(f_parameters, sizes, det)
+        k = _size_Parameters(f_parameters, sizes, det, big)
         n += 1 + _vs(k) + k
     f_config = msg.config
     if f_config:
@@ -3871,7 +4099,7 @@ def _size_ServerMessageEvaluateIns(
             e = 0
             k = len(k_config.encode())
             e += 1 + _vs(k) + k
-            k = _size_Scalar(v_config, sizes, det)
+            k = _size_Scalar(v_config, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -3880,14 +4108,19 @@ def _size_ServerMessageEvaluateIns(
 
 
 def _write_ServerMessageEvaluateIns(
-    msg: pb.ServerMessageEvaluateIns, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ServerMessageEvaluateIns,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Parameters(f_parameters, buf, pos, nxt, det)
+        pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
@@ -3906,7 +4139,7 @@ def _write_ServerMessageEvaluateIns(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_Scalar(v_config, buf, pos, nxt, det)
+            pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
 
@@ -3977,7 +4210,7 @@ def encode_ServerMessageEvaluateIns(
 
 def encoded_size_ServerMessageEvaluateIns(msg: pb.ServerMessageEvaluateIns) -> int:
     """Length of ``encode_ServerMessageEvaluateIns(msg)``, without building it."""
-    return _size_ServerMessageEvaluateIns(msg, [], False)
+    return _size_ServerMessageEvaluateIns(msg, [], False, [0])
 
 
 def decode_ServerMessageEvaluateIns(
@@ -3993,13 +4226,15 @@ def decode_ServerMessageEvaluateIns(
 _KNOWN_ServerMessageFitIns: frozenset[int] = frozenset({1, 2})
 
 
-def _size_ServerMessageFitIns(msg: pb.ServerMessageFitIns, sizes: list[int], det: bool) -> int:
+def _size_ServerMessageFitIns(
+    msg: pb.ServerMessageFitIns, sizes: list[int], det: bool, big: list[int]
+) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_parameters = msg.parameters
     if f_parameters is not None:
-        k = _size_Parameters(f_parameters, sizes, det)
+        k = _size_Parameters(f_parameters, sizes, det, big)
         n += 1 + _vs(k) + k
     f_config = msg.config
     if f_config:
@@ -4011,7 +4246,7 @@ def _size_ServerMessageFitIns(msg: pb.ServerMessageFitIns, sizes: list[int], det
             e = 0
             k = len(k_config.encode())
             e += 1 + _vs(k) + k
-            k = _size_Scalar(v_config, sizes, det)
+            k = _size_Scalar(v_config, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -4020,14 +4255,19 @@ def _size_ServerMessageFitIns(msg: pb.ServerMessageFitIns, sizes: list[int], det
 
 
 def _write_ServerMessageFitIns(
-    msg: pb.ServerMessageFitIns, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ServerMessageFitIns,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Parameters(f_parameters, buf, pos, nxt, det)
+        pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
@@ -4046,7 +4286,7 @@ def _write_ServerMessageFitIns(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_Scalar(v_config, buf, pos, nxt, det)
+            pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
 
@@ -4115,7 +4355,7 @@ def encode_ServerMessageFitIns(
 
 def encoded_size_ServerMessageFitIns(msg: pb.ServerMessageFitIns) -> int:
     """Length of ``encode_ServerMessageFitIns(msg)``, without building it."""
-    return _size_ServerMessageFitIns(msg, [], False)
+    return _size_ServerMessageFitIns(msg, [], False, [0])
 
 
 def decode_ServerMessageFitIns(data: bytes | bytearray | memoryview) -> pb.ServerMessageFitIns:
@@ -4130,7 +4370,7 @@ _KNOWN_ServerMessageGetParametersIns: frozenset[int] = frozenset({1})
 
 
 def _size_ServerMessageGetParametersIns(
-    msg: pb.ServerMessageGetParametersIns, sizes: list[int], det: bool
+    msg: pb.ServerMessageGetParametersIns, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
@@ -4145,7 +4385,7 @@ def _size_ServerMessageGetParametersIns(
             e = 0
             k = len(k_config.encode())
             e += 1 + _vs(k) + k
-            k = _size_Scalar(v_config, sizes, det)
+            k = _size_Scalar(v_config, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -4159,6 +4399,7 @@ def _write_ServerMessageGetParametersIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_config = msg.config
     if f_config:
@@ -4178,7 +4419,7 @@ def _write_ServerMessageGetParametersIns(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_Scalar(v_config, buf, pos, nxt, det)
+            pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
 
@@ -4248,7 +4489,7 @@ def encode_ServerMessageGetParametersIns(
 
 def encoded_size_ServerMessageGetParametersIns(msg: pb.ServerMessageGetParametersIns) -> int:
     """Length of ``encode_ServerMessageGetParametersIns(msg)``, without building it."""
-    return _size_ServerMessageGetParametersIns(msg, [], False)
+    return _size_ServerMessageGetParametersIns(msg, [], False, [0])
 
 
 def decode_ServerMessageGetParametersIns(
@@ -4265,7 +4506,7 @@ _KNOWN_ServerMessageGetPropertiesIns: frozenset[int] = frozenset({1})
 
 
 def _size_ServerMessageGetPropertiesIns(
-    msg: pb.ServerMessageGetPropertiesIns, sizes: list[int], det: bool
+    msg: pb.ServerMessageGetPropertiesIns, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
@@ -4280,7 +4521,7 @@ def _size_ServerMessageGetPropertiesIns(
             e = 0
             k = len(k_config.encode())
             e += 1 + _vs(k) + k
-            k = _size_Scalar(v_config, sizes, det)
+            k = _size_Scalar(v_config, sizes, det, big)
             e += 1 + _vs(k) + k
             sizes[es] = e
             n += 1 + _vs(e) + e
@@ -4294,6 +4535,7 @@ def _write_ServerMessageGetPropertiesIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_config = msg.config
     if f_config:
@@ -4313,7 +4555,7 @@ def _write_ServerMessageGetPropertiesIns(
             buf[pos] = 18
             pos += 1
             pos = _wv(buf, pos, nxt())
-            pos = _write_Scalar(v_config, buf, pos, nxt, det)
+            pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
 
@@ -4383,7 +4625,7 @@ def encode_ServerMessageGetPropertiesIns(
 
 def encoded_size_ServerMessageGetPropertiesIns(msg: pb.ServerMessageGetPropertiesIns) -> int:
     """Length of ``encode_ServerMessageGetPropertiesIns(msg)``, without building it."""
-    return _size_ServerMessageGetPropertiesIns(msg, [], False)
+    return _size_ServerMessageGetPropertiesIns(msg, [], False, [0])
 
 
 def decode_ServerMessageGetPropertiesIns(
@@ -4400,7 +4642,7 @@ _KNOWN_ServerMessageReconnectIns: frozenset[int] = frozenset({1})
 
 
 def _size_ServerMessageReconnectIns(
-    msg: pb.ServerMessageReconnectIns, sizes: list[int], det: bool
+    msg: pb.ServerMessageReconnectIns, sizes: list[int], det: bool, big: list[int]
 ) -> int:
     slot = len(sizes)
     sizes.append(0)
@@ -4413,7 +4655,12 @@ def _size_ServerMessageReconnectIns(
 
 
 def _write_ServerMessageReconnectIns(
-    msg: pb.ServerMessageReconnectIns, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.ServerMessageReconnectIns,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_seconds = msg.seconds
     if f_seconds:
@@ -4456,7 +4703,7 @@ def encode_ServerMessageReconnectIns(
 
 def encoded_size_ServerMessageReconnectIns(msg: pb.ServerMessageReconnectIns) -> int:
     """Length of ``encode_ServerMessageReconnectIns(msg)``, without building it."""
-    return _size_ServerMessageReconnectIns(msg, [], False)
+    return _size_ServerMessageReconnectIns(msg, [], False, [0])
 
 
 def decode_ServerMessageReconnectIns(
@@ -4472,7 +4719,7 @@ def decode_ServerMessageReconnectIns(
 _KNOWN_SintList: frozenset[int] = frozenset({1})
 
 
-def _size_SintList(msg: pb.SintList, sizes: list[int], det: bool) -> int:
+def _size_SintList(msg: pb.SintList, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -4488,7 +4735,12 @@ def _size_SintList(msg: pb.SintList, sizes: list[int], det: bool) -> int:
 
 
 def _write_SintList(
-    msg: pb.SintList, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.SintList,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
@@ -4533,7 +4785,7 @@ def encode_SintList(msg: pb.SintList, *, deterministic: bool = False) -> memoryv
 
 def encoded_size_SintList(msg: pb.SintList) -> int:
     """Length of ``encode_SintList(msg)``, without building it."""
-    return _size_SintList(msg, [], False)
+    return _size_SintList(msg, [], False, [0])
 
 
 def decode_SintList(data: bytes | bytearray | memoryview) -> pb.SintList:
@@ -4547,7 +4799,7 @@ def decode_SintList(data: bytes | bytearray | memoryview) -> pb.SintList:
 _KNOWN_Status: frozenset[int] = frozenset({1, 2})
 
 
-def _size_Status(msg: pb.Status, sizes: list[int], det: bool) -> int:
+def _size_Status(msg: pb.Status, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -4563,7 +4815,12 @@ def _size_Status(msg: pb.Status, sizes: list[int], det: bool) -> int:
 
 
 def _write_Status(
-    msg: pb.Status, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.Status,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_code = msg.code
     if f_code:
@@ -4615,7 +4872,7 @@ def encode_Status(msg: pb.Status, *, deterministic: bool = False) -> memoryview:
 
 def encoded_size_Status(msg: pb.Status) -> int:
     """Length of ``encode_Status(msg)``, without building it."""
-    return _size_Status(msg, [], False)
+    return _size_Status(msg, [], False, [0])
 
 
 def decode_Status(data: bytes | bytearray | memoryview) -> pb.Status:
@@ -4629,7 +4886,7 @@ def decode_Status(data: bytes | bytearray | memoryview) -> pb.Status:
 _KNOWN_StringList: frozenset[int] = frozenset({1})
 
 
-def _size_StringList(msg: pb.StringList, sizes: list[int], det: bool) -> int:
+def _size_StringList(msg: pb.StringList, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -4641,7 +4898,12 @@ def _size_StringList(msg: pb.StringList, sizes: list[int], det: bool) -> int:
 
 
 def _write_StringList(
-    msg: pb.StringList, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.StringList,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     for f_vals in msg.vals:
         buf[pos] = 10
@@ -4682,7 +4944,7 @@ def encode_StringList(msg: pb.StringList, *, deterministic: bool = False) -> mem
 
 def encoded_size_StringList(msg: pb.StringList) -> int:
     """Length of ``encode_StringList(msg)``, without building it."""
-    return _size_StringList(msg, [], False)
+    return _size_StringList(msg, [], False, [0])
 
 
 def decode_StringList(data: bytes | bytearray | memoryview) -> pb.StringList:
@@ -4696,17 +4958,17 @@ def decode_StringList(data: bytes | bytearray | memoryview) -> pb.StringList:
 _KNOWN_Task: frozenset[int] = frozenset({1, 2, 3, 4, 6, 7, 8, 9, 10})
 
 
-def _size_Task(msg: pb.Task, sizes: list[int], det: bool) -> int:
+def _size_Task(msg: pb.Task, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
     f_producer = msg.producer
     if f_producer is not None:
-        k = _size_Node(f_producer, sizes, det)
+        k = _size_Node(f_producer, sizes, det, big)
         n += 1 + _vs(k) + k
     f_consumer = msg.consumer
     if f_consumer is not None:
-        k = _size_Node(f_consumer, sizes, det)
+        k = _size_Node(f_consumer, sizes, det, big)
         n += 1 + _vs(k) + k
     f_created_at = msg.created_at
     if f_created_at or _neg0(f_created_at):
@@ -4727,29 +4989,36 @@ def _size_Task(msg: pb.Task, sizes: list[int], det: bool) -> int:
         n += 1 + _vs(k) + k
     f_recordset = msg.recordset
     if f_recordset is not None:
-        k = _size_RecordSet(f_recordset, sizes, det)
+        k = _size_RecordSet(f_recordset, sizes, det, big)
         n += 1 + _vs(k) + k
     f_error = msg.error
     if f_error is not None:
-        k = _size_Error(f_error, sizes, det)
+        k = _size_Error(f_error, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
-def _write_Task(msg: pb.Task, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool) -> int:
+def _write_Task(
+    msg: pb.Task,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
+) -> int:
     f_producer = msg.producer
     if f_producer is not None:
         buf[pos] = 10
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Node(f_producer, buf, pos, nxt, det)
+        pos = _write_Node(f_producer, buf, pos, nxt, det, out)
     f_consumer = msg.consumer
     if f_consumer is not None:
         buf[pos] = 18
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Node(f_consumer, buf, pos, nxt, det)
+        pos = _write_Node(f_consumer, buf, pos, nxt, det, out)
     f_created_at = msg.created_at
     if f_created_at or _neg0(f_created_at):
         buf[pos] = 25
@@ -4793,13 +5062,13 @@ def _write_Task(msg: pb.Task, buf: memoryview, pos: int, nxt: Callable[[], int],
         buf[pos] = 74
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_RecordSet(f_recordset, buf, pos, nxt, det)
+        pos = _write_RecordSet(f_recordset, buf, pos, nxt, det, out)
     f_error = msg.error
     if f_error is not None:
         buf[pos] = 82
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Error(f_error, buf, pos, nxt, det)
+        pos = _write_Error(f_error, buf, pos, nxt, det, out)
     return pos
 
 
@@ -4881,7 +5150,7 @@ def encode_Task(msg: pb.Task, *, deterministic: bool = False) -> memoryview:
 
 def encoded_size_Task(msg: pb.Task) -> int:
     """Length of ``encode_Task(msg)``, without building it."""
-    return _size_Task(msg, [], False)
+    return _size_Task(msg, [], False, [0])
 
 
 def decode_Task(data: bytes | bytearray | memoryview) -> pb.Task:
@@ -4895,7 +5164,7 @@ def decode_Task(data: bytes | bytearray | memoryview) -> pb.Task:
 _KNOWN_TaskIns: frozenset[int] = frozenset({1, 2, 3, 4})
 
 
-def _size_TaskIns(msg: pb.TaskIns, sizes: list[int], det: bool) -> int:
+def _size_TaskIns(msg: pb.TaskIns, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -4912,14 +5181,19 @@ def _size_TaskIns(msg: pb.TaskIns, sizes: list[int], det: bool) -> int:
         n += 1 + _sz_uint64(f_run_id)
     f_task = msg.task
     if f_task is not None:
-        k = _size_Task(f_task, sizes, det)
+        k = _size_Task(f_task, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_TaskIns(
-    msg: pb.TaskIns, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.TaskIns,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_task_id = msg.task_id
     if f_task_id:
@@ -4949,7 +5223,7 @@ def _write_TaskIns(
         buf[pos] = 34
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Task(f_task, buf, pos, nxt, det)
+        pos = _write_Task(f_task, buf, pos, nxt, det, out)
     return pos
 
 
@@ -4998,7 +5272,7 @@ def encode_TaskIns(msg: pb.TaskIns, *, deterministic: bool = False) -> memoryvie
 
 def encoded_size_TaskIns(msg: pb.TaskIns) -> int:
     """Length of ``encode_TaskIns(msg)``, without building it."""
-    return _size_TaskIns(msg, [], False)
+    return _size_TaskIns(msg, [], False, [0])
 
 
 def decode_TaskIns(data: bytes | bytearray | memoryview) -> pb.TaskIns:
@@ -5012,7 +5286,7 @@ def decode_TaskIns(data: bytes | bytearray | memoryview) -> pb.TaskIns:
 _KNOWN_TaskRes: frozenset[int] = frozenset({1, 2, 3, 4})
 
 
-def _size_TaskRes(msg: pb.TaskRes, sizes: list[int], det: bool) -> int:
+def _size_TaskRes(msg: pb.TaskRes, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -5029,14 +5303,19 @@ def _size_TaskRes(msg: pb.TaskRes, sizes: list[int], det: bool) -> int:
         n += 1 + _sz_uint64(f_run_id)
     f_task = msg.task
     if f_task is not None:
-        k = _size_Task(f_task, sizes, det)
+        k = _size_Task(f_task, sizes, det, big)
         n += 1 + _vs(k) + k
     sizes[slot] = n
     return n
 
 
 def _write_TaskRes(
-    msg: pb.TaskRes, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.TaskRes,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_task_id = msg.task_id
     if f_task_id:
@@ -5066,7 +5345,7 @@ def _write_TaskRes(
         buf[pos] = 34
         pos += 1
         pos = _wv(buf, pos, nxt())
-        pos = _write_Task(f_task, buf, pos, nxt, det)
+        pos = _write_Task(f_task, buf, pos, nxt, det, out)
     return pos
 
 
@@ -5115,7 +5394,7 @@ def encode_TaskRes(msg: pb.TaskRes, *, deterministic: bool = False) -> memoryvie
 
 def encoded_size_TaskRes(msg: pb.TaskRes) -> int:
     """Length of ``encode_TaskRes(msg)``, without building it."""
-    return _size_TaskRes(msg, [], False)
+    return _size_TaskRes(msg, [], False, [0])
 
 
 def decode_TaskRes(data: bytes | bytearray | memoryview) -> pb.TaskRes:
@@ -5129,7 +5408,7 @@ def decode_TaskRes(data: bytes | bytearray | memoryview) -> pb.TaskRes:
 _KNOWN_UintList: frozenset[int] = frozenset({1})
 
 
-def _size_UintList(msg: pb.UintList, sizes: list[int], det: bool) -> int:
+def _size_UintList(msg: pb.UintList, sizes: list[int], det: bool, big: list[int]) -> int:
     slot = len(sizes)
     sizes.append(0)
     n = 0
@@ -5145,7 +5424,12 @@ def _size_UintList(msg: pb.UintList, sizes: list[int], det: bool) -> int:
 
 
 def _write_UintList(
-    msg: pb.UintList, buf: memoryview, pos: int, nxt: Callable[[], int], det: bool
+    msg: pb.UintList,
+    buf: memoryview,
+    pos: int,
+    nxt: Callable[[], int],
+    det: bool,
+    out: list[tuple[int, _Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
@@ -5190,7 +5474,7 @@ def encode_UintList(msg: pb.UintList, *, deterministic: bool = False) -> memoryv
 
 def encoded_size_UintList(msg: pb.UintList) -> int:
     """Length of ``encode_UintList(msg)``, without building it."""
-    return _size_UintList(msg, [], False)
+    return _size_UintList(msg, [], False, [0])
 
 
 def decode_UintList(data: bytes | bytearray | memoryview) -> pb.UintList:
@@ -5341,9 +5625,22 @@ def encode(msg: betterproto2.Message, *, deterministic: bool = False) -> memoryv
     return _encode(msg, size, write, deterministic)
 
 
+def encode_chunks(msg: betterproto2.Message, *, deterministic: bool = False) -> list[_Piece]:
+    """Serialize ``msg`` (a covered message) as consecutive buffers, without joining them.
+
+    Every ``bytes`` value of at least 64 KiB (``bytes``, a buffer, or the segments of a
+    :class:`SegmentedBytes`) is referenced, not copied; everything else is written into
+    one buffer of the remaining size, returned as slices between the references.
+    ``b"".join(encode_chunks(msg))`` equals ``encode(msg)``. The referenced buffers must
+    not change while the pieces are in use.
+    """
+    size, write, _ = _codec(type(msg))
+    return _encode_chunks(msg, size, write, deterministic)
+
+
 def encoded_size(msg: betterproto2.Message) -> int:
     """Length of ``encode(msg)``, without building it."""
-    return _codec(type(msg))[0](msg, [], False)
+    return _codec(type(msg))[0](msg, [], False, [0])
 
 
 def decode(cls: type[_M], data: bytes | bytearray | memoryview) -> _M:

@@ -1,0 +1,290 @@
+"""``python -m bench``: round times and peak memory vs Flower 1.12.0, codec throughput.
+
+One run (about 15 minutes on a 2-core box):
+
+1. round benchmark (:mod:`bench.rounds`): a real Flower 1.12.0 server per transport
+   (legacy ``start_server`` for grpc-bidi, SuperLink + Driver-API ServerApp for
+   grpc-rere, in the cached isolated venv of the interop tests); per payload size, our
+   client and ``flwr.client.start_client`` alternate, one fresh process per round;
+2. codec benchmark (:mod:`bench.codec`): serialize / parse MB/s of the generated fast
+   codec and google protobuf;
+3. writes ``bench/RESULTS.md`` (machine, method, tables) and ``bench/round_time.png``.
+
+Options: ``--sizes 1,64,512``, ``--reps 1=7,64=5,512=3``, ``--arrays 10``,
+``--transports grpc-bidi,grpc-rere``, ``--out DIR`` (default ``bench/``),
+``--workdir DIR`` (logs, databases; default a new temp dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from argparse import Namespace
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+
+from bench import codec, rounds  # noqa: E402
+from bench.rounds import Measurement, MiB  # noqa: E402
+
+
+def machine() -> list[str]:
+    """Lines describing this machine and the software versions."""
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    import grpclib
+    import h2
+    import httpx
+    import numpy
+
+    env = rounds.flower_env()
+    flwr_versions = subprocess.run(
+        [
+            str(env.python),
+            "-c",
+            "import flwr, grpc, google.protobuf as p, numpy; "
+            "print(flwr.__version__, grpc.__version__, p.__version__, numpy.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env.environ(),
+        check=True,
+    ).stdout.split()
+    from importlib.metadata import version
+
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores (`nproc`); RAM {mem_kib / 2**20:.1f} GiB",
+        f"- OS: {platform.platform()}",
+        f"- Python {platform.python_version()} (both clients and servers)",
+        f"- flwr-sdk {version('flwr-sdk')}: grpclib {grpclib.__version__}, h2 {h2.__version__}, "
+        f"httpx {httpx.__version__}, numpy {numpy.__version__}",
+        f"- Flower side (isolated venv): flwr {flwr_versions[0]}, grpcio {flwr_versions[1]}, "
+        f"protobuf {flwr_versions[2]}, numpy {flwr_versions[3]}",
+        f"- run finished {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+    ]
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def round_tables(results: list[Measurement], sizes: Sequence[int]) -> list[str]:
+    """Markdown tables: medians per transport and size, ratios, RSS / payload."""
+    lines: list[str] = []
+    for transport in ("grpc-bidi", "grpc-rere"):
+        rows = [m for m in results if m.transport == transport]
+        if not rows:
+            continue
+        lines += [
+            f"### {transport}",
+            "",
+            "| payload | reps | flwr-sdk round (median) | flwr 1.12.0 round (median) "
+            "| ratio ours / flwr | flwr-sdk peak RSS | RSS / payload | flwr 1.12.0 peak RSS "
+            "| RSS / payload |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for mib in sizes:
+            ours = [m for m in rows if m.mib == mib and m.client == "flwr-sdk"]
+            theirs = [m for m in rows if m.mib == mib and m.client == "flwr-1.12.0"]
+            if not ours or not theirs:
+                continue
+            nbytes = ours[0].nbytes
+            t_ours = _median([m.seconds for m in ours])
+            t_theirs = _median([m.seconds for m in theirs])
+            rss_ours = _median([m.peak_rss for m in ours])
+            rss_theirs = _median([m.peak_rss for m in theirs])
+            failed = sum(not m.ok for m in ours + theirs)
+            lines.append(
+                f"| {mib} MiB ({nbytes:,} B) | {len(ours)}+{len(theirs)} | {t_ours:.3f} s "
+                f"| {t_theirs:.3f} s | **{t_ours / t_theirs:.2f}** | {rss_ours / MiB:.0f} MiB "
+                f"| **{rss_ours / nbytes:.2f}x** | {rss_theirs / MiB:.0f} MiB "
+                f"| {rss_theirs / nbytes:.2f}x |" + (f" {failed} failed checks" if failed else "")
+            )
+        lines.append("")
+    return lines
+
+
+def codec_tables(sizes: Sequence[int], arrays: int, repeat: int) -> tuple[list[str], Any]:
+    """Run the codec benchmark; markdown table and raw rows."""
+    args = Namespace(arrays=arrays, repeat=repeat, codecs=["fast", "protobuf"])
+    pb_cls = codec.protobuf_message_class()
+    lines = [
+        "| payload | codec | serialize | serialize MB/s | parse | parse MB/s "
+        "| parse + numpy views |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    raw = []
+    for mib in sizes:
+        megabytes = mib * MiB / 1e6
+        for name, ser, parse, parse_np in codec.run(mib, args, pb_cls):
+            label = "flwr-sdk fast codec" if name == "fast" else "google protobuf (upb)"
+            lines.append(
+                f"| {mib} MiB | {label} | {ser * 1e3:.1f} ms | {megabytes / ser:,.0f} "
+                f"| {parse * 1e3:.2f} ms | {megabytes / parse:,.0f} | {parse_np * 1e3:.2f} ms |"
+            )
+            raw.append({"mib": mib, "codec": name, "ser": ser, "parse": parse, "np": parse_np})
+            print(
+                f"  codec {name:9} {mib:4d} MiB: ser {ser:.4f} s, parse {parse:.5f} s", flush=True
+            )
+    return lines, raw
+
+
+def plot(results: list[Measurement], sizes: Sequence[int], path: Path) -> None:
+    """Log-log plot of median round time vs payload, both clients, both transports."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"flwr-sdk": "-o", "flwr-1.12.0": "--s"}
+    for transport in ("grpc-bidi", "grpc-rere"):
+        for client in rounds.CLIENTS:
+            xs, ys = [], []
+            for mib in sizes:
+                times = [
+                    m.seconds
+                    for m in results
+                    if m.transport == transport and m.client == client and m.mib == mib
+                ]
+                if times:
+                    xs.append(mib)
+                    ys.append(_median(times))
+            if xs:
+                ax.plot(xs, ys, styles[client], label=f"{client}, {transport}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("payload (MiB of float32 tensors)")
+    ax.set_ylabel("round time, median (s)")
+    ax.set_title("Full round vs real Flower 1.12.0 server (lower is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1,64,512")
+    parser.add_argument("--reps", default="1=7,64=5,512=3")
+    parser.add_argument("--arrays", type=int, default=10)
+    parser.add_argument("--transports", default="grpc-bidi,grpc-rere")
+    parser.add_argument("--codec-repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=BENCH)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    reps = {int(k): int(v) for k, v in (item.split("=") for item in args.reps.split(","))}
+    for mib in sizes:
+        reps.setdefault(mib, 3)
+    transports = [t for t in args.transports.split(",") if t]
+
+    started = time.monotonic()
+    print("round benchmark", flush=True)
+    results = rounds.run(sizes, reps, args.arrays, transports, args.workdir)
+    print("codec benchmark", flush=True)
+    codec_lines, codec_raw = codec_tables(sizes, args.arrays, args.codec_repeat)
+    elapsed = time.monotonic() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(results, sizes, args.out / "round_time.png")
+    (args.out / "results.json").write_text(
+        json.dumps({"rounds": [m.__dict__ for m in results], "codec": codec_raw}, indent=1)
+    )
+    text = render(results, sizes, reps, args.arrays, codec_lines, elapsed)
+    (args.out / "RESULTS.md").write_text(text)
+    print(text)
+
+
+def render(
+    results: list[Measurement],
+    sizes: Sequence[int],
+    reps: dict[int, int],
+    arrays: int,
+    codec_lines: list[str],
+    elapsed: float,
+) -> str:
+    """The RESULTS.md text (the verdict section is appended by hand-free rules below)."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "Produced by one run of `python -m bench` "
+        f"({elapsed / 60:.1f} min); raw numbers in `results.json`, plot in `round_time.png`.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "",
+        "## Method",
+        "",
+        f"- Payload: {arrays} float32 arrays (`.npy` tensors, `tensor_type=numpy.ndarray`) "
+        "of equal size; nominal 1, 64 and 512 MiB. Flower 1.12 refuses gRPC messages over "
+        "512 MiB (SuperLink, legacy server and client), so the 512 MiB case carries "
+        f"{rounds.payload_bytes(512):,} bytes of tensors (512 MiB - 64 KiB).",
+        "- One round: the server sends a FitIns with the payload; the client decodes it "
+        "to numpy, runs a no-op `NumPyClient.fit` (returns its input), encodes and sends the "
+        "FitRes. flwr-sdk's client is `flwr_sdk.start_client` (`bench/scripts/sdk_client.py`); "
+        "Flower's is `flwr.client.start_client` from flwr 1.12.0 "
+        "(`bench/scripts/flwr_client.py`), same NumPyClient logic, default settings.",
+        "- Every round runs in a fresh client process; the two clients alternate "
+        "(ours, flwr's, flwr's, ours, ...) against the same server process. Repetitions "
+        "per size (each client): "
+        + ", ".join(f"{mib} MiB: {reps[mib]}" for mib in sizes)
+        + ". Tables show medians.",
+        "- **grpc-bidi**: a real `flwr.server.start_server` (flwr 1.12.0, grpcio) with a "
+        "custom strategy (`bench/scripts/flwr_legacy_server.py`). Round time = "
+        "`perf_counter` when `configure_fit` hands the FitIns to the server → when "
+        "`aggregate_fit` receives the FitRes. It includes the server's own work (protobuf "
+        "serialization of the FitIns, parsing of the FitRes), which is the same for both "
+        "clients.",
+        "- **grpc-rere**: a real `flower-superlink --database bench.db` (SQLite state) and a "
+        "Driver-API ServerApp (`bench/scripts/rere_app`) pushing one message per round to "
+        "the newly registered node. Round time = `TaskRes.pushed_at - TaskIns.delivered_at` "
+        "read from the SuperLink's database: both are stamped by the SuperLink, the first "
+        "when the client's PullTaskIns takes the instruction, the second when its complete "
+        "reply has arrived (before it is stored). Client idle polling (3 s) and driver "
+        "polling are therefore outside the measurement; the SuperLink's reading of the "
+        "instruction from SQLite and serializing it are inside, for both clients.",
+        "- Peak RSS: `VmHWM` from `/proc/<pid>/status` of the client process, read once its "
+        "round is complete (then the process is killed). It includes the interpreter, "
+        "numpy, grpc/grpclib and everything imported: about 60 MiB for flwr-sdk, 85 MiB "
+        "for flwr at 1 MiB payload. `RSS / payload` divides by the tensor bytes.",
+        "- Codec: `bench/codec.py` (Message → RecordSet → ParametersRecord → Array, same "
+        f"{arrays} arrays, best of 3): the generated fast codec vs google protobuf (upb) "
+        "on the same `.proto` files; `parse + numpy views` adds one `numpy.frombuffer` per "
+        "array (protobuf copies the bytes on access, the fast codec hands out memoryviews).",
+        "",
+        "## Round time and peak memory",
+        "",
+        *round_tables(results, sizes),
+        "![round time vs payload](round_time.png)",
+        "",
+        "## Codec only",
+        "",
+        *codec_lines,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

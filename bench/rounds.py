@@ -1,0 +1,330 @@
+"""Full-round benchmark: flwr-sdk's client vs Flower 1.12.0's own client, same real server.
+
+One round = the server sends a FitIns with ``--arrays`` float32 arrays, the client decodes
+them to numpy, runs a no-op ``fit`` (returns its input), encodes and sends the FitRes.
+Every measurement uses a fresh client process; clients alternate (ours, flwr's, ours, ...).
+
+* **grpc-bidi**: a real ``flwr.server.start_server`` (``scripts/flwr_legacy_server.py``)
+  stamps ``perf_counter`` when its strategy hands over the FitIns and when the FitRes
+  reaches ``aggregate_fit``.
+* **grpc-rere**: a real ``flower-superlink --database <file>`` and a Driver-API ServerApp
+  (``scripts/rere_app``) that pushes one message per measurement; the round time is
+  ``TaskRes.pushed_at - TaskIns.delivered_at`` from the SuperLink's SQLite database (both
+  stamped by the SuperLink: when the client's PullTaskIns takes the instruction and when
+  its complete reply arrives), so client and driver polling intervals do not count.
+
+Peak RSS: ``VmHWM`` from ``/proc/<pid>/status`` of the client process, read after its round
+is complete; the process is then killed (Flower 1.12's grpc-rere client does not exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+SCRIPTS = BENCH / "scripts"
+MiB = 1 << 20
+#: Flower 1.12's SuperLink and legacy server refuse gRPC messages over 512 MiB; the largest
+#: payload leaves 64 KiB of room for the message around the tensors.
+GRPC_LIMIT = 512 * MiB
+HEADROOM = 64 * 1024
+CLIENTS = ("flwr-sdk", "flwr-1.12.0")
+
+
+@dataclass
+class Measurement:
+    """One round of one client."""
+
+    transport: str
+    client: str
+    mib: int
+    nbytes: int
+    rep: int
+    seconds: float
+    peak_rss: int
+    ok: bool
+
+
+def payload_bytes(mib: int) -> int:
+    """Tensor bytes of a nominal ``mib`` MiB payload (below Flower's 512 MiB limit)."""
+    return min(mib * MiB, GRPC_LIMIT - HEADROOM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
+    """Block until something accepts TCP connections on ``host:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident set size (``VmHWM``) of process ``pid``, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def flower_env() -> Any:
+    """The cached flwr 1.12.0 virtualenv of the interop tests (built on first use)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.flower_env import FlowerEnv
+
+    return FlowerEnv.get("1.12.0")
+
+
+class Plan:
+    """The measurement order: per size, ``reps`` rounds of each client, alternating."""
+
+    def __init__(self, sizes: Sequence[int], reps: dict[int, int]) -> None:
+        # A warm-up round per client (rep -1, not reported) before the measurements.
+        self.items: list[tuple[int, int, str]] = [(1, -1, client) for client in CLIENTS]
+        for mib in sizes:
+            for rep in range(reps[mib]):
+                order = CLIENTS if rep % 2 == 0 else CLIENTS[::-1]
+                self.items.extend((mib, rep, client) for client in order)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@contextlib.contextmanager
+def _process(
+    args: Sequence[str], log: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            list(args), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            _kill(proc)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+class Runner:
+    """Starts the client processes of both kinds against one server address."""
+
+    def __init__(self, env: Any, workdir: Path, address: str, transport: str) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.address = address
+        self.transport = transport
+        self._count = 0
+
+    def start(self, client: str) -> subprocess.Popen[bytes]:
+        self._count += 1
+        log = (self.workdir / f"{self.transport}-client-{self._count}-{client}.log").open("wb")
+        if client == "flwr-sdk":
+            args = [
+                sys.executable,
+                os.environ.get("BENCH_SDK_CLIENT", str(SCRIPTS / "sdk_client.py")),
+                self.address,
+                self.transport,
+            ]
+            environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        else:
+            args = [str(self.env.python), str(SCRIPTS / "flwr_client.py"), self.address]
+            args.append(self.transport)
+            environ = self.env.environ({"FLWR_TELEMETRY_ENABLED": "0"})
+        environ["FLWR_HOME"] = str(self.workdir / "flwr_home")
+        return subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True
+        )
+
+
+def _wait_file(path: Path, procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            text = path.read_text()
+            if text:
+                with contextlib.suppress(json.JSONDecodeError):
+                    return json.loads(text)
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} while waiting")
+        time.sleep(0.005)
+    raise TimeoutError(f"{path} did not appear within {timeout:.0f}s")
+
+
+def run_bidi(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
+    """The grpc-bidi measurements against a real ``flwr.server.start_server``."""
+    control = workdir / "bidi-control"
+    control.mkdir()
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    server_env = env.environ({"FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1"})
+    args = [str(env.python), str(SCRIPTS / "flwr_legacy_server.py"), "--address", address]
+    args += ["--rounds", str(len(plan)), "--control", str(control)]
+    results: list[Measurement] = []
+    runner = Runner(env, workdir, address, "grpc-bidi")
+    with _process(args, workdir / "bidi-server.log", server_env) as server:
+        wait_for_port("127.0.0.1", port)
+        for index, (mib, rep, client) in enumerate(plan.items, start=1):
+            nbytes = payload_bytes(mib)
+            proc = runner.start(client)
+            try:
+                (control / f"go-{index}.json").write_text(
+                    json.dumps({"nbytes": nbytes, "arrays": arrays})
+                )
+                done = _wait_file(control / f"done-{index}.json", [server, proc], 900)
+                peak = vm_hwm(proc.pid)
+            finally:
+                _kill(proc)
+            m = Measurement(
+                "grpc-bidi", client, mib, nbytes, rep, done["seconds"], peak, done["ok"]
+            )
+            log(m)
+            if rep >= 0:
+                results.append(m)
+    return results
+
+
+def _superlink_times(db: Path, task_ins_id: str, timeout: float) -> float:
+    """``TaskRes.pushed_at - TaskIns.delivered_at`` of one task, from the SuperLink's DB."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+            ) as con:
+                res = con.execute(
+                    "SELECT pushed_at FROM task_res WHERE ancestry = ?", (task_ins_id,)
+                ).fetchone()
+                if res is not None:
+                    ins = con.execute(
+                        "SELECT delivered_at FROM task_ins WHERE task_id = ?", (task_ins_id,)
+                    ).fetchone()
+                    delivered = datetime.fromisoformat(ins[0]).timestamp()
+                    return float(res[0]) - delivered
+        except sqlite3.OperationalError:
+            pass  # locked while the SuperLink writes a large row
+        time.sleep(0.05)
+    raise TimeoutError(f"no TaskRes for {task_ins_id} within {timeout:.0f}s")
+
+
+def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
+    """The grpc-rere measurements against a real SuperLink and Driver-API ServerApp."""
+    control = workdir / "rere-control"
+    control.mkdir()
+    db = workdir / "superlink.db"
+    driver_port, fleet_port = free_port(), free_port()
+    environ = env.environ(
+        {
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+            "FLWR_HOME": str(workdir / "flwr_home"),
+            "BENCH_CONTROL": str(control),
+            "BENCH_ROUNDS": str(len(plan)),
+        }
+    )
+    superlink_args = [
+        str(env.bin_dir / "flower-superlink"),
+        "--insecure",
+        "--fleet-api-type",
+        "grpc-rere",
+        "--driver-api-address",
+        f"127.0.0.1:{driver_port}",
+        "--fleet-api-address",
+        f"127.0.0.1:{fleet_port}",
+        "--database",
+        str(db),
+        "--storage-dir",
+        str(workdir / "ffs"),
+    ]
+    app_args = [
+        str(env.bin_dir / "flower-server-app"),
+        str(SCRIPTS / "rere_app"),
+        "--superlink",
+        f"127.0.0.1:{driver_port}",
+        "--insecure",
+    ]
+    results: list[Measurement] = []
+    address = f"127.0.0.1:{fleet_port}"
+    runner = Runner(env, workdir, address, "grpc-rere")
+    with _process(superlink_args, workdir / "superlink.log", environ) as superlink:
+        wait_for_port("127.0.0.1", driver_port)
+        wait_for_port("127.0.0.1", fleet_port)
+        with _process(app_args, workdir / "serverapp.log", environ) as app:
+            for index, (mib, rep, client) in enumerate(plan.items, start=1):
+                nbytes = payload_bytes(mib)
+                proc = runner.start(client)
+                try:
+                    (control / f"go-{index}.json").write_text(
+                        json.dumps({"nbytes": nbytes, "arrays": arrays})
+                    )
+                    done = _wait_file(control / f"done-{index}.json", [superlink, app, proc], 900)
+                    seconds = _superlink_times(db, done["message_id"], 900)
+                    peak = vm_hwm(proc.pid)
+                finally:
+                    _kill(proc)
+                m = Measurement("grpc-rere", client, mib, nbytes, rep, seconds, peak, True)
+                log(m)
+                if rep >= 0:
+                    results.append(m)
+    return results
+
+
+def run(
+    sizes: Sequence[int],
+    reps: dict[int, int],
+    arrays: int,
+    transports: Sequence[str],
+    workdir: Path | None = None,
+) -> list[Measurement]:
+    """Run every measurement; returns them in order (printed as they finish)."""
+    env = flower_env()
+    plan = Plan(sizes, reps)
+    base = Path(tempfile.mkdtemp(prefix="flwr-sdk-bench-")) if workdir is None else workdir
+    base.mkdir(parents=True, exist_ok=True)
+
+    def log(m: Measurement) -> None:
+        print(
+            f"  {m.transport:9} {m.client:12} {m.mib:4d} MiB rep {m.rep}: "
+            f"{m.seconds:7.3f} s  peak RSS {m.peak_rss / MiB:7.1f} MiB"
+            + ("" if m.ok else "  (REPLY CHECK FAILED)"),
+            flush=True,
+        )
+
+    results: list[Measurement] = []
+    if "grpc-bidi" in transports:
+        results += run_bidi(env, base, plan, arrays, log)
+    if "grpc-rere" in transports:
+        results += run_rere(env, base, plan, arrays, log)
+    (base / "rounds.json").write_text(json.dumps([asdict(m) for m in results], indent=1))
+    return results

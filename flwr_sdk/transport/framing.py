@@ -1,0 +1,211 @@
+"""gRPC message bodies moved without joining them: chunked sends, preallocated receives.
+
+Two copies of every large payload happen inside grpclib 0.4.9 by default:
+
+* **send**: ``grpclib.stream.send_message`` builds ``prefix + body`` (a second full copy of
+  the encoded message) and ``Stream.send_data`` slices it into DATA frames;
+* **receive**: ``grpclib.protocol.Buffer.read`` collects the DATA frames of one message and
+  joins them with ``b"".join`` (the frames and the joined copy are alive at the same time).
+
+This module provides the two pieces that remove them. Both are used by
+:class:`flwr_sdk.transport.limits.SizeLimitedStream`, the stream class of every tuned
+endpoint:
+
+* :class:`EncodedChunks` is a serialized message held as a sequence of buffers (small
+  encoded pieces and zero-copy views of tensor data). A codec may return it from
+  ``encode``: grpclib only takes its ``len`` and prepends the 5-byte gRPC prefix with
+  ``prefix + body``, which :meth:`EncodedChunks.__radd__` answers with a new
+  :class:`EncodedChunks` (no copy); the stream's ``send_data`` then writes it frame by
+  frame with :func:`send_chunks`.
+* :func:`read_into` fills a preallocated buffer (sized from the gRPC length prefix, after
+  the size limit was checked) straight from the stream's received DATA chunks, releasing
+  each chunk as soon as it is copied.
+
+Relies on grpclib 0.4.9 internals (pinned): ``Buffer._unacked`` / ``_acked`` /
+``_acked_size`` / ``_ack_callback`` / ``_eof``, ``Stream.connection.write_ready``,
+``Stream.window_updated`` and the h2 connection's flow-control accessors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from grpclib.protocol import AckedData
+
+__all__ = ["ChunkCursor", "EncodedChunks", "read_into", "send_chunks"]
+
+Piece = bytes | bytearray | memoryview
+
+
+def _as_bytes_view(piece: Piece) -> memoryview:
+    view = memoryview(piece)
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    return view
+
+
+class EncodedChunks:
+    """A serialized message as an ordered sequence of byte buffers (not concatenated).
+
+    ``len()`` is the total size; ``bytes()`` joins the pieces (one copy; for callers that
+    need a contiguous buffer). ``prefix + chunks`` with a ``bytes`` prefix returns a new
+    :class:`EncodedChunks` that starts with the prefix, without copying the pieces. The
+    pieces are kept by reference: the buffers they view must not change until the
+    message has been sent.
+    """
+
+    __slots__ = ("_nbytes", "pieces")
+
+    def __init__(self, pieces: Iterable[Piece]) -> None:
+        views = tuple(_as_bytes_view(p) for p in pieces)
+        self.pieces: tuple[memoryview, ...] = tuple(v for v in views if v.nbytes)
+        self._nbytes = sum(v.nbytes for v in self.pieces)
+
+    def __len__(self) -> int:
+        """Total size in bytes."""
+        return self._nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Total size in bytes (same as ``len``)."""
+        return self._nbytes
+
+    def __bytes__(self) -> bytes:
+        """The pieces joined into one ``bytes`` object (a copy)."""
+        return b"".join(self.pieces)
+
+    def __radd__(self, prefix: object) -> EncodedChunks:
+        """``prefix + self`` for a bytes-like ``prefix``: the prefix becomes the first piece."""
+        if not isinstance(prefix, (bytes, bytearray, memoryview)):
+            return NotImplemented
+        return EncodedChunks((prefix, *self.pieces))
+
+    def __eq__(self, other: object) -> bool:
+        """Compare contents with another :class:`EncodedChunks` or a bytes-like object."""
+        if isinstance(other, EncodedChunks):
+            return len(self) == len(other) and bytes(self) == bytes(other)
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            return len(self) == memoryview(other).nbytes and bytes(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        """Describe the size and the number of pieces, not the content."""
+        return f"EncodedChunks(<{self._nbytes} bytes in {len(self.pieces)} pieces>)"
+
+
+class ChunkCursor:
+    """Reads consecutive slices of a sequence of byte buffers.
+
+    :meth:`take` returns the next at most ``n`` bytes: a zero-copy slice when they lie
+    within one buffer, else the joined bytes of the buffers they span (at most ``n``
+    bytes copied), and ``b""`` at the end.
+    """
+
+    __slots__ = ("_index", "_offset", "_pieces")
+
+    def __init__(self, pieces: tuple[memoryview, ...]) -> None:
+        self._pieces = pieces
+        self._index = 0
+        self._offset = 0
+
+    def take(self, n: int) -> Piece:
+        """The next at most ``n`` bytes (``n > 0``)."""
+        pieces = self._pieces
+        if self._index >= len(pieces):
+            return b""
+        piece = pieces[self._index]
+        left = piece.nbytes - self._offset
+        if left >= n:
+            out = piece[self._offset : self._offset + n]
+            self._offset += n
+            if self._offset == piece.nbytes:
+                self._index += 1
+                self._offset = 0
+            return out
+        parts = [piece[self._offset :]]
+        have = left
+        self._index += 1
+        self._offset = 0
+        while have < n and self._index < len(pieces):
+            piece = pieces[self._index]
+            grab = min(piece.nbytes, n - have)
+            parts.append(piece[:grab])
+            have += grab
+            if grab == piece.nbytes:
+                self._index += 1
+            else:
+                self._offset = grab
+        return b"".join(parts)
+
+
+async def send_chunks(stream: Any, chunks: EncodedChunks, end_stream: bool = False) -> None:
+    """Write ``chunks`` on a grpclib ``protocol.Stream`` as DATA frames (flow-controlled).
+
+    Same behaviour as ``grpclib.protocol.Stream.send_data`` (waits for the transport and
+    the stream's window, frames of at most the peer's max frame size), but takes the
+    frames from the pieces instead of one contiguous buffer.
+    """
+    assert stream.id is not None
+    h2 = stream._h2_connection
+    connection = stream.connection
+    total = len(chunks)
+    cursor = ChunkCursor(chunks.pieces)
+    sent = 0
+    while True:
+        await connection.write_ready.wait()
+        window = h2.local_flow_control_window(stream.id)
+        if not window > 0:
+            stream.window_updated.clear()
+            await stream.window_updated.wait()
+            continue
+        size = min(window, h2.max_outbound_frame_size, total - sent)
+        frame = cursor.take(size)
+        frame_len = len(frame)
+        sent += frame_len
+        last = sent >= total
+        h2.send_data(stream.id, frame, end_stream=end_stream and last)
+        stream._transport.write(h2.data_to_send())
+        stream.data_sent += frame_len
+        connection.data_sent += frame_len
+        connection.data_send_process()
+        if last:
+            break
+
+
+async def read_into(buffer: Any, target: memoryview) -> None:
+    """Fill ``target`` from a grpclib ``protocol.Buffer`` (what ``read(len(target))`` reads).
+
+    Received chunks are copied into ``target`` and released one by one (and acknowledged
+    to the peer's flow control as grpclib does), so no joined copy of the message exists.
+
+    Raises:
+        AssertionError: the stream ended before ``len(target)`` bytes arrived (grpclib's
+            own error for this case).
+
+    """
+    size = target.nbytes
+    filled = 0
+    acked = buffer._acked
+    while filled < size:
+        if acked:
+            chunk, chunk_size = acked[0]
+            take = min(chunk_size, size - filled)
+            target[filled : filled + take] = chunk[:take]
+            if take == chunk_size:
+                acked.popleft()
+            else:
+                acked[0] = AckedData(chunk[take:], chunk_size - take)
+            buffer._acked_size -= take
+            filled += take
+            continue
+        if buffer._eof and buffer._unacked.empty():
+            raise AssertionError("Received less data than expected")
+        data, data_size, ack_size = await buffer._unacked.get()
+        if not ack_size:
+            raise AssertionError("Received less data than expected")
+        acked.append(AckedData(memoryview(data), data_size))
+        buffer._acked_size += data_size
+        buffer._ack_callback(ack_size)
