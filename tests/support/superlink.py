@@ -1,7 +1,8 @@
 """Run a real Flower 1.12.0 deployment on loopback: SuperLink, ServerApp, SuperExec.
 
 Everything runs in the isolated flwr 1.12.0 venv (:class:`FlowerEnv`), bound to
-127.0.0.1 (or ::1) on free ports. Two ways to start a run, as 1.12 does:
+127.0.0.1 (or ::1) on free ports (:func:`~support.federation.free_port`); a server whose
+port was taken meanwhile is started again on fresh ones. Two ways to start a run, as 1.12 does:
 
 * :func:`start_server_app`: ``flower-server-app <app dir> --superlink D`` — the run has
   no FAB (``fab_id``/``fab_version`` only);
@@ -36,13 +37,15 @@ from support.federation import (
     Process,
     free_port,
     read_report,
+    start_listening,
     start_sdk_client,
-    wait_for_port,
 )
 from support.flower_env import FlowerEnv
 
 SUPPORT = Path(__file__).resolve().parent
 FEDAVG_APP = SUPPORT / "apps" / "fedavg_app"
+# How often a server whose port was taken (or that exited) is started again on fresh ports.
+START_ATTEMPTS = 3
 
 
 # ---------------------------------------------------------------------------- material
@@ -166,24 +169,57 @@ def start_superlink(
     name: str = "superlink",
     ports: tuple[int, int] | None = None,
 ) -> SuperLink:
-    """Start a SuperLink and wait until its Driver and Fleet ports accept connections.
+    """Start a SuperLink and wait until it listens on its Driver and Fleet ports.
 
-    ``ports`` (driver, fleet) reuses given ports, e.g. to restart a SuperLink in place.
+    Ready means the SuperLink process itself listens on both ports and is still running
+    (see :func:`~support.federation.await_listening`), not merely that something accepts
+    connections there. If it exits during startup (e.g. "Port ... is already in use")
+    or another process holds a port, it is started again on fresh ports, up to
+    :data:`START_ATTEMPTS` times; each attempt keeps its own log.
+
+    ``ports`` (driver, fleet) reuses given ports, e.g. to restart a SuperLink in place
+    (one attempt only).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    driver_port, fleet_port = ports if ports is not None else (free_port(host), free_port(host))
     bracketed = f"[{host}]" if ":" in host else host
-    args: list[str] = [
+
+    def launch(attempt: int) -> tuple[Process, list[int]]:
+        driver_port, fleet_port = ports if ports is not None else (free_port(host), free_port(host))
+        args = _superlink_args(
+            fleet_api_type, f"{bracketed}:{driver_port}", f"{bracketed}:{fleet_port}", workdir
+        )
+        args += _superlink_security_args(tls, auth)
+        log = workdir / (f"{name}.log" if attempt == 1 else f"{name}-attempt{attempt}.log")
+        return Process(args, log, _popen(env, workdir)), [driver_port, fleet_port]
+
+    process, (driver_port, fleet_port) = start_listening(
+        launch,
+        host,
+        what="SuperLink",
+        attempts=1 if ports is not None else START_ATTEMPTS,
+        timeout=60,
+    )
+    return SuperLink(env, process, host, driver_port, fleet_port, fleet_api_type, tls, workdir)
+
+
+def _superlink_args(
+    fleet_api_type: str, driver_address: str, fleet_address: str, workdir: Path
+) -> list[str]:
+    return [
         "flower-superlink",
         "--fleet-api-type",
         fleet_api_type,
         "--driver-api-address",
-        f"{bracketed}:{driver_port}",
+        driver_address,
         "--fleet-api-address",
-        f"{bracketed}:{fleet_port}",
+        fleet_address,
         "--storage-dir",
         str(workdir / "ffs"),
     ]
+
+
+def _superlink_security_args(tls: TLSPaths | None, auth: AuthMaterial | None) -> list[str]:
+    args: list[str] = []
     if tls is None:
         args.append("--insecure")
     else:
@@ -204,14 +240,7 @@ def start_superlink(
             "--auth-superlink-public-key",
             str(auth.superlink.public_path),
         ]
-    process = Process(args, workdir / f"{name}.log", _popen(env, workdir))
-    try:
-        wait_for_port(host, driver_port, timeout=60)
-        wait_for_port(host, fleet_port, timeout=60)
-    except TimeoutError:
-        process.stop()
-        raise AssertionError(f"SuperLink did not start; log:\n{process.output()}") from None
-    return SuperLink(env, process, host, driver_port, fleet_port, fleet_api_type, tls, workdir)
+    return args
 
 
 def _popen(env: FlowerEnv, workdir: Path, extra_env: dict[str, str] | None = None) -> Any:
@@ -259,9 +288,11 @@ class SuperExec:
 
 
 def start_superexec(superlink: SuperLink, *, name: str = "superexec") -> SuperExec:
-    """Start SuperExec (deployment executor) for ``superlink`` on a free loopback port."""
+    """Start SuperExec (deployment executor) for ``superlink`` on a free loopback port.
+
+    Like :func:`start_superlink`, retried on a fresh port if its port was taken.
+    """
     host = superlink.host
-    port = free_port(host)
     bracketed = f"[{host}]" if ":" in host else host
     executor_config = f'superlink="{superlink.driver_address}"'
     security = ["--insecure"]
@@ -275,10 +306,7 @@ def start_superexec(superlink: SuperLink, *, name: str = "superexec") -> SuperEx
             "--ssl-keyfile",
             str(superlink.tls.server_key),
         ]
-    args = [
-        "flower-superexec",
-        "--address",
-        f"{bracketed}:{port}",
+    base_args = [
         "--executor",
         "flwr.superexec.deployment:executor",
         "--executor-config",
@@ -295,14 +323,18 @@ def start_superexec(superlink: SuperLink, *, name: str = "superexec") -> SuperEx
     fake_pip.chmod(0o755)
     path = superlink.env.environ()["PATH"]
     extra = {"PATH": os.pathsep.join([str(fakebin), path])}
-    process = Process(
-        args, superlink.workdir / f"{name}.log", _popen(superlink.env, superlink.workdir, extra)
+
+    def launch(attempt: int) -> tuple[Process, list[int]]:
+        port = free_port(host)
+        args = ["flower-superexec", "--address", f"{bracketed}:{port}", *base_args]
+        log = superlink.workdir / (
+            f"{name}.log" if attempt == 1 else f"{name}-attempt{attempt}.log"
+        )
+        return Process(args, log, _popen(superlink.env, superlink.workdir, extra)), [port]
+
+    process, (port,) = start_listening(
+        launch, host, what="SuperExec", attempts=START_ATTEMPTS, timeout=60
     )
-    try:
-        wait_for_port(host, port, timeout=60)
-    except TimeoutError:
-        process.stop()
-        raise AssertionError(f"SuperExec did not start; log:\n{process.output()}") from None
     return SuperExec(process, f"{bracketed}:{port}", superlink)
 
 
@@ -379,29 +411,38 @@ def wait_for_report(report: Path, *, timeout: float, proc: Process | None = None
 def start_tls_proxy(
     superlink: SuperLink, tls: TLSPaths, *, name: str = "tls-proxy"
 ) -> tuple[Process, str]:
-    """An https:// endpoint (``tls_proxy.py``) in front of a plaintext REST SuperLink."""
+    """An https:// endpoint (``tls_proxy.py``) in front of a plaintext REST SuperLink.
+
+    Retried on a fresh port if its port was taken, like :func:`start_superlink`.
+    """
     host = superlink.host
-    port = free_port(host)
-    args = [
-        sys.executable,
-        str(SUPPORT / "tls_proxy.py"),
-        "--listen-host",
-        host,
-        "--listen-port",
-        str(port),
-        "--target-host",
-        host,
-        "--target-port",
-        str(superlink.fleet_port),
-        "--cert",
-        str(tls.server_cert),
-        "--key",
-        str(tls.server_key),
-    ]
-    proc = Process(
-        args, superlink.workdir / f"{name}.log", lambda a, **kw: subprocess.Popen(a, **kw)
+
+    def launch(attempt: int) -> tuple[Process, list[int]]:
+        port = free_port(host)
+        args = [
+            sys.executable,
+            str(SUPPORT / "tls_proxy.py"),
+            "--listen-host",
+            host,
+            "--listen-port",
+            str(port),
+            "--target-host",
+            host,
+            "--target-port",
+            str(superlink.fleet_port),
+            "--cert",
+            str(tls.server_cert),
+            "--key",
+            str(tls.server_key),
+        ]
+        log = superlink.workdir / (
+            f"{name}.log" if attempt == 1 else f"{name}-attempt{attempt}.log"
+        )
+        return Process(args, log, lambda a, **kw: subprocess.Popen(a, **kw)), [port]
+
+    proc, (port,) = start_listening(
+        launch, host, what="TLS proxy", attempts=START_ATTEMPTS, timeout=30
     )
-    wait_for_port(host, port, timeout=30)
     bracketed = f"[{host}]" if ":" in host else host
     return proc, f"https://{bracketed}:{port}"
 
