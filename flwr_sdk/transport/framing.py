@@ -33,7 +33,11 @@ from typing import Any
 
 from grpclib.protocol import AckedData
 
-__all__ = ["ChunkCursor", "EncodedChunks", "read_into", "send_chunks"]
+__all__ = ["ZERO_COPY_FRAME_MIN", "ChunkCursor", "EncodedChunks", "read_into", "send_chunks"]
+
+#: DATA frames at least this large go out without a copy when the h2 connection offers
+#: ``send_data_frame`` (:class:`flwr_sdk.transport.grpc_tuning.TunedH2Connection`).
+ZERO_COPY_FRAME_MIN = 16 * 1024
 
 Piece = bytes | bytearray | memoryview
 
@@ -146,11 +150,16 @@ async def send_chunks(stream: Any, chunks: EncodedChunks, end_stream: bool = Fal
 
     Same behaviour as ``grpclib.protocol.Stream.send_data`` (waits for the transport and
     the stream's window, frames of at most the peer's max frame size), but takes the
-    frames from the pieces instead of one contiguous buffer.
+    frames from the pieces instead of one contiguous buffer, and, on a connection with
+    ``send_data_frame``, hands frames of at least :data:`ZERO_COPY_FRAME_MIN` bytes to the
+    transport as views (the transport copies only what the socket does not take at once).
     """
     assert stream.id is not None
     h2 = stream._h2_connection
     connection = stream.connection
+    transport = stream._transport
+    # Tuned connections send big frames without copying them (see TunedH2Connection).
+    zero_copy = hasattr(h2, "send_data_frame")
     total = len(chunks)
     cursor = ChunkCursor(chunks.pieces)
     sent = 0
@@ -166,8 +175,13 @@ async def send_chunks(stream: Any, chunks: EncodedChunks, end_stream: bool = Fal
         frame_len = len(frame)
         sent += frame_len
         last = sent >= total
-        h2.send_data(stream.id, frame, end_stream=end_stream and last)
-        stream._transport.write(h2.data_to_send())
+        if zero_copy and frame_len >= ZERO_COPY_FRAME_MIN and not (end_stream and last):
+            # Header first, then the body as the view it is (no copy in h2).
+            transport.write(h2.send_data_frame(stream.id, memoryview(frame)))
+            transport.write(frame)
+        else:
+            h2.send_data(stream.id, frame, end_stream=end_stream and last)
+            transport.write(h2.data_to_send())
         stream.data_sent += frame_len
         connection.data_sent += frame_len
         connection.data_send_process()

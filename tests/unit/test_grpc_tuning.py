@@ -330,3 +330,53 @@ def test_first_reply_with_large_frames_on_fresh_connections() -> None:
                     assert await method(payload) == payload
 
     run(main)
+
+
+def _client_with_open_stream(cls: type[H2Connection]) -> tuple[H2Connection, int]:
+    conn = cls(config=H2Configuration(client_side=True))
+    conn.initiate_connection()
+    stream_id = conn.get_next_available_stream_id()
+    conn.send_headers(
+        stream_id, [(":method", "POST"), (":path", "/x"), (":scheme", "http"), (":authority", "a")]
+    )
+    conn.data_to_send()
+    return conn, stream_id
+
+
+def test_send_data_frame_matches_h2_send_data_without_copying() -> None:
+    body = memoryview(os.urandom(16_000))
+    stock, sid = _client_with_open_stream(H2Connection)
+    tuned, tid = _client_with_open_stream(TunedH2Connection)
+    assert sid == tid
+    # A pending control frame must come out before the DATA frame header.
+    stock.ping(b"12345678")
+    tuned.ping(b"12345678")
+    stock.send_data(sid, body)
+    expected = stock.data_to_send()
+    assert isinstance(tuned, TunedH2Connection)
+    head = tuned.send_data_frame(tid, body)
+    assert head + bytes(body) == expected
+    assert len(head) == 17 + 9  # PING frame + DATA frame header
+    assert tuned.local_flow_control_window(tid) == stock.local_flow_control_window(sid)
+    assert tuned.outbound_flow_control_window == stock.outbound_flow_control_window
+    assert tuned.data_to_send() == b""
+    # The stream is still open: h2 can end it afterwards.
+    tuned.end_stream(tid)
+    assert tuned.data_to_send() == b"\x00\x00\x00\x00\x01\x00\x00\x00\x01"
+
+
+def test_send_data_frame_enforces_window_and_frame_size() -> None:
+    from h2.exceptions import FlowControlError, FrameTooLargeError
+
+    tuned, sid = _client_with_open_stream(TunedH2Connection)
+    assert isinstance(tuned, TunedH2Connection)
+    too_big_frame = memoryview(bytes(tuned.max_outbound_frame_size + 1))
+    with pytest.raises(FrameTooLargeError):
+        tuned.send_data_frame(sid, too_big_frame)
+    window = tuned.local_flow_control_window(sid)
+    chunk = memoryview(bytes(tuned.max_outbound_frame_size))
+    while window >= chunk.nbytes:
+        tuned.send_data_frame(sid, chunk)
+        window -= chunk.nbytes
+    with pytest.raises(FlowControlError):
+        tuned.send_data_frame(sid, chunk)
