@@ -212,7 +212,17 @@ class SizeLimitedConnection(Connection):
         stream_id: int | None = None,
         wrapper: Wrapper | None = None,
     ) -> Stream:
-        """Create a :class:`SizeLimitedStream` (called by grpclib for each request)."""
+        """Create a :class:`SizeLimitedStream` (called by grpclib for each request).
+
+        Raises:
+            ConnectionResetError: the connection was lost (and closed) between being made
+                and this call, e.g. a dying server reset it right after the handshake.
+                Stock grpclib fails here with ``AttributeError`` (``close`` deletes the
+                transport); a connection error makes the caller reconnect instead.
+
+        """
+        if not hasattr(self, "_transport"):
+            raise ConnectionResetError("the connection was closed before the call could start")
         return SizeLimitedStream(
             self,
             self._connection,

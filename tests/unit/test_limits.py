@@ -370,3 +370,32 @@ def test_server_refuses_huge_prefix_from_raw_client() -> None:
         assert sized.received == []
 
     run(main)
+
+
+def test_call_on_a_connection_closed_under_it_is_a_retryable_connection_error() -> None:
+    """A dying server can reset a connection right after the handshake; grpclib then closes
+    it before the first call creates its stream. That must surface as "unavailable"
+    (reconnect), not as stock grpclib's AttributeError (seen when a legacy server was
+    SIGKILLed while clients reconnected)."""
+    from flwr_sdk.errors import ServerUnavailableError
+    from flwr_sdk.transport.grpc_errors import map_grpc_error
+
+    async def main() -> None:
+        async with (
+            serving(tuned_server([Sized()], codec=RawBytesCodec())) as port,
+            TunedChannel(
+                "127.0.0.1", port, codec=RawBytesCodec(), max_message_length=LIMIT
+            ) as channel,
+        ):
+            method = UnaryUnaryMethod[bytes, bytes](channel, UNARY, bytes, bytes)
+            assert await method(_request(2)) == b"rr"
+            protocol = channel._protocol
+            assert protocol is not None
+            # What grpclib does on connection_lost, before the channel notices.
+            protocol.processor.connection.close()
+            with pytest.raises(ConnectionResetError) as info:
+                await method(_request(2))
+            error = map_grpc_error(info.value, host="127.0.0.1", what="Join")
+            assert isinstance(error, ServerUnavailableError)
+
+    run(main)
