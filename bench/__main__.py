@@ -86,6 +86,20 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def _medians(rows: list[Measurement], mib: int, client: str) -> dict[str, float] | None:
+    picked = [m for m in rows if m.mib == mib and m.client == client]
+    if not picked:
+        return None
+    return {
+        "n": len(picked),
+        "nbytes": picked[0].nbytes,
+        "seconds": _median([m.seconds for m in picked]),
+        "server_seconds": _median([m.server_seconds for m in picked]),
+        "rss": _median([m.peak_rss for m in picked]),
+        "failed": sum(not m.ok for m in picked),
+    }
+
+
 def round_tables(results: list[Measurement], sizes: Sequence[int]) -> list[str]:
     """Markdown tables: medians per transport and size, ratios, RSS / payload."""
     lines: list[str] = []
@@ -96,29 +110,74 @@ def round_tables(results: list[Measurement], sizes: Sequence[int]) -> list[str]:
         lines += [
             f"### {transport}",
             "",
-            "| payload | reps | flwr-sdk round (median) | flwr 1.12.0 round (median) "
-            "| ratio ours / flwr | flwr-sdk peak RSS | RSS / payload | flwr 1.12.0 peak RSS "
-            "| RSS / payload |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| payload | reps | flwr-sdk round | flwr 1.12.0 round | ratio ours / flwr "
+            "| server sees: flwr-sdk | server sees: flwr 1.12.0 | ratio "
+            "| flwr-sdk peak RSS | RSS / payload | flwr 1.12.0 peak RSS | RSS / payload |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mib in sizes:
-            ours = [m for m in rows if m.mib == mib and m.client == "flwr-sdk"]
-            theirs = [m for m in rows if m.mib == mib and m.client == "flwr-1.12.0"]
-            if not ours or not theirs:
+            ours = _medians(rows, mib, "flwr-sdk")
+            theirs = _medians(rows, mib, "flwr-1.12.0")
+            if ours is None or theirs is None:
                 continue
-            nbytes = ours[0].nbytes
-            t_ours = _median([m.seconds for m in ours])
-            t_theirs = _median([m.seconds for m in theirs])
-            rss_ours = _median([m.peak_rss for m in ours])
-            rss_theirs = _median([m.peak_rss for m in theirs])
-            failed = sum(not m.ok for m in ours + theirs)
+            nbytes = ours["nbytes"]
+            failed = ours["failed"] + theirs["failed"]
             lines.append(
-                f"| {mib} MiB ({nbytes:,} B) | {len(ours)}+{len(theirs)} | {t_ours:.3f} s "
-                f"| {t_theirs:.3f} s | **{t_ours / t_theirs:.2f}** | {rss_ours / MiB:.0f} MiB "
-                f"| **{rss_ours / nbytes:.2f}x** | {rss_theirs / MiB:.0f} MiB "
-                f"| {rss_theirs / nbytes:.2f}x |" + (f" {failed} failed checks" if failed else "")
+                f"| {mib} MiB ({nbytes:,} B) | {ours['n']:.0f}+{theirs['n']:.0f} "
+                f"| {ours['seconds']:.3f} s | {theirs['seconds']:.3f} s "
+                f"| **{ours['seconds'] / theirs['seconds']:.2f}** "
+                f"| {ours['server_seconds']:.3f} s | {theirs['server_seconds']:.3f} s "
+                f"| {ours['server_seconds'] / theirs['server_seconds']:.2f} "
+                f"| {ours['rss'] / MiB:.0f} MiB | **{ours['rss'] / nbytes:.2f}x** "
+                f"| {theirs['rss'] / MiB:.0f} MiB | {theirs['rss'] / nbytes:.2f}x |"
+                + (f" {failed:.0f} failed checks" if failed else "")
             )
         lines.append("")
+    return lines
+
+
+def verdict(results: list[Measurement], codec_raw: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets at the largest payload, each checked against this run."""
+    lines = ["| target | this run | met |", "|---|---|---|"]
+
+    def row(target: str, figure: str, met: bool) -> None:
+        lines.append(f"| {target} | {figure} | {'yes' if met else '**no**'} |")
+
+    largest = max((m.mib for m in results), default=0)
+    for transport in ("grpc-bidi", "grpc-rere"):
+        rows = [m for m in results if m.transport == transport]
+        ours = _medians(rows, largest, "flwr-sdk")
+        theirs = _medians(rows, largest, "flwr-1.12.0")
+        if ours is None or theirs is None:
+            continue
+        ratio = ours["seconds"] / theirs["seconds"]
+        row(
+            f"{transport}, {largest} MiB: round time ≤ 0.5x flwr 1.12.0",
+            f"{ours['seconds']:.2f} s / {theirs['seconds']:.2f} s = {ratio:.2f} "
+            f"(as the server sees it: {ours['server_seconds']:.2f} s / "
+            f"{theirs['server_seconds']:.2f} s = "
+            f"{ours['server_seconds'] / theirs['server_seconds']:.2f})",
+            ratio <= 0.5,
+        )
+        rss = ours["rss"] / ours["nbytes"]
+        row(
+            f"{transport}, {largest} MiB: flwr-sdk peak RSS ≤ 2.0x payload",
+            f"{rss:.2f}x (flwr 1.12.0: {theirs['rss'] / theirs['nbytes']:.2f}x)",
+            rss <= 2.0,
+        )
+    fast = {r["mib"]: r for r in codec_raw if r["codec"] == "fast"}
+    if fast:
+        big, small = max(fast), min(fast)
+        gbps = big * MiB / fast[big]["ser"] / 1e9
+        row(f"codec serialize ≥ 1 GB/s ({big} MiB)", f"{gbps:.1f} GB/s", gbps >= 1.0)
+        growth = fast[big]["parse"] / fast[small]["parse"]
+        row(
+            "codec parse independent of payload size",
+            f"{fast[small]['parse'] * 1e3:.2f} ms at {small} MiB, "
+            f"{fast[big]['parse'] * 1e3:.2f} ms at {big} MiB ({growth:.1f}x for "
+            f"{big // small}x the bytes)",
+            growth < 3.0,
+        )
     return lines
 
 
@@ -154,29 +213,42 @@ def plot(results: list[Measurement], sizes: Sequence[int], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     styles = {"flwr-sdk": "-o", "flwr-1.12.0": "--s"}
-    for transport in ("grpc-bidi", "grpc-rere"):
-        for client in rounds.CLIENTS:
-            xs, ys = [], []
-            for mib in sizes:
-                times = [
-                    m.seconds
-                    for m in results
-                    if m.transport == transport and m.client == client and m.mib == mib
-                ]
-                if times:
-                    xs.append(mib)
-                    ys.append(_median(times))
-            if xs:
-                ax.plot(xs, ys, styles[client], label=f"{client}, {transport}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("payload (MiB of float32 tensors)")
-    ax.set_ylabel("round time, median (s)")
-    ax.set_title("Full round vs real Flower 1.12.0 server (lower is better)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    colors = {"grpc-bidi": "tab:blue", "grpc-rere": "tab:green"}
+    panels = (
+        ("seconds", "client side of the round (server's gRPC boundary)"),
+        ("server_seconds", "round as the server's application sees it"),
+    )
+    for ax, (field, title) in zip(axes, panels, strict=True):
+        for transport in ("grpc-bidi", "grpc-rere"):
+            for client in rounds.CLIENTS:
+                xs, ys = [], []
+                for mib in sizes:
+                    times = [
+                        getattr(m, field)
+                        for m in results
+                        if m.transport == transport and m.client == client and m.mib == mib
+                    ]
+                    if times:
+                        xs.append(mib)
+                        ys.append(_median(times))
+                if xs:
+                    ax.plot(
+                        xs,
+                        ys,
+                        styles[client],
+                        color=colors[transport],
+                        label=f"{client}, {transport}",
+                    )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("payload (MiB of float32 tensors)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("round time, median (s)")
+    axes[0].legend()
+    fig.suptitle("One round vs a real Flower 1.12.0 server (lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -210,7 +282,7 @@ def main() -> None:
     (args.out / "results.json").write_text(
         json.dumps({"rounds": [m.__dict__ for m in results], "codec": codec_raw}, indent=1)
     )
-    text = render(results, sizes, reps, args.arrays, codec_lines, elapsed)
+    text = render(results, sizes, reps, args.arrays, codec_lines, codec_raw, elapsed)
     (args.out / "RESULTS.md").write_text(text)
     print(text)
 
@@ -221,6 +293,7 @@ def render(
     reps: dict[int, int],
     arrays: int,
     codec_lines: list[str],
+    codec_raw: list[dict[str, Any]],
     elapsed: float,
 ) -> str:
     """The RESULTS.md text (the verdict section is appended by hand-free rules below)."""
@@ -250,20 +323,27 @@ def render(
         "per size (each client): "
         + ", ".join(f"{mib} MiB: {reps[mib]}" for mib in sizes)
         + ". Tables show medians.",
+        "- **Round time** is stamped inside the real Flower server process "
+        "(`time.perf_counter`, `bench/scripts/grpc_stamps.py` wraps the request parser and "
+        "response serializer of every gRPC method the server registers). The table's main "
+        "figure is the client side of the round: from the instruction's serialized bytes "
+        "being handed to gRPC for sending, to the reply's bytes completely received (before "
+        "parsing). It covers both transfers and everything the client does: receive, "
+        "decode to numpy, `fit`, encode, send. *Server sees* is the round as the server's "
+        "application sees it; it adds the server's own work before serializing and after "
+        "receiving, which is the same for both clients (on the legacy server about 8 s at "
+        "512 MiB: Flower copies the FitIns payload between protobuf messages several "
+        "times and serializes it, then parses and converts the FitRes).",
         "- **grpc-bidi**: a real `flwr.server.start_server` (flwr 1.12.0, grpcio) with a "
-        "custom strategy (`bench/scripts/flwr_legacy_server.py`). Round time = "
-        "`perf_counter` when `configure_fit` hands the FitIns to the server → when "
-        "`aggregate_fit` receives the FitRes. It includes the server's own work (protobuf "
-        "serialization of the FitIns, parsing of the FitRes), which is the same for both "
-        "clients.",
-        "- **grpc-rere**: a real `flower-superlink --database bench.db` (SQLite state) and a "
-        "Driver-API ServerApp (`bench/scripts/rere_app`) pushing one message per round to "
-        "the newly registered node. Round time = `TaskRes.pushed_at - TaskIns.delivered_at` "
-        "read from the SuperLink's database: both are stamped by the SuperLink, the first "
-        "when the client's PullTaskIns takes the instruction, the second when its complete "
-        "reply has arrived (before it is stored). Client idle polling (3 s) and driver "
-        "polling are therefore outside the measurement; the SuperLink's reading of the "
-        "instruction from SQLite and serializing it are inside, for both clients.",
+        "custom strategy (`bench/scripts/flwr_legacy_server.py`); *server sees* runs from "
+        "`configure_fit` handing over the FitIns to `aggregate_fit` receiving the FitRes.",
+        "- **grpc-rere**: a real SuperLink (flwr 1.12.0 `run_superlink`, Flower's default "
+        "in-memory state; `bench/scripts/flwr_superlink.py` adds the stamps) and a Driver-API "
+        "ServerApp (`bench/scripts/rere_app`) pushing one message per round to the newly "
+        "registered node. The instruction is the PullTaskIns response carrying the task, "
+        "the reply the PushTaskRes request carrying its ancestry; *server sees* runs from "
+        "that PullTaskIns request received to the PushTaskRes request parsed. Client polling "
+        "(3 s for Flower's client when idle) and driver polling are outside both figures.",
         "- Peak RSS: `VmHWM` from `/proc/<pid>/status` of the client process, read once its "
         "round is complete (then the process is killed). It includes the interpreter, "
         "numpy, grpc/grpclib and everything imported: about 60 MiB for flwr-sdk, 85 MiB "
@@ -272,6 +352,10 @@ def render(
         f"{arrays} arrays, best of 3): the generated fast codec vs google protobuf (upb) "
         "on the same `.proto` files; `parse + numpy views` adds one `numpy.frombuffer` per "
         "array (protobuf copies the bytes on access, the fast codec hands out memoryviews).",
+        "",
+        "## Targets (issue 7, at the largest payload)",
+        "",
+        *verdict(results, codec_raw),
         "",
         "## Round time and peak memory",
         "",

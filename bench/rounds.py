@@ -4,14 +4,25 @@ One round = the server sends a FitIns with ``--arrays`` float32 arrays, the clie
 them to numpy, runs a no-op ``fit`` (returns its input), encodes and sends the FitRes.
 Every measurement uses a fresh client process; clients alternate (ours, flwr's, ours, ...).
 
-* **grpc-bidi**: a real ``flwr.server.start_server`` (``scripts/flwr_legacy_server.py``)
-  stamps ``perf_counter`` when its strategy hands over the FitIns and when the FitRes
-  reaches ``aggregate_fit``.
-* **grpc-rere**: a real ``flower-superlink --database <file>`` and a Driver-API ServerApp
-  (``scripts/rere_app``) that pushes one message per measurement; the round time is
-  ``TaskRes.pushed_at - TaskIns.delivered_at`` from the SuperLink's SQLite database (both
-  stamped by the SuperLink: when the client's PullTaskIns takes the instruction and when
-  its complete reply arrives), so client and driver polling intervals do not count.
+Two round times per measurement, both stamped inside the real server process
+(``time.perf_counter``, see ``scripts/grpc_stamps.py``):
+
+* ``seconds``, the client side of the round: from the instruction's serialized bytes being
+  handed to gRPC for sending to the reply's bytes completely received (before parsing).
+  It covers both transfers and everything the client does, and nothing the server's
+  application does.
+* ``server_seconds``, the round as the server's application sees it: it adds the server's
+  own work around the client's (for the legacy server, Flower's protobuf copies and
+  serialization of the FitIns and parsing of the FitRes: about 10 s at 512 MiB).
+
+* **grpc-bidi**: a real ``flwr.server.start_server`` (``scripts/flwr_legacy_server.py``);
+  ``server_seconds`` runs from ``configure_fit`` handing over the FitIns to ``aggregate_fit``
+  receiving the FitRes.
+* **grpc-rere**: a real SuperLink with Flower's default in-memory state
+  (``scripts/flwr_superlink.py``) and a Driver-API ServerApp (``scripts/rere_app``) that
+  pushes one message per measurement; ``server_seconds`` runs from the PullTaskIns request
+  that receives the task to the PushTaskRes request parsed. Client and driver polling
+  intervals are outside both times.
 
 Peak RSS: ``VmHWM`` from ``/proc/<pid>/status`` of the client process, read after its round
 is complete; the process is then killed (Flower 1.12's grpc-rere client does not exit).
@@ -24,14 +35,12 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +64,10 @@ class Measurement:
     mib: int
     nbytes: int
     rep: int
+    #: Client side of the round, at the server's gRPC boundary (see scripts/grpc_stamps.py).
     seconds: float
+    #: The round as the server's application sees it (adds the server's own work).
+    server_seconds: float
     peak_rss: int
     ok: bool
 
@@ -65,11 +77,20 @@ def payload_bytes(mib: int) -> int:
     return min(mib * MiB, GRPC_LIMIT - HEADROOM)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports free on ``host`` right now.
+
+    All are bound at once before any is released, so the kernel cannot hand out the same
+    port twice (two separate bind-to-0 calls can return the same port).
+    """
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            for _ in range(count)
+        ]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
@@ -167,6 +188,13 @@ class Runner:
         )
 
 
+def _write_atomic(path: Path, content: Any) -> None:
+    """Write JSON so that a reader polling for ``path`` never sees it half written."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(content))
+    partial.rename(path)
+
+
 def _wait_file(path: Path, procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -186,7 +214,7 @@ def run_bidi(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
     """The grpc-bidi measurements against a real ``flwr.server.start_server``."""
     control = workdir / "bidi-control"
     control.mkdir()
-    port = free_port()
+    (port,) = free_ports(1)
     address = f"127.0.0.1:{port}"
     server_env = env.environ({"FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1"})
     args = [str(env.python), str(SCRIPTS / "flwr_legacy_server.py"), "--address", address]
@@ -199,15 +227,21 @@ def run_bidi(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
             nbytes = payload_bytes(mib)
             proc = runner.start(client)
             try:
-                (control / f"go-{index}.json").write_text(
-                    json.dumps({"nbytes": nbytes, "arrays": arrays})
-                )
+                _write_atomic(control / f"go-{index}.json", {"nbytes": nbytes, "arrays": arrays})
                 done = _wait_file(control / f"done-{index}.json", [server, proc], 900)
                 peak = vm_hwm(proc.pid)
             finally:
                 _kill(proc)
             m = Measurement(
-                "grpc-bidi", client, mib, nbytes, rep, done["seconds"], peak, done["ok"]
+                "grpc-bidi",
+                client,
+                mib,
+                nbytes,
+                rep,
+                done["seconds"],
+                done["server_seconds"],
+                peak,
+                done["ok"],
             )
             log(m)
             if rep >= 0:
@@ -215,35 +249,36 @@ def run_bidi(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
     return results
 
 
-def _superlink_times(db: Path, task_ins_id: str, timeout: float) -> float:
-    """``TaskRes.pushed_at - TaskIns.delivered_at`` of one task, from the SuperLink's DB."""
+def _rere_times(stamps: Path, task_ins_id: str, timeout: float) -> tuple[float, float]:
+    """Client-side and server-observed round time of one task, from the SuperLink's stamps.
+
+    Client side: the PullTaskIns response carrying the task ready to send → the PushTaskRes
+    request carrying the reply completely received. Server observed: that PullTaskIns
+    request received → the PushTaskRes request parsed.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with contextlib.closing(
-                sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-            ) as con:
-                res = con.execute(
-                    "SELECT pushed_at FROM task_res WHERE ancestry = ?", (task_ins_id,)
-                ).fetchone()
-                if res is not None:
-                    ins = con.execute(
-                        "SELECT delivered_at FROM task_ins WHERE task_id = ?", (task_ins_id,)
-                    ).fetchone()
-                    delivered = datetime.fromisoformat(ins[0]).timestamp()
-                    return float(res[0]) - delivered
-        except sqlite3.OperationalError:
-            pass  # locked while the SuperLink writes a large row
+        pull = push = None
+        if stamps.exists():
+            for line in stamps.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    event = json.loads(line)
+                    if event["dir"] == "send" and task_ins_id in event.get("task_ids", ()):
+                        pull = event
+                    if event["dir"] == "recv" and task_ins_id in event.get("ancestry", ()):
+                        push = event
+        if pull is not None and push is not None:
+            return push["t0"] - pull["t1"], push["t1"] - pull["request_t0"]
         time.sleep(0.05)
-    raise TimeoutError(f"no TaskRes for {task_ins_id} within {timeout:.0f}s")
+    raise TimeoutError(f"no PushTaskRes for {task_ins_id} within {timeout:.0f}s")
 
 
 def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
     """The grpc-rere measurements against a real SuperLink and Driver-API ServerApp."""
     control = workdir / "rere-control"
     control.mkdir()
-    db = workdir / "superlink.db"
-    driver_port, fleet_port = free_port(), free_port()
+    stamps = workdir / "superlink-stamps.jsonl"
+    driver_port, fleet_port = free_ports(2)
     environ = env.environ(
         {
             "FLWR_TELEMETRY_ENABLED": "0",
@@ -251,10 +286,12 @@ def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
             "FLWR_HOME": str(workdir / "flwr_home"),
             "BENCH_CONTROL": str(control),
             "BENCH_ROUNDS": str(len(plan)),
+            "BENCH_STAMPS": str(stamps),
         }
     )
     superlink_args = [
-        str(env.bin_dir / "flower-superlink"),
+        str(env.python),
+        str(SCRIPTS / "flwr_superlink.py"),
         "--insecure",
         "--fleet-api-type",
         "grpc-rere",
@@ -262,8 +299,6 @@ def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
         f"127.0.0.1:{driver_port}",
         "--fleet-api-address",
         f"127.0.0.1:{fleet_port}",
-        "--database",
-        str(db),
         "--storage-dir",
         str(workdir / "ffs"),
     ]
@@ -285,15 +320,17 @@ def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
                 nbytes = payload_bytes(mib)
                 proc = runner.start(client)
                 try:
-                    (control / f"go-{index}.json").write_text(
-                        json.dumps({"nbytes": nbytes, "arrays": arrays})
+                    _write_atomic(
+                        control / f"go-{index}.json", {"nbytes": nbytes, "arrays": arrays}
                     )
                     done = _wait_file(control / f"done-{index}.json", [superlink, app, proc], 900)
-                    seconds = _superlink_times(db, done["message_id"], 900)
+                    seconds, server_seconds = _rere_times(stamps, done["message_id"], 900)
                     peak = vm_hwm(proc.pid)
                 finally:
                     _kill(proc)
-                m = Measurement("grpc-rere", client, mib, nbytes, rep, seconds, peak, True)
+                m = Measurement(
+                    "grpc-rere", client, mib, nbytes, rep, seconds, server_seconds, peak, True
+                )
                 log(m)
                 if rep >= 0:
                     results.append(m)
@@ -316,8 +353,8 @@ def run(
     def log(m: Measurement) -> None:
         print(
             f"  {m.transport:9} {m.client:12} {m.mib:4d} MiB rep {m.rep}: "
-            f"{m.seconds:7.3f} s  peak RSS {m.peak_rss / MiB:7.1f} MiB"
-            + ("" if m.ok else "  (REPLY CHECK FAILED)"),
+            f"{m.seconds:7.3f} s (server sees {m.server_seconds:7.3f} s)  "
+            f"peak RSS {m.peak_rss / MiB:7.1f} MiB" + ("" if m.ok else "  (REPLY CHECK FAILED)"),
             flush=True,
         )
 

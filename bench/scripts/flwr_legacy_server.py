@@ -3,9 +3,13 @@
 Runs INSIDE the isolated flwr 1.12.0 virtualenv. One round per measurement; before round
 ``r`` it waits for ``<control>/go-<r>.json`` (written by ``python -m bench``) naming the
 payload size, then sends FitIns with that payload to the one connected client it has not
-used yet. It stamps ``time.perf_counter()`` when ``configure_fit`` hands the FitIns over
-(the server then serializes and sends it) and when ``aggregate_fit`` gets the FitRes
-(received and parsed), and writes both to ``<control>/done-<r>.json``.
+used yet. It writes ``<control>/done-<r>.json`` with two round times:
+
+* ``seconds`` (client side, at the gRPC boundary, see ``grpc_stamps.py``): from the FitIns
+  bytes being ready to send to the FitRes bytes completely received;
+* ``server_seconds`` (as the strategy sees it): from ``configure_fit`` handing the FitIns
+  over to ``aggregate_fit`` getting the FitRes; adds the server's own work (Flower's
+  protobuf copies and serialization of the FitIns, parsing of the FitRes).
 
     python flwr_legacy_server.py --address 127.0.0.1:PORT --rounds N --control DIR
 """
@@ -18,6 +22,7 @@ import time
 from pathlib import Path
 
 import flwr as fl
+import grpc_stamps
 import numpy as np
 from flwr.common import FitIns, Parameters, ndarrays_to_parameters
 
@@ -63,7 +68,12 @@ def main() -> None:
 
         def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
             received = time.perf_counter()
+            nan = float("nan")
+            sent = grpc_stamps.LAST.get("send", {"field": None, "t1": nan})
+            got = grpc_stamps.LAST.get("recv", {"field": None, "t0": nan})
             ok = len(results) == 1 and not failures
+            ok = ok and sent["field"] == "fit_ins" and got["field"] == "fit_res"
+            ok = ok and stamps[server_round] < sent["t1"] < got["t0"] < received
             if ok:
                 arrays = fl.common.parameters_to_ndarrays(results[0][1].parameters)
                 plan = json.loads((control / f"go-{server_round}.json").read_text())
@@ -73,9 +83,12 @@ def main() -> None:
                 json.dumps(
                     {
                         "round": server_round,
-                        "seconds": received - stamps[server_round],
+                        "seconds": got["t0"] - sent["t1"],
+                        "server_seconds": received - stamps[server_round],
                         "sent_at": stamps[server_round],
                         "received_at": received,
+                        "instruction_bytes_ready_at": sent["t1"],
+                        "reply_bytes_received_at": got["t0"],
                         "ok": ok,
                         "failures": [repr(f) for f in failures],
                     }
@@ -92,6 +105,7 @@ def main() -> None:
         def evaluate(self, server_round, parameters):  # type: ignore[no-untyped-def]
             return None
 
+    grpc_stamps.install()
     fl.server.start_server(
         server_address=args.address,
         config=fl.server.ServerConfig(num_rounds=args.rounds, round_timeout=600),

@@ -3,10 +3,8 @@
 For measurement ``r`` it waits for ``$BENCH_CONTROL/go-<r>.json`` (payload size), pulls
 (and so deletes) the previous round's reply, picks the registered node it has not used
 yet, pushes one legacy ``FitIns`` message with the payload and writes the message id
-to ``done-<r>.json``. The round time is read by ``python -m bench`` from the SuperLink's
-SQLite database: ``TaskRes.pushed_at`` (complete reply received) minus
-``TaskIns.delivered_at`` (instruction handed to the client's PullTaskIns), both stamped by
-the SuperLink.
+to ``done-<r>.json``. The round times are stamped by the SuperLink itself
+(``scripts/flwr_superlink.py``) and matched to the message id by ``python -m bench``.
 """
 
 from __future__ import annotations

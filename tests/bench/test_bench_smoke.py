@@ -1,0 +1,62 @@
+"""`python -m bench` end to end at tiny payloads: the harness works against real servers.
+
+Speed is not asserted here (that is what ``bench/RESULTS.md`` is for); what is asserted is
+that one run measures every client on every transport against the real Flower 1.12.0
+servers, that the gRPC-boundary stamps are consistent, and that the report and plot are
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_runs_both_clients_on_both_transports(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--sizes",
+            "1",
+            "--reps",
+            "1=2",
+            "--arrays",
+            "3",
+            "--codec-repeat",
+            "1",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    data = json.loads((out / "results.json").read_text())
+    rounds = data["rounds"]
+    # 2 reps x 2 clients x 2 transports (the warm-up rounds are not reported).
+    seen = sorted((m["transport"], m["client"]) for m in rounds)
+    assert seen == sorted(
+        [(t, c) for t in ("grpc-bidi", "grpc-rere") for c in ("flwr-sdk", "flwr-1.12.0")] * 2
+    )
+    for m in rounds:
+        assert m["ok"], m
+        assert m["nbytes"] == 1 << 20
+        # The client side of a round lies inside the round the server's application sees.
+        assert 0 < m["seconds"] <= m["server_seconds"] < 60, m
+        # The client process ran and imported numpy at least.
+        assert m["peak_rss"] > 20 << 20, m
+    assert {r["codec"] for r in data["codec"]} == {"fast", "protobuf"}
+    report = (out / "RESULTS.md").read_text()
+    assert "## Targets" in report and "### grpc-bidi" in report and "### grpc-rere" in report
+    assert (out / "round_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
