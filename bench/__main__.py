@@ -1,6 +1,6 @@
 """``python -m bench``: round times and peak memory vs Flower 1.12.0, codec throughput.
 
-One run (about 15 minutes on a 2-core box):
+One run (about 10 minutes on a 2-core box):
 
 1. round benchmark (:mod:`bench.rounds`): a real Flower 1.12.0 server per transport
    (legacy ``start_server`` for grpc-bidi, SuperLink + Driver-API ServerApp for
@@ -8,11 +8,11 @@ One run (about 15 minutes on a 2-core box):
    client and ``flwr.client.start_client`` alternate, one fresh process per round;
 2. codec benchmark (:mod:`bench.codec`): serialize / parse MB/s of the generated fast
    codec and google protobuf;
-3. writes ``bench/RESULTS.md`` (machine, method, tables) and ``bench/round_time.png``.
+3. writes ``bench/RESULTS.md`` (machine, method, targets, tables) and ``bench/round_time.png``.
 
 Options: ``--sizes 1,64,512``, ``--reps 1=7,64=5,512=3``, ``--arrays 10``,
 ``--transports grpc-bidi,grpc-rere``, ``--out DIR`` (default ``bench/``),
-``--workdir DIR`` (logs, databases; default a new temp dir).
+``--workdir DIR`` (logs, control files, server stamps; default a new temp dir).
 """
 
 from __future__ import annotations
