@@ -36,8 +36,10 @@ from flwr_sdk_proto.v1_12 import fleet_api
 
 from flwr_sdk.server.fleet_servicer import FleetServicer
 from flwr_sdk.server.fleet_state import FleetError, FleetState
-from flwr_sdk.server.wire_check import check_wire_format
-from flwr_sdk.transport.fast_codec import decode_message, encode_message, fast_codec_for
+from flwr_sdk.server.wire_check import strict_decode
+from flwr_sdk.transport.fast_codec import DEFAULT_CHUNK_SIZE, encode_message_chunks
+from flwr_sdk.transport.framing import ChunkCursor, EncodedChunks, read_declared
+from flwr_sdk.transport.limits import PREALLOCATED_BODY_MIN
 
 __all__ = ["PROTOBUF", "RestFleetServer"]
 
@@ -87,11 +89,17 @@ class RestFleetServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        """The body, or None when it exceeds the limit (decided before allocating it)."""
+    async def _read_body(self, request: web.Request) -> bytes | memoryview | None:
+        """The body, or None when it exceeds the limit (decided before allocating it).
+
+        A body announced by ``Content-Length`` is read into one buffer of that size (a
+        read-only view of it is returned); otherwise the chunks are joined.
+        """
         length = request.content_length
         if length is not None and length > self.max_body_size:
             return None
+        if length is not None and length >= PREALLOCATED_BODY_MIN:
+            return await read_declared(request.content.iter_chunked(_CHUNK), length)
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_chunked(_CHUNK):
@@ -115,14 +123,16 @@ class RestFleetServer:
             return _text(400, "Unsupported `Content-Type`")
         if request.headers.get("Accept") != PROTOBUF:
             return _text(400, "Unsupported `Accept`")
-        body = await self._read_body(request)
+        try:
+            body = await self._read_body(request)
+        except ValueError as exc:  # body length differs from its Content-Length
+            log.warning("%s: undecodable body: %s", rpc.name, exc)
+            return _text(400, "Invalid protobuf body")
         if body is None:
             log.warning("%s: body over the %d-byte limit refused", rpc.name, self.max_body_size)
             return _text(413, f"Payload Too Large (limit {self.max_body_size} bytes)")
         try:
-            if fast_codec_for(rpc.request_type) is None:
-                check_wire_format(body)
-            message = decode_message(rpc.request_type, body)
+            message = strict_decode(rpc.request_type, body)
         except Exception as exc:
             log.warning("%s: undecodable body: %s", rpc.name, exc)
             return _text(400, "Invalid protobuf body")
@@ -131,4 +141,17 @@ class RestFleetServer:
         except FleetError as exc:
             log.warning("%s failed: %s", rpc.name, exc)
             return _text(500, "Internal Server Error")
-        return web.Response(status=200, body=encode_message(response), content_type=PROTOBUF)
+        return await _stream_protobuf(request, encode_message_chunks(response))
+
+
+async def _stream_protobuf(request: web.Request, body: EncodedChunks) -> web.StreamResponse:
+    """A 200 response with ``body`` written piece by piece (tensor bytes not joined)."""
+    response = web.StreamResponse(status=200)
+    response.content_type = PROTOBUF
+    response.content_length = len(body)
+    await response.prepare(request)
+    cursor = ChunkCursor(body.pieces)
+    while piece := cursor.take(DEFAULT_CHUNK_SIZE):
+        await response.write(piece)
+    await response.write_eof()
+    return response

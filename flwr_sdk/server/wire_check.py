@@ -17,9 +17,9 @@ from typing import Any
 
 from grpclib.encoding.proto import ProtoCodec
 
-from flwr_sdk.transport.fast_codec import FastProtoCodec
+from flwr_sdk.transport.fast_codec import FastProtoCodec, decode_message, fast_codec_for
 
-__all__ = ["StrictFastProtoCodec", "StrictProtoCodec", "check_wire_format"]
+__all__ = ["StrictFastProtoCodec", "StrictProtoCodec", "check_wire_format", "strict_decode"]
 
 _MAX_VARINT_BYTES = 10
 
@@ -62,6 +62,18 @@ def check_wire_format(data: bytes | memoryview) -> None:
             raise ValueError("field runs past the end of the message")
 
 
+def strict_decode(message_type: type[Any], data: bytes | memoryview) -> Any:
+    """Decode ``data``, refusing malformed bytes of every message type.
+
+    Types the generated fast codec covers are decoded by it (malformed input raises
+    :class:`~flwr_sdk.errors.ProtocolError`); the others are checked with
+    :func:`check_wire_format` (``ValueError``) first, then parsed by betterproto2.
+    """
+    if fast_codec_for(message_type) is None:
+        check_wire_format(data)
+    return decode_message(message_type, data)
+
+
 class StrictProtoCodec(ProtoCodec):
     """grpclib's protobuf codec, refusing malformed bytes instead of guessing."""
 
@@ -72,18 +84,11 @@ class StrictProtoCodec(ProtoCodec):
 
 
 class StrictFastProtoCodec(FastProtoCodec):
-    """The fast codec (chunked sends), refusing malformed bytes of every message type.
-
-    Covered messages are decoded by the generated fast codec (malformed input raises
-    :class:`~flwr_sdk.errors.ProtocolError`); the others are checked with
-    :func:`check_wire_format` first, then parsed by betterproto2.
-    """
+    """The fast codec (chunked sends), decoding with :func:`strict_decode`."""
 
     def __init__(self) -> None:
         super().__init__(chunked=True)
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        """Check the wire format unless the fast codec covers the type, then decode."""
-        if not self.covers(message_type):
-            check_wire_format(data)
-        return super().decode(data, message_type)
+        """Decode with :func:`strict_decode`."""
+        return strict_decode(message_type, data)

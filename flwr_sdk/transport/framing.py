@@ -28,12 +28,20 @@ Relies on grpclib 0.4.9 internals (pinned): ``Buffer._unacked`` / ``_acked`` /
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
+import numpy as np
 from grpclib.protocol import AckedData
 
-__all__ = ["ZERO_COPY_FRAME_MIN", "ChunkCursor", "EncodedChunks", "read_into", "send_chunks"]
+__all__ = [
+    "ZERO_COPY_FRAME_MIN",
+    "ChunkCursor",
+    "EncodedChunks",
+    "read_declared",
+    "read_into",
+    "send_chunks",
+]
 
 #: DATA frames at least this large go out without a copy when the h2 connection offers
 #: ``send_data_frame`` (:class:`flwr_sdk.transport.grpc_tuning.TunedH2Connection`).
@@ -223,3 +231,27 @@ async def read_into(buffer: Any, target: memoryview) -> None:
         acked.append(AckedData(memoryview(data), data_size))
         buffer._acked_size += data_size
         buffer._ack_callback(ack_size)
+
+
+async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:
+    """Read a body announced as ``size`` bytes into one buffer; return a read-only view.
+
+    The buffer is allocated uninitialised once (the caller checks ``size`` against its
+    limit first) and each chunk is copied into it as it arrives, so no joined copy exists.
+
+    Raises:
+        ValueError: the body is longer or shorter than announced; the message says which
+            ("body is longer than its Content-Length" / "... shorter ...").
+
+    """
+    target = np.empty(size, dtype=np.uint8).data
+    filled = 0
+    async for chunk in chunks:
+        end = filled + len(chunk)
+        if end > size:
+            raise ValueError("body is longer than its Content-Length")
+        target[filled:end] = chunk
+        filled = end
+    if filled != size:
+        raise ValueError("body is shorter than its Content-Length")
+    return target.toreadonly()

@@ -37,7 +37,6 @@ from typing import Any, cast
 
 import betterproto2
 import httpx
-import numpy as np
 from flwr_sdk_proto.v1_12 import fleet_api
 
 from flwr_sdk.errors import (
@@ -56,7 +55,8 @@ from flwr_sdk.transport.fast_codec import (
     encode_message_chunks,
 )
 from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession
-from flwr_sdk.transport.framing import ChunkCursor, EncodedChunks
+from flwr_sdk.transport.framing import ChunkCursor, EncodedChunks, read_declared
+from flwr_sdk.transport.limits import PREALLOCATED_BODY_MIN
 from flwr_sdk.transport.tls import classify_tls_error, client_ssl_context
 
 __all__ = ["PROTOBUF", "RestConnector", "RestSession", "timeouts_for"]
@@ -72,7 +72,6 @@ CONNECT_TIMEOUT = 10.0
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 AUTH_STATUSES = frozenset({401, 403})
 _BODY_EXCERPT = 200
-_PREALLOCATED_MIN = 64 * 1024
 
 
 def timeouts_for(call_timeout: float) -> httpx.Timeout:
@@ -205,15 +204,19 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> byte
     (allocated after the limit check) and returned as a read-only memoryview; otherwise
     the chunks are joined.
     """
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    header = response.headers.get("content-length")
+    declared = int(header) if header is not None and header.isdigit() else None
+    if declared is not None and declared > limit:
         raise MessageTooLargeError(
             f"{what}: response of {declared} bytes exceeds grpc_max_message_length={limit}",
-            size=int(declared),
+            size=declared,
             limit=limit,
         )
-    if declared is not None and declared.isdigit() and int(declared) >= _PREALLOCATED_MIN:
-        return await _read_declared(response, int(declared), what)
+    if declared is not None and declared >= PREALLOCATED_BODY_MIN:
+        try:
+            return await read_declared(response.aiter_raw(), declared)
+        except ValueError as exc:
+            raise ProtocolError(f"{what}: response {exc}") from exc
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_raw():
@@ -226,21 +229,6 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> byte
             )
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _read_declared(response: httpx.Response, size: int, what: str) -> memoryview:
-    """Read a body of ``size`` announced bytes into one preallocated buffer."""
-    target = np.empty(size, dtype=np.uint8).data
-    filled = 0
-    async for chunk in response.aiter_raw():
-        end = filled + len(chunk)
-        if end > size:
-            raise ProtocolError(f"{what}: response body is longer than its Content-Length")
-        target[filled:end] = chunk
-        filled = end
-    if filled != size:
-        raise ProtocolError(f"{what}: response body is shorter than its Content-Length")
-    return target.toreadonly()
 
 
 class RestConnector(FleetConnector):
