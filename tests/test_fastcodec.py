@@ -46,7 +46,6 @@ from flwr_sdk.transport.fast_codec import (
     decode_message,
     encode_message,
     fast_codec_for,
-    iter_chunks,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -920,19 +919,6 @@ def test_codec_helpers() -> None:
     ping = pb12.PingRequest(node=pb12.Node(node_id=5), ping_interval=3.0)
     assert encode_message(ping) == bytes(ping)
     assert decode_message(pb12.PingRequest, bytearray(bytes(ping))) == ping
-
-
-def test_iter_chunks() -> None:
-    data = memoryview(bytes(range(256)) * 10)
-    chunks = list(iter_chunks(data, 1000))
-    assert [c.nbytes for c in chunks] == [1000, 1000, 560]
-    assert b"".join(chunks) == data.tobytes()
-    assert all(c.obj is data.obj for c in chunks)
-    assert list(iter_chunks(b"")) == []
-    with pytest.raises(ValueError, match="positive"):
-        list(iter_chunks(b"x", 0))
-    with pytest.raises(TypeError):
-        list(iter_chunks(b"x", 1.5))  # type: ignore[arg-type]
 
 
 def test_fast_proto_codec_unit() -> None:

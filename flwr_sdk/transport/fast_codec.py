@@ -35,7 +35,6 @@ Buffers and ownership:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, Protocol, cast
 
@@ -56,7 +55,6 @@ __all__ = [
     "encode_message",
     "encode_message_chunks",
     "fast_codec_for",
-    "iter_chunks",
 ]
 
 FAST_CODECS: tuple[ModuleType, ...] = (fast_v1_12, fast_v1_15)
@@ -66,7 +64,7 @@ DECODE_ERRORS: tuple[type[ValueError], ...] = (fast_v1_12.DecodeError, fast_v1_1
 """What the fast decoders raise on malformed input (all ``ValueError`` subclasses)."""
 
 DEFAULT_CHUNK_SIZE = 1 << 20
-"""Chunk size of :func:`iter_chunks` (1 MiB: httpx streams these without quadratic cost)."""
+"""Piece size of streamed REST bodies (1 MiB: httpx streams these without quadratic cost)."""
 
 
 class _FastCodecModule(Protocol):
@@ -154,25 +152,6 @@ def decode_message(cls: type[Any], data: bytes | bytearray | memoryview) -> Any:
         raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
 
 
-def iter_chunks(
-    data: bytes | bytearray | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> Iterator[memoryview]:
-    """Consecutive ``chunk_size`` slices of ``data`` as memoryviews (no copies).
-
-    For streaming an encoded body (e.g. an httpx request ``content`` iterator with an
-    explicit ``Content-Length: len(data)``).
-    """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise TypeError(f"chunk_size must be an int, got {type(chunk_size).__name__}")
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    view = memoryview(data)
-    if view.ndim != 1 or view.format != "B":
-        view = view.cast("B")
-    for start in range(0, view.nbytes, chunk_size):
-        yield view[start : start + chunk_size]
-
-
 class FastProtoCodec(CodecBase):
     """grpclib codec (content subtype ``proto``) using the fast codecs where they apply.
 
@@ -224,10 +203,4 @@ class FastProtoCodec(CodecBase):
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         """Parse ``data`` (``bytes``, or a read-only memoryview of a preallocated buffer)."""
-        codec = _REGISTRY.get(message_type)
-        if codec is None:
-            return message_type.FromString(data if isinstance(data, bytes) else bytes(data))
-        try:
-            return codec.decode(message_type, data)
-        except DECODE_ERRORS as exc:
-            raise ProtocolError(f"malformed {message_type.__name__}: {exc}") from exc
+        return decode_message(message_type, data)

@@ -39,7 +39,7 @@ from grpclib.exceptions import GRPCError
 from flwr_sdk.errors import AuthenticationError, ProtocolError, ServerUnavailableError
 from flwr_sdk.transport import auth
 from flwr_sdk.transport.base import TransportSettings
-from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession
+from flwr_sdk.transport.fleet_session import CALL_TIMEOUT, FleetConnector, FleetSession
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
 
@@ -76,7 +76,7 @@ class GrpcRereSession(FleetSession):
 
     async def _create_node(self, request: pb.CreateNodeRequest) -> pb.CreateNodeResponse:
         response: pb.CreateNodeResponse = await self._call(
-            CREATE_NODE, request, timeout=30.0, read_server_key=self._keys is not None
+            CREATE_NODE, request, timeout=CALL_TIMEOUT, read_server_key=self._keys is not None
         )
         return response
 
