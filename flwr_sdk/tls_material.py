@@ -17,7 +17,6 @@ import datetime
 import ipaddress
 import os
 import ssl
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from flwr_sdk.transport.tls import server_ssl_context
 
 __all__ = [
     "DEFAULT_HOSTS",
@@ -94,15 +95,7 @@ class TLSMaterial:
         ``alpn`` lists the protocols offered via ALPN (``("h2",)`` for gRPC; pass
         ``("http/1.1",)`` for an HTTP/1.1 server or ``()`` for none).
         """
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        # ssl can only load a certificate chain from files.
-        with tempfile.TemporaryDirectory(prefix="flwr-sdk-tls-") as tmp:
-            paths = self.write(tmp)
-            context.load_cert_chain(paths.server_cert, paths.server_key)
-        if alpn:
-            context.set_alpn_protocols(list(alpn))
-        return context
+        return server_ssl_context(self.server_cert_pem, self.server_key_pem, alpn=alpn)
 
 
 def _now() -> datetime.datetime:

@@ -19,7 +19,6 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +33,7 @@ from flwr_sdk.server.strategy import FedAvg
 from flwr_sdk.server.wire_check import StrictFastProtoCodec
 from flwr_sdk.transport.grpc_tuning import TunedServer, tuned_server
 from flwr_sdk.transport.limits import DEFAULT_MAX_MESSAGE_LENGTH, validate_max_message_length
+from flwr_sdk.transport.tls import server_ssl_context
 
 if TYPE_CHECKING:
     from flwr_sdk.server.fleet_rest import RestFleetServer
@@ -71,16 +71,7 @@ class ServerTLS:
 
     def ssl_context(self, alpn: str) -> ssl.SSLContext:
         """A server ``SSLContext`` offering ``alpn`` (``h2`` for gRPC, ``http/1.1`` for REST)."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        with tempfile.TemporaryDirectory(prefix="flwr-sdk-server-tls-") as tmp:
-            cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-            cert.write_bytes(self.certificate_chain)
-            key.touch(mode=0o600)
-            key.write_bytes(self.private_key)
-            context.load_cert_chain(cert, key)
-        context.set_alpn_protocols([alpn])
-        return context
+        return server_ssl_context(self.certificate_chain, self.private_key, alpn=[alpn])
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "client_ssl_context",
     "load_root_certificates",
     "resolve_insecure",
+    "server_ssl_context",
 ]
 
 #: ``TLSError.reason`` values produced by :func:`classify_tls_error`.
@@ -288,3 +290,26 @@ def _classify_verification(err: ssl.SSLCertVerificationError, host: str) -> TLSE
         f"TLS certificate of {host} failed verification ({detail}).",
         reason=REASON_VERIFICATION_FAILED,
     )
+
+
+def server_ssl_context(
+    certificate_chain: bytes, private_key: bytes, *, alpn: Sequence[str]
+) -> ssl.SSLContext:
+    """A server ``SSLContext`` (TLS 1.2+, no client certificates) for a PEM chain and key.
+
+    ``alpn`` lists the protocols offered via ALPN (``("h2",)`` for gRPC,
+    ``("http/1.1",)`` for REST, ``()`` for none). ``ssl`` loads certificates only from
+    files, so both are written to a private temporary folder (key mode 0600) and removed.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="flwr-sdk-tls-") as tmp:
+        cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        cert.write_bytes(certificate_chain)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as key_file:
+            key_file.write(private_key)
+        context.load_cert_chain(cert, key)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
