@@ -135,10 +135,7 @@ class UnsupportedSchemaError(ValueError):
 
 
 def class_name(full_name: str, package: str) -> str:
-    """Class name betterproto2 gives a (possibly nested) type: nesting joined.
-
-    Mirrors ``codegen.generator._class_name`` (kept separate to avoid an import cycle).
-    """
+    """Class name betterproto2 gives a (possibly nested) type: nesting joined."""
     local = full_name.removeprefix(f"{package}.")
     return "".join(part[:1].upper() + part[1:] for part in local.split("."))
 

@@ -29,7 +29,7 @@ import jinja2
 from google.protobuf import descriptor_pb2
 
 from .descriptors import compile_descriptor_set, run_protoc
-from .fastcodec_model import build_fastcodec_model, ruff_format
+from .fastcodec_model import build_fastcodec_model, class_name, ruff_format
 
 ROOT_PACKAGE = "flwr_sdk_proto"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -130,12 +130,6 @@ def _kebab(name: str) -> str:
     return _snake(name).replace("_", "-")
 
 
-def _class_name(full_name: str, package: str) -> str:
-    """Class name betterproto2 gives a (possibly nested) type: nesting joined."""
-    local = full_name.removeprefix(f"{package}.")
-    return "".join(part[:1].upper() + part[1:] for part in local.split("."))
-
-
 def build_schema(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str]) -> SchemaModel:
     """Collect messages, enums and services of the files named in ``wanted``."""
     messages: list[tuple[str, str]] = []
@@ -146,10 +140,10 @@ def build_schema(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str]) -> Sch
         full = f"{prefix}.{msg.name}"
         if msg.options.map_entry:
             return
-        messages.append((full, _class_name(full, pkg)))
+        messages.append((full, class_name(full, pkg)))
         for enum in msg.enum_type:
             enum_full = f"{full}.{enum.name}"
-            enums.append((enum_full, _class_name(enum_full, pkg)))
+            enums.append((enum_full, class_name(enum_full, pkg)))
         for nested in msg.nested_type:
             walk(pkg, full, nested)
 
@@ -161,7 +155,7 @@ def build_schema(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str]) -> Sch
             walk(pkg, pkg, msg)
         for enum in fd.enum_type:
             full = f"{pkg}.{enum.name}"
-            enums.append((full, _class_name(full, pkg)))
+            enums.append((full, class_name(full, pkg)))
         for svc in fd.service:
             full_name = f"{pkg}.{svc.name}"
             model = ServiceModel(svc.name, full_name)
@@ -170,8 +164,8 @@ def build_schema(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str]) -> Sch
                     MethodModel(
                         name=m.name,
                         grpc_path=f"/{full_name}/{m.name}",
-                        request=_class_name(m.input_type.lstrip("."), pkg),
-                        response=_class_name(m.output_type.lstrip("."), pkg),
+                        request=class_name(m.input_type.lstrip("."), pkg),
+                        response=class_name(m.output_type.lstrip("."), pkg),
                         client_streaming=m.client_streaming,
                         server_streaming=m.server_streaming,
                         rest_path=REST_PREFIX + _kebab(m.name)

@@ -29,6 +29,7 @@ from flwr_sdk.client.ndarrays import parameters_to_ndarrays
 from flwr_sdk.message import Message, MessageType, Metadata
 from flwr_sdk.records import RecordSet
 from flwr_sdk.server.strategy import EvaluateResult, FedAvg, FitResult
+from flwr_sdk.wire.v1_12 import DRIVER_NODE_ID
 
 __all__ = [
     "DRIVER_NODE_ID",
@@ -43,8 +44,6 @@ __all__ = [
 
 log = logging.getLogger("flwr_sdk.server")
 
-DRIVER_NODE_ID = 0
-"""The server side's node id in Flower 1.12 (the anonymous node 0)."""
 
 T = TypeVar("T")
 

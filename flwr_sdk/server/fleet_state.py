@@ -30,7 +30,7 @@ from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.message import Message
 from flwr_sdk.server.driver import NodePool, NodeUnavailableError, ReplyTimeoutError
-from flwr_sdk.wire.v1_12 import message_to_task_ins, task_res_to_message
+from flwr_sdk.wire.v1_12 import TTL_TOLERANCE, message_to_task_ins, task_res_to_message
 
 __all__ = ["MIN_CREATED_AT", "FleetError", "FleetNodePool", "FleetState"]
 
@@ -38,9 +38,6 @@ log = logging.getLogger("flwr_sdk.server")
 
 MIN_CREATED_AT = 1711497600.0
 """The SuperLink refuses replies created before 2024-03-27."""
-
-TTL_TOLERANCE = 0.1
-"""Seconds a reply's TTL may exceed what is left of its instruction's."""
 
 LIVENESS_CHECK = 0.5
 """How often a waiting request checks whether its node is still online."""

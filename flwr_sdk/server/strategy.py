@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flwr_sdk.client.legacy_types import (
-    Code,
     Config,
     EvaluateIns,
     EvaluateRes,
@@ -214,8 +213,3 @@ class FedAvg:
 def _share(parameters: Parameters) -> Parameters:
     """A Parameters object per node that shares the tensor bytes (no copy)."""
     return Parameters(tensors=list(parameters.tensors), tensor_type=parameters.tensor_type)
-
-
-def status_ok(code: Code) -> bool:
-    """Whether a legacy status code means success."""
-    return code == Code.OK
