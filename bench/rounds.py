@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,40 @@ def _wait_file(path: Path, procs: Sequence[subprocess.Popen[bytes]], timeout: fl
     raise TimeoutError(f"{path} did not appear within {timeout:.0f}s")
 
 
+def _measure(
+    plan: Plan,
+    runner: Runner,
+    control: Path,
+    arrays: int,
+    servers: Sequence[subprocess.Popen[bytes]],
+    timing: Callable[[dict[str, Any]], tuple[float, float, bool]],
+    log: Any,
+) -> list[Measurement]:
+    """Run ``plan`` round by round: start the client, say go, wait for done, read its RSS.
+
+    ``timing`` turns a round's ``done-<r>.json`` into (seconds, server_seconds, ok).
+    Warm-up rounds (rep -1) are logged but not returned.
+    """
+    results: list[Measurement] = []
+    for index, (mib, rep, client) in enumerate(plan.items, start=1):
+        nbytes = payload_bytes(mib)
+        proc = runner.start(client)
+        try:
+            _write_atomic(control / f"go-{index}.json", {"nbytes": nbytes, "arrays": arrays})
+            done = _wait_file(control / f"done-{index}.json", [*servers, proc], 900)
+            seconds, server_seconds, ok = timing(done)
+            peak = vm_hwm(proc.pid)
+        finally:
+            _kill(proc)
+        m = Measurement(
+            runner.transport, client, mib, nbytes, rep, seconds, server_seconds, peak, ok
+        )
+        log(m)
+        if rep >= 0:
+            results.append(m)
+    return results
+
+
 def run_bidi(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
     """The grpc-bidi measurements against a real ``flwr.server.start_server``."""
     control = workdir / "bidi-control"
@@ -219,34 +253,18 @@ def run_bidi(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
     server_env = env.environ({"FLWR_TELEMETRY_ENABLED": "0", "PYTHONUNBUFFERED": "1"})
     args = [str(env.python), str(SCRIPTS / "flwr_legacy_server.py"), "--address", address]
     args += ["--rounds", str(len(plan)), "--control", str(control)]
-    results: list[Measurement] = []
     runner = Runner(env, workdir, address, "grpc-bidi")
     with _process(args, workdir / "bidi-server.log", server_env) as server:
         wait_for_port("127.0.0.1", port)
-        for index, (mib, rep, client) in enumerate(plan.items, start=1):
-            nbytes = payload_bytes(mib)
-            proc = runner.start(client)
-            try:
-                _write_atomic(control / f"go-{index}.json", {"nbytes": nbytes, "arrays": arrays})
-                done = _wait_file(control / f"done-{index}.json", [server, proc], 900)
-                peak = vm_hwm(proc.pid)
-            finally:
-                _kill(proc)
-            m = Measurement(
-                "grpc-bidi",
-                client,
-                mib,
-                nbytes,
-                rep,
-                done["seconds"],
-                done["server_seconds"],
-                peak,
-                done["ok"],
-            )
-            log(m)
-            if rep >= 0:
-                results.append(m)
-    return results
+        return _measure(
+            plan,
+            runner,
+            control,
+            arrays,
+            [server],
+            lambda done: (done["seconds"], done["server_seconds"], done["ok"]),
+            log,
+        )
 
 
 def _rere_times(stamps: Path, task_ins_id: str, timeout: float) -> tuple[float, float]:
@@ -309,32 +327,21 @@ def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
         f"127.0.0.1:{driver_port}",
         "--insecure",
     ]
-    results: list[Measurement] = []
     address = f"127.0.0.1:{fleet_port}"
     runner = Runner(env, workdir, address, "grpc-rere")
     with _process(superlink_args, workdir / "superlink.log", environ) as superlink:
         wait_for_port("127.0.0.1", driver_port)
         wait_for_port("127.0.0.1", fleet_port)
         with _process(app_args, workdir / "serverapp.log", environ) as app:
-            for index, (mib, rep, client) in enumerate(plan.items, start=1):
-                nbytes = payload_bytes(mib)
-                proc = runner.start(client)
-                try:
-                    _write_atomic(
-                        control / f"go-{index}.json", {"nbytes": nbytes, "arrays": arrays}
-                    )
-                    done = _wait_file(control / f"done-{index}.json", [superlink, app, proc], 900)
-                    seconds, server_seconds = _rere_times(stamps, done["message_id"], 900)
-                    peak = vm_hwm(proc.pid)
-                finally:
-                    _kill(proc)
-                m = Measurement(
-                    "grpc-rere", client, mib, nbytes, rep, seconds, server_seconds, peak, True
-                )
-                log(m)
-                if rep >= 0:
-                    results.append(m)
-    return results
+            return _measure(
+                plan,
+                runner,
+                control,
+                arrays,
+                [superlink, app],
+                lambda done: (*_rere_times(stamps, done["message_id"], 900), True),
+                log,
+            )
 
 
 def run(
