@@ -21,7 +21,7 @@ from grpclib.const import Cardinality, Handler
 from grpclib.encoding.base import CodecBase
 from grpclib.server import Server, Stream
 
-from flwr_sdk.transport.grpc_tuning import (
+from flwr_sdk.net.grpc_tuning import (
     GrpcTuning,
     TunedChannel,
     tuned_configuration,

@@ -31,22 +31,22 @@ class ShiftClient(NumPyClient):
         self.index = index
         self.parameters: NDArrays = [np.zeros(3, dtype=np.float32)]
 
-    def get_parameters(self, config: dict[str, flwr_sdk.client.legacy_types.Scalar]) -> NDArrays:
+    def get_parameters(self, config: dict[str, flwr_sdk.common.legacy_types.Scalar]) -> NDArrays:
         return self.parameters
 
     def fit(
-        self, parameters: NDArrays, config: dict[str, flwr_sdk.client.legacy_types.Scalar]
-    ) -> tuple[NDArrays, int, dict[str, flwr_sdk.client.legacy_types.Scalar]]:
+        self, parameters: NDArrays, config: dict[str, flwr_sdk.common.legacy_types.Scalar]
+    ) -> tuple[NDArrays, int, dict[str, flwr_sdk.common.legacy_types.Scalar]]:
         shifted = [p + np.asarray(self.index + 1, dtype=p.dtype) for p in parameters]
-        metrics: dict[str, flwr_sdk.client.legacy_types.Scalar] = {
+        metrics: dict[str, flwr_sdk.common.legacy_types.Scalar] = {
             "client_index": self.index,
             "seen_round": config.get("round", -1),
         }
         return shifted, 10 * (self.index + 1), metrics
 
     def evaluate(
-        self, parameters: NDArrays, config: dict[str, flwr_sdk.client.legacy_types.Scalar]
-    ) -> tuple[float, int, dict[str, flwr_sdk.client.legacy_types.Scalar]]:
+        self, parameters: NDArrays, config: dict[str, flwr_sdk.common.legacy_types.Scalar]
+    ) -> tuple[float, int, dict[str, flwr_sdk.common.legacy_types.Scalar]]:
         return float(self.index + 1), 10, {"client_index": self.index}
 
 

@@ -6,7 +6,9 @@ loop); implement a :class:`Client` or a :class:`NumPyClient`.
 
 from flwr_sdk.app import start_client, start_client_async
 from flwr_sdk.client.client import Client
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.legacy_types import (
     Code,
     EvaluateIns,
     EvaluateRes,
@@ -19,16 +21,14 @@ from flwr_sdk.client.legacy_types import (
     Parameters,
     Status,
 )
-from flwr_sdk.client.ndarrays import (
+from flwr_sdk.common.message import Error, Message, MessageType, Metadata
+from flwr_sdk.common.ndarrays import (
     bytes_to_ndarray,
     ndarray_to_bytes,
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
-from flwr_sdk.client.numpy_client import NumPyClient
-from flwr_sdk.context import Context
-from flwr_sdk.message import Error, Message, MessageType, Metadata
-from flwr_sdk.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
+from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
-from flwr_sdk.context import Context
+from flwr_sdk.common.context import Context
 from flwr_sdk.node_loop import NodeLoop
 from flwr_sdk.transport.base import Connector
 from flwr_sdk.validation import ClientConfig, validate

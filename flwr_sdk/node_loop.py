@@ -2,7 +2,7 @@
 
 Transport-independent: a :class:`~flwr_sdk.transport.base.Connector` opens sessions,
 each :class:`~flwr_sdk.transport.base.Connection` yields instructions as
-:class:`~flwr_sdk.message.Message` objects, and user code answers them through
+:class:`~flwr_sdk.common.message.Message` objects, and user code answers them through
 :func:`flwr_sdk.client.dispatch.handle_message`.
 """
 
@@ -16,12 +16,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from flwr_sdk.client.dispatch import error_reply_for, handle_message
-from flwr_sdk.context import Context
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.message import Message
+from flwr_sdk.common.records import RecordSet
 from flwr_sdk.errors import ServerUnavailableError
-from flwr_sdk.message import Message
-from flwr_sdk.records import RecordSet
-from flwr_sdk.transport.base import Connection, Connector, Reconnect
+from flwr_sdk.transport.base import Connection, Connector
 from flwr_sdk.validation import ClientConfig
+from flwr_sdk.wire.base import Reconnect
 
 log = logging.getLogger("flwr_sdk")
 

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
-from flwr_sdk.context import Context
+from flwr_sdk.common.context import Context
+from flwr_sdk.net.tls import load_root_certificates, resolve_insecure
 from flwr_sdk.transport.address import parse_grpc_address, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.retry import RetryPolicy
-from flwr_sdk.transport.tls import load_root_certificates, resolve_insecure
 
 TRANSPORTS: tuple[str, ...] = ("grpc-bidi", "grpc-rere", "rest")
 """Transports ``start_client`` accepts (``None`` means ``"grpc-bidi"``)."""

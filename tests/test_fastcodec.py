@@ -40,7 +40,7 @@ from google.protobuf import descriptor_pool, message_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flwr_sdk.transport.fast_codec import (
+from flwr_sdk.net.fast_codec import (
     DECODE_ERRORS,
     FastProtoCodec,
     decode_message,
@@ -706,7 +706,7 @@ def test_zero_copy_of_a_known_payload() -> None:
 
 
 def test_flwr_sdk_records_accept_decoded_views() -> None:
-    from flwr_sdk.records import Array
+    from flwr_sdk.common.records import Array
 
     array = np.linspace(0, 1, 1000, dtype=np.float64).reshape(10, 100)
     wire = pb15.Array(dtype="", shape=[], stype="numpy.ndarray", data=_npy_bytes(array))

@@ -10,7 +10,8 @@ from flwr_sdk.client.dispatch import (
     load_error_reply_for,
     to_client,
 )
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.client.numpy_client import NumPyClient, NumPyClientAdapter
+from flwr_sdk.common.legacy_types import (
     Code,
     Config,
     DisconnectRes,
@@ -30,7 +31,7 @@ from flwr_sdk.client.legacy_types import (
     Status,
     TensorBytes,
 )
-from flwr_sdk.client.ndarrays import (
+from flwr_sdk.common.ndarrays import (
     NDArray,
     NDArrays,
     bytes_to_ndarray,
@@ -38,7 +39,6 @@ from flwr_sdk.client.ndarrays import (
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
-from flwr_sdk.client.numpy_client import NumPyClient, NumPyClientAdapter
 
 __all__ = [
     "AnyClientFn",

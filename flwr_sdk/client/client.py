@@ -9,7 +9,8 @@ empty payload.
 
 from __future__ import annotations
 
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.legacy_types import (
     Code,
     EvaluateIns,
     EvaluateRes,
@@ -22,7 +23,6 @@ from flwr_sdk.client.legacy_types import (
     Parameters,
     Status,
 )
-from flwr_sdk.context import Context
 
 __all__ = ["Client", "not_implemented_status"]
 
@@ -47,7 +47,7 @@ def not_implemented_status(method: str) -> Status:
 class HasContext:
     """The ``context`` attribute shared by :class:`Client` and ``NumPyClient``.
 
-    It is the :class:`~flwr_sdk.context.Context` of the message being handled, set by the
+    It is the :class:`~flwr_sdk.common.context.Context` of the message being handled, set by the
     SDK before a client method runs.
     """
 
@@ -55,7 +55,7 @@ class HasContext:
 
     @property
     def context(self) -> Context:
-        """The :class:`~flwr_sdk.context.Context` of the current message.
+        """The :class:`~flwr_sdk.common.context.Context` of the current message.
 
         Raises:
             AttributeError: no context has been set yet.

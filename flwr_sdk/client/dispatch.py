@@ -1,4 +1,4 @@
-"""Run a legacy client on a :class:`~flwr_sdk.message.Message` and build the reply.
+"""Run a legacy client on a :class:`~flwr_sdk.common.message.Message` and build the reply.
 
 :func:`handle_message` is what the receive → handle → reply loop calls for every
 message: it asks ``client_fn`` for a client, hands it the :class:`Context`, dispatches by
@@ -16,7 +16,9 @@ from typing import Any
 
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.handlers import LEGACY_MESSAGE_TYPES, HandlersClientFn
-from flwr_sdk.client.legacy_records import (
+from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.legacy_records import (
     evaluateres_to_recordset,
     fitres_to_recordset,
     getparametersres_to_recordset,
@@ -26,11 +28,9 @@ from flwr_sdk.client.legacy_records import (
     recordset_to_getparametersins,
     recordset_to_getpropertiesins,
 )
-from flwr_sdk.client.legacy_types import EvaluateRes, FitRes, GetParametersRes, GetPropertiesRes
-from flwr_sdk.client.numpy_client import NumPyClient
-from flwr_sdk.context import Context
-from flwr_sdk.message import Error, ErrorCode, Message, MessageType
-from flwr_sdk.records import RecordSet
+from flwr_sdk.common.legacy_types import EvaluateRes, FitRes, GetParametersRes, GetPropertiesRes
+from flwr_sdk.common.message import Error, ErrorCode, Message, MessageType
+from flwr_sdk.common.records import RecordSet
 
 __all__ = [
     "LOAD_CLIENT_APP_REASON",

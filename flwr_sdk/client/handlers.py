@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
-from flwr_sdk.context import Context
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.message import Message, MessageType
 from flwr_sdk.ext.convention import MessageCodec, codec_for, find_codec
-from flwr_sdk.message import Message, MessageType
 
 __all__ = [
     "LEGACY_MESSAGE_TYPES",

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from flwr_sdk.client.client import Client, HasContext
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.legacy_types import (
     Code,
     Config,
     EvaluateIns,
@@ -30,8 +31,7 @@ from flwr_sdk.client.legacy_types import (
     Properties,
     Status,
 )
-from flwr_sdk.client.ndarrays import NDArrays, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr_sdk.context import Context
+from flwr_sdk.common.ndarrays import NDArrays, ndarrays_to_parameters, parameters_to_ndarrays
 
 __all__ = ["NumPyClient"]
 

@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flwr_sdk.client.legacy_types import Metrics, Scalar
-from flwr_sdk.client.ndarrays import NDArrays, ndarrays_to_parameters
+from flwr_sdk.common.legacy_types import Metrics, Scalar
+from flwr_sdk.common.ndarrays import NDArrays, ndarrays_to_parameters
 from flwr_sdk.demo.model import NUM_CLASSES, LogisticRegression, make_dataset
 from flwr_sdk.server.app import TRANSPORTS, ReferenceServer, ServerConfig, ServerTLS
 from flwr_sdk.server.driver import DriverListener, History, RoundResult
@@ -349,7 +349,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
     extra: list[list[str]] = [[] for _ in range(options.clients)]
     auth: NodeAuthenticator | None = None
     if options.tls or options.auth:
-        from flwr_sdk.tls_material import make_tls_material
+        from flwr_sdk.net.tls_material import make_tls_material
 
         material = make_tls_material()
         paths = material.write(workdir / "tls")

@@ -5,7 +5,7 @@
   one with :func:`ndarray_from_numpy` and read it with :func:`ndarray_to_numpy`.
 * :func:`to_recordset` / :func:`from_recordset` convert any message of a package made by
   ``flwr-sdk codegen --proto-path DIR --out DIR`` to and from a
-  :class:`~flwr_sdk.records.RecordSet`, following the convention of
+  :class:`~flwr_sdk.common.records.RecordSet`, following the convention of
   :mod:`flwr_sdk.ext.convention`.
 * Typed handlers for such messages: :class:`flwr_sdk.client.handlers.MessageHandlers`.
 """
@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from flwr_sdk_proto.ext.flwr_sdk.ext.v1 import NdArray
 
+from flwr_sdk.common.records import RecordSet
 from flwr_sdk.ext.convention import (
     ConventionError,
     MessageCodec,
@@ -28,7 +29,6 @@ from flwr_sdk.ext.convention import (
     ndarray_to_numpy,
     register_codecs,
 )
-from flwr_sdk.records import RecordSet
 
 __all__ = [
     "ConventionError",

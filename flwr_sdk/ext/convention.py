@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from flwr_sdk.records import (
+from flwr_sdk.common.records import (
     NUMPY_STYPE,
     Array,
     ConfigsRecord,

@@ -24,6 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from flwr_sdk.net.grpc_tuning import TunedServer, tuned_server
+from flwr_sdk.net.limits import DEFAULT_MAX_MESSAGE_LENGTH, validate_max_message_length
+from flwr_sdk.net.tls import server_ssl_context
 from flwr_sdk.server.bidi import BidiNodePool, FlowerServiceServicer
 from flwr_sdk.server.driver import Driver, DriverListener, History, NodePool
 from flwr_sdk.server.fleet_grpc import FleetGrpcServicer
@@ -31,9 +34,6 @@ from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
 from flwr_sdk.server.node_auth import NodeAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 from flwr_sdk.server.wire_check import StrictFastProtoCodec
-from flwr_sdk.transport.grpc_tuning import TunedServer, tuned_server
-from flwr_sdk.transport.limits import DEFAULT_MAX_MESSAGE_LENGTH, validate_max_message_length
-from flwr_sdk.transport.tls import server_ssl_context
 
 if TYPE_CHECKING:
     from flwr_sdk.server.fleet_rest import RestFleetServer

@@ -19,7 +19,7 @@ import grpclib
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 from grpclib.const import Status
 
-from flwr_sdk.message import Message
+from flwr_sdk.common.message import Message
 from flwr_sdk.server.driver import NodePool, NodeUnavailableError, ReplyTimeoutError
 from flwr_sdk.wire.v1_12 import (
     client_message_to_reply,

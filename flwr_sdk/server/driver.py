@@ -2,7 +2,7 @@
 
 The driver talks to a :class:`NodePool` — the set of connected nodes of one transport
 (grpc-bidi streams, or Fleet API nodes over grpc-rere / REST) — in terms of
-:class:`~flwr_sdk.message.Message` objects carrying the legacy record keys
+:class:`~flwr_sdk.common.message.Message` objects carrying the legacy record keys
 (``fitins.parameters``, ``fitres.num_examples``, …), exactly as a Flower 1.12 ServerApp
 built from a legacy strategy does. Each round: wait for enough nodes, sample, send
 ``train`` instructions, wait for the replies (with a timeout), aggregate, then the same
@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flwr_sdk.client import legacy_records as lr
-from flwr_sdk.client.legacy_types import Code, GetParametersIns, Metrics, Parameters
-from flwr_sdk.client.ndarrays import parameters_to_ndarrays
-from flwr_sdk.message import Message, MessageType, Metadata
-from flwr_sdk.records import RecordSet
+from flwr_sdk.common import legacy_records as lr
+from flwr_sdk.common.legacy_types import Code, GetParametersIns, Metrics, Parameters
+from flwr_sdk.common.message import Message, MessageType, Metadata
+from flwr_sdk.common.ndarrays import parameters_to_ndarrays
+from flwr_sdk.common.records import RecordSet
 from flwr_sdk.server.strategy import EvaluateResult, FedAvg, FitResult
 from flwr_sdk.wire.v1_12 import DRIVER_NODE_ID
 

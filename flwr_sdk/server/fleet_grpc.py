@@ -29,7 +29,7 @@ from flwr_sdk.errors import MessageTooLargeError
 from flwr_sdk.server.fleet_servicer import FleetServicer
 from flwr_sdk.server.fleet_state import FleetError, FleetState
 from flwr_sdk.server.node_auth import ACCESS_DENIED, AccessDeniedError, NodeAuthenticator
-from flwr_sdk.transport.auth import PUBLIC_KEY_HEADER
+from flwr_sdk.wire.v1_12_auth import PUBLIC_KEY_HEADER
 
 __all__ = ["FleetGrpcServicer"]
 

@@ -34,12 +34,12 @@ import ssl
 from aiohttp import web
 from flwr_sdk_proto.v1_12 import fleet_api
 
+from flwr_sdk.net.fast_codec import DEFAULT_CHUNK_SIZE, encode_message_chunks
+from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared
+from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
 from flwr_sdk.server.fleet_servicer import FleetServicer
 from flwr_sdk.server.fleet_state import FleetError, FleetState
 from flwr_sdk.server.wire_check import strict_decode
-from flwr_sdk.transport.fast_codec import DEFAULT_CHUNK_SIZE, encode_message_chunks
-from flwr_sdk.transport.framing import ChunkCursor, EncodedChunks, read_declared
-from flwr_sdk.transport.limits import PREALLOCATED_BODY_MIN
 
 __all__ = ["PROTOBUF", "RestFleetServer"]
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
-from flwr_sdk.message import Message
+from flwr_sdk.common.message import Message
 from flwr_sdk.server.driver import NodePool, NodeUnavailableError, ReplyTimeoutError
 from flwr_sdk.wire.v1_12 import TTL_TOLERANCE, message_to_task_ins, task_res_to_message
 

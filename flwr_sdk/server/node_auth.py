@@ -7,7 +7,7 @@ denied"``):
   SubjectPublicKeyInfo bytes);
 * every call but ``CreateNode`` carries ``auth-token`` = HMAC-SHA256 over the
   deterministic serialization of the parsed request, keyed with the ECDH/HKDF key shared
-  between that public key and the server key (see :mod:`flwr_sdk.transport.auth`);
+  between that public key and the server key (see :mod:`flwr_sdk.wire.v1_12_auth`);
 * the node bound to the key must be the node the request is about: ``node.node_id`` for
   DeleteNode / Ping / PullTaskIns / GetFab, the producer of the first TaskRes for
   PushTaskRes (an empty list is refused), and for GetRun the node must be online.
@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.server.fleet_state import FleetState
-from flwr_sdk.transport.auth import (
+from flwr_sdk.wire.v1_12_auth import (
     AUTH_TOKEN_HEADER,
     PUBLIC_KEY_HEADER,
     public_key_to_header,

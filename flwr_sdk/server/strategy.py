@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.common.legacy_types import (
     Config,
     EvaluateIns,
     EvaluateRes,
@@ -23,7 +23,7 @@ from flwr_sdk.client.legacy_types import (
     Parameters,
     Scalar,
 )
-from flwr_sdk.client.ndarrays import (
+from flwr_sdk.common.ndarrays import (
     NDArrays,
     ndarrays_to_parameters,
     parameters_to_ndarrays,

@@ -17,7 +17,7 @@ from typing import Any
 
 from grpclib.encoding.proto import ProtoCodec
 
-from flwr_sdk.transport.fast_codec import FastProtoCodec, decode_message, fast_codec_for
+from flwr_sdk.net.fast_codec import FastProtoCodec, decode_message, fast_codec_for
 
 __all__ = ["StrictFastProtoCodec", "StrictProtoCodec", "check_wire_format", "strict_decode"]
 

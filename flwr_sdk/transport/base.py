@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flwr_sdk.message import Message
+from flwr_sdk.common.message import Message
 from flwr_sdk.transport.retry import RetryPolicy
-
-ConfigScalar = bool | bytes | float | int | str
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    """The server asked the node to leave: come back after ``seconds``, or never if None."""
-
-    seconds: float | None
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What the server says about a run (Fleet API ``GetRun``/``GetFab``)."""
-
-    run_id: int
-    run_config: Mapping[str, ConfigScalar] = field(default_factory=lambda: MappingProxyType({}))
-    fab_id: str = ""
-    fab_version: str = ""
-    fab_hash: str = ""
+from flwr_sdk.wire.base import Reconnect, RunInfo
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ closed):
 4. ``GetRun`` once per run (:meth:`~FleetSession.run_info`, cached), and ``GetFab``
    once per run when the run names a FAB; ``run_config`` = the FAB's
    ``[tool.flwr.app.config]`` overlaid with ``Run.override_config``
-   (:mod:`flwr_sdk.fab`). A failing GetFab, or a FAB that is not usable, means "no FAB"
+   (:mod:`flwr_sdk.common.fab`). A failing GetFab, or a FAB that is not usable, means "no FAB"
    and the run config is then ``Run.override_config`` alone. (Flower fetches the FAB for
    every message; a FAB is named by its hash, so once per run is enough.)
 5. The node loop handles the message; ``PushTaskRes`` (:meth:`~FleetSession.send`).
@@ -51,12 +51,13 @@ import betterproto2
 from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
+from flwr_sdk.common.fab import FabError, run_config_from_fab
+from flwr_sdk.common.message import Message
 from flwr_sdk.errors import FlwrSdkError, ServerUnavailableError, TransportError
-from flwr_sdk.fab import FabError, run_config_from_fab
-from flwr_sdk.message import Message
-from flwr_sdk.transport.base import Connection, Connector, RunInfo
+from flwr_sdk.transport.base import Connection, Connector
 from flwr_sdk.transport.retry import RetryPolicy
 from flwr_sdk.wire import v1_12
+from flwr_sdk.wire.base import RunInfo
 
 __all__ = [
     "CALL_TIMEOUT",

@@ -15,12 +15,13 @@ from typing import Any
 
 from flwr_sdk_proto.v1_12 import fleet_api
 
+from flwr_sdk.common.message import Message
 from flwr_sdk.errors import ProtocolError, ServerUnavailableError
-from flwr_sdk.message import Message
-from flwr_sdk.transport.base import Connection, Connector, Reconnect, TransportSettings
+from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
 from flwr_sdk.wire import v1_12
+from flwr_sdk.wire.base import Reconnect
 
 log = logging.getLogger("flwr_sdk")
 

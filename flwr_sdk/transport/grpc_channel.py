@@ -1,7 +1,7 @@
 """Create the grpclib channels of the gRPC transports from validated settings.
 
-Every channel is tuned for big messages (see :mod:`flwr_sdk.transport.grpc_tuning`), uses
-the generated fast codec (:class:`~flwr_sdk.transport.fast_codec.FastProtoCodec`) and
+Every channel is tuned for big messages (see :mod:`flwr_sdk.net.grpc_tuning`), uses
+the generated fast codec (:class:`~flwr_sdk.net.fast_codec.FastProtoCodec`) and
 enforces ``grpc_max_message_length`` in both directions before a body is allocated.
 """
 
@@ -11,11 +11,11 @@ import ssl
 
 from grpclib.client import Channel
 
+from flwr_sdk.net.fast_codec import FastProtoCodec
+from flwr_sdk.net.grpc_tuning import TunedChannel
+from flwr_sdk.net.tls import client_ssl_context
 from flwr_sdk.transport.address import GrpcTarget, parse_grpc_address
 from flwr_sdk.transport.base import TransportSettings
-from flwr_sdk.transport.fast_codec import FastProtoCodec
-from flwr_sdk.transport.grpc_tuning import TunedChannel
-from flwr_sdk.transport.tls import client_ssl_context
 
 
 class GrpcChannelFactory:

@@ -21,7 +21,7 @@ from flwr_sdk.errors import (
     TransportError,
 )
 from flwr_sdk.errors import ProtocolError as SdkProtocolError
-from flwr_sdk.transport.tls import classify_tls_error
+from flwr_sdk.net.tls import classify_tls_error
 
 UNAVAILABLE_STATUSES = frozenset({Status.UNAVAILABLE})
 AUTH_STATUSES = frozenset({Status.UNAUTHENTICATED, Status.PERMISSION_DENIED})

@@ -4,7 +4,7 @@ The session flow (CreateNode, heartbeat, PullTaskIns, GetRun/GetFab, PushTaskRes
 DeleteNode) lives in :mod:`flwr_sdk.transport.fleet_session`; this module only makes
 calls:
 
-* one HTTP/2 channel per session (:class:`~flwr_sdk.transport.grpc_tuning.TunedChannel`
+* one HTTP/2 channel per session (:class:`~flwr_sdk.net.grpc_tuning.TunedChannel`
   from :class:`~flwr_sdk.transport.grpc_channel.GrpcChannelFactory`: TLS, size limits);
   every call is ``/flwr.proto.Fleet/<Rpc>`` with a deadline; the channel is closed
   when the session closes, so the process exits promptly (Flower 1.12 never closes it
@@ -15,7 +15,7 @@ calls:
   ``UNAUTHENTICATED``/``PERMISSION_DENIED`` become
   :class:`~flwr_sdk.errors.AuthenticationError` (never retried);
 * node authentication (``authentication_keys``, Flower 1.12 scheme,
-  :mod:`flwr_sdk.transport.auth`): every call carries ``public-key``; CreateNode's
+  :mod:`flwr_sdk.wire.v1_12_auth`): every call carries ``public-key``; CreateNode's
   response carries the SuperLink's ``public-key`` as *initial metadata*, read through
   grpclib's stream API; ECDH + HKDF-SHA256 give the HMAC key, and every later call
   carries ``auth-token`` = HMAC-SHA256 over the request's deterministic serialization.
@@ -37,11 +37,11 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from flwr_sdk.errors import AuthenticationError, ProtocolError, ServerUnavailableError
-from flwr_sdk.transport import auth
 from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.fleet_session import CALL_TIMEOUT, FleetConnector, FleetSession
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
+from flwr_sdk.wire import v1_12_auth as auth
 
 __all__ = ["GrpcRereConnector", "GrpcRereSession"]
 

@@ -47,17 +47,17 @@ from flwr_sdk.errors import (
     ServerUnavailableError,
     TransportError,
 )
-from flwr_sdk.transport.address import RestTarget, parse_rest_address
-from flwr_sdk.transport.base import TransportSettings
-from flwr_sdk.transport.fast_codec import (
+from flwr_sdk.net.fast_codec import (
     DEFAULT_CHUNK_SIZE,
     decode_message,
     encode_message_chunks,
 )
+from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared
+from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
+from flwr_sdk.net.tls import classify_tls_error, client_ssl_context
+from flwr_sdk.transport.address import RestTarget, parse_rest_address
+from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession
-from flwr_sdk.transport.framing import ChunkCursor, EncodedChunks, read_declared
-from flwr_sdk.transport.limits import PREALLOCATED_BODY_MIN
-from flwr_sdk.transport.tls import classify_tls_error, client_ssl_context
 
 __all__ = ["PROTOBUF", "RestConnector", "RestSession", "timeouts_for"]
 

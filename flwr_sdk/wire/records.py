@@ -23,7 +23,7 @@ from typing import Any
 
 import betterproto2
 
-from flwr_sdk.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
+from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
 
 INT64_MAX = 2**63 - 1
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import betterproto2
 
-from flwr_sdk.client.legacy_types import Scalar
+from flwr_sdk.common.legacy_types import Scalar
 
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1

@@ -23,7 +23,7 @@ grpc-bidi (``FlowerService.Join``; ``transport.proto`` is identical from 1.12 to
 
 * the server speaks first; the client answers each ``ServerMessage`` with exactly one
   ``ClientMessage``;
-* instructions become :class:`~flwr_sdk.message.Message` objects with Flower's internal
+* instructions become :class:`~flwr_sdk.common.message.Message` objects with Flower's internal
   bidi metadata (run 0, node 0, a fresh message id, TTL 3600 s) and the legacy record
   keys, so one node loop serves every transport;
 * ``ReconnectIns.seconds`` has no presence: 0 means "do not come back";
@@ -41,8 +41,8 @@ from typing import Any
 import betterproto2
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
-from flwr_sdk.client import legacy_records as lr
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.common import legacy_records as lr
+from flwr_sdk.common.legacy_types import (
     Code,
     EvaluateIns,
     EvaluateRes,
@@ -55,9 +55,9 @@ from flwr_sdk.client.legacy_types import (
     Parameters,
     Status,
 )
+from flwr_sdk.common.message import Error, Message, MessageType, Metadata
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.message import Error, Message, MessageType, Metadata
-from flwr_sdk.transport.base import Reconnect, RunInfo
+from flwr_sdk.wire.base import Reconnect, RunInfo
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 from flwr_sdk.wire.scalars import config_from_wire, config_to_wire
 
@@ -358,7 +358,7 @@ def parameters_from_wire(parameters: pb.Parameters | None) -> Parameters:
 def parameters_to_wire(parameters: Parameters) -> pb.Parameters:
     """Legacy ``Parameters`` for the wire (tensors not copied).
 
-    ``memoryview`` and :class:`~flwr_sdk._npy.NpyPayload` tensors are kept as they are:
+    ``memoryview`` and :class:`~flwr_sdk.common._npy.NpyPayload` tensors are kept as they are:
     the fast codec (every transport) writes them directly; betterproto2's ``bytes()``
     handles memoryviews, not payloads.
     """

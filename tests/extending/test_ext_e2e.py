@@ -30,8 +30,8 @@ from support.federation import Process, processes, sdk_env
 from support.flower_env import FlowerEnv
 from support.superlink import _popen, start_superlink
 
-from flwr_sdk.message import Message, Metadata
-from flwr_sdk.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
+from flwr_sdk.common.message import Message, Metadata
+from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
 from flwr_sdk.server.app import ReferenceServer, ServerConfig
 
 REPO = Path(__file__).resolve().parents[2]

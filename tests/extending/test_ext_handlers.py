@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from flwr_sdk.client import Client, GetPropertiesIns, GetPropertiesRes, Status, handle_message
-from flwr_sdk.client import legacy_records as lr
 from flwr_sdk.client.handlers import MessageHandlers, UnknownMessageTypeError
-from flwr_sdk.context import Context
+from flwr_sdk.common import legacy_records as lr
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.message import ErrorCode, Message, Metadata
+from flwr_sdk.common.records import ConfigsRecord, MetricsRecord, RecordSet
 from flwr_sdk.ext import (
     RecordSetDecodeError,
     RecordSetEncodeError,
@@ -26,11 +28,10 @@ from flwr_sdk.ext import (
     ndarray_to_numpy,
     to_recordset,
 )
-from flwr_sdk.message import ErrorCode, Message, Metadata
 from flwr_sdk.node_loop import NodeLoop
-from flwr_sdk.records import ConfigsRecord, MetricsRecord, RecordSet
-from flwr_sdk.transport.base import Connection, Connector, Reconnect
+from flwr_sdk.transport.base import Connection, Connector
 from flwr_sdk.validation import validate
+from flwr_sdk.wire.base import Reconnect
 
 NODE_ID = 9223372036854775809
 POINT = "exttest.v1.Point"

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from flwr_sdk.common.records import RecordSet
 from flwr_sdk.ext import from_recordset, ndarray_from_numpy, ndarray_to_numpy, to_recordset
-from flwr_sdk.records import RecordSet
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 
 INT_RANGES = {

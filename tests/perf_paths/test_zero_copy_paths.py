@@ -25,19 +25,19 @@ from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from flwr_sdk._npy import NpyPayload, load_npy
-from flwr_sdk.client.ndarrays import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr_sdk.common._npy import NpyPayload, load_npy
+from flwr_sdk.common.ndarrays import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr_sdk.common.records import Array
 from flwr_sdk.errors import MessageTooLargeError, ProtocolError
-from flwr_sdk.records import Array
-from flwr_sdk.transport import framing, limits
-from flwr_sdk.transport.fast_codec import (
+from flwr_sdk.net import framing, limits
+from flwr_sdk.net.fast_codec import (
     FastProtoCodec,
     decode_message,
     encode_message,
     encode_message_chunks,
 )
-from flwr_sdk.transport.framing import ChunkCursor, EncodedChunks
-from flwr_sdk.transport.grpc_tuning import TunedChannel, tuned_server
+from flwr_sdk.net.framing import ChunkCursor, EncodedChunks
+from flwr_sdk.net.grpc_tuning import TunedChannel, tuned_server
 from flwr_sdk.wire import v1_12
 
 PATH = "/test.Params/Echo"

@@ -32,11 +32,11 @@ from server_harness import (
 )
 from support.federation import Process, processes, sdk_env
 
+from flwr_sdk.net.grpc_tuning import TunedChannel
+from flwr_sdk.net.tls import client_ssl_context
 from flwr_sdk.server import ServerConfig
 from flwr_sdk.server.node_auth import pem_public_bytes
-from flwr_sdk.transport.auth import auth_token, public_key_to_header, shared_hmac_key
-from flwr_sdk.transport.grpc_tuning import TunedChannel
-from flwr_sdk.transport.tls import client_ssl_context
+from flwr_sdk.wire.v1_12_auth import auth_token, public_key_to_header, shared_hmac_key
 
 ROUNDS = 2
 LIMIT = 1 << 20  # 1 MiB message-size limit for these servers

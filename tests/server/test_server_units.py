@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
-from flwr_sdk.client.legacy_types import Code, FitRes, Status
-from flwr_sdk.client.ndarrays import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr_sdk.common.legacy_types import Code, FitRes, Status
+from flwr_sdk.common.ndarrays import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr_sdk.server.fleet_state import FleetError, FleetState
 from flwr_sdk.server.strategy import FedAvg, FitResult
 from flwr_sdk.server.wire_check import check_wire_format

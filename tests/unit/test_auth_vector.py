@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
-from flwr_sdk.transport import auth
+from flwr_sdk.wire import v1_12_auth as auth
 
 CLIENT_SCALAR = int("1c1e7a1c1e7a1c1e7a1c1e7a1c1e7a1c1e7a1c1e7a1c1e7a", 16)
 SERVER_SCALAR = int("5e7e2b5e7e2b5e7e2b5e7e2b5e7e2b5e7e2b5e7e2b5e7e2b", 16)

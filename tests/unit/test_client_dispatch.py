@@ -30,10 +30,10 @@ from flwr_sdk.client import (
     parameters_to_ndarrays,
     to_client,
 )
-from flwr_sdk.client import legacy_records as lr
-from flwr_sdk.context import Context
-from flwr_sdk.message import Error, Message, MessageType, Metadata
-from flwr_sdk.records import ConfigsRecord, MetricsRecord, RecordSet
+from flwr_sdk.common import legacy_records as lr
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.message import Error, Message, MessageType, Metadata
+from flwr_sdk.common.records import ConfigsRecord, MetricsRecord, RecordSet
 
 NODE_ID = 17023248977011432554
 WEIGHTS: NDArrays = [

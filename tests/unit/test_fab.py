@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from flwr_sdk.fab import (
+from flwr_sdk.common.fab import (
     MAX_PYPROJECT_BYTES,
     FabError,
     app_config_from_fab,

@@ -20,13 +20,13 @@ import pytest
 from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
+from flwr_sdk.common.records import RecordSet
 from flwr_sdk.errors import (
     AuthenticationError,
     RetriesExhaustedError,
     ServerUnavailableError,
     TransportError,
 )
-from flwr_sdk.records import RecordSet
 from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession, NodeLostError
 from flwr_sdk.transport.retry import RetryPolicy
 from flwr_sdk.validation import validate

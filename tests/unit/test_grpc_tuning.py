@@ -1,4 +1,4 @@
-"""Tests for flwr_sdk.transport.grpc_tuning: tuned grpclib endpoints on 127.0.0.1 / ::1."""
+"""Tests for flwr_sdk.net.grpc_tuning: tuned grpclib endpoints on 127.0.0.1 / ::1."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from hyperframe.frame import DataFrame
 
-from flwr_sdk.tls_material import make_tls_material
-from flwr_sdk.transport.grpc_tuning import (
+from flwr_sdk.net.grpc_tuning import (
     TUNED_MAX_FRAME_SIZE,
     TUNED_WINDOW_SIZE,
     GrpcTuning,
@@ -30,7 +29,8 @@ from flwr_sdk.transport.grpc_tuning import (
     tuned_configuration,
     tuned_server,
 )
-from flwr_sdk.transport.tls import client_ssl_context
+from flwr_sdk.net.tls import client_ssl_context
+from flwr_sdk.net.tls_material import make_tls_material
 
 UNARY = "/test.Echo/Unary"
 BIDI = "/test.Echo/Bidi"

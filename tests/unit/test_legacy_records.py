@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from flwr_sdk.client import legacy_records as lr
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.common import legacy_records as lr
+from flwr_sdk.common.legacy_types import (
     Code,
     EvaluateIns,
     EvaluateRes,
@@ -20,7 +20,7 @@ from flwr_sdk.client.legacy_types import (
     Parameters,
     Status,
 )
-from flwr_sdk.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
+from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
 
 OK = Status(code=Code.OK, message="Success")
 

@@ -1,4 +1,4 @@
-"""Tests for flwr_sdk.transport.limits: gRPC message-size limits on grpclib endpoints."""
+"""Tests for flwr_sdk.net.limits: gRPC message-size limits on grpclib endpoints."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from h2.connection import H2Connection
 from h2.events import RequestReceived, ResponseReceived, StreamEnded, TrailersReceived
 
 from flwr_sdk.errors import MessageTooLargeError
-from flwr_sdk.transport.grpc_tuning import TunedChannel, tuned_server
-from flwr_sdk.transport.limits import (
+from flwr_sdk.net.grpc_tuning import TunedChannel, tuned_server
+from flwr_sdk.net.limits import (
     DEFAULT_MAX_MESSAGE_LENGTH,
     SizeLimitedCodec,
     check_received_length,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from flwr_sdk.context import Context
-from flwr_sdk.message import Error, ErrorCode, Message, MessageType, Metadata
-from flwr_sdk.records import ConfigsRecord, RecordSet
+from flwr_sdk.common.context import Context
+from flwr_sdk.common.message import Error, ErrorCode, Message, MessageType, Metadata
+from flwr_sdk.common.records import ConfigsRecord, RecordSet
 
 NODE_ID = 17456683350966392657  # >= 2**63, as real SuperLinks hand out
 RUN_ID = 15275521624432464321

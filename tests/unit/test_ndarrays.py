@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from flwr_sdk._npy import load_npy
-from flwr_sdk.client.legacy_types import Parameters
-from flwr_sdk.client.ndarrays import (
+from flwr_sdk.common._npy import load_npy
+from flwr_sdk.common.legacy_types import Parameters
+from flwr_sdk.common.ndarrays import (
     bytes_to_ndarray,
     ndarray_to_bytes,
     ndarrays_to_parameters,

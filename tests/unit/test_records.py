@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flwr_sdk.records import (
+from flwr_sdk.common.records import (
     Array,
     ConfigsRecord,
     MetricsRecord,

@@ -1,4 +1,4 @@
-"""Tests for flwr_sdk.transport.tls and flwr_sdk.tls_material, against real local servers."""
+"""Tests for flwr_sdk.net.tls and flwr_sdk.net.tls_material, against real local servers."""
 
 from __future__ import annotations
 
@@ -17,13 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from flwr_sdk.errors import TLSError
-from flwr_sdk.tls_material import (
-    TLSMaterial,
-    make_ca,
-    make_server_certificate,
-    make_tls_material,
-)
-from flwr_sdk.transport.tls import (
+from flwr_sdk.net.tls import (
     REASON_EXPIRED,
     REASON_HOSTNAME_MISMATCH,
     REASON_NOT_TLS,
@@ -32,6 +26,12 @@ from flwr_sdk.transport.tls import (
     client_ssl_context,
     load_root_certificates,
     resolve_insecure,
+)
+from flwr_sdk.net.tls_material import (
+    TLSMaterial,
+    make_ca,
+    make_server_certificate,
+    make_tls_material,
 )
 
 _Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

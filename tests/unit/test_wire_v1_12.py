@@ -14,9 +14,9 @@ from flwr_sdk_proto.v1_12.flwr import proto as pb
 from support.flower_env import FlowerWorker
 
 from flwr_sdk.client.dispatch import error_reply_for
+from flwr_sdk.common.message import Message
+from flwr_sdk.common.records import ConfigsRecord, RecordSet
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.message import Message
-from flwr_sdk.records import ConfigsRecord, RecordSet
 from flwr_sdk.wire import v1_12
 
 NODE = 2**63 + 12345  # ids are uint64 and routinely >= 2^63

@@ -14,7 +14,7 @@ from typing import Any
 
 from flwr_sdk.ext import NdArray
 from flwr_sdk.ext.convention import MessageCodec, RecordReader, RecordWriter, register_codecs
-from flwr_sdk.records import RecordSet
+from flwr_sdk.common.records import RecordSet
 
 from .demo import v1 as _pkg_demo_v1
 

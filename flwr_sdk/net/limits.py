@@ -8,7 +8,7 @@ at the two places where it can be enforced cheaply:
   HTTP/2 streams (:class:`SizeLimitedStream`) check the prefix as soon as it has been read
   and raise :class:`~flwr_sdk.errors.MessageTooLargeError` *before* the body is read or
   buffered. The connection is installed by the tuned protocol in
-  :mod:`flwr_sdk.transport.grpc_tuning`, so it covers clients and servers, unary and
+  :mod:`flwr_sdk.net.grpc_tuning`, so it covers clients and servers, unary and
   streaming calls alike.
 * **send**: :class:`SizeLimitedCodec` wraps any grpclib codec and refuses to hand an
   encoded message larger than the limit to grpclib, i.e. before the frame is built and
@@ -42,7 +42,7 @@ from grpclib.utils import Wrapper
 from h2.connection import H2Connection
 
 from flwr_sdk.errors import MessageTooLargeError
-from flwr_sdk.transport.framing import EncodedChunks, read_into, send_chunks
+from flwr_sdk.net.framing import EncodedChunks, read_into, send_chunks
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_LENGTH",
@@ -140,7 +140,7 @@ class SizeLimitedStream(Stream):
     limit check, and returned as a read-only ``memoryview`` of it instead of grpclib's
     ``b"".join`` of the DATA chunks: the codec must accept memoryviews (the fast codec's
     decoded tensors are then views of that buffer). Sends of
-    :class:`~flwr_sdk.transport.framing.EncodedChunks` are written frame by frame
+    :class:`~flwr_sdk.net.framing.EncodedChunks` are written frame by frame
     without joining them (any stream: see :meth:`send_data`).
     """
 

@@ -1,7 +1,7 @@
 """Reading and writing NumPy ``.npy`` files without needless copies.
 
 This is the one place where the SDK turns arrays into ``.npy`` bytes and back. It is
-shared by :class:`flwr_sdk.records.Array` and :mod:`flwr_sdk.client.ndarrays`.
+shared by :class:`flwr_sdk.common.records.Array` and :mod:`flwr_sdk.common.ndarrays`.
 
 * :func:`dump_npy` produces exactly the bytes that ``numpy.save(..., allow_pickle=False)``
   writes (format 1.0 for every ordinary array), with a single copy of the tensor data.

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from flwr_sdk.transport.fast_codec import encode_message_chunks, fast_codec_for
+from flwr_sdk.net.fast_codec import encode_message_chunks, fast_codec_for
 
 PUBLIC_KEY_HEADER = "public-key"
 AUTH_TOKEN_HEADER = "auth-token"

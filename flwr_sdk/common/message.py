@@ -1,7 +1,7 @@
 """Messages exchanged with the server: :class:`Metadata`, :class:`Error`, :class:`Message`.
 
 Plain Python, no wire types. A :class:`Message` carries either content (a
-:class:`~flwr_sdk.records.RecordSet`) or an :class:`Error`, never both. Replies are
+:class:`~flwr_sdk.common.records.RecordSet`) or an :class:`Error`, never both. Replies are
 built with :meth:`Message.create_reply` / :meth:`Message.create_error_reply`, which apply
 the reply-metadata rules that Flower servers check.
 """
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from flwr_sdk.records import RecordSet
+from flwr_sdk.common.records import RecordSet
 
 __all__ = ["Error", "ErrorCode", "Message", "MessageType", "Metadata"]
 

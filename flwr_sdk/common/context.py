@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from flwr_sdk.records import RecordSet
+from flwr_sdk.common.records import RecordSet
 
 __all__ = ["Context", "UserConfig", "UserConfigValue"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from flwr_sdk._npy import NpyPayload
+from flwr_sdk.common._npy import NpyPayload
 
 __all__ = [
     "Code",
@@ -43,7 +43,7 @@ Properties = dict[str, Scalar]
 """Properties reported by the client."""
 TensorBytes = bytes | memoryview | NpyPayload
 """One serialized tensor: a ``memoryview`` when it was decoded without a copy, an
-:class:`~flwr_sdk._npy.NpyPayload` (``.npy`` header + view of an array) when it was made by
+:class:`~flwr_sdk.common._npy.NpyPayload` (``.npy`` header + view of an array) when it was made by
 ``ndarrays_to_parameters(..., zero_copy=True)``; ``bytes(tensor)`` works for all three."""
 
 

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy.typing as npt
 
-from flwr_sdk._npy import NpyPayload, dump_npy, load_npy
+from flwr_sdk.common._npy import NpyPayload, dump_npy, load_npy
 
 __all__ = [
     "Array",
@@ -80,7 +80,7 @@ class Array:
 
     ``data`` may be ``bytes``, a ``memoryview`` (kept as given, never copied, so that a
     decoder can hand out views of a received buffer) or an
-    :class:`~flwr_sdk._npy.NpyPayload` (a ``.npy`` file not materialised: header plus a
+    :class:`~flwr_sdk.common._npy.NpyPayload` (a ``.npy`` file not materialised: header plus a
     view of an array; the transports write it without copying). For NumPy arrays ``stype`` is
     ``"numpy.ndarray"`` and ``data`` holds a complete ``.npy`` file; see
     :meth:`from_numpy` and :meth:`numpy`.

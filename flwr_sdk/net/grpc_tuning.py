@@ -24,7 +24,7 @@ How it hooks in (grpclib 0.4.9 / h2 4.4.1, both pinned):
   stock one hard-codes ``H2Connection``) to create a :class:`TunedH2Connection`, apply
   windows and frame size with h2's public ``increment_flow_control_window`` and
   ``update_settings``, and wrap it in grpclib's ``Connection`` (or, with a message-size
-  limit, :class:`~flwr_sdk.transport.limits.SizeLimitedConnection`) and
+  limit, :class:`~flwr_sdk.net.limits.SizeLimitedConnection`) and
   ``EventsProcessor`` exactly like the stock protocol.
 * :class:`TunedH2Connection` adds the quiet DATA-frame class to the connection's
   ``_frame_dispatch_table`` (an instance dict) and overrides ``_receive_frame`` to
@@ -61,8 +61,8 @@ from h2.settings import SettingCodes
 from h2.stream import StreamInputs
 from hyperframe.frame import DataFrame, Frame
 
-from flwr_sdk.transport.fast_codec import FastProtoCodec
-from flwr_sdk.transport.limits import (
+from flwr_sdk.net.fast_codec import FastProtoCodec
+from flwr_sdk.net.limits import (
     SizeLimitedCodec,
     SizeLimitedConnection,
     resource_exhausted_on_too_large,
@@ -320,12 +320,12 @@ class TunedChannel(Channel):
     Args:
         host: host name or IP address (IPv6 without brackets).
         port: TCP port.
-        ssl: client ``ssl.SSLContext`` (see :func:`flwr_sdk.transport.tls.client_ssl_context`)
+        ssl: client ``ssl.SSLContext`` (see :func:`flwr_sdk.net.tls.client_ssl_context`)
             or ``None`` for plaintext.
         config: grpclib configuration; defaults to :func:`tuned_configuration` (64 MiB
             windows). A given configuration is used as is.
         codec: message codec (grpclib's ``ProtoCodec`` by default). With a
-            :class:`~flwr_sdk.transport.fast_codec.FastProtoCodec` (possibly inside a
+            :class:`~flwr_sdk.net.fast_codec.FastProtoCodec` (possibly inside a
             ``SizeLimitedCodec``), large received bodies are read into one preallocated
             buffer and decoded as views of it.
         status_details_codec: as in grpclib.

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from flwr_sdk.transport.tls import server_ssl_context
+from flwr_sdk.net.tls import server_ssl_context
 
 __all__ = [
     "DEFAULT_HOSTS",

@@ -8,7 +8,7 @@ Two copies of every large payload happen inside grpclib 0.4.9 by default:
   joins them with ``b"".join`` (the frames and the joined copy are alive at the same time).
 
 This module provides the two pieces that remove them. Both are used by
-:class:`flwr_sdk.transport.limits.SizeLimitedStream`, the stream class of every tuned
+:class:`flwr_sdk.net.limits.SizeLimitedStream`, the stream class of every tuned
 endpoint:
 
 * :class:`EncodedChunks` is a serialized message held as a sequence of buffers (small
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: DATA frames at least this large go out without a copy when the h2 connection offers
-#: ``send_data_frame`` (:class:`flwr_sdk.transport.grpc_tuning.TunedH2Connection`).
+#: ``send_data_frame`` (:class:`flwr_sdk.net.grpc_tuning.TunedH2Connection`).
 ZERO_COPY_FRAME_MIN = 16 * 1024
 
 Piece = bytes | bytearray | memoryview

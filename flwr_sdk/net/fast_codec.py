@@ -13,7 +13,7 @@ line and falls back to betterproto2 (``bytes(msg)`` / ``cls.parse``) for the res
 * :class:`FastProtoCodec`: a grpclib ``CodecBase`` for ``Channel(codec=...)`` and
   ``Server(handlers, codec=...)`` (or wrapped in ``SizeLimitedCodec``); with
   ``chunked=True`` (every endpoint flwr-sdk creates) large messages are encoded as
-  :class:`~flwr_sdk.transport.framing.EncodedChunks` that the tuned streams write frame by
+  :class:`~flwr_sdk.net.framing.EncodedChunks` that the tuned streams write frame by
   frame, so a message holding tensors is never materialised as a whole.
 
 Buffers and ownership:
@@ -24,13 +24,13 @@ Buffers and ownership:
   ``NpyPayload`` tensors) instead of copying them: they must not change until sent.
 * Decoding keeps memoryviews of ``data`` inside the returned message. On tuned endpoints
   with this codec, large bodies arrive as a read-only memoryview of one buffer allocated
-  for that message (:class:`~flwr_sdk.transport.limits.SizeLimitedStream`); otherwise
+  for that message (:class:`~flwr_sdk.net.limits.SizeLimitedStream`); otherwise
   grpclib hands ``codec.decode`` a fresh ``bytes``. Either way the views stay valid and
   read-only for as long as the message lives. Callers passing a ``bytearray`` or writable
   ``memoryview`` must not mutate it while decoded messages are in use. A ``bytes`` field
   then holds a ``memoryview`` at runtime (betterproto2 does not check field types);
-  ``flwr_sdk.records.Array`` and ``flwr_sdk._npy.load_npy`` accept memoryviews and build
-  numpy arrays on them without copying.
+  ``flwr_sdk.common.records.Array`` and ``flwr_sdk.common._npy.load_npy`` accept
+  memoryviews and build numpy arrays on them without copying.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from flwr_sdk_proto.v1_15 import fastcodec as fast_v1_15
 from grpclib.encoding.base import CodecBase
 
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.transport.framing import EncodedChunks
+from flwr_sdk.net.framing import EncodedChunks
 
 __all__ = [
     "DECODE_ERRORS",
@@ -123,7 +123,7 @@ def encode_message_chunks(
     """Serialize ``message`` as :class:`EncodedChunks` without materialising large values.
 
     ``bytes`` values of 64 KiB or more (including the segments of
-    :class:`~flwr_sdk._npy.NpyPayload` tensors) are referenced, not copied; the rest is
+    :class:`~flwr_sdk.common._npy.NpyPayload` tensors) are referenced, not copied; the rest is
     encoded into one small buffer. ``bytes(result)`` equals :func:`encode_message`'s
     bytes. Messages the fast codecs do not cover are one ``bytes`` piece.
     """
@@ -162,9 +162,9 @@ class FastProtoCodec(CodecBase):
 
     Args:
         chunked: encode messages that hold large ``bytes`` values as
-            :class:`~flwr_sdk.transport.framing.EncodedChunks` (nothing materialised;
+            :class:`~flwr_sdk.net.framing.EncodedChunks` (nothing materialised;
             see :func:`encode_message_chunks`). Only for streams that can send them:
-            the tuned endpoints of :mod:`flwr_sdk.transport.grpc_tuning`. Otherwise
+            the tuned endpoints of :mod:`flwr_sdk.net.grpc_tuning`. Otherwise
             every message is one contiguous buffer.
 
     """

@@ -1,4 +1,4 @@
-"""NumPy arrays ⇄ legacy :class:`~flwr_sdk.client.legacy_types.Parameters`.
+"""NumPy arrays ⇄ legacy :class:`~flwr_sdk.common.legacy_types.Parameters`.
 
 Tensors are ``.npy`` files exactly as ``numpy.save(allow_pickle=False)`` writes them
 (``tensor_type = "numpy.ndarray"``). Loading never unpickles, refuses object dtypes and
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from flwr_sdk._npy import NpyPayload, dump_npy, load_npy
-from flwr_sdk.client.legacy_types import Parameters, TensorBytes
-from flwr_sdk.records import NUMPY_STYPE
+from flwr_sdk.common._npy import NpyPayload, dump_npy, load_npy
+from flwr_sdk.common.legacy_types import Parameters, TensorBytes
+from flwr_sdk.common.records import NUMPY_STYPE
 
 __all__ = [
     "NDArray",
@@ -59,7 +59,7 @@ def bytes_to_ndarray(tensor: TensorBytes) -> NDArray:
 def ndarrays_to_parameters(ndarrays: Sequence[NDArray], *, zero_copy: bool = False) -> Parameters:
     """Serialize arrays into :class:`Parameters` with ``tensor_type="numpy.ndarray"``.
 
-    With ``zero_copy=True`` the tensors are :class:`~flwr_sdk._npy.NpyPayload` objects
+    With ``zero_copy=True`` the tensors are :class:`~flwr_sdk.common._npy.NpyPayload` objects
     (``.npy`` header + a view of each array, nothing copied for contiguous arrays) that
     the transports write straight from the arrays; the arrays must then stay unchanged
     until the parameters have been sent. Otherwise they are ``bytes`` (one copy each).

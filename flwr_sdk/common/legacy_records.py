@@ -1,4 +1,4 @@
-"""Legacy instruction/result types ⇄ :class:`~flwr_sdk.records.RecordSet`.
+"""Legacy instruction/result types ⇄ :class:`~flwr_sdk.common.records.RecordSet`.
 
 The fixed record keys are those Flower's "recordset compat" layer uses (identical in
 1.12 and 1.15), e.g. a ``FitRes`` becomes::
@@ -8,7 +8,7 @@ The fixed record keys are those Flower's "recordset compat" layer uses (identica
     configs_records["fitres.metrics"]          the metrics dict
     configs_records["fitres.status"]           {"code": int, "message": str}
 
-:class:`~flwr_sdk.client.legacy_types.Parameters` become a ParametersRecord with keys
+:class:`~flwr_sdk.common.legacy_types.Parameters` become a ParametersRecord with keys
 ``"0"``, ``"1"``, … whose Arrays have ``dtype=""``, ``shape=[]``,
 ``stype=tensor_type`` and the tensor bytes as ``data`` (the same objects: no copy);
 zero tensors become the single key ``"_empty"`` with empty data.
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from flwr_sdk.client.legacy_types import (
+from flwr_sdk.common.legacy_types import (
     Code,
     EvaluateIns,
     EvaluateRes,
@@ -41,7 +41,7 @@ from flwr_sdk.client.legacy_types import (
     Status,
     TensorBytes,
 )
-from flwr_sdk.records import (
+from flwr_sdk.common.records import (
     Array,
     ConfigsRecord,
     ConfigsRecordValues,
