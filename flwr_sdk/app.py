@@ -13,14 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
+from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.node_loop import NodeLoop
 from flwr_sdk.transport.base import Connector
 from flwr_sdk.validation import ClientConfig, validate
 
 log = logging.getLogger("flwr_sdk")
-
-DEFAULT_MAX_MESSAGE_LENGTH = 536_870_912
-"""512 MiB, the default of Flower's ``grpc_max_message_length``."""
 
 
 def _connector(config: ClientConfig) -> Connector:

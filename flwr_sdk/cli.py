@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_app", "main"]
+from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
 
-TRANSPORT_CHOICES = ("grpc-bidi", "grpc-rere", "rest")
+__all__ = ["load_app", "main"]
 
 
 def _codegen_main() -> Callable[[list[str]], int] | None:
@@ -261,7 +261,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rounds", type=int, default=5, help="FedAvg rounds (default 5)")
     demo.add_argument(
         "--transport",
-        choices=TRANSPORT_CHOICES,
+        choices=TRANSPORTS,
         default=None,
         help="wire protocol (default grpc-bidi; grpc-rere with --auth)",
     )
@@ -281,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the Flower 1.12-compatible reference server: FedAvg weighted by "
         "num_examples, federated evaluation, per-round fit config.",
     )
-    server.add_argument("--transport", choices=TRANSPORT_CHOICES, default="grpc-bidi")
+    server.add_argument("--transport", choices=TRANSPORTS, default="grpc-bidi")
     server.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     server.add_argument(
         "--port", type=int, default=None, help="default: 8080 bidi, 9092 grpc-rere, 9093 rest"
@@ -309,7 +309,7 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--auth-server-private-key", default=None, help="server EC key (OpenSSH or PEM)"
     )
-    server.add_argument("--max-message-length", type=int, default=536_870_912)
+    server.add_argument("--max-message-length", type=int, default=DEFAULT_MAX_MESSAGE_LENGTH)
     server.add_argument("--report", default=None, metavar="FILE", help="write results as JSON")
 
     client = sub.add_parser(
@@ -320,7 +320,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--app", required=True, metavar="MODULE:ATTR")
     client.add_argument("--server-address", required=True)
-    client.add_argument("--transport", choices=TRANSPORT_CHOICES, default=None)
+    client.add_argument("--transport", choices=TRANSPORTS, default=None)
     client.add_argument("--root-certificates", default=None, metavar="PATH", help="CA (PEM)")
     client.add_argument(
         "--insecure",
@@ -332,7 +332,7 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--auth-key-public", default=None, metavar="PATH")
     client.add_argument("--max-retries", type=int, default=None)
     client.add_argument("--max-wait-time", type=float, default=None, metavar="SECONDS")
-    client.add_argument("--grpc-max-message-length", type=int, default=536_870_912)
+    client.add_argument("--grpc-max-message-length", type=int, default=DEFAULT_MAX_MESSAGE_LENGTH)
 
     sub.add_parser(
         "codegen",

@@ -18,16 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
+from flwr_sdk.constants import AUTH_TRANSPORTS, DEFAULT_TRANSPORT, TRANSPORTS
 from flwr_sdk.net.tls import load_root_certificates, resolve_insecure
 from flwr_sdk.transport.address import parse_grpc_address, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.retry import RetryPolicy
-
-TRANSPORTS: tuple[str, ...] = ("grpc-bidi", "grpc-rere", "rest")
-"""Transports ``start_client`` accepts (``None`` means ``"grpc-bidi"``)."""
-
-AUTH_TRANSPORTS: tuple[str, ...] = ("grpc-rere",)
-"""Transports that can carry node authentication (Flower 1.12 scheme)."""
 
 ClientFn = Callable[[Context], Client | NumPyClient]
 
@@ -69,7 +64,7 @@ def _check_client(client_fn: object, client: object) -> ClientFn:
 
 def _check_transport(transport: object) -> str:
     if transport is None:
-        return "grpc-bidi"
+        return DEFAULT_TRANSPORT
     if not isinstance(transport, str):
         raise TypeError(f"transport must be a str or None, got {type(transport).__name__}")
     if transport not in TRANSPORTS:

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from flwr_sdk.common.records import RecordSet
+from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
 
 __all__ = ["Error", "ErrorCode", "Message", "MessageType", "Metadata"]
-
-_UINT64_MAX = 2**64 - 1
 
 
 class MessageType:
@@ -52,7 +51,7 @@ class ErrorCode:
 def _check_uint64(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"Metadata.{name} must be int, got {type(value).__name__}")
-    if not 0 <= value <= _UINT64_MAX:
+    if not 0 <= value <= UINT64_MAX:
         raise ValueError(f"Metadata.{name} must be an unsigned 64-bit integer, got {value}")
 
 
@@ -116,7 +115,7 @@ class Error:
         """Validate field types (``code`` is a signed 64-bit integer on the wire)."""
         if not isinstance(self.code, int) or isinstance(self.code, bool):
             raise TypeError(f"Error.code must be int, got {type(self.code).__name__}")
-        if not -(2**63) <= self.code < 2**63:
+        if not INT64_MIN <= self.code <= INT64_MAX:
             raise ValueError(f"Error.code must be a signed 64-bit integer, got {self.code}")
         self.code = int(self.code)
         _check_str("Error", "reason", self.reason)

@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import numpy.typing as npt
 
 from flwr_sdk.common._npy import NpyPayload, dump_npy, load_npy
+from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
 
 __all__ = [
     "Array",
@@ -45,9 +46,6 @@ __all__ = [
 NUMPY_STYPE = "numpy.ndarray"
 """``Array.stype`` of arrays holding ``.npy`` bytes."""
 
-INT64_MIN = -(2**63)
-UINT64_MAX = 2**64 - 1
-_INT64_MAX = 2**63 - 1
 
 MetricsScalar = int | float
 """A single metrics value."""
@@ -234,7 +232,7 @@ def _check_value(
         if kind is int:
             for v in items:
                 _check_int_range(record_name, key, v)
-            if min(items) < 0 and max(items) > _INT64_MAX:
+            if min(items) < 0 and max(items) > INT64_MAX:
                 raise ValueError(
                     f"{record_name} value for key {key!r}: a list of int must fit either "
                     "the signed or the unsigned 64-bit range as a whole"

@@ -36,6 +36,7 @@ from flwr_sdk.common.records import (
     ParametersRecord,
     RecordSet,
 )
+from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
 
 __all__ = [
     "SCALAR_KINDS",
@@ -63,11 +64,11 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "enum": (-(2**31), 2**31 - 1),
     "uint32": (0, 2**32 - 1),
     "fixed32": (0, 2**32 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "sint64": (-(2**63), 2**63 - 1),
-    "sfixed64": (-(2**63), 2**63 - 1),
-    "uint64": (0, 2**64 - 1),
-    "fixed64": (0, 2**64 - 1),
+    "int64": (INT64_MIN, INT64_MAX),
+    "sint64": (INT64_MIN, INT64_MAX),
+    "sfixed64": (INT64_MIN, INT64_MAX),
+    "uint64": (0, UINT64_MAX),
+    "fixed64": (0, UINT64_MAX),
 }
 _FLOAT_KINDS = frozenset({"double", "float"})
 

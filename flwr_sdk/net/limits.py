@@ -41,6 +41,7 @@ from grpclib.protocol import Connection, Stream
 from grpclib.utils import Wrapper
 from h2.connection import H2Connection
 
+from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.errors import MessageTooLargeError
 from flwr_sdk.net.framing import EncodedChunks, read_into, send_chunks
 
@@ -59,8 +60,6 @@ __all__ = [
 
 log = logging.getLogger("flwr_sdk")
 
-#: Flower's default ``grpc_max_message_length`` (512 MiB).
-DEFAULT_MAX_MESSAGE_LENGTH = 536_870_912
 #: Length of the gRPC message prefix: 1 flag byte + 4 length bytes.
 GRPC_PREFIX_LENGTH = 5
 #: The largest length a gRPC prefix can announce.

@@ -24,8 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
 from flwr_sdk.net.grpc_tuning import TunedServer, tuned_server
-from flwr_sdk.net.limits import DEFAULT_MAX_MESSAGE_LENGTH, validate_max_message_length
+from flwr_sdk.net.limits import validate_max_message_length
 from flwr_sdk.net.tls import server_ssl_context
 from flwr_sdk.server.bidi import BidiNodePool, FlowerServiceServicer
 from flwr_sdk.server.driver import Driver, DriverListener, History, NodePool
@@ -49,7 +50,6 @@ __all__ = [
 
 log = logging.getLogger("flwr_sdk.server")
 
-TRANSPORTS = ("grpc-bidi", "grpc-rere", "rest")
 DEFAULT_PORTS = {"grpc-bidi": 8080, "grpc-rere": 9092, "rest": 9093}
 """Flower's default ports: legacy server 8080, Fleet grpc-rere 9092, Fleet REST 9093."""
 

@@ -24,8 +24,7 @@ from typing import Any
 import betterproto2
 
 from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
-
-INT64_MAX = 2**63 - 1
+from flwr_sdk.constants import INT64_MAX
 
 _METRICS_TYPES: tuple[type, ...] = (float, int)
 _CONFIGS_TYPES: tuple[type, ...] = (bool, int, float, str, bytes)

@@ -12,9 +12,7 @@ from typing import Any, Protocol
 import betterproto2
 
 from flwr_sdk.common.legacy_types import Scalar
-
-INT64_MAX = 2**63 - 1
-UINT64_MAX = 2**64 - 1
+from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
 
 
 class ScalarMessage(Protocol):
@@ -37,7 +35,7 @@ def scalar_fields(value: Scalar, *, key: str) -> dict[str, Any]:
             if value > UINT64_MAX:
                 raise ValueError(f"value of {key!r} does not fit in 64 bits: {value}")
             return {"uint64": value}
-        if value < -(2**63):
+        if value < INT64_MIN:
             raise ValueError(f"value of {key!r} does not fit in 64 bits: {value}")
         return {"sint64": value}
     if isinstance(value, float):
