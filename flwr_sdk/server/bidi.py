@@ -21,7 +21,7 @@ from grpclib.const import Status
 
 from flwr_sdk.common.message import Message
 from flwr_sdk.server.driver import NodePool, NodeUnavailableError, ReplyTimeoutError
-from flwr_sdk.wire.v1_12 import (
+from flwr_sdk.wire.bidi import (
     client_message_to_reply,
     instruction_to_server_message,
     reconnect_ins,

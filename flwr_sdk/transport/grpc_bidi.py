@@ -20,7 +20,7 @@ from flwr_sdk.errors import ProtocolError, ServerUnavailableError
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
-from flwr_sdk.wire import v1_12
+from flwr_sdk.wire import bidi
 from flwr_sdk.wire.base import Reconnect
 
 log = logging.getLogger("flwr_sdk")
@@ -42,7 +42,7 @@ class GrpcBidiConnection(Connection):
     @property
     def node_id(self) -> int:
         """grpc-bidi has no node ids (Flower reports -1)."""
-        return v1_12.BIDI_NODE_ID
+        return bidi.BIDI_NODE_ID
 
     async def open(self) -> None:
         """Start the ``Join`` stream (this is where the TCP/TLS connection is made)."""
@@ -75,20 +75,20 @@ class GrpcBidiConnection(Connection):
             raise self._error(exc, "receiving from the Join stream") from exc
         if server_message is None:
             raise ServerUnavailableError("the server ended the Join stream")
-        instruction = v1_12.server_message_to_instruction(server_message)
+        instruction = bidi.server_message_to_instruction(server_message)
         if isinstance(instruction, Reconnect):
             await self._say_goodbye()
         return instruction
 
     async def _say_goodbye(self) -> None:
         try:
-            await self._stream.send_message(v1_12.disconnect_res(), end=True)
+            await self._stream.send_message(bidi.disconnect_res(), end=True)
         except Exception as exc:
             log.debug("Could not send DisconnectRes: %s", exc)
 
     async def send(self, reply: Message) -> None:
         """Answer the last instruction."""
-        client_message = v1_12.reply_to_client_message(reply)
+        client_message = bidi.reply_to_client_message(reply)
         try:
             await self._stream.send_message(client_message)
         except ProtocolError:

@@ -38,7 +38,7 @@ from flwr_sdk.net.fast_codec import (
 )
 from flwr_sdk.net.framing import ChunkCursor, EncodedChunks
 from flwr_sdk.net.grpc_tuning import TunedChannel, tuned_server
-from flwr_sdk.wire import v1_12
+from flwr_sdk.wire import bidi
 
 PATH = "/test.Params/Echo"
 MiB = 1 << 20
@@ -154,7 +154,7 @@ def test_zero_copy_parameters_flow_through_records_and_wire() -> None:
         dtype="", shape=[], stype="numpy.ndarray", data=npy_bytes(weights[0])
     )
     assert record_array.numpy() is weights[0]
-    wire = v1_12.parameters_to_wire(parameters)
+    wire = bidi.parameters_to_wire(parameters)
     plain = pb.Parameters(tensors=[npy_bytes(w) for w in weights], tensor_type="numpy.ndarray")
     assert bytes(fastcodec.encode(wire)) == bytes(plain)
     assert bytes(encode_message_chunks(wire)) == bytes(plain)
