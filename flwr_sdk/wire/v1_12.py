@@ -187,6 +187,9 @@ PING_INTERVAL = 30.0
 TTL_TOLERANCE = 0.1
 """Seconds by which the SuperLink lets a reply's ttl exceed the instruction's lifetime."""
 
+PUSH_RECONNECT_SECONDS = 5
+"""``PushTaskResResponse.reconnect`` as the 1.12 SuperLink sends it (clients ignore it)."""
+
 
 def create_node_request(ping_interval: float = PING_INTERVAL) -> pb.CreateNodeRequest:
     """``CreateNode``: register a node that promises to ping every ``ping_interval`` s."""
