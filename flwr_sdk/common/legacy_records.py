@@ -19,28 +19,24 @@ properties dicts (:class:`TypeError` naming the key for lists).
 
 ``keep_input=False`` removes converted entries from the input (tensor lists, records),
 so that large tensors are referenced only once.
+
+Everything is table-driven: :data:`LEGACY_KINDS` holds one :class:`LegacyKind` per legacy
+message type (its Ins and Res classes, record-key prefixes and Client method), and each
+field of an Ins/Res dataclass is stored under ``"<prefix>.<field>"`` by the codec for that
+field name (``parameters``, ``config``, ``metrics``, ``properties``, ``status``,
+``num_examples``, ``loss``). The named functions below (``fitins_to_recordset``, …) are
+thin wrappers around the table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from flwr_sdk.common.legacy_types import (
-    Code,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    Parameters,
-    Scalar,
-    Status,
-    TensorBytes,
-)
+from flwr_sdk.common import legacy_types as lt
+from flwr_sdk.common.message import MessageType
 from flwr_sdk.common.records import (
     Array,
     ConfigsRecord,
@@ -51,8 +47,18 @@ from flwr_sdk.common.records import (
     RecordSet,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = [
     "EMPTY_TENSOR_KEY",
+    "EVALUATE_KIND",
+    "FIT_KIND",
+    "GET_PARAMETERS_KIND",
+    "GET_PROPERTIES_KIND",
+    "LEGACY_KINDS",
+    "LEGACY_KINDS_BY_TYPE",
+    "LegacyKind",
     "evaluateins_to_recordset",
     "evaluateres_to_recordset",
     "fitins_to_recordset",
@@ -77,18 +83,21 @@ EMPTY_TENSOR_KEY = "_empty"
 """Key of the placeholder Array that stands for an empty tensor list."""
 
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
+InsT = TypeVar("InsT", bound="DataclassInstance")
+ResT = TypeVar("ResT", bound="DataclassInstance")
 
 
 # --------------------------------------------------------------------------------------
 # Building blocks
 
 
-def parameters_to_parametersrecord(parameters: Parameters, keep_input: bool) -> ParametersRecord:
+def parameters_to_parametersrecord(parameters: lt.Parameters, keep_input: bool) -> ParametersRecord:
     """Convert legacy Parameters to a ParametersRecord (tensor objects are reused as is).
 
     With ``keep_input=False`` the tensors are removed from ``parameters.tensors``.
     """
-    if not isinstance(parameters, Parameters):
+    if not isinstance(parameters, lt.Parameters):
         raise TypeError(f"parameters must be Parameters, got {type(parameters).__name__}")
     tensor_type = parameters.tensor_type
     record = ParametersRecord()
@@ -102,7 +111,7 @@ def parameters_to_parametersrecord(parameters: Parameters, keep_input: bool) -> 
     return record
 
 
-def parametersrecord_to_parameters(record: ParametersRecord, keep_input: bool) -> Parameters:
+def parametersrecord_to_parameters(record: ParametersRecord, keep_input: bool) -> lt.Parameters:
     """Convert a ParametersRecord to legacy Parameters (data objects are reused as is).
 
     Tensors are the Arrays' ``data`` in key order, skipping ``"_empty"``; ``tensor_type``
@@ -111,7 +120,7 @@ def parametersrecord_to_parameters(record: ParametersRecord, keep_input: bool) -
     """
     if not isinstance(record, ParametersRecord):
         raise TypeError(f"record must be ParametersRecord, got {type(record).__name__}")
-    tensors: list[TensorBytes] = []
+    tensors: list[lt.TensorBytes] = []
     tensor_type = ""
     for index, key in enumerate(list(record)):
         array = record[key]
@@ -121,7 +130,7 @@ def parametersrecord_to_parameters(record: ParametersRecord, keep_input: bool) -
             tensors.append(array.data)
         if not keep_input:
             del record[key]
-    return Parameters(tensors=tensors, tensor_type=tensor_type)
+    return lt.Parameters(tensors=tensors, tensor_type=tensor_type)
 
 
 def _require(mapping: RecordMapping[T], key: str, section: str) -> T:
@@ -136,9 +145,9 @@ def _record_value(record: Mapping[str, object], key: str, record_key: str) -> ob
     return record[key]
 
 
-def _scalars(record: ConfigsRecord, record_key: str) -> dict[str, Scalar]:
+def _scalars(record: ConfigsRecord, record_key: str) -> dict[str, lt.Scalar]:
     """Return a ConfigsRecord's entries as a legacy dict, refusing lists."""
-    result: dict[str, Scalar] = {}
+    result: dict[str, lt.Scalar] = {}
     for key, value in record.items():
         if isinstance(value, list):
             raise TypeError(
@@ -149,21 +158,20 @@ def _scalars(record: ConfigsRecord, record_key: str) -> dict[str, Scalar]:
     return result
 
 
-def _configs(values: Mapping[str, Scalar], record_key: str) -> ConfigsRecord:
+def _configs(values: Mapping[str, lt.Scalar], record_key: str) -> ConfigsRecord:
     if not isinstance(values, Mapping):
         raise TypeError(f"{record_key} must be a dict, got {type(values).__name__}")
     source: dict[str, ConfigsRecordValues] = dict(values)
     return ConfigsRecord(source)
 
 
-def _status_to_record(status: Status) -> ConfigsRecord:
-    if not isinstance(status, Status):
+def _status_to_record(status: lt.Status) -> ConfigsRecord:
+    if not isinstance(status, lt.Status):
         raise TypeError(f"status must be Status, got {type(status).__name__}")
     return ConfigsRecord({"code": int(status.code), "message": status.message})
 
 
-def _record_to_status(recordset: RecordSet, record_key: str) -> Status:
-    record = _require(recordset.configs_records, record_key, "configs")
+def _record_to_status(record: ConfigsRecord, record_key: str) -> lt.Status:
     code = _record_value(record, "code", record_key)
     message = _record_value(record, "message", record_key)
     if not isinstance(code, int) or isinstance(code, bool):
@@ -173,220 +181,291 @@ def _record_to_status(recordset: RecordSet, record_key: str) -> Status:
             f"record {record_key!r}: 'message' must be str, got {type(message).__name__}"
         )
     try:
-        status_code = Code(code)
+        status_code = lt.Code(code)
     except ValueError:
         raise ValueError(f"record {record_key!r}: unknown status code {code}") from None
-    return Status(code=status_code, message=message)
+    return lt.Status(code=status_code, message=message)
 
 
-def _get_int(recordset: RecordSet, record_key: str, key: str) -> int:
-    record = _require(recordset.metrics_records, record_key, "metrics")
+def _number(record: MetricsRecord, record_key: str, key: str, as_float: bool) -> int | float:
+    """The int (or, with ``as_float``, float) entry ``key`` of a MetricsRecord."""
     value = _record_value(record, key, record_key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"record {record_key!r}: {key!r} must be int, got {type(value).__name__}")
-    return value
-
-
-def _get_float(recordset: RecordSet, record_key: str, key: str) -> float:
-    record = _require(recordset.metrics_records, record_key, "metrics")
-    value = _record_value(record, key, record_key)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"record {record_key!r}: {key!r} must be float, got {type(value).__name__}")
-    return float(value)
-
-
-def _get_parameters(recordset: RecordSet, record_key: str, keep_input: bool) -> Parameters:
-    record = _require(recordset.parameters_records, record_key, "parameters")
-    return parametersrecord_to_parameters(record, keep_input=keep_input)
-
-
-def _get_scalars(recordset: RecordSet, record_key: str) -> dict[str, Scalar]:
-    return _scalars(_require(recordset.configs_records, record_key, "configs"), record_key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value) if as_float else value
+    if as_float and isinstance(value, float):
+        return value
+    expected = "float" if as_float else "int"
+    raise TypeError(
+        f"record {record_key!r}: {key!r} must be {expected}, got {type(value).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------------------
-# fit
+# Field codecs: how one field of a legacy dataclass is stored under "<prefix>.<field>"
+
+_Section = Literal["parameters", "metrics", "configs"]
 
 
-def fitins_to_recordset(fitins: FitIns, keep_input: bool) -> RecordSet:
+@dataclass(frozen=True)
+class _FieldCodec:
+    """Stores one Ins/Res field as a record of ``section`` and reads it back.
+
+    ``encode(value, record_key, keep_input)`` returns the record;
+    ``decode(record, record_key, keep_input)`` returns the field value.
+    """
+
+    section: _Section
+    encode: Callable[[Any, str, bool], ParametersRecord | MetricsRecord | ConfigsRecord]
+    decode: Callable[[Any, str, bool], Any]
+
+
+def _scalars_codec() -> _FieldCodec:
+    return _FieldCodec(
+        "configs",
+        lambda values, record_key, _keep: _configs(values, record_key),
+        lambda record, record_key, _keep: _scalars(record, record_key),
+    )
+
+
+_FIELD_CODECS: Mapping[str, _FieldCodec] = MappingProxyType(
+    {
+        "parameters": _FieldCodec(
+            "parameters",
+            lambda parameters, _key, keep: parameters_to_parametersrecord(parameters, keep),
+            lambda record, _key, keep: parametersrecord_to_parameters(record, keep),
+        ),
+        "config": _scalars_codec(),
+        "metrics": _scalars_codec(),
+        "properties": _scalars_codec(),
+        "status": _FieldCodec(
+            "configs",
+            lambda status, _key, _keep: _status_to_record(status),
+            lambda record, record_key, _keep: _record_to_status(record, record_key),
+        ),
+        "num_examples": _FieldCodec(
+            "metrics",
+            lambda value, _key, _keep: MetricsRecord({"num_examples": value}),
+            lambda record, record_key, _keep: _number(record, record_key, "num_examples", False),
+        ),
+        "loss": _FieldCodec(
+            "metrics",
+            lambda value, _key, _keep: MetricsRecord({"loss": float(value)}),
+            lambda record, record_key, _keep: _number(record, record_key, "loss", True),
+        ),
+    }
+)
+
+
+def _section(recordset: RecordSet, section: _Section) -> RecordMapping[Any]:
+    mapping: RecordMapping[Any] = getattr(recordset, f"{section}_records")
+    return mapping
+
+
+def _to_recordset(cls: type[D], prefix: str, value: D, keep_input: bool) -> RecordSet:
+    """Store every field of ``value`` (a ``cls``) under ``"<prefix>.<field>"``.
+
+    Fields are stored in declaration order except ``status``, which comes last (the
+    record order of Flower's compat layer).
+    """
+    names = sorted((field.name for field in fields(cls)), key=lambda name: name == "status")
+    recordset = RecordSet()
+    for name in names:
+        codec = _FIELD_CODECS[name]
+        record_key = f"{prefix}.{name}"
+        record = codec.encode(getattr(value, name), record_key, keep_input)
+        _section(recordset, codec.section)[record_key] = record
+    return recordset
+
+
+def _from_recordset(cls: type[D], prefix: str, recordset: RecordSet, keep_input: bool) -> D:
+    """Read a ``cls`` back, field by field in declaration order.
+
+    A missing record raises :class:`KeyError` naming the first one missing.
+    """
+    values: dict[str, Any] = {}
+    for field in fields(cls):
+        codec = _FIELD_CODECS[field.name]
+        record_key = f"{prefix}.{field.name}"
+        record = _require(_section(recordset, codec.section), record_key, codec.section)
+        values[field.name] = codec.decode(record, record_key, keep_input)
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------------------
+# The table of legacy message kinds
+
+
+@dataclass(frozen=True)
+class LegacyKind(Generic[InsT, ResT]):
+    """One legacy message kind: its message type, Ins/Res classes and record keys.
+
+    The converters take ``keep_input`` for every kind; it only matters where tensors are
+    carried (``keep_input=False`` moves them out of the input, see the module docstring).
+
+    Attributes:
+        message_type: Flower's ``message_type`` (a :class:`MessageType` value).
+        method: the :class:`~flwr_sdk.client.client.Client` method that handles it.
+        ins_type: the instruction class (``FitIns``, …).
+        res_type: the result class (``FitRes``, …).
+        ins_prefix: record-key prefix of the instruction (``"fitins"``).
+        res_prefix: record-key prefix of the result (``"fitres"``).
+
+    """
+
+    message_type: str
+    method: str
+    ins_type: type[InsT]
+    res_type: type[ResT]
+    ins_prefix: str
+    res_prefix: str
+
+    def ins_to_recordset(self, ins: InsT, keep_input: bool) -> RecordSet:
+        """Instruction → RecordSet."""
+        return _to_recordset(self.ins_type, self.ins_prefix, ins, keep_input)
+
+    def recordset_to_ins(self, recordset: RecordSet, keep_input: bool) -> InsT:
+        """RecordSet → instruction."""
+        return _from_recordset(self.ins_type, self.ins_prefix, recordset, keep_input)
+
+    def res_to_recordset(self, res: ResT, keep_input: bool) -> RecordSet:
+        """Result → RecordSet."""
+        return _to_recordset(self.res_type, self.res_prefix, res, keep_input)
+
+    def recordset_to_res(self, recordset: RecordSet, keep_input: bool) -> ResT:
+        """RecordSet → result."""
+        return _from_recordset(self.res_type, self.res_prefix, recordset, keep_input)
+
+
+FIT_KIND = LegacyKind(MessageType.TRAIN, "fit", lt.FitIns, lt.FitRes, "fitins", "fitres")
+EVALUATE_KIND = LegacyKind(
+    MessageType.EVALUATE, "evaluate", lt.EvaluateIns, lt.EvaluateRes, "evaluateins", "evaluateres"
+)
+GET_PARAMETERS_KIND = LegacyKind(
+    MessageType.GET_PARAMETERS,
+    "get_parameters",
+    lt.GetParametersIns,
+    lt.GetParametersRes,
+    "getparametersins",
+    "getparametersres",
+)
+GET_PROPERTIES_KIND = LegacyKind(
+    MessageType.GET_PROPERTIES,
+    "get_properties",
+    lt.GetPropertiesIns,
+    lt.GetPropertiesRes,
+    "getpropertiesins",
+    "getpropertiesres",
+)
+
+LEGACY_KINDS: tuple[LegacyKind[Any, Any], ...] = (
+    FIT_KIND,
+    EVALUATE_KIND,
+    GET_PARAMETERS_KIND,
+    GET_PROPERTIES_KIND,
+)
+"""The four legacy message kinds (train, evaluate, get_parameters, get_properties)."""
+
+LEGACY_KINDS_BY_TYPE: Mapping[str, LegacyKind[Any, Any]] = MappingProxyType(
+    {kind.message_type: kind for kind in LEGACY_KINDS}
+)
+""":data:`LEGACY_KINDS` by ``message_type``."""
+
+
+# --------------------------------------------------------------------------------------
+# Named converters (Flower's function names)
+
+
+def fitins_to_recordset(fitins: lt.FitIns, keep_input: bool) -> RecordSet:
     """FitIns → RecordSet (``fitins.parameters``, ``fitins.config``)."""
-    return RecordSet(
-        parameters_records={
-            "fitins.parameters": parameters_to_parametersrecord(fitins.parameters, keep_input)
-        },
-        configs_records={"fitins.config": _configs(fitins.config, "fitins.config")},
-    )
+    return FIT_KIND.ins_to_recordset(fitins, keep_input)
 
 
-def recordset_to_fitins(recordset: RecordSet, keep_input: bool) -> FitIns:
+def recordset_to_fitins(recordset: RecordSet, keep_input: bool) -> lt.FitIns:
     """RecordSet → FitIns."""
-    return FitIns(
-        parameters=_get_parameters(recordset, "fitins.parameters", keep_input),
-        config=_get_scalars(recordset, "fitins.config"),
-    )
+    return FIT_KIND.recordset_to_ins(recordset, keep_input)
 
 
-def fitres_to_recordset(fitres: FitRes, keep_input: bool) -> RecordSet:
+def fitres_to_recordset(fitres: lt.FitRes, keep_input: bool) -> RecordSet:
     """FitRes → RecordSet.
 
     Keys: ``fitres.parameters``, ``fitres.num_examples``, ``fitres.metrics``,
     ``fitres.status``.
     """
-    return RecordSet(
-        parameters_records={
-            "fitres.parameters": parameters_to_parametersrecord(fitres.parameters, keep_input)
-        },
-        metrics_records={
-            "fitres.num_examples": MetricsRecord({"num_examples": fitres.num_examples})
-        },
-        configs_records={
-            "fitres.metrics": _configs(fitres.metrics, "fitres.metrics"),
-            "fitres.status": _status_to_record(fitres.status),
-        },
-    )
+    return FIT_KIND.res_to_recordset(fitres, keep_input)
 
 
-def recordset_to_fitres(recordset: RecordSet, keep_input: bool) -> FitRes:
+def recordset_to_fitres(recordset: RecordSet, keep_input: bool) -> lt.FitRes:
     """RecordSet → FitRes."""
-    return FitRes(
-        status=_record_to_status(recordset, "fitres.status"),
-        parameters=_get_parameters(recordset, "fitres.parameters", keep_input),
-        num_examples=_get_int(recordset, "fitres.num_examples", "num_examples"),
-        metrics=_get_scalars(recordset, "fitres.metrics"),
-    )
+    return FIT_KIND.recordset_to_res(recordset, keep_input)
 
 
-# --------------------------------------------------------------------------------------
-# evaluate
-
-
-def evaluateins_to_recordset(evaluateins: EvaluateIns, keep_input: bool) -> RecordSet:
+def evaluateins_to_recordset(evaluateins: lt.EvaluateIns, keep_input: bool) -> RecordSet:
     """EvaluateIns → RecordSet (``evaluateins.parameters``, ``evaluateins.config``)."""
-    return RecordSet(
-        parameters_records={
-            "evaluateins.parameters": parameters_to_parametersrecord(
-                evaluateins.parameters, keep_input
-            )
-        },
-        configs_records={"evaluateins.config": _configs(evaluateins.config, "evaluateins.config")},
-    )
+    return EVALUATE_KIND.ins_to_recordset(evaluateins, keep_input)
 
 
-def recordset_to_evaluateins(recordset: RecordSet, keep_input: bool) -> EvaluateIns:
+def recordset_to_evaluateins(recordset: RecordSet, keep_input: bool) -> lt.EvaluateIns:
     """RecordSet → EvaluateIns."""
-    return EvaluateIns(
-        parameters=_get_parameters(recordset, "evaluateins.parameters", keep_input),
-        config=_get_scalars(recordset, "evaluateins.config"),
-    )
+    return EVALUATE_KIND.recordset_to_ins(recordset, keep_input)
 
 
-def evaluateres_to_recordset(evaluateres: EvaluateRes) -> RecordSet:
+def evaluateres_to_recordset(evaluateres: lt.EvaluateRes) -> RecordSet:
     """EvaluateRes → RecordSet.
 
     Keys: ``evaluateres.loss``, ``evaluateres.num_examples``, ``evaluateres.metrics``,
     ``evaluateres.status``.
     """
-    return RecordSet(
-        metrics_records={
-            "evaluateres.loss": MetricsRecord({"loss": float(evaluateres.loss)}),
-            "evaluateres.num_examples": MetricsRecord({"num_examples": evaluateres.num_examples}),
-        },
-        configs_records={
-            "evaluateres.metrics": _configs(evaluateres.metrics, "evaluateres.metrics"),
-            "evaluateres.status": _status_to_record(evaluateres.status),
-        },
-    )
+    return EVALUATE_KIND.res_to_recordset(evaluateres, keep_input=True)
 
 
-def recordset_to_evaluateres(recordset: RecordSet) -> EvaluateRes:
+def recordset_to_evaluateres(recordset: RecordSet) -> lt.EvaluateRes:
     """RecordSet → EvaluateRes."""
-    return EvaluateRes(
-        status=_record_to_status(recordset, "evaluateres.status"),
-        loss=_get_float(recordset, "evaluateres.loss", "loss"),
-        num_examples=_get_int(recordset, "evaluateres.num_examples", "num_examples"),
-        metrics=_get_scalars(recordset, "evaluateres.metrics"),
-    )
+    return EVALUATE_KIND.recordset_to_res(recordset, keep_input=True)
 
 
-# --------------------------------------------------------------------------------------
-# get_parameters
-
-
-def getparametersins_to_recordset(getparametersins: GetParametersIns) -> RecordSet:
+def getparametersins_to_recordset(getparametersins: lt.GetParametersIns) -> RecordSet:
     """GetParametersIns → RecordSet (``getparametersins.config``)."""
-    return RecordSet(
-        configs_records={
-            "getparametersins.config": _configs(getparametersins.config, "getparametersins.config")
-        }
-    )
+    return GET_PARAMETERS_KIND.ins_to_recordset(getparametersins, keep_input=True)
 
 
-def recordset_to_getparametersins(recordset: RecordSet) -> GetParametersIns:
+def recordset_to_getparametersins(recordset: RecordSet) -> lt.GetParametersIns:
     """RecordSet → GetParametersIns."""
-    return GetParametersIns(config=_get_scalars(recordset, "getparametersins.config"))
+    return GET_PARAMETERS_KIND.recordset_to_ins(recordset, keep_input=True)
 
 
 def getparametersres_to_recordset(
-    getparametersres: GetParametersRes, keep_input: bool
+    getparametersres: lt.GetParametersRes, keep_input: bool
 ) -> RecordSet:
     """GetParametersRes → RecordSet.
 
     Keys: ``getparametersres.parameters``, ``getparametersres.status``.
     """
-    return RecordSet(
-        parameters_records={
-            "getparametersres.parameters": parameters_to_parametersrecord(
-                getparametersres.parameters, keep_input
-            )
-        },
-        configs_records={"getparametersres.status": _status_to_record(getparametersres.status)},
-    )
+    return GET_PARAMETERS_KIND.res_to_recordset(getparametersres, keep_input)
 
 
-def recordset_to_getparametersres(recordset: RecordSet, keep_input: bool) -> GetParametersRes:
+def recordset_to_getparametersres(recordset: RecordSet, keep_input: bool) -> lt.GetParametersRes:
     """RecordSet → GetParametersRes."""
-    return GetParametersRes(
-        status=_record_to_status(recordset, "getparametersres.status"),
-        parameters=_get_parameters(recordset, "getparametersres.parameters", keep_input),
-    )
+    return GET_PARAMETERS_KIND.recordset_to_res(recordset, keep_input)
 
 
-# --------------------------------------------------------------------------------------
-# get_properties
-
-
-def getpropertiesins_to_recordset(getpropertiesins: GetPropertiesIns) -> RecordSet:
+def getpropertiesins_to_recordset(getpropertiesins: lt.GetPropertiesIns) -> RecordSet:
     """GetPropertiesIns → RecordSet (``getpropertiesins.config``)."""
-    return RecordSet(
-        configs_records={
-            "getpropertiesins.config": _configs(getpropertiesins.config, "getpropertiesins.config")
-        }
-    )
+    return GET_PROPERTIES_KIND.ins_to_recordset(getpropertiesins, keep_input=True)
 
 
-def recordset_to_getpropertiesins(recordset: RecordSet) -> GetPropertiesIns:
+def recordset_to_getpropertiesins(recordset: RecordSet) -> lt.GetPropertiesIns:
     """RecordSet → GetPropertiesIns."""
-    return GetPropertiesIns(config=_get_scalars(recordset, "getpropertiesins.config"))
+    return GET_PROPERTIES_KIND.recordset_to_ins(recordset, keep_input=True)
 
 
-def getpropertiesres_to_recordset(getpropertiesres: GetPropertiesRes) -> RecordSet:
+def getpropertiesres_to_recordset(getpropertiesres: lt.GetPropertiesRes) -> RecordSet:
     """GetPropertiesRes → RecordSet.
 
     Keys: ``getpropertiesres.properties``, ``getpropertiesres.status``.
     """
-    return RecordSet(
-        configs_records={
-            "getpropertiesres.properties": _configs(
-                getpropertiesres.properties, "getpropertiesres.properties"
-            ),
-            "getpropertiesres.status": _status_to_record(getpropertiesres.status),
-        }
-    )
+    return GET_PROPERTIES_KIND.res_to_recordset(getpropertiesres, keep_input=True)
 
 
-def recordset_to_getpropertiesres(recordset: RecordSet) -> GetPropertiesRes:
+def recordset_to_getpropertiesres(recordset: RecordSet) -> lt.GetPropertiesRes:
     """RecordSet → GetPropertiesRes."""
-    return GetPropertiesRes(
-        status=_record_to_status(recordset, "getpropertiesres.status"),
-        properties=_get_scalars(recordset, "getpropertiesres.properties"),
-    )
+    return GET_PROPERTIES_KIND.recordset_to_res(recordset, keep_input=True)
