@@ -18,19 +18,8 @@ from flwr_sdk.client.client import Client
 from flwr_sdk.client.handlers import LEGACY_MESSAGE_TYPES, HandlersClientFn
 from flwr_sdk.client.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
-from flwr_sdk.common.legacy_records import (
-    evaluateres_to_recordset,
-    fitres_to_recordset,
-    getparametersres_to_recordset,
-    getpropertiesres_to_recordset,
-    recordset_to_evaluateins,
-    recordset_to_fitins,
-    recordset_to_getparametersins,
-    recordset_to_getpropertiesins,
-)
-from flwr_sdk.common.legacy_types import EvaluateRes, FitRes, GetParametersRes, GetPropertiesRes
-from flwr_sdk.common.message import Error, ErrorCode, Message, MessageType
-from flwr_sdk.common.records import RecordSet
+from flwr_sdk.common.legacy_records import LEGACY_KINDS_BY_TYPE
+from flwr_sdk.common.message import Error, ErrorCode, Message
 
 __all__ = [
     "LOAD_CLIENT_APP_REASON",
@@ -109,27 +98,14 @@ def handle_message(message: Message, context: Context, client_fn: AnyClientFn) -
     client = to_client(client_fn(context))
     client.context = context
     message_type = message.metadata.message_type
-    content = message.content
-    out: RecordSet
-    if message_type == MessageType.TRAIN:
-        fit_res = client.fit(recordset_to_fitins(content, keep_input=True))
-        _check_result(fit_res, FitRes, "fit")
-        out = fitres_to_recordset(fit_res, keep_input=False)
-    elif message_type == MessageType.EVALUATE:
-        evaluate_res = client.evaluate(recordset_to_evaluateins(content, keep_input=True))
-        _check_result(evaluate_res, EvaluateRes, "evaluate")
-        out = evaluateres_to_recordset(evaluate_res)
-    elif message_type == MessageType.GET_PARAMETERS:
-        get_parameters_res = client.get_parameters(recordset_to_getparametersins(content))
-        _check_result(get_parameters_res, GetParametersRes, "get_parameters")
-        out = getparametersres_to_recordset(get_parameters_res, keep_input=False)
-    elif message_type == MessageType.GET_PROPERTIES:
-        get_properties_res = client.get_properties(recordset_to_getpropertiesins(content))
-        _check_result(get_properties_res, GetPropertiesRes, "get_properties")
-        out = getpropertiesres_to_recordset(get_properties_res)
-    else:
+    kind = LEGACY_KINDS_BY_TYPE.get(message_type)
+    if kind is None:
         raise ValueError(f"Invalid message type: {message_type}")
-    return message.create_reply(out)
+    # The instruction's tensors stay in the message; the result's move into the reply.
+    ins = kind.recordset_to_ins(message.content, keep_input=True)
+    res = getattr(client, kind.method)(ins)
+    _check_result(res, kind.res_type, kind.method)
+    return message.create_reply(kind.res_to_recordset(res, keep_input=False))
 
 
 def error_reply_for(message: Message, exc: BaseException) -> Message:
