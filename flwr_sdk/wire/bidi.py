@@ -17,26 +17,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 import betterproto2
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common import legacy_records as lr
-from flwr_sdk.common.legacy_types import (
-    Code,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    Parameters,
-    Status,
-)
-from flwr_sdk.common.message import Message, MessageType, Metadata
+from flwr_sdk.common.legacy_types import Code, Parameters, Status
+from flwr_sdk.common.message import Message, Metadata
 from flwr_sdk.errors import ProtocolError
 from flwr_sdk.wire.base import Reconnect
 from flwr_sdk.wire.scalars import config_from_wire, config_to_wire
@@ -72,6 +63,12 @@ def _status_to_wire(status: Status) -> pb.Status:
     return pb.Status(code=pb.Code(int(status.code)), message=status.message)
 
 
+def _status_from_wire(status: pb.Status | None) -> Status:
+    if status is None:
+        return Status(code=Code.OK, message="")
+    return Status(code=Code(int(status.code)), message=status.message)
+
+
 def _bidi_metadata(message_type: str) -> Metadata:
     return Metadata(
         run_id=0,
@@ -86,124 +83,150 @@ def _bidi_metadata(message_type: str) -> Metadata:
     )
 
 
+# --------------------------------------------------------------------------------------
+# The tables: how each field of a legacy Ins/Res travels, and each kind's oneof members.
+# The wire messages' fields have the legacy dataclasses' field names.
+
+
+@dataclass(frozen=True)
+class _WireField:
+    """Converts one Ins/Res field to its wire value and back."""
+
+    to_wire: Callable[[Any], Any]
+    from_wire: Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _scalars_to_wire(values: Any) -> Any:
+    return config_to_wire(values, pb.Scalar)
+
+
+_SCALARS = _WireField(_scalars_to_wire, config_from_wire)
+
+_WIRE_FIELDS: Mapping[str, _WireField] = MappingProxyType(
+    {
+        "parameters": _WireField(parameters_to_wire, parameters_from_wire),
+        "config": _SCALARS,
+        "metrics": _SCALARS,
+        "properties": _SCALARS,
+        "status": _WireField(_status_to_wire, _status_from_wire),
+        "num_examples": _WireField(_same, _same),
+        "loss": _WireField(float, _same),  # a 32-bit float on this wire
+    }
+)
+
+
+def _to_wire(wire_type: Callable[..., Any], value: Any) -> Any:
+    """The ``wire_type`` message with every field of the legacy dataclass ``value``."""
+    return wire_type(
+        **{f.name: _WIRE_FIELDS[f.name].to_wire(getattr(value, f.name)) for f in fields(value)}
+    )
+
+
+def _from_wire(legacy_type: type[Any], body: Any) -> Any:
+    """The ``legacy_type`` dataclass read from the wire message ``body``."""
+    return legacy_type(
+        **{
+            f.name: _WIRE_FIELDS[f.name].from_wire(getattr(body, f.name))
+            for f in fields(legacy_type)
+        }
+    )
+
+
+@dataclass(frozen=True)
+class BidiKind:
+    """One legacy kind on grpc-bidi: its ``ServerMessage``/``ClientMessage`` oneof members.
+
+    Attributes:
+        legacy: the kind's row in :data:`~flwr_sdk.common.legacy_records.LEGACY_KINDS`.
+        ins_member: the ``ServerMessage.msg`` member carrying the instruction.
+        ins_wire_type: that member's message class.
+        res_member: the ``ClientMessage.msg`` member carrying the result.
+        res_wire_type: that member's message class.
+
+    """
+
+    legacy: lr.LegacyKind[Any, Any]
+    ins_member: str
+    ins_wire_type: Callable[..., Any]
+    res_member: str
+    res_wire_type: Callable[..., Any]
+
+
+BIDI_KINDS: tuple[BidiKind, ...] = (
+    BidiKind(lr.FIT_KIND, "fit_ins", pb.ServerMessageFitIns, "fit_res", pb.ClientMessageFitRes),
+    BidiKind(
+        lr.EVALUATE_KIND,
+        "evaluate_ins",
+        pb.ServerMessageEvaluateIns,
+        "evaluate_res",
+        pb.ClientMessageEvaluateRes,
+    ),
+    BidiKind(
+        lr.GET_PARAMETERS_KIND,
+        "get_parameters_ins",
+        pb.ServerMessageGetParametersIns,
+        "get_parameters_res",
+        pb.ClientMessageGetParametersRes,
+    ),
+    BidiKind(
+        lr.GET_PROPERTIES_KIND,
+        "get_properties_ins",
+        pb.ServerMessageGetPropertiesIns,
+        "get_properties_res",
+        pb.ClientMessageGetPropertiesRes,
+    ),
+)
+"""The four legacy kinds grpc-bidi carries."""
+
+_BY_MESSAGE_TYPE = {kind.legacy.message_type: kind for kind in BIDI_KINDS}
+_BY_INS_MEMBER = {kind.ins_member: kind for kind in BIDI_KINDS}
+
+
+def _kind_of(message: Message, what: str) -> BidiKind:
+    message_type = message.metadata.message_type
+    if message_type not in _BY_MESSAGE_TYPE:
+        raise ProtocolError(f"grpc-bidi cannot carry {what} of message type {message_type!r}")
+    return _BY_MESSAGE_TYPE[message_type]
+
+
+# --------------------------------------------------------------------------------------
+# Client side: ServerMessage -> Message, reply -> ClientMessage
+
+
 def server_message_to_instruction(server_message: pb.ServerMessage) -> Message | Reconnect:
     """Turn a grpc-bidi ``ServerMessage`` into a Message (or a reconnect request)."""
-    member, found = betterproto2.which_one_of(server_message, "msg")
-    body: Any = found
-    if member == "reconnect_ins":
+    member, body = betterproto2.which_one_of(server_message, "msg")
+    if isinstance(body, pb.ServerMessageReconnectIns):
         seconds = body.seconds
         return Reconnect(seconds=float(seconds) if seconds > 0 else None)
-    if member == "fit_ins":
-        content = lr.fitins_to_recordset(
-            FitIns(parameters_from_wire(body.parameters), config_from_wire(body.config)),
-            keep_input=True,
-        )
-        kind = MessageType.TRAIN
-    elif member == "evaluate_ins":
-        content = lr.evaluateins_to_recordset(
-            EvaluateIns(parameters_from_wire(body.parameters), config_from_wire(body.config)),
-            keep_input=True,
-        )
-        kind = MessageType.EVALUATE
-    elif member == "get_parameters_ins":
-        content = lr.getparametersins_to_recordset(GetParametersIns(config_from_wire(body.config)))
-        kind = MessageType.GET_PARAMETERS
-    elif member == "get_properties_ins":
-        content = lr.getpropertiesins_to_recordset(GetPropertiesIns(config_from_wire(body.config)))
-        kind = MessageType.GET_PROPERTIES
-    else:
+    kind = _BY_INS_MEMBER.get(member)
+    if kind is None:
         raise ProtocolError("the server sent a ServerMessage with no instruction set")
-    return Message(_bidi_metadata(kind), content=content)
+    ins = _from_wire(kind.legacy.ins_type, body)
+    content = kind.legacy.ins_to_recordset(ins, keep_input=True)
+    return Message(_bidi_metadata(kind.legacy.message_type), content=content)
 
 
 def reply_to_client_message(reply: Message) -> pb.ClientMessage:
     """Turn the reply to a grpc-bidi instruction into a ``ClientMessage``."""
-    kind = reply.metadata.message_type
-    content = reply.content
-    if kind == MessageType.TRAIN:
-        fit = lr.recordset_to_fitres(content, keep_input=True)
-        return pb.ClientMessage(
-            fit_res=pb.ClientMessageFitRes(
-                status=_status_to_wire(fit.status),
-                parameters=parameters_to_wire(fit.parameters),
-                num_examples=fit.num_examples,
-                metrics=config_to_wire(fit.metrics, pb.Scalar),
-            )
-        )
-    if kind == MessageType.EVALUATE:
-        ev = lr.recordset_to_evaluateres(content)
-        return pb.ClientMessage(
-            evaluate_res=pb.ClientMessageEvaluateRes(
-                status=_status_to_wire(ev.status),
-                loss=float(ev.loss),
-                num_examples=ev.num_examples,
-                metrics=config_to_wire(ev.metrics, pb.Scalar),
-            )
-        )
-    if kind == MessageType.GET_PARAMETERS:
-        gp = lr.recordset_to_getparametersres(content, keep_input=True)
-        return pb.ClientMessage(
-            get_parameters_res=pb.ClientMessageGetParametersRes(
-                status=_status_to_wire(gp.status), parameters=parameters_to_wire(gp.parameters)
-            )
-        )
-    if kind == MessageType.GET_PROPERTIES:
-        props = lr.recordset_to_getpropertiesres(content)
-        return pb.ClientMessage(
-            get_properties_res=pb.ClientMessageGetPropertiesRes(
-                status=_status_to_wire(props.status),
-                properties=config_to_wire(props.properties, pb.Scalar),
-            )
-        )
-    raise ProtocolError(f"grpc-bidi cannot carry a reply of message type {kind!r}")
+    kind = _kind_of(reply, "a reply")
+    res = kind.legacy.recordset_to_res(reply.content, keep_input=True)
+    return pb.ClientMessage(**{kind.res_member: _to_wire(kind.res_wire_type, res)})
+
+
+# --------------------------------------------------------------------------------------
+# Server side: instruction -> ServerMessage, ClientMessage -> reply
 
 
 def instruction_to_server_message(message: Message) -> pb.ServerMessage:
     """The ``ServerMessage`` that carries an instruction (server side)."""
-    kind = message.metadata.message_type
-    content = message.content
-    if kind == MessageType.TRAIN:
-        fit = lr.recordset_to_fitins(content, keep_input=True)
-        return pb.ServerMessage(
-            fit_ins=pb.ServerMessageFitIns(
-                parameters=parameters_to_wire(fit.parameters),
-                config=config_to_wire(fit.config, pb.Scalar),
-            )
-        )
-    if kind == MessageType.EVALUATE:
-        ev = lr.recordset_to_evaluateins(content, keep_input=True)
-        return pb.ServerMessage(
-            evaluate_ins=pb.ServerMessageEvaluateIns(
-                parameters=parameters_to_wire(ev.parameters),
-                config=config_to_wire(ev.config, pb.Scalar),
-            )
-        )
-    if kind == MessageType.GET_PARAMETERS:
-        gp = lr.recordset_to_getparametersins(content)
-        return pb.ServerMessage(
-            get_parameters_ins=pb.ServerMessageGetParametersIns(
-                config=config_to_wire(gp.config, pb.Scalar)
-            )
-        )
-    if kind == MessageType.GET_PROPERTIES:
-        props = lr.recordset_to_getpropertiesins(content)
-        return pb.ServerMessage(
-            get_properties_ins=pb.ServerMessageGetPropertiesIns(
-                config=config_to_wire(props.config, pb.Scalar)
-            )
-        )
-    raise ProtocolError(f"grpc-bidi cannot carry an instruction of message type {kind!r}")
-
-
-def reconnect_ins(seconds: int | None) -> pb.ServerMessage:
-    """Tell a grpc-bidi client to leave (and come back after ``seconds``, if given)."""
-    return pb.ServerMessage(reconnect_ins=pb.ServerMessageReconnectIns(seconds=seconds or 0))
-
-
-def _status_from_wire(status: pb.Status | None) -> Status:
-    if status is None:
-        return Status(code=Code.OK, message="")
-    return Status(code=Code(int(status.code)), message=status.message)
+    kind = _kind_of(message, "an instruction")
+    ins = kind.legacy.recordset_to_ins(message.content, keep_input=True)
+    return pb.ServerMessage(**{kind.ins_member: _to_wire(kind.ins_wire_type, ins)})
 
 
 def client_message_to_reply(client_message: pb.ClientMessage, instruction: Message) -> Message:
@@ -211,52 +234,21 @@ def client_message_to_reply(client_message: pb.ClientMessage, instruction: Messa
 
     Raises ProtocolError when the answer does not match the instruction's type.
     """
-    member, found = betterproto2.which_one_of(client_message, "msg")
-    body: Any = found
-    kind = instruction.metadata.message_type
-    expected = {
-        MessageType.TRAIN: "fit_res",
-        MessageType.EVALUATE: "evaluate_res",
-        MessageType.GET_PARAMETERS: "get_parameters_res",
-        MessageType.GET_PROPERTIES: "get_properties_res",
-    }.get(kind)
-    if member != expected:
-        raise ProtocolError(f"expected {expected} for a {kind!r} instruction, got {member!r}")
-    if member == "fit_res":
-        content = lr.fitres_to_recordset(
-            FitRes(
-                status=_status_from_wire(body.status),
-                parameters=parameters_from_wire(body.parameters),
-                num_examples=body.num_examples,
-                metrics=config_from_wire(body.metrics),
-            ),
-            keep_input=True,
+    member, body = betterproto2.which_one_of(client_message, "msg")
+    message_type = instruction.metadata.message_type
+    kind = _BY_MESSAGE_TYPE.get(message_type)
+    expected = None if kind is None else kind.res_member
+    if kind is None or member != expected:
+        raise ProtocolError(
+            f"expected {expected} for a {message_type!r} instruction, got {member!r}"
         )
-    elif member == "evaluate_res":
-        content = lr.evaluateres_to_recordset(
-            EvaluateRes(
-                status=_status_from_wire(body.status),
-                loss=body.loss,
-                num_examples=body.num_examples,
-                metrics=config_from_wire(body.metrics),
-            )
-        )
-    elif member == "get_parameters_res":
-        content = lr.getparametersres_to_recordset(
-            GetParametersRes(
-                status=_status_from_wire(body.status),
-                parameters=parameters_from_wire(body.parameters),
-            ),
-            keep_input=True,
-        )
-    else:
-        content = lr.getpropertiesres_to_recordset(
-            GetPropertiesRes(
-                status=_status_from_wire(body.status),
-                properties=config_from_wire(body.properties),
-            )
-        )
-    return instruction.create_reply(content)
+    res = _from_wire(kind.legacy.res_type, body)
+    return instruction.create_reply(kind.legacy.res_to_recordset(res, keep_input=True))
+
+
+def reconnect_ins(seconds: int | None) -> pb.ServerMessage:
+    """Tell a grpc-bidi client to leave (and come back after ``seconds``, if given)."""
+    return pb.ServerMessage(reconnect_ins=pb.ServerMessageReconnectIns(seconds=seconds or 0))
 
 
 def disconnect_res() -> pb.ClientMessage:
