@@ -5,6 +5,7 @@ committed output is current, and ``python -m codegen buf`` to lint and format-ch
 wire line with buf. See :mod:`codegen.generator` for what is produced.
 """
 
-from .generator import GeneratedTree, WireLine, discover_lines, generate_line
+from .generator import WireLine, discover_lines, generate_line
+from .toolchain import GeneratedTree
 
 __all__ = ["GeneratedTree", "WireLine", "discover_lines", "generate_line"]

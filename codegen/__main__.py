@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from .buf import run_buf
-from .generator import generate_all
-from .tree import stale_files, write_tree
+from .generator import ROOT_PACKAGE, generate_all
+from .toolchain import files_on_disk, replace_tree, report_check, stale_files
 from .user import add_user_arguments, generate_sdk_ext, run_user_codegen, wants_user_codegen
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,20 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_buf(repo)
 
     out_dir = repo / "generated"
+    package_dir = out_dir / ROOT_PACKAGE
     tree = generate_all(repo)
     tree.update(generate_sdk_ext(repo))
     if args.check:
-        stale = stale_files(tree, out_dir)
-        if stale:
-            print(
-                "generated/ is out of date; run `python -m codegen`. Stale files:", file=sys.stderr
-            )
-            for path in stale:
-                print(f"  generated/{path}", file=sys.stderr)
-            return 1
-        print(f"generated/ is up to date ({len(tree)} files)")
-        return 0
-    write_tree(tree, out_dir)
+        stale = stale_files(tree, files_on_disk(package_dir, relative_to=out_dir))
+        return report_check(
+            stale, len(tree), "generated/", "run `python -m codegen`", prefix="generated/"
+        )
+    replace_tree(tree, out_dir, replaced=package_dir)
     print(f"wrote {len(tree)} files under generated/")
     return 0
 

@@ -10,28 +10,15 @@ paths of its lint exceptions) pointed at the line's folder. The SDK's own extens
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from .generator import discover_lines
+from .toolchain import find_tool
 
 PRIMARY = "proto/flower/v1_12"
 EXTENSIONS = "proto/flwr_sdk"
-
-
-def buf_executable() -> str:
-    """The buf CLI installed with the codegen extra (PyPI package ``buf-bin``)."""
-    candidate = Path(sys.executable).parent / "buf"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("buf")
-    if found is None:
-        raise RuntimeError(
-            "buf not found: install the codegen extra (pip install 'flwr-sdk[codegen]')"
-        )
-    return found
 
 
 def run_buf(repo_root: Path) -> int:
@@ -40,7 +27,7 @@ def run_buf(repo_root: Path) -> int:
     if PRIMARY not in config:
         print(f"buf.yaml does not name {PRIMARY} as its module", file=sys.stderr)
         return 2
-    buf = buf_executable()
+    buf = find_tool("buf")  # PyPI package buf-bin, in the codegen extra
     failed = False
     modules = [line.source_label for line in discover_lines(repo_root)]
     if (repo_root / EXTENSIONS).is_dir():

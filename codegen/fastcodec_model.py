@@ -14,11 +14,7 @@ Only proto3 is supported (all of Flower's protos are proto3); anything else rais
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from betterproto2_compiler.compile.naming import pythonize_field_name
 from google.protobuf import descriptor_pb2
@@ -290,7 +286,6 @@ class FastCodecModel:
 
     messages: list[MessageModel]  # sorted by class name
     roots: list[str]  # class names of the roots present in this line
-    max_depth: int = MAX_DEPTH
 
 
 def _index(
@@ -407,32 +402,3 @@ def build_fastcodec_model(fds: descriptor_pb2.FileDescriptorSet) -> FastCodecMod
     if len(set(m.cls for m in messages)) != len(classes):
         raise UnsupportedSchemaError("two covered messages map to the same class name")
     return FastCodecModel(messages, sorted(seen[name].cls for name in roots))
-
-
-def ruff_format(source: str) -> str:
-    """``source`` formatted by the pinned ruff (as the betterproto2 plugin formats its output).
-
-    Runs with ``--isolated`` so that no project's settings can change the output.
-    """
-    exe = Path(sys.executable).parent / "ruff"
-    ruff = str(exe) if exe.exists() else shutil.which("ruff")
-    if ruff is None:
-        raise RuntimeError("ruff not found: install the codegen extra (flwr-sdk[codegen])")
-    done = subprocess.run(
-        [
-            ruff,
-            "format",
-            "--isolated",
-            "--line-length=100",
-            "--target-version=py310",
-            "--stdin-filename=fastcodec.py",
-            "-",
-        ],
-        input=source,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"ruff format failed on the fast codec:\n{done.stderr.strip()}")
-    return done.stdout

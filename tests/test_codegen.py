@@ -162,3 +162,29 @@ def _check_headers(generated: Path) -> int:
 def test_every_generated_file_has_do_not_edit_header(generated_copy):
     assert _check_headers(REPO / "generated") >= 10
     assert _check_headers(generated_copy / "generated") >= 10
+
+
+def test_lines_share_the_rpc_record():
+    """``Rpc`` is generated once (``flwr_sdk_proto.rpc``); every ``fleet_api`` re-exports it."""
+    import importlib
+
+    import flwr_sdk_proto.rpc as rpc
+
+    for line in lines(REPO):
+        fleet_api = importlib.import_module(f"{ROOT_PACKAGE}.{line}.fleet_api")
+        assert fleet_api.Rpc is rpc.Rpc, line
+
+
+def test_fast_codecs_import_just_the_runtime_names_they_use():
+    """Each line's ``fastcodec.py`` imports the shared runtime, and nothing it leaves unused."""
+    codecs = [REPO / "generated" / ROOT_PACKAGE / line / "fastcodec.py" for line in lines(REPO)]
+    for path in codecs:
+        assert "from ..fastcodec_runtime import (" in path.read_text(encoding="utf-8")
+    ruff = Path(sys.executable).parent / "ruff"
+    done = subprocess.run(
+        [str(ruff), "check", "--isolated", "--select=F401", *map(str, codecs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout

@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from codegen.descriptors import compile_descriptor_set  # noqa: E402
+from codegen.toolchain import compile_descriptor_set  # noqa: E402
 
 MiB = 1024 * 1024
 U64_MAX = 2**64 - 1
@@ -482,6 +482,18 @@ def test_covered_sets() -> None:
     assert pb12.ServerMessageFitIns in fc12.MESSAGE_TYPES
     assert pb15.ClientMessageEvaluateRes in fc15.MESSAGE_TYPES
     assert pb12.PingRequest not in fc12.MESSAGE_TYPES
+
+
+def test_lines_share_one_runtime() -> None:
+    """The model-independent part is generated once; each line re-exports its public names."""
+    import flwr_sdk_proto.fastcodec_runtime as runtime
+
+    for fc in (fc12, fc15):
+        assert fc.DecodeError is runtime.DecodeError
+        assert fc.EncodeError is runtime.EncodeError
+        assert fc.SegmentedBytes is runtime.SegmentedBytes
+        assert fc.MAX_DEPTH == runtime.MAX_DEPTH
+        assert {"DecodeError", "EncodeError", "SegmentedBytes", "MAX_DEPTH"} <= set(fc.__all__)
 
 
 # --------------------------------------------------------------------- (a) bytes

@@ -4,6 +4,8 @@
 
 One subpackage per line; each holds betterproto2 classes and grpclib stubs for the
 ``flwr.proto`` package of that release, plus generated call tables and a registry.
+What the lines share is generated once here: ``fastcodec_runtime`` (the fast codecs'
+model-independent part) and ``rpc`` (the ``Rpc`` record of every ``fleet_api``).
 """
 
 LINES: tuple[str, ...] = ("v1_12", "v1_15", )

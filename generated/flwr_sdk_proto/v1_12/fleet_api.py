@@ -8,30 +8,10 @@ call and, for the Fleet service, the HTTP path the REST transport posts to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import betterproto2
 import grpclib.const
 
+from ..rpc import Rpc as Rpc  # re-exported: transports name it fleet_api.Rpc
 from .flwr import proto as pb
-
-
-@dataclass(frozen=True)
-class Rpc:
-    """One RPC of one service."""
-
-    service: str
-    """Full service name, e.g. ``flwr.proto.Fleet``."""
-    name: str
-    """Method name, e.g. ``CreateNode``."""
-    grpc_path: str
-    """The ``:path`` of the gRPC call, e.g. ``/flwr.proto.Fleet/CreateNode``."""
-    cardinality: grpclib.const.Cardinality
-    """Unary or streaming on each side."""
-    request_type: type[betterproto2.Message]
-    response_type: type[betterproto2.Message]
-    rest_path: str | None
-    """HTTP path of the same call on the REST Fleet API, or None if it has none."""
 
 
 # Service flwr.proto.Fleet

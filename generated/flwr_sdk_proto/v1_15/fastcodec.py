@@ -3,7 +3,8 @@
 """Fast protobuf codec for the tensor-bearing messages of the Flower 1.15 wire line.
 
 Generated from the proto descriptors by ``codegen/templates/fastcodec.py.j2``. It works on
-the betterproto2 classes of ``flwr_sdk_proto.v1_15.flwr.proto`` (they stay the typed API):
+the betterproto2 classes of ``flwr_sdk_proto.v1_15.flwr.proto`` (they stay the typed API);
+the helpers every line shares come from ``flwr_sdk_proto.fastcodec_runtime``.
 
 * ``encode(msg)`` / ``encode_<Class>(msg)`` return a writable ``memoryview`` (format ``B``,
   over a ``bytearray``, or over an uninitialised ``numpy.empty`` block from 1 MiB on: no
@@ -15,7 +16,7 @@ the betterproto2 classes of ``flwr_sdk_proto.v1_15.flwr.proto`` (they stay the t
   Map entries follow the dict's insertion order (betterproto2 does the same); protobuf's
   own default order is its hash-table order, so byte comparisons with protobuf use
   ``deterministic=True`` here and ``SerializeToString(deterministic=True)`` there (entries
-  sorted by key the way upb sorts them: see ``_str_order``). One size pass fills a
+  sorted by key the way upb sorts them: see ``upb_string_order``). One size pass fills a
   pre-order list of nested sizes; one write pass then writes every byte once into a
   single preallocated buffer: tensor bytes are copied exactly once, with no per-level
   concatenation.
@@ -47,17 +48,50 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from math import copysign, inf
-from typing import Any, Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 import betterproto2
 
+from ..fastcodec_runtime import (
+    ENTRY_FIELDS,
+    FLOAT32_ZERO,
+    MASK64,
+    MAX_DEPTH,
+    STRUCT_d,
+    STRUCT_f,
+    VIEW_MIN,
+    DecodeError,
+    Decoder,
+    EncodeError,
+    Piece,
+    SegmentedBytes,
+    Sizer,
+    Writer,
+    as_int32,
+    as_int64,
+    byte_view,
+    bytes_value,
+    encode_chunks_with,
+    encode_with,
+    is_negative_zero,
+    pack_float32,
+    put_bytes,
+    read_length,
+    read_string,
+    read_varint,
+    size_int32,
+    size_int64,
+    size_sint64,
+    size_uint64,
+    skip_field,
+    too_deep_error,
+    truncated_error,
+    unzigzag64,
+    upb_string_order,
+    varint_size,
+    write_varint,
+)
 from .flwr import proto as pb
-
-try:
-    import numpy as _np
-except ImportError:  # pragma: no cover - numpy is a dependency of flwr-sdk
-    _np = None  # type: ignore[assignment]
 
 __all__ = [
     "MAX_DEPTH",
@@ -187,349 +221,7 @@ __all__ = [
     "encoded_size_UintList",
 ]
 
-MAX_DEPTH = 100
-"""Deepest message nesting :func:`decode` accepts."""
-
-
-class DecodeError(ValueError):
-    """The input is not a valid encoding of the requested message type."""
-
-
-class EncodeError(ValueError):
-    """The message holds a value that cannot be encoded."""
-
-
 _M = TypeVar("_M", bound=betterproto2.Message)
-_Sizer = Callable[[Any, list[int], bool, list[int]], int]
-_Writer = Callable[
-    [Any, memoryview, int, Callable[[], int], bool, "list[tuple[int, _Piece]] | None"], int
-]
-_Decoder = Callable[[memoryview, int, int, int], Any]
-
-_M32 = (1 << 32) - 1
-_M64 = (1 << 64) - 1
-_D = struct.Struct("<d")
-_F = struct.Struct("<f")
-_Sd = _D
-_Sf = _F
-_SI = struct.Struct("<I")
-_Si = struct.Struct("<i")
-_SQ = struct.Struct("<Q")
-_Sq = struct.Struct("<q")
-_Z4 = bytes(4)
-_ENTRY_FIELDS: frozenset[int] = frozenset({1, 2})
-_NUMPY_MIN_SIZE = 1 << 20  # output buffers from this size on come from numpy.empty
-_VIEW_MIN = 1 << 16  # encode_chunks: bytes values from this size on are referenced, not copied
-
-# ----------------------------------------------------------------------- encoding
-
-
-def _vs(value: int) -> int:
-    """Length of the varint of ``value`` (0 <= value < 2**64)."""
-    if value < 0x80:
-        return 1
-    return (value.bit_length() + 6) // 7
-
-
-def _range_error(kind: str, value: object) -> EncodeError:
-    return EncodeError(f"{value!r} is out of range for a {kind} field")
-
-
-def _sz_uint64(value: int) -> int:
-    if 0 <= value <= _M64:
-        return _vs(value)
-    raise _range_error("uint64", value)
-
-
-def _sz_uint32(value: int) -> int:
-    if 0 <= value <= _M32:
-        return _vs(value)
-    raise _range_error("uint32", value)
-
-
-def _sz_int64(value: int) -> int:
-    if 0 <= value < 1 << 63:
-        return _vs(value)
-    if -(1 << 63) <= value < 0:
-        return 10
-    raise _range_error("int64", value)
-
-
-def _sz_int32(value: int) -> int:
-    if 0 <= value < 1 << 31:
-        return _vs(value)
-    if -(1 << 31) <= value < 0:
-        return 10  # negative int32 values are sign-extended to 64 bits
-    raise _range_error("int32", value)
-
-
-def _sz_sint64(value: int) -> int:
-    if -(1 << 63) <= value < 1 << 63:
-        return _vs((value << 1) ^ (value >> 63))
-    raise _range_error("sint64", value)
-
-
-def _sz_sint32(value: int) -> int:
-    if -(1 << 31) <= value < 1 << 31:
-        return _vs(((value << 1) ^ (value >> 31)) & _M32)
-    raise _range_error("sint32", value)
-
-
-def _wv(buf: memoryview, pos: int, value: int) -> int:
-    """Write the varint of ``value`` (0 <= value < 2**64) at ``pos``; return the new end."""
-    while value > 0x7F:
-        buf[pos] = (value & 0x7F) | 0x80
-        value >>= 7
-        pos += 1
-    buf[pos] = value
-    return pos + 1
-
-
-def _neg0(value: float) -> bool:
-    """Whether a zero ``value`` is ``-0.0`` (protobuf writes it; +0.0 is the default)."""
-    return copysign(1.0, value) < 0.0
-
-
-def _f32(value: float) -> bytes:
-    """``value`` as a little-endian float32, overflowing to infinity like a C cast."""
-    try:
-        return _F.pack(value)
-    except OverflowError:
-        return _F.pack(copysign(inf, value))
-
-
-class SegmentedBytes(Protocol):
-    """A ``bytes`` field value made of several buffers, serialized without joining them.
-
-    ``len()`` is the total byte length and ``byte_segments()`` the buffers whose
-    concatenation is the value (e.g. a ``.npy`` header and a view of the array data).
-    The encoders write the segments one after the other (``encode``) or reference them
-    (``encode_chunks``); they never call ``bytes()`` on the value.
-    """
-
-    def __len__(self) -> int:
-        """Total length in bytes."""
-
-    def byte_segments(self) -> tuple[bytes | memoryview, ...]:
-        """The consecutive buffers of the value."""
-
-
-_Piece = bytes | bytearray | memoryview
-_Value = bytes | bytearray | memoryview | SegmentedBytes
-
-
-def _buf(value: _Value) -> _Value:
-    """A ``bytes`` field's value as something whose ``len`` is its byte length."""
-    if type(value) is bytes or type(value) is bytearray:
-        return value
-    if hasattr(value, "byte_segments"):
-        return value
-    view = memoryview(cast(_Piece, value))
-    if not view.c_contiguous:
-        raise EncodeError("bytes fields need C-contiguous buffers")
-    if view.ndim != 1 or view.format != "B":
-        view = view.cast("B")
-    return view
-
-
-def _put(
-    buf: memoryview, pos: int, value: _Value, k: int, out: list[tuple[int, _Piece]] | None
-) -> int:
-    """Write the ``k`` bytes of ``value`` at ``pos``, or (``encode_chunks``) reference them."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        if out is not None and k >= _VIEW_MIN:
-            out.append((pos, value))
-            return pos
-        buf[pos : pos + k] = value
-        return pos + k
-    segments = value.byte_segments()
-    if out is not None and k >= _VIEW_MIN:
-        out.extend((pos, segment) for segment in segments)
-        return pos
-    for segment in segments:
-        n = len(segment)
-        buf[pos : pos + n] = segment
-        pos += n
-    return pos
-
-
-def _first(item: tuple[Any, Any]) -> Any:
-    return item[0]
-
-
-def _str_order(item: tuple[str, Any]) -> bytes:
-    """Sort key of upb's deterministic order of string map keys.
-
-    upb (google protobuf's Python backend) compares the UTF-8 bytes of two keys up to the
-    shorter length and, when one key is a prefix of the other, puts the *longer* first
-    ("ab" before "a", "0" before ""). Appending 0xFF, which UTF-8 never contains, gives
-    exactly that order. (protobuf's C++ and pure-Python backends sort plainly instead.)
-    """
-    return item[0].encode() + b"\xff"
-
-
-def _alloc(size: int) -> memoryview:
-    """A writable, uninitialised byte buffer of ``size`` bytes.
-
-    ``bytearray(size)`` zero-fills, touching every 4 KiB page before the payload is copied
-    in (about half of the encode time for large messages); numpy's ``empty`` does not,
-    and asks the kernel for transparent huge pages for large blocks.
-    """
-    if _np is None or size < _NUMPY_MIN_SIZE:
-        return memoryview(bytearray(size))
-    return _np.empty(size, dtype=_np.uint8).data
-
-
-def _encode(msg: Any, size: _Sizer, write: _Writer, det: bool) -> memoryview:
-    sizes: list[int] = []
-    try:
-        total = size(msg, sizes, det, [0])
-        buf = _alloc(total)
-        nxt = iter(sizes).__next__
-        nxt()  # the root's own size
-        end = write(msg, buf, 0, nxt, det, None)
-    except struct.error as exc:
-        raise EncodeError(str(exc)) from exc
-    except StopIteration:
-        raise EncodeError("the message changed while it was being encoded") from None
-    if end != total or len(buf) != total:
-        raise EncodeError("the message changed while it was being encoded")
-    return buf
-
-
-def _encode_chunks(msg: Any, size: _Sizer, write: _Writer, det: bool) -> list[_Piece]:
-    sizes: list[int] = []
-    big = [0]
-    holes: list[tuple[int, _Piece]] = []
-    try:
-        total = size(msg, sizes, det, big)
-        buf = _alloc(total - big[0])
-        nxt = iter(sizes).__next__
-        nxt()  # the root's own size
-        end = write(msg, buf, 0, nxt, det, holes)
-    except struct.error as exc:
-        raise EncodeError(str(exc)) from exc
-    except StopIteration:
-        raise EncodeError("the message changed while it was being encoded") from None
-    if end != total - big[0] or len(buf) != end:
-        raise EncodeError("the message changed while it was being encoded")
-    pieces: list[_Piece] = []
-    last = 0
-    referenced = 0
-    for pos, piece in holes:
-        if pos > last:
-            pieces.append(buf[last:pos])
-            last = pos
-        pieces.append(piece)
-        referenced += len(piece) if not isinstance(piece, memoryview) else piece.nbytes
-    if last < end:
-        pieces.append(buf[last:end])
-    if referenced != big[0]:
-        raise EncodeError("the message changed while it was being encoded")
-    return pieces
-
-
-# ----------------------------------------------------------------------- decoding
-
-
-def _truncated() -> DecodeError:
-    return DecodeError("truncated message: a field runs past the end of its message")
-
-
-def _too_deep() -> DecodeError:
-    return DecodeError(f"message nesting deeper than {MAX_DEPTH}")
-
-
-def _rv(mv: memoryview, pos: int, end: int) -> tuple[int, int]:
-    """Read a varint at ``pos`` (not past ``end``); return (value mod 2**64, new pos)."""
-    result = 0
-    shift = 0
-    while pos < end:
-        byte = mv[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result & _M64, pos
-        shift += 7
-        if shift >= 70:
-            raise DecodeError("malformed varint: longer than 10 bytes")
-    raise _truncated()
-
-
-def _rlen(mv: memoryview, pos: int, end: int) -> tuple[int, int]:
-    """Read the length prefix of a length-delimited field and check it fits."""
-    length, pos = _rv(mv, pos, end)
-    if length > end - pos:
-        raise _truncated()
-    return length, pos
-
-
-def _str(mv: memoryview, pos: int, length: int) -> str:
-    try:
-        return str(mv[pos : pos + length], "utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError(f"invalid UTF-8 in a string field: {exc.reason}") from None
-
-
-def _i32(value: int) -> int:
-    value &= _M32
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
-def _i64(value: int) -> int:
-    return value - (1 << 64) if value >> 63 else value
-
-
-def _z64(value: int) -> int:
-    return (value >> 1) ^ -(value & 1)
-
-
-def _z32(value: int) -> int:
-    value &= _M32
-    return (value >> 1) ^ -(value & 1)
-
-
-def _skip(mv: memoryview, pos: int, end: int, tag: int, depth: int, known: frozenset[int]) -> int:
-    """Skip the value of an unknown field; reject known fields with a wrong wire type."""
-    number = tag >> 3
-    wire_type = tag & 7
-    if number == 0 or number > 0x1FFFFFFF:
-        raise DecodeError(f"invalid field number {number}")
-    if number in known:
-        raise DecodeError(f"field {number} has wire type {wire_type}, which its type forbids")
-    if wire_type == 0:
-        return _rv(mv, pos, end)[1]
-    if wire_type == 1:
-        if end - pos < 8:
-            raise _truncated()
-        return pos + 8
-    if wire_type == 2:
-        length, pos = _rlen(mv, pos, end)
-        return pos + length
-    if wire_type == 5:
-        if end - pos < 4:
-            raise _truncated()
-        return pos + 4
-    if wire_type == 3:
-        if depth >= MAX_DEPTH:
-            raise _too_deep()
-        while True:
-            if pos >= end:
-                raise _truncated()
-            inner, pos = _rv(mv, pos, end)
-            if inner & 7 == 4:
-                if inner >> 3 != number:
-                    raise DecodeError("mismatched end-group tag")
-                return pos
-            pos = _skip(mv, pos, end, inner, depth + 1, frozenset())
-    raise DecodeError(f"invalid wire type {wire_type} (field {number})")
-
-
-def _view(data: bytes | bytearray | memoryview) -> memoryview:
-    view = memoryview(data)
-    if view.ndim != 1 or view.format != "B":
-        view = view.cast("B")  # TypeError unless C-contiguous
-    return view
 
 
 # ---------------------------------------------------------- flwr.proto.Array
@@ -544,24 +236,24 @@ def _size_Array(msg: pb.Array, sizes: list[int], det: bool, big: list[int]) -> i
     f_dtype = msg.dtype
     if f_dtype:
         k = len(f_dtype.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_shape = msg.shape
     if f_shape:
         k = 0
         for x in f_shape:
-            k += _sz_int32(x)
+            k += size_int32(x)
         sizes.append(k)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_stype = msg.stype
     if f_stype:
         k = len(f_stype.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_data = msg.data
     if f_data:
-        k = len(_buf(f_data))
-        if k >= _VIEW_MIN:
+        k = len(bytes_value(f_data))
+        if k >= VIEW_MIN:
             big[0] += k
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -572,7 +264,7 @@ def _write_Array(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_dtype = msg.dtype
     if f_dtype:
@@ -580,39 +272,39 @@ def _write_Array(
         pos += 1
         s = f_dtype.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_shape = msg.shape
     if f_shape:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         for x in f_shape:
-            pos = _wv(buf, pos, x & _M64)
+            pos = write_varint(buf, pos, x & MASK64)
     f_stype = msg.stype
     if f_stype:
         buf[pos] = 26
         pos += 1
         s = f_stype.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_data = msg.data
     if f_data:
         buf[pos] = 34
         pos += 1
-        b = _buf(f_data)
+        b = bytes_value(f_data)
         k = len(b)
-        pos = _wv(buf, pos, k)
-        pos = _put(buf, pos, b, k, out)
+        pos = write_varint(buf, pos, k)
+        pos = put_bytes(buf, pos, b, k, out)
     return pos
 
 
 def _decode_Array(mv: memoryview, pos: int, end: int, depth: int) -> pb.Array:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_dtype: str = ""
     f_shape: list[int] = []
     f_stype: str = ""
@@ -622,30 +314,30 @@ def _decode_Array(mv: memoryview, pos: int, end: int, depth: int) -> pb.Array:
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_dtype = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_dtype = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             stop = pos + k
             while pos < stop:
-                x, pos = _rv(mv, pos, stop)
-                f_shape.append(_i32(x))
+                x, pos = read_varint(mv, pos, stop)
+                f_shape.append(as_int32(x))
         elif tag == 16:
-            x, pos = _rv(mv, pos, end)
-            f_shape.append(_i32(x))
+            x, pos = read_varint(mv, pos, end)
+            f_shape.append(as_int32(x))
         elif tag == 26:
-            k, pos = _rlen(mv, pos, end)
-            f_stype = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_stype = read_string(mv, pos, k)
             pos += k
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_data = mv[pos : pos + k]
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Array)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Array)
     return pb.Array(
         dtype=f_dtype,
         shape=f_shape,
@@ -656,7 +348,7 @@ def _decode_Array(mv: memoryview, pos: int, end: int, depth: int) -> pb.Array:
 
 def encode_Array(msg: pb.Array, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Array`` (see :func:`encode`)."""
-    return _encode(msg, _size_Array, _write_Array, deterministic)
+    return encode_with(msg, _size_Array, _write_Array, deterministic)
 
 
 def encoded_size_Array(msg: pb.Array) -> int:
@@ -666,7 +358,7 @@ def encoded_size_Array(msg: pb.Array) -> int:
 
 def decode_Array(data: bytes | bytearray | memoryview) -> pb.Array:
     """Parse a ``Array`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Array(view, 0, len(view), 0)
 
 
@@ -682,7 +374,7 @@ def _size_BoolList(msg: pb.BoolList, sizes: list[int], det: bool, big: list[int]
     f_vals = msg.vals
     if f_vals:
         k = len(f_vals)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -693,13 +385,13 @@ def _write_BoolList(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, len(f_vals))
+        pos = write_varint(buf, pos, len(f_vals))
         for x in f_vals:
             buf[pos] = 1 if x else 0
             pos += 1
@@ -708,25 +400,25 @@ def _write_BoolList(
 
 def _decode_BoolList(mv: memoryview, pos: int, end: int, depth: int) -> pb.BoolList:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_vals: list[bool] = []
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             stop = pos + k
             while pos < stop:
-                x, pos = _rv(mv, pos, stop)
+                x, pos = read_varint(mv, pos, stop)
                 f_vals.append(x != 0)
         elif tag == 8:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_vals.append(x != 0)
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_BoolList)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_BoolList)
     return pb.BoolList(
         vals=f_vals,
     )
@@ -734,7 +426,7 @@ def _decode_BoolList(mv: memoryview, pos: int, end: int, depth: int) -> pb.BoolL
 
 def encode_BoolList(msg: pb.BoolList, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``BoolList`` (see :func:`encode`)."""
-    return _encode(msg, _size_BoolList, _write_BoolList, deterministic)
+    return encode_with(msg, _size_BoolList, _write_BoolList, deterministic)
 
 
 def encoded_size_BoolList(msg: pb.BoolList) -> int:
@@ -744,7 +436,7 @@ def encoded_size_BoolList(msg: pb.BoolList) -> int:
 
 def decode_BoolList(data: bytes | bytearray | memoryview) -> pb.BoolList:
     """Parse a ``BoolList`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_BoolList(view, 0, len(view), 0)
 
 
@@ -758,10 +450,10 @@ def _size_BytesList(msg: pb.BytesList, sizes: list[int], det: bool, big: list[in
     sizes.append(0)
     n = 0
     for f_vals in msg.vals:
-        k = len(_buf(f_vals))
-        if k >= _VIEW_MIN:
+        k = len(bytes_value(f_vals))
+        if k >= VIEW_MIN:
             big[0] += k
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -772,34 +464,34 @@ def _write_BytesList(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     for f_vals in msg.vals:
         buf[pos] = 10
         pos += 1
-        b = _buf(f_vals)
+        b = bytes_value(f_vals)
         k = len(b)
-        pos = _wv(buf, pos, k)
-        pos = _put(buf, pos, b, k, out)
+        pos = write_varint(buf, pos, k)
+        pos = put_bytes(buf, pos, b, k, out)
     return pos
 
 
 def _decode_BytesList(mv: memoryview, pos: int, end: int, depth: int) -> pb.BytesList:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_vals: list[bytes] = []
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_vals.append(bytes(mv[pos : pos + k]))
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_BytesList)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_BytesList)
     return pb.BytesList(
         vals=f_vals,
     )
@@ -807,7 +499,7 @@ def _decode_BytesList(mv: memoryview, pos: int, end: int, depth: int) -> pb.Byte
 
 def encode_BytesList(msg: pb.BytesList, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``BytesList`` (see :func:`encode`)."""
-    return _encode(msg, _size_BytesList, _write_BytesList, deterministic)
+    return encode_with(msg, _size_BytesList, _write_BytesList, deterministic)
 
 
 def encoded_size_BytesList(msg: pb.BytesList) -> int:
@@ -817,7 +509,7 @@ def encoded_size_BytesList(msg: pb.BytesList) -> int:
 
 def decode_BytesList(data: bytes | bytearray | memoryview) -> pb.BytesList:
     """Parse a ``BytesList`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_BytesList(view, 0, len(view), 0)
 
 
@@ -841,23 +533,23 @@ def _size_ClientMessage(msg: pb.ClientMessage, sizes: list[int], det: bool, big:
     f_disconnect_res = msg.disconnect_res
     if f_disconnect_res is not None:
         k = _size_ClientMessageDisconnectRes(f_disconnect_res, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_get_properties_res = msg.get_properties_res
     if f_get_properties_res is not None:
         k = _size_ClientMessageGetPropertiesRes(f_get_properties_res, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_get_parameters_res = msg.get_parameters_res
     if f_get_parameters_res is not None:
         k = _size_ClientMessageGetParametersRes(f_get_parameters_res, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_fit_res = msg.fit_res
     if f_fit_res is not None:
         k = _size_ClientMessageFitRes(f_fit_res, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_evaluate_res = msg.evaluate_res
     if f_evaluate_res is not None:
         k = _size_ClientMessageEvaluateRes(f_evaluate_res, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -868,44 +560,44 @@ def _write_ClientMessage(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_disconnect_res = msg.disconnect_res
     if f_disconnect_res is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ClientMessageDisconnectRes(f_disconnect_res, buf, pos, nxt, det, out)
     f_get_properties_res = msg.get_properties_res
     if f_get_properties_res is not None:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ClientMessageGetPropertiesRes(f_get_properties_res, buf, pos, nxt, det, out)
     f_get_parameters_res = msg.get_parameters_res
     if f_get_parameters_res is not None:
         buf[pos] = 26
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ClientMessageGetParametersRes(f_get_parameters_res, buf, pos, nxt, det, out)
     f_fit_res = msg.fit_res
     if f_fit_res is not None:
         buf[pos] = 34
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ClientMessageFitRes(f_fit_res, buf, pos, nxt, det, out)
     f_evaluate_res = msg.evaluate_res
     if f_evaluate_res is not None:
         buf[pos] = 42
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ClientMessageEvaluateRes(f_evaluate_res, buf, pos, nxt, det, out)
     return pos
 
 
 def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.ClientMessage:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_disconnect_res: pb.ClientMessageDisconnectRes | None = None
     f_get_properties_res: pb.ClientMessageGetPropertiesRes | None = None
     f_get_parameters_res: pb.ClientMessageGetParametersRes | None = None
@@ -916,9 +608,9 @@ def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_disconnect_res = _decode_ClientMessageDisconnectRes(mv, pos, pos + k, depth + 1)
             pos += k
             f_get_properties_res = None
@@ -926,7 +618,7 @@ def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_fit_res = None
             f_evaluate_res = None
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_get_properties_res = _decode_ClientMessageGetPropertiesRes(
                 mv, pos, pos + k, depth + 1
             )
@@ -936,7 +628,7 @@ def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_fit_res = None
             f_evaluate_res = None
         elif tag == 26:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_get_parameters_res = _decode_ClientMessageGetParametersRes(
                 mv, pos, pos + k, depth + 1
             )
@@ -946,7 +638,7 @@ def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_fit_res = None
             f_evaluate_res = None
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_fit_res = _decode_ClientMessageFitRes(mv, pos, pos + k, depth + 1)
             pos += k
             f_disconnect_res = None
@@ -954,7 +646,7 @@ def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_get_parameters_res = None
             f_evaluate_res = None
         elif tag == 42:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_evaluate_res = _decode_ClientMessageEvaluateRes(mv, pos, pos + k, depth + 1)
             pos += k
             f_disconnect_res = None
@@ -962,7 +654,7 @@ def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_get_parameters_res = None
             f_fit_res = None
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ClientMessage)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ClientMessage)
     return pb.ClientMessage(
         disconnect_res=f_disconnect_res,
         get_properties_res=f_get_properties_res,
@@ -974,7 +666,7 @@ def _decode_ClientMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
 
 def encode_ClientMessage(msg: pb.ClientMessage, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``ClientMessage`` (see :func:`encode`)."""
-    return _encode(msg, _size_ClientMessage, _write_ClientMessage, deterministic)
+    return encode_with(msg, _size_ClientMessage, _write_ClientMessage, deterministic)
 
 
 def encoded_size_ClientMessage(msg: pb.ClientMessage) -> int:
@@ -984,7 +676,7 @@ def encoded_size_ClientMessage(msg: pb.ClientMessage) -> int:
 
 def decode_ClientMessage(data: bytes | bytearray | memoryview) -> pb.ClientMessage:
     """Parse a ``ClientMessage`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ClientMessage(view, 0, len(view), 0)
 
 
@@ -1001,7 +693,7 @@ def _size_ClientMessageDisconnectRes(
     n = 0
     f_reason = msg.reason
     if f_reason:
-        n += 1 + _sz_int32(f_reason)
+        n += 1 + size_int32(f_reason)
     sizes[slot] = n
     return n
 
@@ -1012,13 +704,13 @@ def _write_ClientMessageDisconnectRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_reason = msg.reason
     if f_reason:
         buf[pos] = 8
         pos += 1
-        pos = _wv(buf, pos, f_reason & _M64)
+        pos = write_varint(buf, pos, f_reason & MASK64)
     return pos
 
 
@@ -1026,19 +718,19 @@ def _decode_ClientMessageDisconnectRes(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ClientMessageDisconnectRes:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_reason: pb.Reason = pb.Reason(0)
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 8:
-            x, pos = _rv(mv, pos, end)
-            f_reason = pb.Reason(_i32(x))
+            x, pos = read_varint(mv, pos, end)
+            f_reason = pb.Reason(as_int32(x))
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ClientMessageDisconnectRes)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ClientMessageDisconnectRes)
     return pb.ClientMessageDisconnectRes(
         reason=f_reason,
     )
@@ -1048,7 +740,7 @@ def encode_ClientMessageDisconnectRes(
     msg: pb.ClientMessageDisconnectRes, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ClientMessageDisconnectRes`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg, _size_ClientMessageDisconnectRes, _write_ClientMessageDisconnectRes, deterministic
     )
 
@@ -1062,7 +754,7 @@ def decode_ClientMessageDisconnectRes(
     data: bytes | bytearray | memoryview,
 ) -> pb.ClientMessageDisconnectRes:
     """Parse a ``ClientMessageDisconnectRes`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ClientMessageDisconnectRes(view, 0, len(view), 0)
 
 
@@ -1080,27 +772,27 @@ def _size_ClientMessageEvaluateRes(
     f_status = msg.status
     if f_status is not None:
         k = _size_Status(f_status, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_loss = msg.loss
-    if _f32(f_loss) != _Z4:
+    if pack_float32(f_loss) != FLOAT32_ZERO:
         n += 5
     f_num_examples = msg.num_examples
     if f_num_examples:
-        n += 1 + _sz_int64(f_num_examples)
+        n += 1 + size_int64(f_num_examples)
     f_metrics = msg.metrics
     if f_metrics:
         for k_metrics, v_metrics in (
-            sorted(f_metrics.items(), key=_str_order) if det else f_metrics.items()
+            sorted(f_metrics.items(), key=upb_string_order) if det else f_metrics.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_metrics.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_Scalar(v_metrics, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -1111,43 +803,43 @@ def _write_ClientMessageEvaluateRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_loss = msg.loss
-    if _f32(f_loss) != _Z4:
+    if pack_float32(f_loss) != FLOAT32_ZERO:
         buf[pos] = 21
         pos += 1
-        buf[pos : pos + 4] = _f32(f_loss)
+        buf[pos : pos + 4] = pack_float32(f_loss)
         pos += 4
     f_num_examples = msg.num_examples
     if f_num_examples:
         buf[pos] = 24
         pos += 1
-        pos = _wv(buf, pos, f_num_examples & _M64)
+        pos = write_varint(buf, pos, f_num_examples & MASK64)
     f_metrics = msg.metrics
     if f_metrics:
         for k_metrics, v_metrics in (
-            sorted(f_metrics.items(), key=_str_order) if det else f_metrics.items()
+            sorted(f_metrics.items(), key=upb_string_order) if det else f_metrics.items()
         ):
             buf[pos] = 34
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_metrics.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_Scalar(v_metrics, buf, pos, nxt, det, out)
     return pos
 
@@ -1156,7 +848,7 @@ def _entry_ClientMessageEvaluateRes_metrics(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.Scalar]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.Scalar | None = None
     while pos < end:
@@ -1164,17 +856,17 @@ def _entry_ClientMessageEvaluateRes_metrics(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_Scalar(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.Scalar() if f_value is None else f_value
 
 
@@ -1182,7 +874,7 @@ def _decode_ClientMessageEvaluateRes(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ClientMessageEvaluateRes:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_status: pb.Status | None = None
     f_loss: float = 0.0
     f_num_examples: int = 0
@@ -1192,28 +884,28 @@ def _decode_ClientMessageEvaluateRes(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_status = _decode_Status(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 21:
             if end - pos < 4:
-                raise _truncated()
-            f_loss = _Sf.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_loss = STRUCT_f.unpack_from(mv, pos)[0]
             pos += 4
         elif tag == 24:
-            x, pos = _rv(mv, pos, end)
-            f_num_examples = _i64(x)
+            x, pos = read_varint(mv, pos, end)
+            f_num_examples = as_int64(x)
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_metrics, v_metrics = _entry_ClientMessageEvaluateRes_metrics(
                 mv, pos, pos + k, depth + 1
             )
             f_metrics[k_metrics] = v_metrics
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ClientMessageEvaluateRes)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ClientMessageEvaluateRes)
     return pb.ClientMessageEvaluateRes(
         status=f_status,
         loss=f_loss,
@@ -1226,7 +918,7 @@ def encode_ClientMessageEvaluateRes(
     msg: pb.ClientMessageEvaluateRes, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ClientMessageEvaluateRes`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg, _size_ClientMessageEvaluateRes, _write_ClientMessageEvaluateRes, deterministic
     )
 
@@ -1240,7 +932,7 @@ def decode_ClientMessageEvaluateRes(
     data: bytes | bytearray | memoryview,
 ) -> pb.ClientMessageEvaluateRes:
     """Parse a ``ClientMessageEvaluateRes`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ClientMessageEvaluateRes(view, 0, len(view), 0)
 
 
@@ -1258,28 +950,28 @@ def _size_ClientMessageFitRes(
     f_status = msg.status
     if f_status is not None:
         k = _size_Status(f_status, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_parameters = msg.parameters
     if f_parameters is not None:
         k = _size_Parameters(f_parameters, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_num_examples = msg.num_examples
     if f_num_examples:
-        n += 1 + _sz_int64(f_num_examples)
+        n += 1 + size_int64(f_num_examples)
     f_metrics = msg.metrics
     if f_metrics:
         for k_metrics, v_metrics in (
-            sorted(f_metrics.items(), key=_str_order) if det else f_metrics.items()
+            sorted(f_metrics.items(), key=upb_string_order) if det else f_metrics.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_metrics.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_Scalar(v_metrics, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -1290,43 +982,43 @@ def _write_ClientMessageFitRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     f_num_examples = msg.num_examples
     if f_num_examples:
         buf[pos] = 24
         pos += 1
-        pos = _wv(buf, pos, f_num_examples & _M64)
+        pos = write_varint(buf, pos, f_num_examples & MASK64)
     f_metrics = msg.metrics
     if f_metrics:
         for k_metrics, v_metrics in (
-            sorted(f_metrics.items(), key=_str_order) if det else f_metrics.items()
+            sorted(f_metrics.items(), key=upb_string_order) if det else f_metrics.items()
         ):
             buf[pos] = 34
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_metrics.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_Scalar(v_metrics, buf, pos, nxt, det, out)
     return pos
 
@@ -1335,7 +1027,7 @@ def _entry_ClientMessageFitRes_metrics(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.Scalar]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.Scalar | None = None
     while pos < end:
@@ -1343,17 +1035,17 @@ def _entry_ClientMessageFitRes_metrics(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_Scalar(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.Scalar() if f_value is None else f_value
 
 
@@ -1361,7 +1053,7 @@ def _decode_ClientMessageFitRes(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ClientMessageFitRes:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_status: pb.Status | None = None
     f_parameters: pb.Parameters | None = None
     f_num_examples: int = 0
@@ -1371,25 +1063,25 @@ def _decode_ClientMessageFitRes(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_status = _decode_Status(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_parameters = _decode_Parameters(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 24:
-            x, pos = _rv(mv, pos, end)
-            f_num_examples = _i64(x)
+            x, pos = read_varint(mv, pos, end)
+            f_num_examples = as_int64(x)
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_metrics, v_metrics = _entry_ClientMessageFitRes_metrics(mv, pos, pos + k, depth + 1)
             f_metrics[k_metrics] = v_metrics
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ClientMessageFitRes)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ClientMessageFitRes)
     return pb.ClientMessageFitRes(
         status=f_status,
         parameters=f_parameters,
@@ -1402,7 +1094,7 @@ def encode_ClientMessageFitRes(
     msg: pb.ClientMessageFitRes, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ClientMessageFitRes`` (see :func:`encode`)."""
-    return _encode(msg, _size_ClientMessageFitRes, _write_ClientMessageFitRes, deterministic)
+    return encode_with(msg, _size_ClientMessageFitRes, _write_ClientMessageFitRes, deterministic)
 
 
 def encoded_size_ClientMessageFitRes(msg: pb.ClientMessageFitRes) -> int:
@@ -1412,7 +1104,7 @@ def encoded_size_ClientMessageFitRes(msg: pb.ClientMessageFitRes) -> int:
 
 def decode_ClientMessageFitRes(data: bytes | bytearray | memoryview) -> pb.ClientMessageFitRes:
     """Parse a ``ClientMessageFitRes`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ClientMessageFitRes(view, 0, len(view), 0)
 
 
@@ -1430,11 +1122,11 @@ def _size_ClientMessageGetParametersRes(
     f_status = msg.status
     if f_status is not None:
         k = _size_Status(f_status, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_parameters = msg.parameters
     if f_parameters is not None:
         k = _size_Parameters(f_parameters, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -1445,19 +1137,19 @@ def _write_ClientMessageGetParametersRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     return pos
 
@@ -1466,7 +1158,7 @@ def _decode_ClientMessageGetParametersRes(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ClientMessageGetParametersRes:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_status: pb.Status | None = None
     f_parameters: pb.Parameters | None = None
     while pos < end:
@@ -1474,17 +1166,17 @@ def _decode_ClientMessageGetParametersRes(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_status = _decode_Status(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_parameters = _decode_Parameters(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ClientMessageGetParametersRes)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ClientMessageGetParametersRes)
     return pb.ClientMessageGetParametersRes(
         status=f_status,
         parameters=f_parameters,
@@ -1495,7 +1187,7 @@ def encode_ClientMessageGetParametersRes(
     msg: pb.ClientMessageGetParametersRes, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ClientMessageGetParametersRes`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg,
         _size_ClientMessageGetParametersRes,
         _write_ClientMessageGetParametersRes,
@@ -1512,7 +1204,7 @@ def decode_ClientMessageGetParametersRes(
     data: bytes | bytearray | memoryview,
 ) -> pb.ClientMessageGetParametersRes:
     """Parse a ``ClientMessageGetParametersRes`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ClientMessageGetParametersRes(view, 0, len(view), 0)
 
 
@@ -1530,21 +1222,21 @@ def _size_ClientMessageGetPropertiesRes(
     f_status = msg.status
     if f_status is not None:
         k = _size_Status(f_status, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_properties = msg.properties
     if f_properties:
         for k_properties, v_properties in (
-            sorted(f_properties.items(), key=_str_order) if det else f_properties.items()
+            sorted(f_properties.items(), key=upb_string_order) if det else f_properties.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_properties.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_Scalar(v_properties, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -1555,32 +1247,32 @@ def _write_ClientMessageGetPropertiesRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_status = msg.status
     if f_status is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Status(f_status, buf, pos, nxt, det, out)
     f_properties = msg.properties
     if f_properties:
         for k_properties, v_properties in (
-            sorted(f_properties.items(), key=_str_order) if det else f_properties.items()
+            sorted(f_properties.items(), key=upb_string_order) if det else f_properties.items()
         ):
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_properties.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_Scalar(v_properties, buf, pos, nxt, det, out)
     return pos
 
@@ -1589,7 +1281,7 @@ def _entry_ClientMessageGetPropertiesRes_properties(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.Scalar]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.Scalar | None = None
     while pos < end:
@@ -1597,17 +1289,17 @@ def _entry_ClientMessageGetPropertiesRes_properties(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_Scalar(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.Scalar() if f_value is None else f_value
 
 
@@ -1615,7 +1307,7 @@ def _decode_ClientMessageGetPropertiesRes(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ClientMessageGetPropertiesRes:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_status: pb.Status | None = None
     f_properties: dict[str, pb.Scalar] = {}
     while pos < end:
@@ -1623,20 +1315,20 @@ def _decode_ClientMessageGetPropertiesRes(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_status = _decode_Status(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_properties, v_properties = _entry_ClientMessageGetPropertiesRes_properties(
                 mv, pos, pos + k, depth + 1
             )
             f_properties[k_properties] = v_properties
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ClientMessageGetPropertiesRes)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ClientMessageGetPropertiesRes)
     return pb.ClientMessageGetPropertiesRes(
         status=f_status,
         properties=f_properties,
@@ -1647,7 +1339,7 @@ def encode_ClientMessageGetPropertiesRes(
     msg: pb.ClientMessageGetPropertiesRes, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ClientMessageGetPropertiesRes`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg,
         _size_ClientMessageGetPropertiesRes,
         _write_ClientMessageGetPropertiesRes,
@@ -1664,7 +1356,7 @@ def decode_ClientMessageGetPropertiesRes(
     data: bytes | bytearray | memoryview,
 ) -> pb.ClientMessageGetPropertiesRes:
     """Parse a ``ClientMessageGetPropertiesRes`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ClientMessageGetPropertiesRes(view, 0, len(view), 0)
 
 
@@ -1679,16 +1371,18 @@ def _size_ConfigsRecord(msg: pb.ConfigsRecord, sizes: list[int], det: bool, big:
     n = 0
     f_data = msg.data
     if f_data:
-        for k_data, v_data in sorted(f_data.items(), key=_str_order) if det else f_data.items():
+        for k_data, v_data in (
+            sorted(f_data.items(), key=upb_string_order) if det else f_data.items()
+        ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_data.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_ConfigsRecordValue(v_data, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -1699,24 +1393,26 @@ def _write_ConfigsRecord(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_data = msg.data
     if f_data:
-        for k_data, v_data in sorted(f_data.items(), key=_str_order) if det else f_data.items():
+        for k_data, v_data in (
+            sorted(f_data.items(), key=upb_string_order) if det else f_data.items()
+        ):
             buf[pos] = 10
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_data.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_ConfigsRecordValue(v_data, buf, pos, nxt, det, out)
     return pos
 
@@ -1725,7 +1421,7 @@ def _entry_ConfigsRecord_data(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.ConfigsRecordValue]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.ConfigsRecordValue | None = None
     while pos < end:
@@ -1733,37 +1429,37 @@ def _entry_ConfigsRecord_data(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_ConfigsRecordValue(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.ConfigsRecordValue() if f_value is None else f_value
 
 
 def _decode_ConfigsRecord(mv: memoryview, pos: int, end: int, depth: int) -> pb.ConfigsRecord:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_data: dict[str, pb.ConfigsRecordValue] = {}
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_data, v_data = _entry_ConfigsRecord_data(mv, pos, pos + k, depth + 1)
             f_data[k_data] = v_data
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ConfigsRecord)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ConfigsRecord)
     return pb.ConfigsRecord(
         data=f_data,
     )
@@ -1771,7 +1467,7 @@ def _decode_ConfigsRecord(mv: memoryview, pos: int, end: int, depth: int) -> pb.
 
 def encode_ConfigsRecord(msg: pb.ConfigsRecord, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``ConfigsRecord`` (see :func:`encode`)."""
-    return _encode(msg, _size_ConfigsRecord, _write_ConfigsRecord, deterministic)
+    return encode_with(msg, _size_ConfigsRecord, _write_ConfigsRecord, deterministic)
 
 
 def encoded_size_ConfigsRecord(msg: pb.ConfigsRecord) -> int:
@@ -1781,7 +1477,7 @@ def encoded_size_ConfigsRecord(msg: pb.ConfigsRecord) -> int:
 
 def decode_ConfigsRecord(data: bytes | bytearray | memoryview) -> pb.ConfigsRecord:
     """Parse a ``ConfigsRecord`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ConfigsRecord(view, 0, len(view), 0)
 
 
@@ -1818,47 +1514,47 @@ def _size_ConfigsRecordValue(
         n += 9
     f_sint64 = msg.sint64
     if f_sint64 is not None:
-        n += 1 + _sz_sint64(f_sint64)
+        n += 1 + size_sint64(f_sint64)
     f_uint64 = msg.uint64
     if f_uint64 is not None:
-        n += 1 + _sz_uint64(f_uint64)
+        n += 1 + size_uint64(f_uint64)
     f_bool = msg.bool
     if f_bool is not None:
         n += 2
     f_string = msg.string
     if f_string is not None:
         k = len(f_string.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_bytes = msg.bytes
     if f_bytes is not None:
-        k = len(_buf(f_bytes))
-        if k >= _VIEW_MIN:
+        k = len(bytes_value(f_bytes))
+        if k >= VIEW_MIN:
             big[0] += k
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_double_list = msg.double_list
     if f_double_list is not None:
         k = _size_DoubleList(f_double_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
         k = _size_SintList(f_sint_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
         k = _size_UintList(f_uint_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     f_bool_list = msg.bool_list
     if f_bool_list is not None:
         k = _size_BoolList(f_bool_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     f_string_list = msg.string_list
     if f_string_list is not None:
         k = _size_StringList(f_string_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     f_bytes_list = msg.bytes_list
     if f_bytes_list is not None:
         k = _size_BytesList(f_bytes_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -1869,24 +1565,24 @@ def _write_ConfigsRecordValue(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_double = msg.double
     if f_double is not None:
         buf[pos] = 9
         pos += 1
-        _D.pack_into(buf, pos, f_double)
+        STRUCT_d.pack_into(buf, pos, f_double)
         pos += 8
     f_sint64 = msg.sint64
     if f_sint64 is not None:
         buf[pos] = 16
         pos += 1
-        pos = _wv(buf, pos, (f_sint64 << 1) ^ (f_sint64 >> 63))
+        pos = write_varint(buf, pos, (f_sint64 << 1) ^ (f_sint64 >> 63))
     f_uint64 = msg.uint64
     if f_uint64 is not None:
         buf[pos] = 24
         pos += 1
-        pos = _wv(buf, pos, f_uint64)
+        pos = write_varint(buf, pos, f_uint64)
     f_bool = msg.bool
     if f_bool is not None:
         buf[pos] = 32
@@ -1899,52 +1595,52 @@ def _write_ConfigsRecordValue(
         pos += 1
         s = f_string.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_bytes = msg.bytes
     if f_bytes is not None:
         buf[pos] = 50
         pos += 1
-        b = _buf(f_bytes)
+        b = bytes_value(f_bytes)
         k = len(b)
-        pos = _wv(buf, pos, k)
-        pos = _put(buf, pos, b, k, out)
+        pos = write_varint(buf, pos, k)
+        pos = put_bytes(buf, pos, b, k, out)
     f_double_list = msg.double_list
     if f_double_list is not None:
         buf[pos : pos + 2] = b"\xaa\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_DoubleList(f_double_list, buf, pos, nxt, det, out)
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
         buf[pos : pos + 2] = b"\xb2\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_SintList(f_sint_list, buf, pos, nxt, det, out)
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
         buf[pos : pos + 2] = b"\xba\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_UintList(f_uint_list, buf, pos, nxt, det, out)
     f_bool_list = msg.bool_list
     if f_bool_list is not None:
         buf[pos : pos + 2] = b"\xc2\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_BoolList(f_bool_list, buf, pos, nxt, det, out)
     f_string_list = msg.string_list
     if f_string_list is not None:
         buf[pos : pos + 2] = b"\xca\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_StringList(f_string_list, buf, pos, nxt, det, out)
     f_bytes_list = msg.bytes_list
     if f_bytes_list is not None:
         buf[pos : pos + 2] = b"\xd2\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_BytesList(f_bytes_list, buf, pos, nxt, det, out)
     return pos
 
@@ -1953,7 +1649,7 @@ def _decode_ConfigsRecordValue(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ConfigsRecordValue:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_double: float | None = None
     f_sint64: int | None = None
     f_uint64: int | None = None
@@ -1971,11 +1667,11 @@ def _decode_ConfigsRecordValue(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 9:
             if end - pos < 8:
-                raise _truncated()
-            f_double = _Sd.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_double = STRUCT_d.unpack_from(mv, pos)[0]
             pos += 8
             f_sint64 = None
             f_uint64 = None
@@ -1989,8 +1685,8 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 16:
-            x, pos = _rv(mv, pos, end)
-            f_sint64 = _z64(x)
+            x, pos = read_varint(mv, pos, end)
+            f_sint64 = unzigzag64(x)
             f_double = None
             f_uint64 = None
             f_bool = None
@@ -2003,7 +1699,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 24:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_uint64 = x
             f_double = None
             f_sint64 = None
@@ -2017,7 +1713,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 32:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_bool = x != 0
             f_double = None
             f_sint64 = None
@@ -2031,8 +1727,8 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 42:
-            k, pos = _rlen(mv, pos, end)
-            f_string = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_string = read_string(mv, pos, k)
             pos += k
             f_double = None
             f_sint64 = None
@@ -2046,7 +1742,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 50:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_bytes = bytes(mv[pos : pos + k])
             pos += k
             f_double = None
@@ -2061,7 +1757,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 170:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_double_list = _decode_DoubleList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2076,7 +1772,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 178:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_sint_list = _decode_SintList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2091,7 +1787,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 186:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_uint_list = _decode_UintList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2106,7 +1802,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 194:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_bool_list = _decode_BoolList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2121,7 +1817,7 @@ def _decode_ConfigsRecordValue(
             f_string_list = None
             f_bytes_list = None
         elif tag == 202:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_string_list = _decode_StringList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2136,7 +1832,7 @@ def _decode_ConfigsRecordValue(
             f_bool_list = None
             f_bytes_list = None
         elif tag == 210:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_bytes_list = _decode_BytesList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2151,7 +1847,7 @@ def _decode_ConfigsRecordValue(
             f_bool_list = None
             f_string_list = None
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ConfigsRecordValue)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ConfigsRecordValue)
     return pb.ConfigsRecordValue(
         double=f_double,
         sint64=f_sint64,
@@ -2172,7 +1868,7 @@ def encode_ConfigsRecordValue(
     msg: pb.ConfigsRecordValue, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ConfigsRecordValue`` (see :func:`encode`)."""
-    return _encode(msg, _size_ConfigsRecordValue, _write_ConfigsRecordValue, deterministic)
+    return encode_with(msg, _size_ConfigsRecordValue, _write_ConfigsRecordValue, deterministic)
 
 
 def encoded_size_ConfigsRecordValue(msg: pb.ConfigsRecordValue) -> int:
@@ -2182,7 +1878,7 @@ def encoded_size_ConfigsRecordValue(msg: pb.ConfigsRecordValue) -> int:
 
 def decode_ConfigsRecordValue(data: bytes | bytearray | memoryview) -> pb.ConfigsRecordValue:
     """Parse a ``ConfigsRecordValue`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ConfigsRecordValue(view, 0, len(view), 0)
 
 
@@ -2198,7 +1894,7 @@ def _size_DoubleList(msg: pb.DoubleList, sizes: list[int], det: bool, big: list[
     f_vals = msg.vals
     if f_vals:
         k = 8 * len(f_vals)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -2209,14 +1905,14 @@ def _write_DoubleList(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
         buf[pos] = 10
         pos += 1
         k = 8 * len(f_vals)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         struct.pack_into(f"<{len(f_vals)}d", buf, pos, *f_vals)
         pos += k
     return pos
@@ -2224,27 +1920,27 @@ def _write_DoubleList(
 
 def _decode_DoubleList(mv: memoryview, pos: int, end: int, depth: int) -> pb.DoubleList:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_vals: list[float] = []
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             if k % 8:
                 raise DecodeError(f"flwr.proto.DoubleList.vals: packed run of {k} bytes")
             f_vals.extend(struct.unpack_from(f"<{k // 8}d", mv, pos))
             pos += k
         elif tag == 9:
             if end - pos < 8:
-                raise _truncated()
-            f_vals.append(_Sd.unpack_from(mv, pos)[0])
+                raise truncated_error()
+            f_vals.append(STRUCT_d.unpack_from(mv, pos)[0])
             pos += 8
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_DoubleList)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_DoubleList)
     return pb.DoubleList(
         vals=f_vals,
     )
@@ -2252,7 +1948,7 @@ def _decode_DoubleList(mv: memoryview, pos: int, end: int, depth: int) -> pb.Dou
 
 def encode_DoubleList(msg: pb.DoubleList, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``DoubleList`` (see :func:`encode`)."""
-    return _encode(msg, _size_DoubleList, _write_DoubleList, deterministic)
+    return encode_with(msg, _size_DoubleList, _write_DoubleList, deterministic)
 
 
 def encoded_size_DoubleList(msg: pb.DoubleList) -> int:
@@ -2262,7 +1958,7 @@ def encoded_size_DoubleList(msg: pb.DoubleList) -> int:
 
 def decode_DoubleList(data: bytes | bytearray | memoryview) -> pb.DoubleList:
     """Parse a ``DoubleList`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_DoubleList(view, 0, len(view), 0)
 
 
@@ -2277,11 +1973,11 @@ def _size_Error(msg: pb.Error, sizes: list[int], det: bool, big: list[int]) -> i
     n = 0
     f_code = msg.code
     if f_code:
-        n += 1 + _sz_sint64(f_code)
+        n += 1 + size_sint64(f_code)
     f_reason = msg.reason
     if f_reason:
         k = len(f_reason.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -2292,20 +1988,20 @@ def _write_Error(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_code = msg.code
     if f_code:
         buf[pos] = 8
         pos += 1
-        pos = _wv(buf, pos, (f_code << 1) ^ (f_code >> 63))
+        pos = write_varint(buf, pos, (f_code << 1) ^ (f_code >> 63))
     f_reason = msg.reason
     if f_reason:
         buf[pos] = 18
         pos += 1
         s = f_reason.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     return pos
@@ -2313,7 +2009,7 @@ def _write_Error(
 
 def _decode_Error(mv: memoryview, pos: int, end: int, depth: int) -> pb.Error:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_code: int = 0
     f_reason: str = ""
     while pos < end:
@@ -2321,16 +2017,16 @@ def _decode_Error(mv: memoryview, pos: int, end: int, depth: int) -> pb.Error:
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 8:
-            x, pos = _rv(mv, pos, end)
-            f_code = _z64(x)
+            x, pos = read_varint(mv, pos, end)
+            f_code = unzigzag64(x)
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
-            f_reason = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_reason = read_string(mv, pos, k)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Error)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Error)
     return pb.Error(
         code=f_code,
         reason=f_reason,
@@ -2339,7 +2035,7 @@ def _decode_Error(mv: memoryview, pos: int, end: int, depth: int) -> pb.Error:
 
 def encode_Error(msg: pb.Error, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Error`` (see :func:`encode`)."""
-    return _encode(msg, _size_Error, _write_Error, deterministic)
+    return encode_with(msg, _size_Error, _write_Error, deterministic)
 
 
 def encoded_size_Error(msg: pb.Error) -> int:
@@ -2349,7 +2045,7 @@ def encoded_size_Error(msg: pb.Error) -> int:
 
 def decode_Error(data: bytes | bytearray | memoryview) -> pb.Error:
     """Parse a ``Error`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Error(view, 0, len(view), 0)
 
 
@@ -2365,15 +2061,15 @@ def _size_Message(msg: pb.Message, sizes: list[int], det: bool, big: list[int]) 
     f_metadata = msg.metadata
     if f_metadata is not None:
         k = _size_Metadata(f_metadata, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_content = msg.content
     if f_content is not None:
         k = _size_RecordSet(f_content, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_error = msg.error
     if f_error is not None:
         k = _size_Error(f_error, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -2384,32 +2080,32 @@ def _write_Message(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_metadata = msg.metadata
     if f_metadata is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Metadata(f_metadata, buf, pos, nxt, det, out)
     f_content = msg.content
     if f_content is not None:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_RecordSet(f_content, buf, pos, nxt, det, out)
     f_error = msg.error
     if f_error is not None:
         buf[pos] = 26
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Error(f_error, buf, pos, nxt, det, out)
     return pos
 
 
 def _decode_Message(mv: memoryview, pos: int, end: int, depth: int) -> pb.Message:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_metadata: pb.Metadata | None = None
     f_content: pb.RecordSet | None = None
     f_error: pb.Error | None = None
@@ -2418,21 +2114,21 @@ def _decode_Message(mv: memoryview, pos: int, end: int, depth: int) -> pb.Messag
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_metadata = _decode_Metadata(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_content = _decode_RecordSet(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 26:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_error = _decode_Error(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Message)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Message)
     return pb.Message(
         metadata=f_metadata,
         content=f_content,
@@ -2442,7 +2138,7 @@ def _decode_Message(mv: memoryview, pos: int, end: int, depth: int) -> pb.Messag
 
 def encode_Message(msg: pb.Message, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Message`` (see :func:`encode`)."""
-    return _encode(msg, _size_Message, _write_Message, deterministic)
+    return encode_with(msg, _size_Message, _write_Message, deterministic)
 
 
 def encoded_size_Message(msg: pb.Message) -> int:
@@ -2452,7 +2148,7 @@ def encoded_size_Message(msg: pb.Message) -> int:
 
 def decode_Message(data: bytes | bytearray | memoryview) -> pb.Message:
     """Parse a ``Message`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Message(view, 0, len(view), 0)
 
 
@@ -2467,34 +2163,34 @@ def _size_Metadata(msg: pb.Metadata, sizes: list[int], det: bool, big: list[int]
     n = 0
     f_run_id = msg.run_id
     if f_run_id:
-        n += 1 + _sz_uint64(f_run_id)
+        n += 1 + size_uint64(f_run_id)
     f_message_id = msg.message_id
     if f_message_id:
         k = len(f_message_id.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_src_node_id = msg.src_node_id
     if f_src_node_id:
-        n += 1 + _sz_uint64(f_src_node_id)
+        n += 1 + size_uint64(f_src_node_id)
     f_dst_node_id = msg.dst_node_id
     if f_dst_node_id:
-        n += 1 + _sz_uint64(f_dst_node_id)
+        n += 1 + size_uint64(f_dst_node_id)
     f_reply_to_message = msg.reply_to_message
     if f_reply_to_message:
         k = len(f_reply_to_message.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_group_id = msg.group_id
     if f_group_id:
         k = len(f_group_id.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_ttl = msg.ttl
-    if f_ttl or _neg0(f_ttl):
+    if f_ttl or is_negative_zero(f_ttl):
         n += 9
     f_message_type = msg.message_type
     if f_message_type:
         k = len(f_message_type.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_created_at = msg.created_at
-    if f_created_at or _neg0(f_created_at):
+    if f_created_at or is_negative_zero(f_created_at):
         n += 9
     sizes[slot] = n
     return n
@@ -2506,39 +2202,39 @@ def _write_Metadata(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_run_id = msg.run_id
     if f_run_id:
         buf[pos] = 8
         pos += 1
-        pos = _wv(buf, pos, f_run_id)
+        pos = write_varint(buf, pos, f_run_id)
     f_message_id = msg.message_id
     if f_message_id:
         buf[pos] = 18
         pos += 1
         s = f_message_id.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_src_node_id = msg.src_node_id
     if f_src_node_id:
         buf[pos] = 24
         pos += 1
-        pos = _wv(buf, pos, f_src_node_id)
+        pos = write_varint(buf, pos, f_src_node_id)
     f_dst_node_id = msg.dst_node_id
     if f_dst_node_id:
         buf[pos] = 32
         pos += 1
-        pos = _wv(buf, pos, f_dst_node_id)
+        pos = write_varint(buf, pos, f_dst_node_id)
     f_reply_to_message = msg.reply_to_message
     if f_reply_to_message:
         buf[pos] = 42
         pos += 1
         s = f_reply_to_message.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_group_id = msg.group_id
@@ -2547,14 +2243,14 @@ def _write_Metadata(
         pos += 1
         s = f_group_id.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_ttl = msg.ttl
-    if f_ttl or _neg0(f_ttl):
+    if f_ttl or is_negative_zero(f_ttl):
         buf[pos] = 57
         pos += 1
-        _D.pack_into(buf, pos, f_ttl)
+        STRUCT_d.pack_into(buf, pos, f_ttl)
         pos += 8
     f_message_type = msg.message_type
     if f_message_type:
@@ -2562,21 +2258,21 @@ def _write_Metadata(
         pos += 1
         s = f_message_type.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_created_at = msg.created_at
-    if f_created_at or _neg0(f_created_at):
+    if f_created_at or is_negative_zero(f_created_at):
         buf[pos] = 73
         pos += 1
-        _D.pack_into(buf, pos, f_created_at)
+        STRUCT_d.pack_into(buf, pos, f_created_at)
         pos += 8
     return pos
 
 
 def _decode_Metadata(mv: memoryview, pos: int, end: int, depth: int) -> pb.Metadata:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_run_id: int = 0
     f_message_id: str = ""
     f_src_node_id: int = 0
@@ -2591,44 +2287,44 @@ def _decode_Metadata(mv: memoryview, pos: int, end: int, depth: int) -> pb.Metad
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 8:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_run_id = x
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
-            f_message_id = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_message_id = read_string(mv, pos, k)
             pos += k
         elif tag == 24:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_src_node_id = x
         elif tag == 32:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_dst_node_id = x
         elif tag == 42:
-            k, pos = _rlen(mv, pos, end)
-            f_reply_to_message = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_reply_to_message = read_string(mv, pos, k)
             pos += k
         elif tag == 50:
-            k, pos = _rlen(mv, pos, end)
-            f_group_id = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_group_id = read_string(mv, pos, k)
             pos += k
         elif tag == 57:
             if end - pos < 8:
-                raise _truncated()
-            f_ttl = _Sd.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_ttl = STRUCT_d.unpack_from(mv, pos)[0]
             pos += 8
         elif tag == 66:
-            k, pos = _rlen(mv, pos, end)
-            f_message_type = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_message_type = read_string(mv, pos, k)
             pos += k
         elif tag == 73:
             if end - pos < 8:
-                raise _truncated()
-            f_created_at = _Sd.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_created_at = STRUCT_d.unpack_from(mv, pos)[0]
             pos += 8
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Metadata)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Metadata)
     return pb.Metadata(
         run_id=f_run_id,
         message_id=f_message_id,
@@ -2644,7 +2340,7 @@ def _decode_Metadata(mv: memoryview, pos: int, end: int, depth: int) -> pb.Metad
 
 def encode_Metadata(msg: pb.Metadata, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Metadata`` (see :func:`encode`)."""
-    return _encode(msg, _size_Metadata, _write_Metadata, deterministic)
+    return encode_with(msg, _size_Metadata, _write_Metadata, deterministic)
 
 
 def encoded_size_Metadata(msg: pb.Metadata) -> int:
@@ -2654,7 +2350,7 @@ def encoded_size_Metadata(msg: pb.Metadata) -> int:
 
 def decode_Metadata(data: bytes | bytearray | memoryview) -> pb.Metadata:
     """Parse a ``Metadata`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Metadata(view, 0, len(view), 0)
 
 
@@ -2669,16 +2365,18 @@ def _size_MetricsRecord(msg: pb.MetricsRecord, sizes: list[int], det: bool, big:
     n = 0
     f_data = msg.data
     if f_data:
-        for k_data, v_data in sorted(f_data.items(), key=_str_order) if det else f_data.items():
+        for k_data, v_data in (
+            sorted(f_data.items(), key=upb_string_order) if det else f_data.items()
+        ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_data.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_MetricsRecordValue(v_data, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -2689,24 +2387,26 @@ def _write_MetricsRecord(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_data = msg.data
     if f_data:
-        for k_data, v_data in sorted(f_data.items(), key=_str_order) if det else f_data.items():
+        for k_data, v_data in (
+            sorted(f_data.items(), key=upb_string_order) if det else f_data.items()
+        ):
             buf[pos] = 10
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_data.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_MetricsRecordValue(v_data, buf, pos, nxt, det, out)
     return pos
 
@@ -2715,7 +2415,7 @@ def _entry_MetricsRecord_data(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.MetricsRecordValue]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.MetricsRecordValue | None = None
     while pos < end:
@@ -2723,37 +2423,37 @@ def _entry_MetricsRecord_data(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_MetricsRecordValue(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.MetricsRecordValue() if f_value is None else f_value
 
 
 def _decode_MetricsRecord(mv: memoryview, pos: int, end: int, depth: int) -> pb.MetricsRecord:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_data: dict[str, pb.MetricsRecordValue] = {}
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_data, v_data = _entry_MetricsRecord_data(mv, pos, pos + k, depth + 1)
             f_data[k_data] = v_data
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_MetricsRecord)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_MetricsRecord)
     return pb.MetricsRecord(
         data=f_data,
     )
@@ -2761,7 +2461,7 @@ def _decode_MetricsRecord(mv: memoryview, pos: int, end: int, depth: int) -> pb.
 
 def encode_MetricsRecord(msg: pb.MetricsRecord, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``MetricsRecord`` (see :func:`encode`)."""
-    return _encode(msg, _size_MetricsRecord, _write_MetricsRecord, deterministic)
+    return encode_with(msg, _size_MetricsRecord, _write_MetricsRecord, deterministic)
 
 
 def encoded_size_MetricsRecord(msg: pb.MetricsRecord) -> int:
@@ -2771,7 +2471,7 @@ def encoded_size_MetricsRecord(msg: pb.MetricsRecord) -> int:
 
 def decode_MetricsRecord(data: bytes | bytearray | memoryview) -> pb.MetricsRecord:
     """Parse a ``MetricsRecord`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_MetricsRecord(view, 0, len(view), 0)
 
 
@@ -2802,22 +2502,22 @@ def _size_MetricsRecordValue(
         n += 9
     f_sint64 = msg.sint64
     if f_sint64 is not None:
-        n += 1 + _sz_sint64(f_sint64)
+        n += 1 + size_sint64(f_sint64)
     f_uint64 = msg.uint64
     if f_uint64 is not None:
-        n += 1 + _sz_uint64(f_uint64)
+        n += 1 + size_uint64(f_uint64)
     f_double_list = msg.double_list
     if f_double_list is not None:
         k = _size_DoubleList(f_double_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
         k = _size_SintList(f_sint_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
         k = _size_UintList(f_uint_list, sizes, det, big)
-        n += 2 + _vs(k) + k
+        n += 2 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -2828,41 +2528,41 @@ def _write_MetricsRecordValue(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_double = msg.double
     if f_double is not None:
         buf[pos] = 9
         pos += 1
-        _D.pack_into(buf, pos, f_double)
+        STRUCT_d.pack_into(buf, pos, f_double)
         pos += 8
     f_sint64 = msg.sint64
     if f_sint64 is not None:
         buf[pos] = 16
         pos += 1
-        pos = _wv(buf, pos, (f_sint64 << 1) ^ (f_sint64 >> 63))
+        pos = write_varint(buf, pos, (f_sint64 << 1) ^ (f_sint64 >> 63))
     f_uint64 = msg.uint64
     if f_uint64 is not None:
         buf[pos] = 24
         pos += 1
-        pos = _wv(buf, pos, f_uint64)
+        pos = write_varint(buf, pos, f_uint64)
     f_double_list = msg.double_list
     if f_double_list is not None:
         buf[pos : pos + 2] = b"\xaa\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_DoubleList(f_double_list, buf, pos, nxt, det, out)
     f_sint_list = msg.sint_list
     if f_sint_list is not None:
         buf[pos : pos + 2] = b"\xb2\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_SintList(f_sint_list, buf, pos, nxt, det, out)
     f_uint_list = msg.uint_list
     if f_uint_list is not None:
         buf[pos : pos + 2] = b"\xba\x01"
         pos += 2
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_UintList(f_uint_list, buf, pos, nxt, det, out)
     return pos
 
@@ -2871,7 +2571,7 @@ def _decode_MetricsRecordValue(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.MetricsRecordValue:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_double: float | None = None
     f_sint64: int | None = None
     f_uint64: int | None = None
@@ -2883,11 +2583,11 @@ def _decode_MetricsRecordValue(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 9:
             if end - pos < 8:
-                raise _truncated()
-            f_double = _Sd.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_double = STRUCT_d.unpack_from(mv, pos)[0]
             pos += 8
             f_sint64 = None
             f_uint64 = None
@@ -2895,15 +2595,15 @@ def _decode_MetricsRecordValue(
             f_sint_list = None
             f_uint_list = None
         elif tag == 16:
-            x, pos = _rv(mv, pos, end)
-            f_sint64 = _z64(x)
+            x, pos = read_varint(mv, pos, end)
+            f_sint64 = unzigzag64(x)
             f_double = None
             f_uint64 = None
             f_double_list = None
             f_sint_list = None
             f_uint_list = None
         elif tag == 24:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_uint64 = x
             f_double = None
             f_sint64 = None
@@ -2911,7 +2611,7 @@ def _decode_MetricsRecordValue(
             f_sint_list = None
             f_uint_list = None
         elif tag == 170:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_double_list = _decode_DoubleList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2920,7 +2620,7 @@ def _decode_MetricsRecordValue(
             f_sint_list = None
             f_uint_list = None
         elif tag == 178:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_sint_list = _decode_SintList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2929,7 +2629,7 @@ def _decode_MetricsRecordValue(
             f_double_list = None
             f_uint_list = None
         elif tag == 186:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_uint_list = _decode_UintList(mv, pos, pos + k, depth + 1)
             pos += k
             f_double = None
@@ -2938,7 +2638,7 @@ def _decode_MetricsRecordValue(
             f_double_list = None
             f_sint_list = None
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_MetricsRecordValue)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_MetricsRecordValue)
     return pb.MetricsRecordValue(
         double=f_double,
         sint64=f_sint64,
@@ -2953,7 +2653,7 @@ def encode_MetricsRecordValue(
     msg: pb.MetricsRecordValue, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``MetricsRecordValue`` (see :func:`encode`)."""
-    return _encode(msg, _size_MetricsRecordValue, _write_MetricsRecordValue, deterministic)
+    return encode_with(msg, _size_MetricsRecordValue, _write_MetricsRecordValue, deterministic)
 
 
 def encoded_size_MetricsRecordValue(msg: pb.MetricsRecordValue) -> int:
@@ -2963,7 +2663,7 @@ def encoded_size_MetricsRecordValue(msg: pb.MetricsRecordValue) -> int:
 
 def decode_MetricsRecordValue(data: bytes | bytearray | memoryview) -> pb.MetricsRecordValue:
     """Parse a ``MetricsRecordValue`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_MetricsRecordValue(view, 0, len(view), 0)
 
 
@@ -2978,7 +2678,7 @@ def _size_Node(msg: pb.Node, sizes: list[int], det: bool, big: list[int]) -> int
     n = 0
     f_node_id = msg.node_id
     if f_node_id:
-        n += 1 + _sz_uint64(f_node_id)
+        n += 1 + size_uint64(f_node_id)
     sizes[slot] = n
     return n
 
@@ -2989,31 +2689,31 @@ def _write_Node(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_node_id = msg.node_id
     if f_node_id:
         buf[pos] = 8
         pos += 1
-        pos = _wv(buf, pos, f_node_id)
+        pos = write_varint(buf, pos, f_node_id)
     return pos
 
 
 def _decode_Node(mv: memoryview, pos: int, end: int, depth: int) -> pb.Node:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_node_id: int = 0
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 8:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_node_id = x
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Node)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Node)
     return pb.Node(
         node_id=f_node_id,
     )
@@ -3021,7 +2721,7 @@ def _decode_Node(mv: memoryview, pos: int, end: int, depth: int) -> pb.Node:
 
 def encode_Node(msg: pb.Node, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Node`` (see :func:`encode`)."""
-    return _encode(msg, _size_Node, _write_Node, deterministic)
+    return encode_with(msg, _size_Node, _write_Node, deterministic)
 
 
 def encoded_size_Node(msg: pb.Node) -> int:
@@ -3031,7 +2731,7 @@ def encoded_size_Node(msg: pb.Node) -> int:
 
 def decode_Node(data: bytes | bytearray | memoryview) -> pb.Node:
     """Parse a ``Node`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Node(view, 0, len(view), 0)
 
 
@@ -3045,14 +2745,14 @@ def _size_Parameters(msg: pb.Parameters, sizes: list[int], det: bool, big: list[
     sizes.append(0)
     n = 0
     for f_tensors in msg.tensors:
-        k = len(_buf(f_tensors))
-        if k >= _VIEW_MIN:
+        k = len(bytes_value(f_tensors))
+        if k >= VIEW_MIN:
             big[0] += k
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_tensor_type = msg.tensor_type
     if f_tensor_type:
         k = len(f_tensor_type.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -3063,22 +2763,22 @@ def _write_Parameters(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     for f_tensors in msg.tensors:
         buf[pos] = 10
         pos += 1
-        b = _buf(f_tensors)
+        b = bytes_value(f_tensors)
         k = len(b)
-        pos = _wv(buf, pos, k)
-        pos = _put(buf, pos, b, k, out)
+        pos = write_varint(buf, pos, k)
+        pos = put_bytes(buf, pos, b, k, out)
     f_tensor_type = msg.tensor_type
     if f_tensor_type:
         buf[pos] = 18
         pos += 1
         s = f_tensor_type.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     return pos
@@ -3086,7 +2786,7 @@ def _write_Parameters(
 
 def _decode_Parameters(mv: memoryview, pos: int, end: int, depth: int) -> pb.Parameters:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_tensors: list[bytes | memoryview] = []
     f_tensor_type: str = ""
     while pos < end:
@@ -3094,17 +2794,17 @@ def _decode_Parameters(mv: memoryview, pos: int, end: int, depth: int) -> pb.Par
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_tensors.append(mv[pos : pos + k])
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
-            f_tensor_type = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_tensor_type = read_string(mv, pos, k)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Parameters)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Parameters)
     return pb.Parameters(
         tensors=f_tensors,  # type: ignore[arg-type]  # memoryviews of the input
         tensor_type=f_tensor_type,
@@ -3113,7 +2813,7 @@ def _decode_Parameters(mv: memoryview, pos: int, end: int, depth: int) -> pb.Par
 
 def encode_Parameters(msg: pb.Parameters, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Parameters`` (see :func:`encode`)."""
-    return _encode(msg, _size_Parameters, _write_Parameters, deterministic)
+    return encode_with(msg, _size_Parameters, _write_Parameters, deterministic)
 
 
 def encoded_size_Parameters(msg: pb.Parameters) -> int:
@@ -3123,7 +2823,7 @@ def encoded_size_Parameters(msg: pb.Parameters) -> int:
 
 def decode_Parameters(data: bytes | bytearray | memoryview) -> pb.Parameters:
     """Parse a ``Parameters`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Parameters(view, 0, len(view), 0)
 
 
@@ -3140,10 +2840,10 @@ def _size_ParametersRecord(
     n = 0
     for f_data_keys in msg.data_keys:
         k = len(f_data_keys.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     for f_data_values in msg.data_values:
         k = _size_Array(f_data_values, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -3154,27 +2854,27 @@ def _write_ParametersRecord(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     for f_data_keys in msg.data_keys:
         buf[pos] = 10
         pos += 1
         s = f_data_keys.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     for f_data_values in msg.data_values:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Array(f_data_values, buf, pos, nxt, det, out)
     return pos
 
 
 def _decode_ParametersRecord(mv: memoryview, pos: int, end: int, depth: int) -> pb.ParametersRecord:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_data_keys: list[str] = []
     f_data_values: list[pb.Array] = []
     while pos < end:
@@ -3182,17 +2882,17 @@ def _decode_ParametersRecord(mv: memoryview, pos: int, end: int, depth: int) -> 
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_data_keys.append(_str(mv, pos, k))
+            k, pos = read_length(mv, pos, end)
+            f_data_keys.append(read_string(mv, pos, k))
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_data_values.append(_decode_Array(mv, pos, pos + k, depth + 1))
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ParametersRecord)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ParametersRecord)
     return pb.ParametersRecord(
         data_keys=f_data_keys,
         data_values=f_data_values,
@@ -3201,7 +2901,7 @@ def _decode_ParametersRecord(mv: memoryview, pos: int, end: int, depth: int) -> 
 
 def encode_ParametersRecord(msg: pb.ParametersRecord, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``ParametersRecord`` (see :func:`encode`)."""
-    return _encode(msg, _size_ParametersRecord, _write_ParametersRecord, deterministic)
+    return encode_with(msg, _size_ParametersRecord, _write_ParametersRecord, deterministic)
 
 
 def encoded_size_ParametersRecord(msg: pb.ParametersRecord) -> int:
@@ -3211,7 +2911,7 @@ def encoded_size_ParametersRecord(msg: pb.ParametersRecord) -> int:
 
 def decode_ParametersRecord(data: bytes | bytearray | memoryview) -> pb.ParametersRecord:
     """Parse a ``ParametersRecord`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ParametersRecord(view, 0, len(view), 0)
 
 
@@ -3229,10 +2929,10 @@ def _size_PullMessagesResponse(
     f_reconnect = msg.reconnect
     if f_reconnect is not None:
         k = _size_Reconnect(f_reconnect, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     for f_messages_list in msg.messages_list:
         k = _size_Message(f_messages_list, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -3243,18 +2943,18 @@ def _write_PullMessagesResponse(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_reconnect = msg.reconnect
     if f_reconnect is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Reconnect(f_reconnect, buf, pos, nxt, det, out)
     for f_messages_list in msg.messages_list:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Message(f_messages_list, buf, pos, nxt, det, out)
     return pos
 
@@ -3263,7 +2963,7 @@ def _decode_PullMessagesResponse(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.PullMessagesResponse:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_reconnect: pb.Reconnect | None = None
     f_messages_list: list[pb.Message] = []
     while pos < end:
@@ -3271,17 +2971,17 @@ def _decode_PullMessagesResponse(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_reconnect = _decode_Reconnect(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_messages_list.append(_decode_Message(mv, pos, pos + k, depth + 1))
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_PullMessagesResponse)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_PullMessagesResponse)
     return pb.PullMessagesResponse(
         reconnect=f_reconnect,
         messages_list=f_messages_list,
@@ -3292,7 +2992,7 @@ def encode_PullMessagesResponse(
     msg: pb.PullMessagesResponse, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``PullMessagesResponse`` (see :func:`encode`)."""
-    return _encode(msg, _size_PullMessagesResponse, _write_PullMessagesResponse, deterministic)
+    return encode_with(msg, _size_PullMessagesResponse, _write_PullMessagesResponse, deterministic)
 
 
 def encoded_size_PullMessagesResponse(msg: pb.PullMessagesResponse) -> int:
@@ -3302,7 +3002,7 @@ def encoded_size_PullMessagesResponse(msg: pb.PullMessagesResponse) -> int:
 
 def decode_PullMessagesResponse(data: bytes | bytearray | memoryview) -> pb.PullMessagesResponse:
     """Parse a ``PullMessagesResponse`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_PullMessagesResponse(view, 0, len(view), 0)
 
 
@@ -3320,10 +3020,10 @@ def _size_PushMessagesRequest(
     f_node = msg.node
     if f_node is not None:
         k = _size_Node(f_node, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     for f_messages_list in msg.messages_list:
         k = _size_Message(f_messages_list, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -3334,18 +3034,18 @@ def _write_PushMessagesRequest(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_node = msg.node
     if f_node is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Node(f_node, buf, pos, nxt, det, out)
     for f_messages_list in msg.messages_list:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Message(f_messages_list, buf, pos, nxt, det, out)
     return pos
 
@@ -3354,7 +3054,7 @@ def _decode_PushMessagesRequest(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.PushMessagesRequest:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_node: pb.Node | None = None
     f_messages_list: list[pb.Message] = []
     while pos < end:
@@ -3362,17 +3062,17 @@ def _decode_PushMessagesRequest(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_node = _decode_Node(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_messages_list.append(_decode_Message(mv, pos, pos + k, depth + 1))
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_PushMessagesRequest)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_PushMessagesRequest)
     return pb.PushMessagesRequest(
         node=f_node,
         messages_list=f_messages_list,
@@ -3383,7 +3083,7 @@ def encode_PushMessagesRequest(
     msg: pb.PushMessagesRequest, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``PushMessagesRequest`` (see :func:`encode`)."""
-    return _encode(msg, _size_PushMessagesRequest, _write_PushMessagesRequest, deterministic)
+    return encode_with(msg, _size_PushMessagesRequest, _write_PushMessagesRequest, deterministic)
 
 
 def encoded_size_PushMessagesRequest(msg: pb.PushMessagesRequest) -> int:
@@ -3393,7 +3093,7 @@ def encoded_size_PushMessagesRequest(msg: pb.PushMessagesRequest) -> int:
 
 def decode_PushMessagesRequest(data: bytes | bytearray | memoryview) -> pb.PushMessagesRequest:
     """Parse a ``PushMessagesRequest`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_PushMessagesRequest(view, 0, len(view), 0)
 
 
@@ -3408,7 +3108,7 @@ def _size_Reconnect(msg: pb.Reconnect, sizes: list[int], det: bool, big: list[in
     n = 0
     f_reconnect = msg.reconnect
     if f_reconnect:
-        n += 1 + _sz_uint64(f_reconnect)
+        n += 1 + size_uint64(f_reconnect)
     sizes[slot] = n
     return n
 
@@ -3419,31 +3119,31 @@ def _write_Reconnect(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_reconnect = msg.reconnect
     if f_reconnect:
         buf[pos] = 8
         pos += 1
-        pos = _wv(buf, pos, f_reconnect)
+        pos = write_varint(buf, pos, f_reconnect)
     return pos
 
 
 def _decode_Reconnect(mv: memoryview, pos: int, end: int, depth: int) -> pb.Reconnect:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_reconnect: int = 0
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 8:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_reconnect = x
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Reconnect)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Reconnect)
     return pb.Reconnect(
         reconnect=f_reconnect,
     )
@@ -3451,7 +3151,7 @@ def _decode_Reconnect(mv: memoryview, pos: int, end: int, depth: int) -> pb.Reco
 
 def encode_Reconnect(msg: pb.Reconnect, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Reconnect`` (see :func:`encode`)."""
-    return _encode(msg, _size_Reconnect, _write_Reconnect, deterministic)
+    return encode_with(msg, _size_Reconnect, _write_Reconnect, deterministic)
 
 
 def encoded_size_Reconnect(msg: pb.Reconnect) -> int:
@@ -3461,7 +3161,7 @@ def encoded_size_Reconnect(msg: pb.Reconnect) -> int:
 
 def decode_Reconnect(data: bytes | bytearray | memoryview) -> pb.Reconnect:
     """Parse a ``Reconnect`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Reconnect(view, 0, len(view), 0)
 
 
@@ -3477,45 +3177,45 @@ def _size_RecordSet(msg: pb.RecordSet, sizes: list[int], det: bool, big: list[in
     f_parameters = msg.parameters
     if f_parameters:
         for k_parameters, v_parameters in (
-            sorted(f_parameters.items(), key=_str_order) if det else f_parameters.items()
+            sorted(f_parameters.items(), key=upb_string_order) if det else f_parameters.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_parameters.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_ParametersRecord(v_parameters, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     f_metrics = msg.metrics
     if f_metrics:
         for k_metrics, v_metrics in (
-            sorted(f_metrics.items(), key=_str_order) if det else f_metrics.items()
+            sorted(f_metrics.items(), key=upb_string_order) if det else f_metrics.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_metrics.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_MetricsRecord(v_metrics, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     f_configs = msg.configs
     if f_configs:
         for k_configs, v_configs in (
-            sorted(f_configs.items(), key=_str_order) if det else f_configs.items()
+            sorted(f_configs.items(), key=upb_string_order) if det else f_configs.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_configs.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_ConfigsRecord(v_configs, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -3526,64 +3226,64 @@ def _write_RecordSet(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_parameters = msg.parameters
     if f_parameters:
         for k_parameters, v_parameters in (
-            sorted(f_parameters.items(), key=_str_order) if det else f_parameters.items()
+            sorted(f_parameters.items(), key=upb_string_order) if det else f_parameters.items()
         ):
             buf[pos] = 10
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_parameters.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_ParametersRecord(v_parameters, buf, pos, nxt, det, out)
     f_metrics = msg.metrics
     if f_metrics:
         for k_metrics, v_metrics in (
-            sorted(f_metrics.items(), key=_str_order) if det else f_metrics.items()
+            sorted(f_metrics.items(), key=upb_string_order) if det else f_metrics.items()
         ):
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_metrics.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_MetricsRecord(v_metrics, buf, pos, nxt, det, out)
     f_configs = msg.configs
     if f_configs:
         for k_configs, v_configs in (
-            sorted(f_configs.items(), key=_str_order) if det else f_configs.items()
+            sorted(f_configs.items(), key=upb_string_order) if det else f_configs.items()
         ):
             buf[pos] = 26
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_configs.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_ConfigsRecord(v_configs, buf, pos, nxt, det, out)
     return pos
 
@@ -3592,7 +3292,7 @@ def _entry_RecordSet_parameters(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.ParametersRecord]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.ParametersRecord | None = None
     while pos < end:
@@ -3600,17 +3300,17 @@ def _entry_RecordSet_parameters(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_ParametersRecord(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.ParametersRecord() if f_value is None else f_value
 
 
@@ -3618,7 +3318,7 @@ def _entry_RecordSet_metrics(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.MetricsRecord]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.MetricsRecord | None = None
     while pos < end:
@@ -3626,17 +3326,17 @@ def _entry_RecordSet_metrics(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_MetricsRecord(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.MetricsRecord() if f_value is None else f_value
 
 
@@ -3644,7 +3344,7 @@ def _entry_RecordSet_configs(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.ConfigsRecord]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.ConfigsRecord | None = None
     while pos < end:
@@ -3652,23 +3352,23 @@ def _entry_RecordSet_configs(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_ConfigsRecord(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.ConfigsRecord() if f_value is None else f_value
 
 
 def _decode_RecordSet(mv: memoryview, pos: int, end: int, depth: int) -> pb.RecordSet:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_parameters: dict[str, pb.ParametersRecord] = {}
     f_metrics: dict[str, pb.MetricsRecord] = {}
     f_configs: dict[str, pb.ConfigsRecord] = {}
@@ -3677,24 +3377,24 @@ def _decode_RecordSet(mv: memoryview, pos: int, end: int, depth: int) -> pb.Reco
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_parameters, v_parameters = _entry_RecordSet_parameters(mv, pos, pos + k, depth + 1)
             f_parameters[k_parameters] = v_parameters
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_metrics, v_metrics = _entry_RecordSet_metrics(mv, pos, pos + k, depth + 1)
             f_metrics[k_metrics] = v_metrics
             pos += k
         elif tag == 26:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_configs, v_configs = _entry_RecordSet_configs(mv, pos, pos + k, depth + 1)
             f_configs[k_configs] = v_configs
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_RecordSet)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_RecordSet)
     return pb.RecordSet(
         parameters=f_parameters,
         metrics=f_metrics,
@@ -3704,7 +3404,7 @@ def _decode_RecordSet(mv: memoryview, pos: int, end: int, depth: int) -> pb.Reco
 
 def encode_RecordSet(msg: pb.RecordSet, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``RecordSet`` (see :func:`encode`)."""
-    return _encode(msg, _size_RecordSet, _write_RecordSet, deterministic)
+    return encode_with(msg, _size_RecordSet, _write_RecordSet, deterministic)
 
 
 def encoded_size_RecordSet(msg: pb.RecordSet) -> int:
@@ -3714,7 +3414,7 @@ def encoded_size_RecordSet(msg: pb.RecordSet) -> int:
 
 def decode_RecordSet(data: bytes | bytearray | memoryview) -> pb.RecordSet:
     """Parse a ``RecordSet`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_RecordSet(view, 0, len(view), 0)
 
 
@@ -3741,23 +3441,23 @@ def _size_Scalar(msg: pb.Scalar, sizes: list[int], det: bool, big: list[int]) ->
         n += 9
     f_uint64 = msg.uint64
     if f_uint64 is not None:
-        n += 1 + _sz_uint64(f_uint64)
+        n += 1 + size_uint64(f_uint64)
     f_sint64 = msg.sint64
     if f_sint64 is not None:
-        n += 1 + _sz_sint64(f_sint64)
+        n += 1 + size_sint64(f_sint64)
     f_bool = msg.bool
     if f_bool is not None:
         n += 2
     f_string = msg.string
     if f_string is not None:
         k = len(f_string.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_bytes = msg.bytes
     if f_bytes is not None:
-        k = len(_buf(f_bytes))
-        if k >= _VIEW_MIN:
+        k = len(bytes_value(f_bytes))
+        if k >= VIEW_MIN:
             big[0] += k
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -3768,24 +3468,24 @@ def _write_Scalar(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_double = msg.double
     if f_double is not None:
         buf[pos] = 9
         pos += 1
-        _D.pack_into(buf, pos, f_double)
+        STRUCT_d.pack_into(buf, pos, f_double)
         pos += 8
     f_uint64 = msg.uint64
     if f_uint64 is not None:
         buf[pos] = 48
         pos += 1
-        pos = _wv(buf, pos, f_uint64)
+        pos = write_varint(buf, pos, f_uint64)
     f_sint64 = msg.sint64
     if f_sint64 is not None:
         buf[pos] = 64
         pos += 1
-        pos = _wv(buf, pos, (f_sint64 << 1) ^ (f_sint64 >> 63))
+        pos = write_varint(buf, pos, (f_sint64 << 1) ^ (f_sint64 >> 63))
     f_bool = msg.bool
     if f_bool is not None:
         buf[pos] = 104
@@ -3798,23 +3498,23 @@ def _write_Scalar(
         pos += 1
         s = f_string.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_bytes = msg.bytes
     if f_bytes is not None:
         buf[pos] = 122
         pos += 1
-        b = _buf(f_bytes)
+        b = bytes_value(f_bytes)
         k = len(b)
-        pos = _wv(buf, pos, k)
-        pos = _put(buf, pos, b, k, out)
+        pos = write_varint(buf, pos, k)
+        pos = put_bytes(buf, pos, b, k, out)
     return pos
 
 
 def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_double: float | None = None
     f_uint64: int | None = None
     f_sint64: int | None = None
@@ -3826,11 +3526,11 @@ def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 9:
             if end - pos < 8:
-                raise _truncated()
-            f_double = _Sd.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_double = STRUCT_d.unpack_from(mv, pos)[0]
             pos += 8
             f_uint64 = None
             f_sint64 = None
@@ -3838,7 +3538,7 @@ def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
             f_string = None
             f_bytes = None
         elif tag == 48:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_uint64 = x
             f_double = None
             f_sint64 = None
@@ -3846,15 +3546,15 @@ def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
             f_string = None
             f_bytes = None
         elif tag == 64:
-            x, pos = _rv(mv, pos, end)
-            f_sint64 = _z64(x)
+            x, pos = read_varint(mv, pos, end)
+            f_sint64 = unzigzag64(x)
             f_double = None
             f_uint64 = None
             f_bool = None
             f_string = None
             f_bytes = None
         elif tag == 104:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_bool = x != 0
             f_double = None
             f_uint64 = None
@@ -3862,8 +3562,8 @@ def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
             f_string = None
             f_bytes = None
         elif tag == 114:
-            k, pos = _rlen(mv, pos, end)
-            f_string = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_string = read_string(mv, pos, k)
             pos += k
             f_double = None
             f_uint64 = None
@@ -3871,7 +3571,7 @@ def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
             f_bool = None
             f_bytes = None
         elif tag == 122:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_bytes = bytes(mv[pos : pos + k])
             pos += k
             f_double = None
@@ -3880,7 +3580,7 @@ def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
             f_bool = None
             f_string = None
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Scalar)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Scalar)
     return pb.Scalar(
         double=f_double,
         uint64=f_uint64,
@@ -3893,7 +3593,7 @@ def _decode_Scalar(mv: memoryview, pos: int, end: int, depth: int) -> pb.Scalar:
 
 def encode_Scalar(msg: pb.Scalar, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Scalar`` (see :func:`encode`)."""
-    return _encode(msg, _size_Scalar, _write_Scalar, deterministic)
+    return encode_with(msg, _size_Scalar, _write_Scalar, deterministic)
 
 
 def encoded_size_Scalar(msg: pb.Scalar) -> int:
@@ -3903,7 +3603,7 @@ def encoded_size_Scalar(msg: pb.Scalar) -> int:
 
 def decode_Scalar(data: bytes | bytearray | memoryview) -> pb.Scalar:
     """Parse a ``Scalar`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Scalar(view, 0, len(view), 0)
 
 
@@ -3927,23 +3627,23 @@ def _size_ServerMessage(msg: pb.ServerMessage, sizes: list[int], det: bool, big:
     f_reconnect_ins = msg.reconnect_ins
     if f_reconnect_ins is not None:
         k = _size_ServerMessageReconnectIns(f_reconnect_ins, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_get_properties_ins = msg.get_properties_ins
     if f_get_properties_ins is not None:
         k = _size_ServerMessageGetPropertiesIns(f_get_properties_ins, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_get_parameters_ins = msg.get_parameters_ins
     if f_get_parameters_ins is not None:
         k = _size_ServerMessageGetParametersIns(f_get_parameters_ins, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_fit_ins = msg.fit_ins
     if f_fit_ins is not None:
         k = _size_ServerMessageFitIns(f_fit_ins, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_evaluate_ins = msg.evaluate_ins
     if f_evaluate_ins is not None:
         k = _size_ServerMessageEvaluateIns(f_evaluate_ins, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -3954,44 +3654,44 @@ def _write_ServerMessage(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_reconnect_ins = msg.reconnect_ins
     if f_reconnect_ins is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ServerMessageReconnectIns(f_reconnect_ins, buf, pos, nxt, det, out)
     f_get_properties_ins = msg.get_properties_ins
     if f_get_properties_ins is not None:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ServerMessageGetPropertiesIns(f_get_properties_ins, buf, pos, nxt, det, out)
     f_get_parameters_ins = msg.get_parameters_ins
     if f_get_parameters_ins is not None:
         buf[pos] = 26
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ServerMessageGetParametersIns(f_get_parameters_ins, buf, pos, nxt, det, out)
     f_fit_ins = msg.fit_ins
     if f_fit_ins is not None:
         buf[pos] = 34
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ServerMessageFitIns(f_fit_ins, buf, pos, nxt, det, out)
     f_evaluate_ins = msg.evaluate_ins
     if f_evaluate_ins is not None:
         buf[pos] = 42
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_ServerMessageEvaluateIns(f_evaluate_ins, buf, pos, nxt, det, out)
     return pos
 
 
 def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.ServerMessage:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_reconnect_ins: pb.ServerMessageReconnectIns | None = None
     f_get_properties_ins: pb.ServerMessageGetPropertiesIns | None = None
     f_get_parameters_ins: pb.ServerMessageGetParametersIns | None = None
@@ -4002,9 +3702,9 @@ def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_reconnect_ins = _decode_ServerMessageReconnectIns(mv, pos, pos + k, depth + 1)
             pos += k
             f_get_properties_ins = None
@@ -4012,7 +3712,7 @@ def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_fit_ins = None
             f_evaluate_ins = None
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_get_properties_ins = _decode_ServerMessageGetPropertiesIns(
                 mv, pos, pos + k, depth + 1
             )
@@ -4022,7 +3722,7 @@ def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_fit_ins = None
             f_evaluate_ins = None
         elif tag == 26:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_get_parameters_ins = _decode_ServerMessageGetParametersIns(
                 mv, pos, pos + k, depth + 1
             )
@@ -4032,7 +3732,7 @@ def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_fit_ins = None
             f_evaluate_ins = None
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_fit_ins = _decode_ServerMessageFitIns(mv, pos, pos + k, depth + 1)
             pos += k
             f_reconnect_ins = None
@@ -4040,7 +3740,7 @@ def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_get_parameters_ins = None
             f_evaluate_ins = None
         elif tag == 42:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_evaluate_ins = _decode_ServerMessageEvaluateIns(mv, pos, pos + k, depth + 1)
             pos += k
             f_reconnect_ins = None
@@ -4048,7 +3748,7 @@ def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
             f_get_parameters_ins = None
             f_fit_ins = None
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ServerMessage)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ServerMessage)
     return pb.ServerMessage(
         reconnect_ins=f_reconnect_ins,
         get_properties_ins=f_get_properties_ins,
@@ -4060,7 +3760,7 @@ def _decode_ServerMessage(mv: memoryview, pos: int, end: int, depth: int) -> pb.
 
 def encode_ServerMessage(msg: pb.ServerMessage, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``ServerMessage`` (see :func:`encode`)."""
-    return _encode(msg, _size_ServerMessage, _write_ServerMessage, deterministic)
+    return encode_with(msg, _size_ServerMessage, _write_ServerMessage, deterministic)
 
 
 def encoded_size_ServerMessage(msg: pb.ServerMessage) -> int:
@@ -4070,7 +3770,7 @@ def encoded_size_ServerMessage(msg: pb.ServerMessage) -> int:
 
 def decode_ServerMessage(data: bytes | bytearray | memoryview) -> pb.ServerMessage:
     """Parse a ``ServerMessage`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ServerMessage(view, 0, len(view), 0)
 
 
@@ -4088,21 +3788,21 @@ def _size_ServerMessageEvaluateIns(
     f_parameters = msg.parameters
     if f_parameters is not None:
         k = _size_Parameters(f_parameters, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_config.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_Scalar(v_config, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -4113,32 +3813,32 @@ def _write_ServerMessageEvaluateIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_config.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
@@ -4147,7 +3847,7 @@ def _entry_ServerMessageEvaluateIns_config(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.Scalar]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.Scalar | None = None
     while pos < end:
@@ -4155,17 +3855,17 @@ def _entry_ServerMessageEvaluateIns_config(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_Scalar(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.Scalar() if f_value is None else f_value
 
 
@@ -4173,7 +3873,7 @@ def _decode_ServerMessageEvaluateIns(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ServerMessageEvaluateIns:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_parameters: pb.Parameters | None = None
     f_config: dict[str, pb.Scalar] = {}
     while pos < end:
@@ -4181,18 +3881,18 @@ def _decode_ServerMessageEvaluateIns(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_parameters = _decode_Parameters(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_config, v_config = _entry_ServerMessageEvaluateIns_config(mv, pos, pos + k, depth + 1)
             f_config[k_config] = v_config
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ServerMessageEvaluateIns)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ServerMessageEvaluateIns)
     return pb.ServerMessageEvaluateIns(
         parameters=f_parameters,
         config=f_config,
@@ -4203,7 +3903,7 @@ def encode_ServerMessageEvaluateIns(
     msg: pb.ServerMessageEvaluateIns, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ServerMessageEvaluateIns`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg, _size_ServerMessageEvaluateIns, _write_ServerMessageEvaluateIns, deterministic
     )
 
@@ -4217,7 +3917,7 @@ def decode_ServerMessageEvaluateIns(
     data: bytes | bytearray | memoryview,
 ) -> pb.ServerMessageEvaluateIns:
     """Parse a ``ServerMessageEvaluateIns`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ServerMessageEvaluateIns(view, 0, len(view), 0)
 
 
@@ -4235,21 +3935,21 @@ def _size_ServerMessageFitIns(
     f_parameters = msg.parameters
     if f_parameters is not None:
         k = _size_Parameters(f_parameters, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_config.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_Scalar(v_config, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -4260,32 +3960,32 @@ def _write_ServerMessageFitIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_parameters = msg.parameters
     if f_parameters is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Parameters(f_parameters, buf, pos, nxt, det, out)
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_config.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
@@ -4294,7 +3994,7 @@ def _entry_ServerMessageFitIns_config(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.Scalar]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.Scalar | None = None
     while pos < end:
@@ -4302,17 +4002,17 @@ def _entry_ServerMessageFitIns_config(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_Scalar(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.Scalar() if f_value is None else f_value
 
 
@@ -4320,7 +4020,7 @@ def _decode_ServerMessageFitIns(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ServerMessageFitIns:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_parameters: pb.Parameters | None = None
     f_config: dict[str, pb.Scalar] = {}
     while pos < end:
@@ -4328,18 +4028,18 @@ def _decode_ServerMessageFitIns(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_parameters = _decode_Parameters(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_config, v_config = _entry_ServerMessageFitIns_config(mv, pos, pos + k, depth + 1)
             f_config[k_config] = v_config
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ServerMessageFitIns)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ServerMessageFitIns)
     return pb.ServerMessageFitIns(
         parameters=f_parameters,
         config=f_config,
@@ -4350,7 +4050,7 @@ def encode_ServerMessageFitIns(
     msg: pb.ServerMessageFitIns, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ServerMessageFitIns`` (see :func:`encode`)."""
-    return _encode(msg, _size_ServerMessageFitIns, _write_ServerMessageFitIns, deterministic)
+    return encode_with(msg, _size_ServerMessageFitIns, _write_ServerMessageFitIns, deterministic)
 
 
 def encoded_size_ServerMessageFitIns(msg: pb.ServerMessageFitIns) -> int:
@@ -4360,7 +4060,7 @@ def encoded_size_ServerMessageFitIns(msg: pb.ServerMessageFitIns) -> int:
 
 def decode_ServerMessageFitIns(data: bytes | bytearray | memoryview) -> pb.ServerMessageFitIns:
     """Parse a ``ServerMessageFitIns`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ServerMessageFitIns(view, 0, len(view), 0)
 
 
@@ -4378,17 +4078,17 @@ def _size_ServerMessageGetParametersIns(
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_config.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_Scalar(v_config, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -4399,26 +4099,26 @@ def _write_ServerMessageGetParametersIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             buf[pos] = 10
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_config.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
@@ -4427,7 +4127,7 @@ def _entry_ServerMessageGetParametersIns_config(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.Scalar]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.Scalar | None = None
     while pos < end:
@@ -4435,17 +4135,17 @@ def _entry_ServerMessageGetParametersIns_config(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_Scalar(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.Scalar() if f_value is None else f_value
 
 
@@ -4453,23 +4153,23 @@ def _decode_ServerMessageGetParametersIns(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ServerMessageGetParametersIns:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_config: dict[str, pb.Scalar] = {}
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_config, v_config = _entry_ServerMessageGetParametersIns_config(
                 mv, pos, pos + k, depth + 1
             )
             f_config[k_config] = v_config
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ServerMessageGetParametersIns)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ServerMessageGetParametersIns)
     return pb.ServerMessageGetParametersIns(
         config=f_config,
     )
@@ -4479,7 +4179,7 @@ def encode_ServerMessageGetParametersIns(
     msg: pb.ServerMessageGetParametersIns, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ServerMessageGetParametersIns`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg,
         _size_ServerMessageGetParametersIns,
         _write_ServerMessageGetParametersIns,
@@ -4496,7 +4196,7 @@ def decode_ServerMessageGetParametersIns(
     data: bytes | bytearray | memoryview,
 ) -> pb.ServerMessageGetParametersIns:
     """Parse a ``ServerMessageGetParametersIns`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ServerMessageGetParametersIns(view, 0, len(view), 0)
 
 
@@ -4514,17 +4214,17 @@ def _size_ServerMessageGetPropertiesIns(
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             es = len(sizes)
             sizes.append(0)
             e = 0
             k = len(k_config.encode())
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             k = _size_Scalar(v_config, sizes, det, big)
-            e += 1 + _vs(k) + k
+            e += 1 + varint_size(k) + k
             sizes[es] = e
-            n += 1 + _vs(e) + e
+            n += 1 + varint_size(e) + e
     sizes[slot] = n
     return n
 
@@ -4535,26 +4235,26 @@ def _write_ServerMessageGetPropertiesIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_config = msg.config
     if f_config:
         for k_config, v_config in (
-            sorted(f_config.items(), key=_str_order) if det else f_config.items()
+            sorted(f_config.items(), key=upb_string_order) if det else f_config.items()
         ):
             buf[pos] = 10
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             buf[pos] = 10
             pos += 1
             s = k_config.encode()
             k = len(s)
-            pos = _wv(buf, pos, k)
+            pos = write_varint(buf, pos, k)
             buf[pos : pos + k] = s
             pos += k
             buf[pos] = 18
             pos += 1
-            pos = _wv(buf, pos, nxt())
+            pos = write_varint(buf, pos, nxt())
             pos = _write_Scalar(v_config, buf, pos, nxt, det, out)
     return pos
 
@@ -4563,7 +4263,7 @@ def _entry_ServerMessageGetPropertiesIns_config(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> tuple[str, pb.Scalar]:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_key: str = ""
     f_value: pb.Scalar | None = None
     while pos < end:
@@ -4571,17 +4271,17 @@ def _entry_ServerMessageGetPropertiesIns_config(
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_key = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_key = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_value = _decode_Scalar(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _ENTRY_FIELDS)
+            pos = skip_field(mv, pos, end, tag, depth, ENTRY_FIELDS)
     return f_key, pb.Scalar() if f_value is None else f_value
 
 
@@ -4589,23 +4289,23 @@ def _decode_ServerMessageGetPropertiesIns(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ServerMessageGetPropertiesIns:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_config: dict[str, pb.Scalar] = {}
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             k_config, v_config = _entry_ServerMessageGetPropertiesIns_config(
                 mv, pos, pos + k, depth + 1
             )
             f_config[k_config] = v_config
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ServerMessageGetPropertiesIns)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ServerMessageGetPropertiesIns)
     return pb.ServerMessageGetPropertiesIns(
         config=f_config,
     )
@@ -4615,7 +4315,7 @@ def encode_ServerMessageGetPropertiesIns(
     msg: pb.ServerMessageGetPropertiesIns, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ServerMessageGetPropertiesIns`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg,
         _size_ServerMessageGetPropertiesIns,
         _write_ServerMessageGetPropertiesIns,
@@ -4632,7 +4332,7 @@ def decode_ServerMessageGetPropertiesIns(
     data: bytes | bytearray | memoryview,
 ) -> pb.ServerMessageGetPropertiesIns:
     """Parse a ``ServerMessageGetPropertiesIns`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ServerMessageGetPropertiesIns(view, 0, len(view), 0)
 
 
@@ -4649,7 +4349,7 @@ def _size_ServerMessageReconnectIns(
     n = 0
     f_seconds = msg.seconds
     if f_seconds:
-        n += 1 + _sz_int64(f_seconds)
+        n += 1 + size_int64(f_seconds)
     sizes[slot] = n
     return n
 
@@ -4660,13 +4360,13 @@ def _write_ServerMessageReconnectIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_seconds = msg.seconds
     if f_seconds:
         buf[pos] = 8
         pos += 1
-        pos = _wv(buf, pos, f_seconds & _M64)
+        pos = write_varint(buf, pos, f_seconds & MASK64)
     return pos
 
 
@@ -4674,19 +4374,19 @@ def _decode_ServerMessageReconnectIns(
     mv: memoryview, pos: int, end: int, depth: int
 ) -> pb.ServerMessageReconnectIns:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_seconds: int = 0
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 8:
-            x, pos = _rv(mv, pos, end)
-            f_seconds = _i64(x)
+            x, pos = read_varint(mv, pos, end)
+            f_seconds = as_int64(x)
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_ServerMessageReconnectIns)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_ServerMessageReconnectIns)
     return pb.ServerMessageReconnectIns(
         seconds=f_seconds,
     )
@@ -4696,7 +4396,7 @@ def encode_ServerMessageReconnectIns(
     msg: pb.ServerMessageReconnectIns, *, deterministic: bool = False
 ) -> memoryview:
     """Serialize a ``ServerMessageReconnectIns`` (see :func:`encode`)."""
-    return _encode(
+    return encode_with(
         msg, _size_ServerMessageReconnectIns, _write_ServerMessageReconnectIns, deterministic
     )
 
@@ -4710,7 +4410,7 @@ def decode_ServerMessageReconnectIns(
     data: bytes | bytearray | memoryview,
 ) -> pb.ServerMessageReconnectIns:
     """Parse a ``ServerMessageReconnectIns`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_ServerMessageReconnectIns(view, 0, len(view), 0)
 
 
@@ -4727,9 +4427,9 @@ def _size_SintList(msg: pb.SintList, sizes: list[int], det: bool, big: list[int]
     if f_vals:
         k = 0
         for x in f_vals:
-            k += _sz_sint64(x)
+            k += size_sint64(x)
         sizes.append(k)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -4740,39 +4440,39 @@ def _write_SintList(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         for x in f_vals:
-            pos = _wv(buf, pos, (x << 1) ^ (x >> 63))
+            pos = write_varint(buf, pos, (x << 1) ^ (x >> 63))
     return pos
 
 
 def _decode_SintList(mv: memoryview, pos: int, end: int, depth: int) -> pb.SintList:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_vals: list[int] = []
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             stop = pos + k
             while pos < stop:
-                x, pos = _rv(mv, pos, stop)
-                f_vals.append(_z64(x))
+                x, pos = read_varint(mv, pos, stop)
+                f_vals.append(unzigzag64(x))
         elif tag == 8:
-            x, pos = _rv(mv, pos, end)
-            f_vals.append(_z64(x))
+            x, pos = read_varint(mv, pos, end)
+            f_vals.append(unzigzag64(x))
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_SintList)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_SintList)
     return pb.SintList(
         vals=f_vals,
     )
@@ -4780,7 +4480,7 @@ def _decode_SintList(mv: memoryview, pos: int, end: int, depth: int) -> pb.SintL
 
 def encode_SintList(msg: pb.SintList, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``SintList`` (see :func:`encode`)."""
-    return _encode(msg, _size_SintList, _write_SintList, deterministic)
+    return encode_with(msg, _size_SintList, _write_SintList, deterministic)
 
 
 def encoded_size_SintList(msg: pb.SintList) -> int:
@@ -4790,7 +4490,7 @@ def encoded_size_SintList(msg: pb.SintList) -> int:
 
 def decode_SintList(data: bytes | bytearray | memoryview) -> pb.SintList:
     """Parse a ``SintList`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_SintList(view, 0, len(view), 0)
 
 
@@ -4805,11 +4505,11 @@ def _size_Status(msg: pb.Status, sizes: list[int], det: bool, big: list[int]) ->
     n = 0
     f_code = msg.code
     if f_code:
-        n += 1 + _sz_int32(f_code)
+        n += 1 + size_int32(f_code)
     f_message = msg.message
     if f_message:
         k = len(f_message.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -4820,20 +4520,20 @@ def _write_Status(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_code = msg.code
     if f_code:
         buf[pos] = 8
         pos += 1
-        pos = _wv(buf, pos, f_code & _M64)
+        pos = write_varint(buf, pos, f_code & MASK64)
     f_message = msg.message
     if f_message:
         buf[pos] = 18
         pos += 1
         s = f_message.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     return pos
@@ -4841,7 +4541,7 @@ def _write_Status(
 
 def _decode_Status(mv: memoryview, pos: int, end: int, depth: int) -> pb.Status:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_code: pb.Code = pb.Code(0)
     f_message: str = ""
     while pos < end:
@@ -4849,16 +4549,16 @@ def _decode_Status(mv: memoryview, pos: int, end: int, depth: int) -> pb.Status:
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 8:
-            x, pos = _rv(mv, pos, end)
-            f_code = pb.Code(_i32(x))
+            x, pos = read_varint(mv, pos, end)
+            f_code = pb.Code(as_int32(x))
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
-            f_message = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_message = read_string(mv, pos, k)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Status)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Status)
     return pb.Status(
         code=f_code,
         message=f_message,
@@ -4867,7 +4567,7 @@ def _decode_Status(mv: memoryview, pos: int, end: int, depth: int) -> pb.Status:
 
 def encode_Status(msg: pb.Status, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Status`` (see :func:`encode`)."""
-    return _encode(msg, _size_Status, _write_Status, deterministic)
+    return encode_with(msg, _size_Status, _write_Status, deterministic)
 
 
 def encoded_size_Status(msg: pb.Status) -> int:
@@ -4877,7 +4577,7 @@ def encoded_size_Status(msg: pb.Status) -> int:
 
 def decode_Status(data: bytes | bytearray | memoryview) -> pb.Status:
     """Parse a ``Status`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Status(view, 0, len(view), 0)
 
 
@@ -4892,7 +4592,7 @@ def _size_StringList(msg: pb.StringList, sizes: list[int], det: bool, big: list[
     n = 0
     for f_vals in msg.vals:
         k = len(f_vals.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -4903,14 +4603,14 @@ def _write_StringList(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     for f_vals in msg.vals:
         buf[pos] = 10
         pos += 1
         s = f_vals.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     return pos
@@ -4918,20 +4618,20 @@ def _write_StringList(
 
 def _decode_StringList(mv: memoryview, pos: int, end: int, depth: int) -> pb.StringList:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_vals: list[str] = []
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_vals.append(_str(mv, pos, k))
+            k, pos = read_length(mv, pos, end)
+            f_vals.append(read_string(mv, pos, k))
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_StringList)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_StringList)
     return pb.StringList(
         vals=f_vals,
     )
@@ -4939,7 +4639,7 @@ def _decode_StringList(mv: memoryview, pos: int, end: int, depth: int) -> pb.Str
 
 def encode_StringList(msg: pb.StringList, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``StringList`` (see :func:`encode`)."""
-    return _encode(msg, _size_StringList, _write_StringList, deterministic)
+    return encode_with(msg, _size_StringList, _write_StringList, deterministic)
 
 
 def encoded_size_StringList(msg: pb.StringList) -> int:
@@ -4949,7 +4649,7 @@ def encoded_size_StringList(msg: pb.StringList) -> int:
 
 def decode_StringList(data: bytes | bytearray | memoryview) -> pb.StringList:
     """Parse a ``StringList`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_StringList(view, 0, len(view), 0)
 
 
@@ -4965,36 +4665,36 @@ def _size_Task(msg: pb.Task, sizes: list[int], det: bool, big: list[int]) -> int
     f_producer = msg.producer
     if f_producer is not None:
         k = _size_Node(f_producer, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_consumer = msg.consumer
     if f_consumer is not None:
         k = _size_Node(f_consumer, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_created_at = msg.created_at
-    if f_created_at or _neg0(f_created_at):
+    if f_created_at or is_negative_zero(f_created_at):
         n += 9
     f_delivered_at = msg.delivered_at
     if f_delivered_at:
         k = len(f_delivered_at.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_ttl = msg.ttl
-    if f_ttl or _neg0(f_ttl):
+    if f_ttl or is_negative_zero(f_ttl):
         n += 9
     for f_ancestry in msg.ancestry:
         k = len(f_ancestry.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_task_type = msg.task_type
     if f_task_type:
         k = len(f_task_type.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_recordset = msg.recordset
     if f_recordset is not None:
         k = _size_RecordSet(f_recordset, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_error = msg.error
     if f_error is not None:
         k = _size_Error(f_error, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -5005,25 +4705,25 @@ def _write_Task(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_producer = msg.producer
     if f_producer is not None:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Node(f_producer, buf, pos, nxt, det, out)
     f_consumer = msg.consumer
     if f_consumer is not None:
         buf[pos] = 18
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Node(f_consumer, buf, pos, nxt, det, out)
     f_created_at = msg.created_at
-    if f_created_at or _neg0(f_created_at):
+    if f_created_at or is_negative_zero(f_created_at):
         buf[pos] = 25
         pos += 1
-        _D.pack_into(buf, pos, f_created_at)
+        STRUCT_d.pack_into(buf, pos, f_created_at)
         pos += 8
     f_delivered_at = msg.delivered_at
     if f_delivered_at:
@@ -5031,21 +4731,21 @@ def _write_Task(
         pos += 1
         s = f_delivered_at.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_ttl = msg.ttl
-    if f_ttl or _neg0(f_ttl):
+    if f_ttl or is_negative_zero(f_ttl):
         buf[pos] = 49
         pos += 1
-        _D.pack_into(buf, pos, f_ttl)
+        STRUCT_d.pack_into(buf, pos, f_ttl)
         pos += 8
     for f_ancestry in msg.ancestry:
         buf[pos] = 58
         pos += 1
         s = f_ancestry.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_task_type = msg.task_type
@@ -5054,27 +4754,27 @@ def _write_Task(
         pos += 1
         s = f_task_type.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_recordset = msg.recordset
     if f_recordset is not None:
         buf[pos] = 74
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_RecordSet(f_recordset, buf, pos, nxt, det, out)
     f_error = msg.error
     if f_error is not None:
         buf[pos] = 82
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Error(f_error, buf, pos, nxt, det, out)
     return pos
 
 
 def _decode_Task(mv: memoryview, pos: int, end: int, depth: int) -> pb.Task:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_producer: pb.Node | None = None
     f_consumer: pb.Node | None = None
     f_created_at: float = 0.0
@@ -5089,47 +4789,47 @@ def _decode_Task(mv: memoryview, pos: int, end: int, depth: int) -> pb.Task:
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_producer = _decode_Node(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_consumer = _decode_Node(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 25:
             if end - pos < 8:
-                raise _truncated()
-            f_created_at = _Sd.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_created_at = STRUCT_d.unpack_from(mv, pos)[0]
             pos += 8
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
-            f_delivered_at = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_delivered_at = read_string(mv, pos, k)
             pos += k
         elif tag == 49:
             if end - pos < 8:
-                raise _truncated()
-            f_ttl = _Sd.unpack_from(mv, pos)[0]
+                raise truncated_error()
+            f_ttl = STRUCT_d.unpack_from(mv, pos)[0]
             pos += 8
         elif tag == 58:
-            k, pos = _rlen(mv, pos, end)
-            f_ancestry.append(_str(mv, pos, k))
+            k, pos = read_length(mv, pos, end)
+            f_ancestry.append(read_string(mv, pos, k))
             pos += k
         elif tag == 66:
-            k, pos = _rlen(mv, pos, end)
-            f_task_type = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_task_type = read_string(mv, pos, k)
             pos += k
         elif tag == 74:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_recordset = _decode_RecordSet(mv, pos, pos + k, depth + 1)
             pos += k
         elif tag == 82:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_error = _decode_Error(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_Task)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_Task)
     return pb.Task(
         producer=f_producer,
         consumer=f_consumer,
@@ -5145,7 +4845,7 @@ def _decode_Task(mv: memoryview, pos: int, end: int, depth: int) -> pb.Task:
 
 def encode_Task(msg: pb.Task, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``Task`` (see :func:`encode`)."""
-    return _encode(msg, _size_Task, _write_Task, deterministic)
+    return encode_with(msg, _size_Task, _write_Task, deterministic)
 
 
 def encoded_size_Task(msg: pb.Task) -> int:
@@ -5155,7 +4855,7 @@ def encoded_size_Task(msg: pb.Task) -> int:
 
 def decode_Task(data: bytes | bytearray | memoryview) -> pb.Task:
     """Parse a ``Task`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_Task(view, 0, len(view), 0)
 
 
@@ -5171,18 +4871,18 @@ def _size_TaskIns(msg: pb.TaskIns, sizes: list[int], det: bool, big: list[int]) 
     f_task_id = msg.task_id
     if f_task_id:
         k = len(f_task_id.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_group_id = msg.group_id
     if f_group_id:
         k = len(f_group_id.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_run_id = msg.run_id
     if f_run_id:
-        n += 1 + _sz_uint64(f_run_id)
+        n += 1 + size_uint64(f_run_id)
     f_task = msg.task
     if f_task is not None:
         k = _size_Task(f_task, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -5193,7 +4893,7 @@ def _write_TaskIns(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_task_id = msg.task_id
     if f_task_id:
@@ -5201,7 +4901,7 @@ def _write_TaskIns(
         pos += 1
         s = f_task_id.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_group_id = msg.group_id
@@ -5210,26 +4910,26 @@ def _write_TaskIns(
         pos += 1
         s = f_group_id.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_run_id = msg.run_id
     if f_run_id:
         buf[pos] = 24
         pos += 1
-        pos = _wv(buf, pos, f_run_id)
+        pos = write_varint(buf, pos, f_run_id)
     f_task = msg.task
     if f_task is not None:
         buf[pos] = 34
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Task(f_task, buf, pos, nxt, det, out)
     return pos
 
 
 def _decode_TaskIns(mv: memoryview, pos: int, end: int, depth: int) -> pb.TaskIns:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_task_id: str = ""
     f_group_id: str = ""
     f_run_id: int = 0
@@ -5239,24 +4939,24 @@ def _decode_TaskIns(mv: memoryview, pos: int, end: int, depth: int) -> pb.TaskIn
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_task_id = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_task_id = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
-            f_group_id = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_group_id = read_string(mv, pos, k)
             pos += k
         elif tag == 24:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_run_id = x
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_task = _decode_Task(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_TaskIns)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_TaskIns)
     return pb.TaskIns(
         task_id=f_task_id,
         group_id=f_group_id,
@@ -5267,7 +4967,7 @@ def _decode_TaskIns(mv: memoryview, pos: int, end: int, depth: int) -> pb.TaskIn
 
 def encode_TaskIns(msg: pb.TaskIns, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``TaskIns`` (see :func:`encode`)."""
-    return _encode(msg, _size_TaskIns, _write_TaskIns, deterministic)
+    return encode_with(msg, _size_TaskIns, _write_TaskIns, deterministic)
 
 
 def encoded_size_TaskIns(msg: pb.TaskIns) -> int:
@@ -5277,7 +4977,7 @@ def encoded_size_TaskIns(msg: pb.TaskIns) -> int:
 
 def decode_TaskIns(data: bytes | bytearray | memoryview) -> pb.TaskIns:
     """Parse a ``TaskIns`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_TaskIns(view, 0, len(view), 0)
 
 
@@ -5293,18 +4993,18 @@ def _size_TaskRes(msg: pb.TaskRes, sizes: list[int], det: bool, big: list[int]) 
     f_task_id = msg.task_id
     if f_task_id:
         k = len(f_task_id.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_group_id = msg.group_id
     if f_group_id:
         k = len(f_group_id.encode())
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     f_run_id = msg.run_id
     if f_run_id:
-        n += 1 + _sz_uint64(f_run_id)
+        n += 1 + size_uint64(f_run_id)
     f_task = msg.task
     if f_task is not None:
         k = _size_Task(f_task, sizes, det, big)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -5315,7 +5015,7 @@ def _write_TaskRes(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_task_id = msg.task_id
     if f_task_id:
@@ -5323,7 +5023,7 @@ def _write_TaskRes(
         pos += 1
         s = f_task_id.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_group_id = msg.group_id
@@ -5332,26 +5032,26 @@ def _write_TaskRes(
         pos += 1
         s = f_group_id.encode()
         k = len(s)
-        pos = _wv(buf, pos, k)
+        pos = write_varint(buf, pos, k)
         buf[pos : pos + k] = s
         pos += k
     f_run_id = msg.run_id
     if f_run_id:
         buf[pos] = 24
         pos += 1
-        pos = _wv(buf, pos, f_run_id)
+        pos = write_varint(buf, pos, f_run_id)
     f_task = msg.task
     if f_task is not None:
         buf[pos] = 34
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         pos = _write_Task(f_task, buf, pos, nxt, det, out)
     return pos
 
 
 def _decode_TaskRes(mv: memoryview, pos: int, end: int, depth: int) -> pb.TaskRes:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_task_id: str = ""
     f_group_id: str = ""
     f_run_id: int = 0
@@ -5361,24 +5061,24 @@ def _decode_TaskRes(mv: memoryview, pos: int, end: int, depth: int) -> pb.TaskRe
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
-            f_task_id = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_task_id = read_string(mv, pos, k)
             pos += k
         elif tag == 18:
-            k, pos = _rlen(mv, pos, end)
-            f_group_id = _str(mv, pos, k)
+            k, pos = read_length(mv, pos, end)
+            f_group_id = read_string(mv, pos, k)
             pos += k
         elif tag == 24:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_run_id = x
         elif tag == 34:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             f_task = _decode_Task(mv, pos, pos + k, depth + 1)
             pos += k
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_TaskRes)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_TaskRes)
     return pb.TaskRes(
         task_id=f_task_id,
         group_id=f_group_id,
@@ -5389,7 +5089,7 @@ def _decode_TaskRes(mv: memoryview, pos: int, end: int, depth: int) -> pb.TaskRe
 
 def encode_TaskRes(msg: pb.TaskRes, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``TaskRes`` (see :func:`encode`)."""
-    return _encode(msg, _size_TaskRes, _write_TaskRes, deterministic)
+    return encode_with(msg, _size_TaskRes, _write_TaskRes, deterministic)
 
 
 def encoded_size_TaskRes(msg: pb.TaskRes) -> int:
@@ -5399,7 +5099,7 @@ def encoded_size_TaskRes(msg: pb.TaskRes) -> int:
 
 def decode_TaskRes(data: bytes | bytearray | memoryview) -> pb.TaskRes:
     """Parse a ``TaskRes`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_TaskRes(view, 0, len(view), 0)
 
 
@@ -5416,9 +5116,9 @@ def _size_UintList(msg: pb.UintList, sizes: list[int], det: bool, big: list[int]
     if f_vals:
         k = 0
         for x in f_vals:
-            k += _sz_uint64(x)
+            k += size_uint64(x)
         sizes.append(k)
-        n += 1 + _vs(k) + k
+        n += 1 + varint_size(k) + k
     sizes[slot] = n
     return n
 
@@ -5429,39 +5129,39 @@ def _write_UintList(
     pos: int,
     nxt: Callable[[], int],
     det: bool,
-    out: list[tuple[int, _Piece]] | None,
+    out: list[tuple[int, Piece]] | None,
 ) -> int:
     f_vals = msg.vals
     if f_vals:
         buf[pos] = 10
         pos += 1
-        pos = _wv(buf, pos, nxt())
+        pos = write_varint(buf, pos, nxt())
         for x in f_vals:
-            pos = _wv(buf, pos, x)
+            pos = write_varint(buf, pos, x)
     return pos
 
 
 def _decode_UintList(mv: memoryview, pos: int, end: int, depth: int) -> pb.UintList:
     if depth > MAX_DEPTH:
-        raise _too_deep()
+        raise too_deep_error()
     f_vals: list[int] = []
     while pos < end:
         tag = mv[pos]
         if tag < 0x80:
             pos += 1
         else:
-            tag, pos = _rv(mv, pos, end)
+            tag, pos = read_varint(mv, pos, end)
         if tag == 10:
-            k, pos = _rlen(mv, pos, end)
+            k, pos = read_length(mv, pos, end)
             stop = pos + k
             while pos < stop:
-                x, pos = _rv(mv, pos, stop)
+                x, pos = read_varint(mv, pos, stop)
                 f_vals.append(x)
         elif tag == 8:
-            x, pos = _rv(mv, pos, end)
+            x, pos = read_varint(mv, pos, end)
             f_vals.append(x)
         else:
-            pos = _skip(mv, pos, end, tag, depth, _KNOWN_UintList)
+            pos = skip_field(mv, pos, end, tag, depth, _KNOWN_UintList)
     return pb.UintList(
         vals=f_vals,
     )
@@ -5469,7 +5169,7 @@ def _decode_UintList(mv: memoryview, pos: int, end: int, depth: int) -> pb.UintL
 
 def encode_UintList(msg: pb.UintList, *, deterministic: bool = False) -> memoryview:
     """Serialize a ``UintList`` (see :func:`encode`)."""
-    return _encode(msg, _size_UintList, _write_UintList, deterministic)
+    return encode_with(msg, _size_UintList, _write_UintList, deterministic)
 
 
 def encoded_size_UintList(msg: pb.UintList) -> int:
@@ -5479,13 +5179,13 @@ def encoded_size_UintList(msg: pb.UintList) -> int:
 
 def decode_UintList(data: bytes | bytearray | memoryview) -> pb.UintList:
     """Parse a ``UintList`` (see :func:`decode`)."""
-    view = _view(data)
+    view = byte_view(data)
     return _decode_UintList(view, 0, len(view), 0)
 
 
 # ---------------------------------------------------------------------- dispatch
 
-_CODECS: dict[type[betterproto2.Message], tuple[_Sizer, _Writer, _Decoder]] = {
+_CODECS: dict[type[betterproto2.Message], tuple[Sizer, Writer, Decoder]] = {
     pb.Array: (_size_Array, _write_Array, _decode_Array),
     pb.BoolList: (_size_BoolList, _write_BoolList, _decode_BoolList),
     pb.BytesList: (_size_BytesList, _write_BytesList, _decode_BytesList),
@@ -5612,7 +5312,7 @@ def supports(cls: type) -> bool:
     return cls in _CODECS
 
 
-def _codec(cls: type) -> tuple[_Sizer, _Writer, _Decoder]:
+def _codec(cls: type) -> tuple[Sizer, Writer, Decoder]:
     try:
         return _CODECS[cls]
     except KeyError:
@@ -5622,10 +5322,10 @@ def _codec(cls: type) -> tuple[_Sizer, _Writer, _Decoder]:
 def encode(msg: betterproto2.Message, *, deterministic: bool = False) -> memoryview:
     """Serialize ``msg`` (a covered message) into a new writable byte buffer."""
     size, write, _ = _codec(type(msg))
-    return _encode(msg, size, write, deterministic)
+    return encode_with(msg, size, write, deterministic)
 
 
-def encode_chunks(msg: betterproto2.Message, *, deterministic: bool = False) -> list[_Piece]:
+def encode_chunks(msg: betterproto2.Message, *, deterministic: bool = False) -> list[Piece]:
     """Serialize ``msg`` (a covered message) as consecutive buffers, without joining them.
 
     Every ``bytes`` value of at least 64 KiB (``bytes``, a buffer, or the segments of a
@@ -5635,7 +5335,7 @@ def encode_chunks(msg: betterproto2.Message, *, deterministic: bool = False) -> 
     not change while the pieces are in use.
     """
     size, write, _ = _codec(type(msg))
-    return _encode_chunks(msg, size, write, deterministic)
+    return encode_chunks_with(msg, size, write, deterministic)
 
 
 def encoded_size(msg: betterproto2.Message) -> int:
@@ -5646,5 +5346,5 @@ def encoded_size(msg: betterproto2.Message) -> int:
 def decode(cls: type[_M], data: bytes | bytearray | memoryview) -> _M:
     """Parse ``data`` as ``cls``; zero-copy ``bytes`` fields are views of ``data``."""
     read = _codec(cls)[2]
-    view = _view(data)
+    view = byte_view(data)
     return cast(_M, read(view, 0, len(view), 0))
