@@ -15,22 +15,9 @@ from typing import Any
 import numpy as np
 
 from flwr_sdk.client.client import Client, HasContext
+from flwr_sdk.common import legacy_types as lt
 from flwr_sdk.common.context import Context
-from flwr_sdk.common.legacy_types import (
-    Code,
-    Config,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    Metrics,
-    Properties,
-    Status,
-)
+from flwr_sdk.common.legacy_types import Code, Config, Metrics, Properties, Status
 from flwr_sdk.common.ndarrays import NDArrays, ndarrays_to_parameters, parameters_to_ndarrays
 
 __all__ = ["NumPyClient"]
@@ -120,6 +107,15 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
+def _check_num_examples(value: Any, method: str) -> int:
+    if not _is_int(value):
+        raise TypeError(
+            f"NumPyClient.{method} must return num_examples (second element) as int, "
+            f"got {type(value).__name__}"
+        )
+    return int(value)
+
+
 def _check_triple(results: object, method: str, signature: str) -> Sequence[Any]:
     if not isinstance(results, (tuple, list)) or len(results) != 3:
         raise TypeError(
@@ -151,75 +147,69 @@ class NumPyClientAdapter(Client):
     def context(self, context: Context) -> None:
         self.numpy_client.context = context
 
-    def get_properties(self, ins: GetPropertiesIns) -> GetPropertiesRes:
+    def _call_triple(
+        self, method: str, ins: lt.FitIns | lt.EvaluateIns, signature: str
+    ) -> Sequence[Any]:
+        """Call the NumPyClient's ``fit`` or ``evaluate``; check it returned 3 elements."""
+        call = getattr(self.numpy_client, method)
+        results = call(parameters_to_ndarrays(ins.parameters), ins.config)
+        return _check_triple(results, method, signature)
+
+    def get_properties(self, ins: lt.GetPropertiesIns) -> lt.GetPropertiesRes:
         """Call the NumPyClient's ``get_properties``."""
         if not _overrides(self.numpy_client, "get_properties"):
             return super().get_properties(ins)
         properties = _check_dict(
             self.numpy_client.get_properties(ins.config), "get_properties", "the properties"
         )
-        return GetPropertiesRes(status=Status(Code.OK, _SUCCESS), properties=properties)
+        return lt.GetPropertiesRes(status=Status(Code.OK, _SUCCESS), properties=properties)
 
-    def get_parameters(self, ins: GetParametersIns) -> GetParametersRes:
+    def get_parameters(self, ins: lt.GetParametersIns) -> lt.GetParametersRes:
         """Call the NumPyClient's ``get_parameters``."""
         if not _overrides(self.numpy_client, "get_parameters"):
             return super().get_parameters(ins)
         ndarrays = _check_ndarrays(
             self.numpy_client.get_parameters(ins.config), "get_parameters", "the parameters"
         )
-        return GetParametersRes(
+        return lt.GetParametersRes(
             status=Status(Code.OK, _SUCCESS),
             parameters=ndarrays_to_parameters(ndarrays, zero_copy=True),
         )
 
-    def fit(self, ins: FitIns) -> FitRes:
+    def fit(self, ins: lt.FitIns) -> lt.FitRes:
         """Call the NumPyClient's ``fit`` with the parameters as NumPy arrays."""
         if not _overrides(self.numpy_client, "fit"):
             return super().fit(ins)
-        signature = "(parameters: list[numpy.ndarray], num_examples: int, metrics: dict)"
-        results = _check_triple(
-            self.numpy_client.fit(parameters_to_ndarrays(ins.parameters), ins.config),
-            "fit",
-            signature,
+        results = self._call_triple(
+            "fit", ins, "(parameters: list[numpy.ndarray], num_examples: int, metrics: dict)"
         )
         ndarrays = _check_ndarrays(results[0], "fit", "the parameters (first element)")
-        if not _is_int(results[1]):
-            raise TypeError(
-                "NumPyClient.fit must return num_examples (second element) as int, "
-                f"got {type(results[1]).__name__}"
-            )
+        num_examples = _check_num_examples(results[1], "fit")
         metrics = _check_dict(results[2], "fit", "the metrics (third element)")
-        return FitRes(
+        return lt.FitRes(
             status=Status(Code.OK, _SUCCESS),
             parameters=ndarrays_to_parameters(ndarrays, zero_copy=True),
-            num_examples=int(results[1]),
+            num_examples=num_examples,
             metrics=metrics,
         )
 
-    def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
+    def evaluate(self, ins: lt.EvaluateIns) -> lt.EvaluateRes:
         """Call the NumPyClient's ``evaluate`` with the parameters as NumPy arrays."""
         if not _overrides(self.numpy_client, "evaluate"):
             return super().evaluate(ins)
-        signature = "(loss: float, num_examples: int, metrics: dict)"
-        results = _check_triple(
-            self.numpy_client.evaluate(parameters_to_ndarrays(ins.parameters), ins.config),
-            "evaluate",
-            signature,
+        results = self._call_triple(
+            "evaluate", ins, "(loss: float, num_examples: int, metrics: dict)"
         )
         if not _is_real(results[0]):
             raise TypeError(
                 "NumPyClient.evaluate must return the loss (first element) as float, "
                 f"got {type(results[0]).__name__}"
             )
-        if not _is_int(results[1]):
-            raise TypeError(
-                "NumPyClient.evaluate must return num_examples (second element) as int, "
-                f"got {type(results[1]).__name__}"
-            )
+        num_examples = _check_num_examples(results[1], "evaluate")
         metrics = _check_dict(results[2], "evaluate", "the metrics (third element)")
-        return EvaluateRes(
+        return lt.EvaluateRes(
             status=Status(Code.OK, _SUCCESS),
             loss=float(results[0]),
-            num_examples=int(results[1]),
+            num_examples=num_examples,
             metrics=metrics,
         )
