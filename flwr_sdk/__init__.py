@@ -7,20 +7,9 @@ loop); implement a :class:`Client` or a :class:`NumPyClient`.
 from flwr_sdk.app import start_client, start_client_async
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.common import legacy_types as _legacy_types
 from flwr_sdk.common.context import Context
-from flwr_sdk.common.legacy_types import (
-    Code,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    Parameters,
-    Status,
-)
+from flwr_sdk.common.legacy_types import *  # noqa: F403  (all of legacy_types.__all__)
 from flwr_sdk.common.message import Error, Message, MessageType, Metadata
 from flwr_sdk.common.ndarrays import (
     bytes_to_ndarray,
@@ -35,27 +24,16 @@ __version__ = "0.1.0"
 __all__ = [
     "Array",
     "Client",
-    "Code",
     "ConfigsRecord",
     "Context",
     "Error",
-    "EvaluateIns",
-    "EvaluateRes",
-    "FitIns",
-    "FitRes",
-    "GetParametersIns",
-    "GetParametersRes",
-    "GetPropertiesIns",
-    "GetPropertiesRes",
     "Message",
     "MessageType",
     "Metadata",
     "MetricsRecord",
     "NumPyClient",
-    "Parameters",
     "ParametersRecord",
     "RecordSet",
-    "Status",
     "__version__",
     "bytes_to_ndarray",
     "ndarray_to_bytes",
@@ -64,3 +42,4 @@ __all__ = [
     "start_client",
     "start_client_async",
 ]
+__all__ += _legacy_types.__all__

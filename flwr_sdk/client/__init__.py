@@ -11,26 +11,8 @@ from flwr_sdk.client.dispatch import (
     to_client,
 )
 from flwr_sdk.client.numpy_client import NumPyClient, NumPyClientAdapter
-from flwr_sdk.common.legacy_types import (
-    Code,
-    Config,
-    DisconnectRes,
-    EvaluateIns,
-    EvaluateRes,
-    FitIns,
-    FitRes,
-    GetParametersIns,
-    GetParametersRes,
-    GetPropertiesIns,
-    GetPropertiesRes,
-    Metrics,
-    Parameters,
-    Properties,
-    ReconnectIns,
-    Scalar,
-    Status,
-    TensorBytes,
-)
+from flwr_sdk.common import legacy_types as _legacy_types
+from flwr_sdk.common.legacy_types import *  # noqa: F403  (all of legacy_types.__all__)
 from flwr_sdk.common.ndarrays import (
     NDArray,
     NDArrays,
@@ -44,28 +26,10 @@ __all__ = [
     "AnyClientFn",
     "Client",
     "ClientFn",
-    "Code",
-    "Config",
-    "DisconnectRes",
-    "EvaluateIns",
-    "EvaluateRes",
-    "FitIns",
-    "FitRes",
-    "GetParametersIns",
-    "GetParametersRes",
-    "GetPropertiesIns",
-    "GetPropertiesRes",
-    "Metrics",
     "NDArray",
     "NDArrays",
     "NumPyClient",
     "NumPyClientAdapter",
-    "Parameters",
-    "Properties",
-    "ReconnectIns",
-    "Scalar",
-    "Status",
-    "TensorBytes",
     "adapt_client_fn",
     "bytes_to_ndarray",
     "error_reply_for",
@@ -77,3 +41,4 @@ __all__ = [
     "parameters_to_ndarrays",
     "to_client",
 ]
+__all__ += _legacy_types.__all__
