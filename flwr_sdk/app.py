@@ -15,24 +15,16 @@ from flwr_sdk.client.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.node_loop import NodeLoop
+from flwr_sdk.transport import connector_for
 from flwr_sdk.transport.base import Connector
 from flwr_sdk.validation import ClientConfig, validate
+from flwr_sdk.wire.lines import DEFAULT_LINE, get_line
 
 log = logging.getLogger("flwr_sdk")
 
 
 def _connector(config: ClientConfig) -> Connector:
-    if config.transport == "grpc-bidi":
-        from flwr_sdk.transport.grpc_bidi import GrpcBidiConnector
-
-        return GrpcBidiConnector(config.settings)
-    if config.transport == "grpc-rere":
-        from flwr_sdk.transport.grpc_rere import GrpcRereConnector
-
-        return GrpcRereConnector(config.settings)
-    from flwr_sdk.transport.rest import RestConnector
-
-    return RestConnector(config.settings)
+    return connector_for(config.transport, config.settings, get_line(DEFAULT_LINE))
 
 
 async def start_client_async(

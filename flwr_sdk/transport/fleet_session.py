@@ -1,7 +1,11 @@
-"""The Flower 1.12 Fleet API session, shared by the grpc-rere and rest transports.
+"""A node's Fleet API session, the same on every wire line and transport.
 
-One :class:`FleetSession` is one registered node. The flow (Flower's, with its gaps
-closed):
+One :class:`FleetSession` is one registered node. It is given a wire line's adapter
+(:class:`~flwr_sdk.wire.base.FleetLine`: what each request is and what each response
+means), a :class:`FleetCaller` (one transport's way of making one call) and a
+:class:`~flwr_sdk.wire.base.NodeAuth` (what each call carries), and imports no line.
+Below, the calls are named as the 1.12 line names them. The flow (Flower's, with its
+gaps closed):
 
 1. ``CreateNode(ping_interval=30)`` → the node (:meth:`FleetSession.open`). Not retried
    here: the node loop retries the whole :meth:`FleetConnector.connect` under the retry
@@ -45,19 +49,17 @@ import contextlib
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 import betterproto2
-from flwr_sdk_proto.v1_12 import fleet_api
-from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common.fab import FabError, run_config_from_fab
 from flwr_sdk.common.message import Message
 from flwr_sdk.errors import FlwrSdkError, ServerUnavailableError, TransportError
-from flwr_sdk.transport.base import Connection, Connector
+from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.retry import RetryPolicy
-from flwr_sdk.wire import v1_12
-from flwr_sdk.wire.base import RunInfo
+from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc, RunInfo
 
 __all__ = [
     "CALL_TIMEOUT",
@@ -65,6 +67,7 @@ __all__ = [
     "DELETE_NODE_TIMEOUT",
     "PING_TIMEOUT",
     "POLL_INTERVAL",
+    "FleetCaller",
     "FleetConnector",
     "FleetSession",
     "NodeLostError",
@@ -87,15 +90,34 @@ DATA_CALL_TIMEOUT = 600.0
 DELETE_NODE_TIMEOUT = 3.0
 """Deadline of the single DeleteNode sent when a session closes."""
 
-_TIMEOUTS: dict[str, float] = {
-    fleet_api.FLEET_CREATE_NODE.name: CALL_TIMEOUT,
-    fleet_api.FLEET_GET_RUN.name: CALL_TIMEOUT,
-    fleet_api.FLEET_PING.name: PING_TIMEOUT,
-    fleet_api.FLEET_DELETE_NODE.name: DELETE_NODE_TIMEOUT,
-    fleet_api.FLEET_PULL_TASK_INS.name: DATA_CALL_TIMEOUT,
-    fleet_api.FLEET_PUSH_TASK_RES.name: DATA_CALL_TIMEOUT,
-    fleet_api.FLEET_GET_FAB.name: DATA_CALL_TIMEOUT,
-}
+
+class FleetCaller(abc.ABC):
+    """One transport's way of making one unary Fleet call (grpc-rere, rest)."""
+
+    @abc.abstractmethod
+    async def call(
+        self,
+        rpc: Rpc,
+        request: betterproto2.Message,
+        timeout: float,
+        *,
+        registration: bool = False,
+    ) -> Any:
+        """Make one call and return its response (of ``rpc.response_type``).
+
+        The call carries the session's node-auth metadata; with ``registration=True``
+        the response metadata goes to the node-auth object where it asks for it.
+
+        Raises:
+            flwr_sdk.errors.ServerUnavailableError: unreachable / unavailable (retryable).
+            flwr_sdk.errors.AuthenticationError: the server refused the node's credentials.
+            flwr_sdk.errors.TransportError: any other failure.
+
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the channel or HTTP client (never raises)."""
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -107,27 +129,29 @@ class NodeLostError(ServerUnavailableError):
 
 
 class FleetSession(Connection):
-    """One registered node on a Flower 1.12 Fleet API; transports add :meth:`_call`.
-
-    Subclasses implement :meth:`_call` (one unary Fleet RPC, mapping every failure onto
-    :mod:`flwr_sdk.errors`) and :meth:`_close_transport`, and may extend
-    :meth:`_create_node` (e.g. to read response metadata).
-    """
+    """One registered node on a Fleet API, whatever the line and the transport."""
 
     poll_interval = POLL_INTERVAL
     supports_error_replies = True
 
     def __init__(
         self,
+        line: FleetLine,
+        caller: FleetCaller,
+        auth: NodeAuth,
         *,
         retry: RetryPolicy | None,
-        ping_interval: float = v1_12.PING_INTERVAL,
         rng: random.Random | None = None,
     ) -> None:
+        self._line = line
+        self._rpcs = line.rpcs
+        self._caller = caller
+        self._auth = auth
         self._retry = retry if retry is not None else RetryPolicy(None, None)
-        self._ping_interval = ping_interval
+        self._ping_interval = line.heartbeat_interval
         self._rng = rng if rng is not None else random.Random()
-        self._node: pb.Node | None = None
+        self._node: Any = None
+        self._node_id: int | None = None
         self._instruction: Message | None = None
         self._runs: dict[int, RunInfo] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -135,41 +159,19 @@ class FleetSession(Connection):
         self._lost = False
         self._closed = False
 
-    # ----------------------------------------------------------------- transport hooks
-
-    @abc.abstractmethod
-    async def _call(self, rpc: fleet_api.Rpc, request: betterproto2.Message, timeout: float) -> Any:
-        """Make one Fleet call and return its response (of ``rpc.response_type``).
-
-        Raises:
-            flwr_sdk.errors.ServerUnavailableError: unreachable / unavailable (retryable).
-            flwr_sdk.errors.AuthenticationError: the server refused the node's credentials.
-            flwr_sdk.errors.TransportError: any other failure.
-
-        """
-
-    @abc.abstractmethod
-    async def _close_transport(self) -> None:
-        """Close the channel or HTTP client (never raises)."""
-
-    async def _create_node(self, request: pb.CreateNodeRequest) -> pb.CreateNodeResponse:
-        """Send CreateNode; transports with node authentication extend this."""
-        response: pb.CreateNodeResponse = await self._call(
-            fleet_api.FLEET_CREATE_NODE, request, _TIMEOUTS[fleet_api.FLEET_CREATE_NODE.name]
-        )
-        return response
-
-    async def _after_create_node(self) -> None:
-        """Check the registration (e.g. that the server sent its key); raise to undo it."""
-
     # ------------------------------------------------------------------------ flow
 
     @property
+    def line(self) -> FleetLine:
+        """The wire line this session speaks."""
+        return self._line
+
+    @property
     def node_id(self) -> int:
-        """The id CreateNode gave this node."""
-        if self._node is None:
+        """The id registration gave this node."""
+        if self._node_id is None:
             raise RuntimeError("the session has no node yet (open() was not called)")
-        return self._node.node_id
+        return self._node_id
 
     @property
     def lost(self) -> bool:
@@ -180,28 +182,35 @@ class FleetSession(Connection):
         """Register the node and start the heartbeat; on failure, undo and close.
 
         Raises:
-            flwr_sdk.errors.TransportError: as :meth:`_call` does, or as
-                :meth:`_after_create_node` decides.
+            flwr_sdk.errors.TransportError: as the caller does, or as the node-auth
+                object decides.
 
         """
+        line = self._line
         try:
-            response = await self._create_node(v1_12.create_node_request(self._ping_interval))
-            self._node = v1_12.node_from_create_node(response)
-            log.info("Registered with the SuperLink as node %d", self._node.node_id)
-            await self._after_create_node()
+            response = await self._caller.call(
+                self._rpcs.register,
+                line.register_request(self._ping_interval),
+                CALL_TIMEOUT,
+                registration=True,
+            )
+            self._node = line.node_from_register(response)
+            self._node_id = line.node_id(self._node)
+            log.info("Registered with the SuperLink as node %d", self._node_id)
+            self._auth.check_registered()
         except BaseException:
             await self.close()
             raise
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="flwr-sdk-heartbeat")
 
-    async def _retrying(self, rpc: fleet_api.Rpc, request: betterproto2.Message) -> Any:
+    async def _retrying(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """Make a call, retrying "unavailable" failures under the session's policy."""
         failures = 0
 
         async def attempt() -> Any:
             nonlocal failures
             try:
-                result = await self._call(rpc, request, _TIMEOUTS[rpc.name])
+                result = await self._caller.call(rpc, request, timeout)
             except ServerUnavailableError:
                 failures += 1
                 raise
@@ -224,16 +233,12 @@ class FleetSession(Connection):
         """
         if self._lost:
             raise NodeLostError(f"the SuperLink no longer knows node {self.node_id}")
-        assert self._node is not None
-        response: pb.PullTaskInsResponse = await self._retrying(
-            fleet_api.FLEET_PULL_TASK_INS, v1_12.pull_task_ins_request(self._node)
+        response = await self._retrying(
+            self._rpcs.pull, self._line.pull_request(self._node), DATA_CALL_TIMEOUT
         )
-        task_ins = v1_12.pulled_task_ins(response, self.node_id)
-        if task_ins is None:
-            if response.task_ins_list:
-                log.debug("Dropped a TaskIns not meant for node %d", self.node_id)
+        message = self._line.instruction_from_pull(response, self.node_id)
+        if message is None:
             return None
-        message = v1_12.task_ins_to_message(task_ins)
         self._instruction = message
         log.debug(
             "Received %s (run %d, group %r)",
@@ -248,28 +253,24 @@ class FleetSession(Connection):
         instruction, self._instruction = self._instruction, None
         if instruction is None:
             raise RuntimeError("send() called without a received instruction")
-        assert self._node is not None
-        task_res = v1_12.reply_task_res(instruction, reply, self.node_id)
-        if v1_12.reply_expired(task_res):
+        request = self._line.push_request(self._node, instruction, reply)
+        if request is None:
             log.warning(
                 "Not sending the %s reply: instruction %s expired before it was answered",
                 reply.metadata.message_type,
                 instruction.metadata.message_id,
             )
             return
-        await self._retrying(
-            fleet_api.FLEET_PUSH_TASK_RES, v1_12.push_task_res_request(self._node, task_res)
-        )
+        await self._retrying(self._rpcs.push, request, DATA_CALL_TIMEOUT)
 
     async def run_info(self, run_id: int) -> RunInfo:
         """GetRun (and GetFab when the run has a FAB), once per run; see module docs."""
         cached = self._runs.get(run_id)
         if cached is not None:
             return cached
-        assert self._node is not None
         try:
-            response: pb.GetRunResponse = await self._retrying(
-                fleet_api.FLEET_GET_RUN, v1_12.get_run_request(self._node, run_id)
+            response = await self._retrying(
+                self._rpcs.get_run, self._line.get_run_request(self._node, run_id), CALL_TIMEOUT
             )
         except ServerUnavailableError:
             raise
@@ -277,24 +278,22 @@ class FleetSession(Connection):
             log.warning("GetRun for run %d failed (%s); using an empty run config", run_id, exc)
             info = RunInfo(run_id=run_id)
         else:
-            info = v1_12.run_from_wire(response, run_id)
+            info = self._line.run_from_response(response, run_id)
             if info.fab_hash:
                 info = await self._with_fab_config(info)
         self._runs[run_id] = info
         return info
 
     async def _with_fab_config(self, info: RunInfo) -> RunInfo:
-        assert self._node is not None
+        request = self._line.get_fab_request(self._node, info.fab_hash, info.run_id)
         try:
-            response: pb.GetFabResponse = await self._retrying(
-                fleet_api.FLEET_GET_FAB, v1_12.get_fab_request(self._node, info.fab_hash)
-            )
+            response = await self._retrying(self._rpcs.get_fab, request, DATA_CALL_TIMEOUT)
         except ServerUnavailableError:
             raise
         except TransportError as exc:
             log.warning("GetFab %s failed (%s): running without a FAB", info.fab_hash[:12], exc)
             return info
-        content = v1_12.fab_from_wire(response, info.fab_hash)
+        content = self._line.fab_from_response(response, info.fab_hash)
         if content is None:
             log.warning("GetFab returned no FAB matching %s: running without one", info.fab_hash)
             return info
@@ -316,24 +315,21 @@ class FleetSession(Connection):
         self._ping_now.clear()
 
     async def _heartbeat_loop(self) -> None:
-        assert self._node is not None
-        request = v1_12.ping_request(self._node, self._ping_interval)
+        request = self._line.heartbeat_request(self._node, self._ping_interval)
         backoff = self._retry.backoff()
         while True:
             try:
-                response: pb.PingResponse = await self._call(
-                    fleet_api.FLEET_PING, request, PING_TIMEOUT
-                )
+                response = await self._caller.call(self._rpcs.heartbeat, request, PING_TIMEOUT)
             except FlwrSdkError as exc:
                 wait = backoff.next_wait()
                 log.warning("Ping failed: %s; next ping in %.1f s", exc, wait)
                 await self._wait(wait)
                 continue
             backoff.reset()
-            if not response.success:
+            if not self._line.heartbeat_accepted(response):
                 log.warning(
                     "The SuperLink no longer knows node %d (was it restarted?); registering again",
-                    self._node.node_id,
+                    self.node_id,
                 )
                 self._lost = True
                 return
@@ -353,49 +349,61 @@ class FleetSession(Connection):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await heartbeat
             if self._node is not None and not self._lost:
-                await self._delete_node(self._node)
+                await self._unregister()
         finally:
-            await self._close_transport()
+            await self._caller.close()
 
-    async def _delete_node(self, node: pb.Node) -> None:
+    async def _unregister(self) -> None:
+        request = self._line.unregister_request(self._node)
         try:
-            await self._call(
-                fleet_api.FLEET_DELETE_NODE, v1_12.delete_node_request(node), DELETE_NODE_TIMEOUT
-            )
+            await self._caller.call(self._rpcs.unregister, request, DELETE_NODE_TIMEOUT)
         except FlwrSdkError as exc:
-            log.warning("DeleteNode for node %d failed: %s", node.node_id, exc)
+            log.warning("DeleteNode for node %d failed: %s", self.node_id, exc)
         else:
-            log.info("Unregistered node %d", node.node_id)
+            log.info("Unregistered node %d", self.node_id)
+
+
+CallerFactory = Callable[[NodeAuth], FleetCaller]
+"""Makes one session's caller, given that session's node-auth object."""
 
 
 class FleetConnector(Connector):
-    """Opens :class:`FleetSession` objects, refusing the 1.12 "ghost node".
+    """Opens :class:`FleetSession` objects of one line over one transport.
 
-    With node authentication a 1.12 SuperLink keeps the key bound to a deleted node and
-    hands out that dead id again: registering anew after a lost node could then only loop.
+    Where the line may hand out a lost node's id again
+    (:attr:`~flwr_sdk.wire.base.FleetLine.reissues_lost_node_ids`), such an id is
+    refused: registering anew could then only loop.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, name: str, line: FleetLine, settings: TransportSettings, new_caller: CallerFactory
+    ) -> None:
+        self.name = name
+        self._line = line
+        self._settings = settings
+        self._new_caller = new_caller
         self._lost_node_ids: set[int] = set()
         self._last: FleetSession | None = None
 
-    @abc.abstractmethod
-    def _new_session(self) -> FleetSession:
-        """A new, unopened session."""
+    def new_session(self) -> FleetSession:
+        """A new, unopened session with its own node-auth object and caller."""
+        auth = self._line.node_auth(self._settings.authentication_keys)
+        return FleetSession(self._line, self._new_caller(auth), auth, retry=self._settings.retry)
 
     async def connect(self) -> Connection:
-        """Register a node (CreateNode) and start its heartbeat."""
+        """Register a node and start its heartbeat."""
         last = self._last
-        if last is not None and last.lost and last._node is not None:
-            self._lost_node_ids.add(last._node.node_id)
-        session = self._new_session()
+        if last is not None and last.lost and self._line.reissues_lost_node_ids:
+            self._lost_node_ids.add(last.node_id)
+        session = self.new_session()
         self._last = session
         await session.open()
         if session.node_id in self._lost_node_ids:
             await session.close()
             raise TransportError(
                 f"the SuperLink handed out node {session.node_id} again, which it had "
-                "reported as unknown (with node authentication, a Flower 1.12 SuperLink "
-                "keeps a key bound to a node it lost); use a new key or restart the SuperLink"
+                f"reported as unknown (on the {self._line.title}, a SuperLink with node "
+                "authentication keeps a key bound to a node it lost); use a new key or "
+                "restart the SuperLink"
             )
         return session

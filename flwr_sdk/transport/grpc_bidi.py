@@ -13,19 +13,17 @@ import contextlib
 import logging
 from typing import Any
 
-from flwr_sdk_proto.v1_12 import fleet_api
-
 from flwr_sdk.common.message import Message
 from flwr_sdk.errors import ProtocolError, ServerUnavailableError
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
 from flwr_sdk.wire import bidi
-from flwr_sdk.wire.base import Reconnect
+from flwr_sdk.wire.base import FleetLine, Reconnect
 
 log = logging.getLogger("flwr_sdk")
 
-JOIN = fleet_api.FLOWERSERVICE_JOIN
+JOIN = bidi.JOIN
 
 
 class GrpcBidiConnection(Connection):
@@ -122,3 +120,8 @@ class GrpcBidiConnector(Connector):
         connection = GrpcBidiConnection(self._factory)
         await connection.open()
         return connection
+
+
+def connector(settings: TransportSettings, line: FleetLine) -> Connector:
+    """Opens ``Join`` streams; the protocol is the same on every line (``line`` unused)."""
+    return GrpcBidiConnector(settings)

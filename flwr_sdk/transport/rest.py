@@ -1,7 +1,8 @@
-"""rest: the Flower 1.12 Fleet API over HTTP(S), with httpx.
+"""rest: a Fleet API over HTTP(S), with httpx.
 
-The session flow lives in :mod:`flwr_sdk.transport.fleet_session`; this module only
-makes calls:
+The session flow lives in :mod:`flwr_sdk.transport.fleet_session` and every
+line-specific rule (paths included: each RPC's ``rest_path``) in the line's adapter;
+this module only makes calls:
 
 * ``POST {base}/api/v0/fleet/<rpc>`` — single-slash paths (Flower 1.12's client asks for
   ``//api/v0/fleet/get-run`` and ``…/get-fab``, gets 404 and silently runs without run
@@ -25,8 +26,9 @@ makes calls:
     with the status and the start of the body. (The 1.12 SuperLink answers 500 to every
     get-fab; the session treats a failing GetFab as "no FAB".)
 
-The REST Fleet API has no node authentication (``authentication_keys`` is refused by
-argument validation).
+Node authentication: the text-valued metadata the session's
+:class:`~flwr_sdk.wire.base.NodeAuth` gives for a call is sent as headers (the 1.12
+REST Fleet API has none: ``authentication_keys`` is refused by argument validation).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from typing import Any, cast
 
 import betterproto2
 import httpx
-from flwr_sdk_proto.v1_12 import fleet_api
 
 from flwr_sdk.errors import (
     AuthenticationError,
@@ -57,9 +58,10 @@ from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
 from flwr_sdk.net.tls import classify_tls_error, client_ssl_context
 from flwr_sdk.transport.address import RestTarget, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
-from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession
+from flwr_sdk.transport.fleet_session import FleetCaller, FleetConnector
+from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
 
-__all__ = ["PROTOBUF", "RestConnector", "RestSession", "timeouts_for"]
+__all__ = ["PROTOBUF", "RestCaller", "connector", "timeouts_for"]
 
 log = logging.getLogger("flwr_sdk")
 
@@ -83,12 +85,12 @@ def timeouts_for(call_timeout: float) -> httpx.Timeout:
     return httpx.Timeout(call_timeout, connect=min(CONNECT_TIMEOUT, call_timeout))
 
 
-class RestSession(FleetSession):
-    """A Fleet session over one ``httpx.AsyncClient``."""
+class RestCaller(FleetCaller):
+    """Fleet calls as HTTP POSTs over one ``httpx.AsyncClient``, for one session."""
 
-    def __init__(self, target: RestTarget, settings: TransportSettings) -> None:
-        super().__init__(retry=settings.retry)
+    def __init__(self, target: RestTarget, settings: TransportSettings, auth: NodeAuth) -> None:
         self._target = target
+        self._auth = auth
         self._max_body = settings.max_message_length
         verify: Any = (
             client_ssl_context(settings.root_certificates, alpn=["http/1.1"])
@@ -107,7 +109,14 @@ class RestSession(FleetSession):
         )
         self._answered = False
 
-    async def _call(self, rpc: fleet_api.Rpc, request: betterproto2.Message, timeout: float) -> Any:
+    async def call(
+        self,
+        rpc: Rpc,
+        request: betterproto2.Message,
+        timeout: float,
+        *,
+        registration: bool = False,
+    ) -> Any:
         """``POST`` one request; return the parsed response or raise (see module docs)."""
         path = rpc.rest_path
         assert path is not None and path.startswith("/") and not path.startswith("//")
@@ -125,7 +134,7 @@ class RestSession(FleetSession):
                 "POST",
                 path,
                 content=_body_stream(body),
-                headers={"Content-Length": str(len(body))},
+                headers=self._headers(rpc, request, len(body)),
                 timeout=timeouts_for(timeout),
             ) as response:
                 data = await self._read_body(response, what)
@@ -150,6 +159,15 @@ class RestSession(FleetSession):
         except Exception as exc:
             raise ProtocolError(f"{what}: cannot parse the response body: {exc}") from exc
 
+    def _headers(self, rpc: Rpc, request: betterproto2.Message, length: int) -> dict[str, str]:
+        headers = {
+            key: value
+            for key, value in self._auth.call_metadata(rpc, request).items()
+            if isinstance(value, str)
+        }
+        headers["Content-Length"] = str(length)
+        return headers
+
     async def _read_body(self, response: httpx.Response, what: str) -> bytes | memoryview:
         status = response.status_code
         if status != 200:
@@ -165,7 +183,8 @@ class RestSession(FleetSession):
             raise ProtocolError(f"{what}: expected content-type {PROTOBUF}, got {content_type!r}")
         return await _read_at_most(response, self._max_body, what)
 
-    async def _close_transport(self) -> None:
+    async def close(self) -> None:
+        """Close the HTTP client."""
         try:
             await self._client.aclose()
         except Exception as exc:  # closing must never fail the caller
@@ -231,15 +250,7 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> byte
     return b"".join(chunks)
 
 
-class RestConnector(FleetConnector):
-    """Registers nodes on one Flower 1.12 SuperLink's REST Fleet API."""
-
-    name = "rest"
-
-    def __init__(self, settings: TransportSettings) -> None:
-        super().__init__()
-        self._settings = settings
-        self._target = parse_rest_address(settings.server_address)
-
-    def _new_session(self) -> FleetSession:
-        return RestSession(self._target, self._settings)
+def connector(settings: TransportSettings, line: FleetLine) -> FleetConnector:
+    """Registers nodes of ``line`` on one SuperLink's REST Fleet API."""
+    target = parse_rest_address(settings.server_address)
+    return FleetConnector("rest", line, settings, lambda auth: RestCaller(target, settings, auth))

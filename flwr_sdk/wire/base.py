@@ -1,10 +1,23 @@
-"""What every wire line shares: the shapes a session hands upward."""
+"""The seam between a node's session and a Flower wire line.
+
+:class:`FleetLine` is what one line's adapter implements (``wire/v1_12.py``, …), in
+role names: register, heartbeat, pull, push, run info, unregister. :class:`NodeAuth`
+is one node-authentication scheme's client side. :class:`Reconnect` and
+:class:`RunInfo` are what sessions hand upward. Nothing here names a line.
+"""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, Protocol
+
+import betterproto2
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from flwr_sdk.common.message import Message
 
 ConfigScalar = bool | bytes | float | int | str
 
@@ -25,3 +38,189 @@ class RunInfo:
     fab_id: str = ""
     fab_version: str = ""
     fab_hash: str = ""
+
+
+class Rpc(Protocol):
+    """One Fleet RPC as the generated ``fleet_api`` module of every line describes it."""
+
+    @property
+    def name(self) -> str:
+        """Method name, e.g. ``CreateNode``."""
+
+    @property
+    def grpc_path(self) -> str:
+        """``/package.Service/Method``."""
+
+    @property
+    def cardinality(self) -> Any:
+        """The call's cardinality (grpclib's)."""
+
+    @property
+    def request_type(self) -> type[betterproto2.Message]:
+        """The request class."""
+
+    @property
+    def response_type(self) -> type[betterproto2.Message]:
+        """The response class."""
+
+    @property
+    def rest_path(self) -> str | None:
+        """The HTTP path of the same call, or None."""
+
+
+@dataclass(frozen=True)
+class FleetRpcs:
+    """The Fleet RPCs of one line, by the role each plays in a node's session."""
+
+    register: Rpc
+    unregister: Rpc
+    heartbeat: Rpc
+    pull: Rpc
+    push: Rpc
+    get_run: Rpc
+    get_fab: Rpc
+
+
+Metadata = dict[str, str | bytes]
+"""Call metadata (gRPC) or headers (HTTP) a node-auth scheme adds to one call."""
+
+NodeKeys = tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey]
+"""``authentication_keys`` as ``start_client`` takes them."""
+
+
+class NodeAuth(abc.ABC):
+    """The client side of one node-authentication scheme, for one session.
+
+    A transport asks it for the metadata of every call; the session tells it what the
+    registration call answered. One object per session: schemes keep per-session state
+    (e.g. the HMAC key 1.12 derives from the SuperLink's key).
+    """
+
+    #: The response-metadata key whose values :meth:`take_registration_metadata`
+    #: needs from the registration call, or None (transports read it only then).
+    registration_metadata_key: str | None = None
+
+    @abc.abstractmethod
+    def call_metadata(self, rpc: Rpc, request: betterproto2.Message) -> Metadata:
+        """What ``request`` carries besides its body (empty when unauthenticated)."""
+
+    def take_registration_metadata(self, values: list[str]) -> None:  # noqa: B027
+        """The registration call's response metadata values of the scheme's key header.
+
+        Raises:
+            flwr_sdk.errors.AuthenticationError: the server's answer is unusable.
+
+        """
+
+    def check_registered(self) -> None:  # noqa: B027
+        """Check that registering established what the scheme needs.
+
+        Raises:
+            flwr_sdk.errors.AuthenticationError: it did not (the session then
+                unregisters again).
+
+        """
+
+
+class NoNodeAuth(NodeAuth):
+    """No node authentication: calls carry nothing extra."""
+
+    def call_metadata(self, rpc: Rpc, request: betterproto2.Message) -> Metadata:
+        """Nothing."""
+        return {}
+
+
+class FleetLine(abc.ABC):
+    """Everything one Flower wire line decides about a node's Fleet API session.
+
+    The session (:mod:`flwr_sdk.transport.fleet_session`) runs the same flow on every
+    line — register, heartbeat, pull, run info, push, unregister — and asks the line,
+    in role names, for each request and for what each response means. A line's
+    requests and node references are its own generated classes; the session only
+    passes them back to the line and to the transport.
+    """
+
+    #: Short name, e.g. ``"1.12"``.
+    name: str = ""
+    #: What the INFO line calls it, e.g. ``"Flower 1.12 Fleet API"``.
+    title: str = ""
+    #: The Fleet RPCs by role.
+    rpcs: FleetRpcs
+    #: Seconds between heartbeats the node promises when it registers.
+    heartbeat_interval: float = 30.0
+    #: Whether the server may hand out again the id of a node it reported as lost
+    #: (then registering anew can only loop, and the connector refuses such an id).
+    reissues_lost_node_ids: bool = False
+
+    @abc.abstractmethod
+    def node_auth(self, keys: NodeKeys | None) -> NodeAuth:
+        """A fresh node-auth object for one session (``keys``: the user's, if any)."""
+
+    @abc.abstractmethod
+    def register_request(self, heartbeat_interval: float) -> betterproto2.Message:
+        """The request that registers a node."""
+
+    @abc.abstractmethod
+    def node_from_register(self, response: Any) -> Any:
+        """The node reference a registration response gives (used in later requests).
+
+        Raises:
+            flwr_sdk.errors.ProtocolError: the response carries no usable node.
+
+        """
+
+    @abc.abstractmethod
+    def node_id(self, node: Any) -> int:
+        """The numeric id of a node reference."""
+
+    @abc.abstractmethod
+    def heartbeat_request(self, node: Any, heartbeat_interval: float) -> betterproto2.Message:
+        """The request that keeps ``node`` online."""
+
+    @abc.abstractmethod
+    def heartbeat_accepted(self, response: Any) -> bool:
+        """False when the server no longer knows the node."""
+
+    @abc.abstractmethod
+    def pull_request(self, node: Any) -> betterproto2.Message:
+        """The request that asks for the node's next instruction."""
+
+    @abc.abstractmethod
+    def instruction_from_pull(self, response: Any, node_id: int) -> Message | None:
+        """The instruction a pull response carries for this node, or None (no work).
+
+        Raises:
+            flwr_sdk.errors.ProtocolError: the response is malformed.
+
+        """
+
+    @abc.abstractmethod
+    def push_request(
+        self, node: Any, instruction: Message, reply: Message
+    ) -> betterproto2.Message | None:
+        """The request that delivers ``reply`` to ``instruction``; None if it expired.
+
+        Raises:
+            flwr_sdk.errors.ProtocolError: the reply does not answer the instruction.
+
+        """
+
+    @abc.abstractmethod
+    def get_run_request(self, node: Any, run_id: int) -> betterproto2.Message:
+        """The request that describes a run."""
+
+    @abc.abstractmethod
+    def run_from_response(self, response: Any, run_id: int) -> RunInfo:
+        """What a run-description response says."""
+
+    @abc.abstractmethod
+    def get_fab_request(self, node: Any, fab_hash: str, run_id: int) -> betterproto2.Message:
+        """The request that fetches a FAB by its hash."""
+
+    @abc.abstractmethod
+    def fab_from_response(self, response: Any, fab_hash: str) -> bytes | None:
+        """The FAB's bytes, or None when the response has no FAB matching the hash."""
+
+    @abc.abstractmethod
+    def unregister_request(self, node: Any) -> betterproto2.Message:
+        """The request that unregisters the node."""

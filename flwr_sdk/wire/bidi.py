@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 import betterproto2
+from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common import legacy_records as lr
@@ -31,6 +32,9 @@ from flwr_sdk.common.message import Message, Metadata
 from flwr_sdk.errors import ProtocolError
 from flwr_sdk.wire.base import Reconnect
 from flwr_sdk.wire.scalars import config_from_wire, config_to_wire
+
+JOIN = fleet_api.FLOWERSERVICE_JOIN
+"""The ``Join`` RPC: one bidirectional stream per session."""
 
 BIDI_TTL = 3600.0
 """TTL Flower gives the internal messages it builds from grpc-bidi instructions."""

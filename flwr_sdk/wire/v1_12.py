@@ -17,7 +17,12 @@ Fleet API (grpc-rere and REST; ``PullTaskIns`` / ``PushTaskRes``):
   later) and its ttl clipped to the instruction's remaining lifetime; a reply already
   expired would be dropped silently by the SuperLink (:func:`reply_expired`);
 * ``PushTaskRes`` carries exactly one TaskRes (an empty list crashes the 1.12 server);
-  ``GetFabRequest`` has no run_id; a FAB is named by the SHA-256 of its bytes.
+  ``GetFabRequest`` has no run_id; a FAB is named by the SHA-256 of its bytes;
+* with node authentication the SuperLink keeps a key bound to a node it deleted or lost
+  and hands out that dead node id again (:attr:`FleetLineV1_12.reissues_lost_node_ids`).
+
+:data:`LINE` is the adapter the session uses; node authentication is
+:mod:`flwr_sdk.wire.v1_12_auth`.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ import hashlib
 import time
 from typing import Any
 
+from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.wire.base import RunInfo
+from flwr_sdk.wire.base import FleetLine, FleetRpcs, NodeAuth, NodeKeys, NoNodeAuth, RunInfo
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 from flwr_sdk.wire.scalars import config_from_wire
+from flwr_sdk.wire.v1_12_auth import HmacNodeAuth
 
 DRIVER_NODE_ID = 0
 """In 1.12 the server side of the Fleet API is the anonymous node 0."""
@@ -63,8 +70,43 @@ def accept_task_ins(task_ins: pb.TaskIns, own_node_id: int) -> bool:
     )
 
 
-def _error_from_wire(error: pb.Error) -> Error:
-    return Error(code=error.code, reason=error.reason)
+def _to_task(message: Message, producer: pb.Node, consumer: pb.Node) -> pb.Task:
+    md = message.metadata
+    body: dict[str, Any] = (
+        {"recordset": recordset_to_wire(message.content, pb)}
+        if message.has_content()
+        else {"error": pb.Error(code=message.error.code, reason=message.error.reason)}
+    )
+    return pb.Task(
+        producer=producer,
+        consumer=consumer,
+        created_at=md.created_at,
+        ttl=md.ttl,
+        ancestry=[md.reply_to_message] if md.reply_to_message else [],
+        task_type=md.message_type,
+        **body,
+    )
+
+
+def _from_task(
+    task: pb.Task, run_id: int, group_id: str, message_id: str, src: int, dst: int
+) -> Message:
+    metadata = Metadata(
+        run_id=run_id,
+        message_id=message_id,
+        src_node_id=src,
+        dst_node_id=dst,
+        reply_to_message=task.ancestry[0] if task.ancestry else "",
+        group_id=group_id,
+        ttl=task.ttl,
+        message_type=task.task_type,
+        created_at=task.created_at,
+    )
+    if task.recordset is not None:
+        return Message(metadata, content=recordset_from_wire(task.recordset))
+    if task.error is not None:
+        return Message(metadata, error=Error(code=task.error.code, reason=task.error.reason))
+    raise ProtocolError(f"task {message_id!r} carries neither a record set nor an error")
 
 
 def task_ins_to_message(task_ins: pb.TaskIns) -> Message:
@@ -74,28 +116,9 @@ def task_ins_to_message(task_ins: pb.TaskIns) -> Message:
         raise ProtocolError("TaskIns without a task")
     producer = task.producer.node_id if task.producer is not None else DRIVER_NODE_ID
     consumer = task.consumer.node_id if task.consumer is not None else 0
-    metadata = Metadata(
-        run_id=task_ins.run_id,
-        message_id=task_ins.task_id,
-        src_node_id=producer,
-        dst_node_id=consumer,
-        reply_to_message=task.ancestry[0] if task.ancestry else "",
-        group_id=task_ins.group_id,
-        ttl=task.ttl,
-        message_type=task.task_type,
-        created_at=task.created_at,
+    return _from_task(
+        task, task_ins.run_id, task_ins.group_id, task_ins.task_id, producer, consumer
     )
-    if task.recordset is not None:
-        return Message(metadata, content=recordset_from_wire(task.recordset))
-    if task.error is not None:
-        return Message(metadata, error=_error_from_wire(task.error))
-    raise ProtocolError(f"TaskIns {task_ins.task_id!r} carries neither a record set nor an error")
-
-
-def _task_body(message: Message) -> dict[str, Any]:
-    if message.has_content():
-        return {"recordset": recordset_to_wire(message.content, pb)}
-    return {"error": pb.Error(code=message.error.code, reason=message.error.reason)}
 
 
 def message_to_task_res(reply: Message) -> pb.TaskRes:
@@ -103,39 +126,15 @@ def message_to_task_res(reply: Message) -> pb.TaskRes:
     md = reply.metadata
     if not md.reply_to_message:
         raise ProtocolError("a TaskRes must name the TaskIns it answers (reply_to_message)")
-    return pb.TaskRes(
-        task_id="",
-        group_id=md.group_id,
-        run_id=md.run_id,
-        task=pb.Task(
-            producer=node(md.src_node_id),
-            consumer=driver_node(),
-            created_at=md.created_at,
-            ttl=md.ttl,
-            ancestry=[md.reply_to_message],
-            task_type=md.message_type,
-            **_task_body(reply),
-        ),
-    )
+    task = _to_task(reply, node(md.src_node_id), driver_node())
+    return pb.TaskRes(task_id="", group_id=md.group_id, run_id=md.run_id, task=task)
 
 
 def message_to_task_ins(message: Message) -> pb.TaskIns:
     """The TaskIns a server sends for ``message`` (server side; ``task_id`` as given)."""
     md = message.metadata
-    return pb.TaskIns(
-        task_id=md.message_id,
-        group_id=md.group_id,
-        run_id=md.run_id,
-        task=pb.Task(
-            producer=driver_node(),
-            consumer=node(md.dst_node_id),
-            created_at=md.created_at,
-            ttl=md.ttl,
-            ancestry=[md.reply_to_message] if md.reply_to_message else [],
-            task_type=md.message_type,
-            **_task_body(message),
-        ),
-    )
+    task = _to_task(message, driver_node(), node(md.dst_node_id))
+    return pb.TaskIns(task_id=md.message_id, group_id=md.group_id, run_id=md.run_id, task=task)
 
 
 def task_res_to_message(task_res: pb.TaskRes, message_id: str = "") -> Message:
@@ -147,35 +146,8 @@ def task_res_to_message(task_res: pb.TaskRes, message_id: str = "") -> Message:
         raise ProtocolError("TaskRes without ancestry")
     if (task.recordset is None) == (task.error is None):
         raise ProtocolError("a TaskRes must carry exactly one of recordset and error")
-    metadata = Metadata(
-        run_id=task_res.run_id,
-        message_id=message_id,
-        src_node_id=task.producer.node_id,
-        dst_node_id=DRIVER_NODE_ID,
-        reply_to_message=task.ancestry[0],
-        group_id=task_res.group_id,
-        ttl=task.ttl,
-        message_type=task.task_type,
-        created_at=task.created_at,
-    )
-    if task.recordset is not None:
-        return Message(metadata, content=recordset_from_wire(task.recordset))
-    assert task.error is not None
-    return Message(metadata, error=_error_from_wire(task.error))
-
-
-def run_from_wire(response: pb.GetRunResponse, run_id: int) -> RunInfo:
-    """What ``GetRun`` says about a run (an empty response means "unknown run")."""
-    run = response.run
-    if run is None:
-        return RunInfo(run_id=run_id)
-    return RunInfo(
-        run_id=run.run_id or run_id,
-        run_config=config_from_wire(run.override_config),
-        fab_id=run.fab_id,
-        fab_version=run.fab_version,
-        fab_hash=run.fab_hash,
-    )
+    src = task.producer.node_id
+    return _from_task(task, task_res.run_id, task_res.group_id, message_id, src, DRIVER_NODE_ID)
 
 
 # ----------------------------------------------------------------------------------------
@@ -189,53 +161,6 @@ TTL_TOLERANCE = 0.1
 
 PUSH_RECONNECT_SECONDS = 5
 """``PushTaskResResponse.reconnect`` as the 1.12 SuperLink sends it (clients ignore it)."""
-
-
-def create_node_request(ping_interval: float = PING_INTERVAL) -> pb.CreateNodeRequest:
-    """``CreateNode``: register a node that promises to ping every ``ping_interval`` s."""
-    return pb.CreateNodeRequest(ping_interval=ping_interval)
-
-
-def node_from_create_node(response: pb.CreateNodeResponse) -> pb.Node:
-    """The ``Node`` a CreateNode response assigns (reused verbatim in later requests).
-
-    Raises:
-        ProtocolError: the response carries no node (Flower: "Node registration failed").
-
-    """
-    if response.node is None or response.node.anonymous:
-        raise ProtocolError(f"CreateNode returned no usable node: {response.node!r}")
-    return response.node
-
-
-def delete_node_request(own: pb.Node) -> pb.DeleteNodeRequest:
-    """``DeleteNode`` for this node."""
-    return pb.DeleteNodeRequest(node=own)
-
-
-def ping_request(own: pb.Node, ping_interval: float = PING_INTERVAL) -> pb.PingRequest:
-    """``Ping``: keep this node online for another ``ping_interval`` seconds."""
-    return pb.PingRequest(node=own, ping_interval=ping_interval)
-
-
-def pull_task_ins_request(own: pb.Node) -> pb.PullTaskInsRequest:
-    """``PullTaskIns`` for this node (``task_ids`` is never set by 1.12 clients)."""
-    return pb.PullTaskInsRequest(node=own)
-
-
-def pulled_task_ins(response: pb.PullTaskInsResponse, own_node_id: int) -> pb.TaskIns | None:
-    """The TaskIns to work on, or None ("no work").
-
-    Flower's rule: only the *first* entry counts, and only if it is addressed to this
-    node and carries a record set (see :func:`accept_task_ins`). A rejected entry is
-    dropped (the SuperLink never redelivers it).
-    """
-    if not response.task_ins_list:
-        return None
-    first = response.task_ins_list[0]
-    if not accept_task_ins(first, own_node_id):
-        return None
-    return first
 
 
 def reply_task_res(instruction: Message, reply: Message, own_node_id: int) -> pb.TaskRes:
@@ -285,30 +210,118 @@ def reply_expired(task_res: pb.TaskRes, now: float | None = None) -> bool:
     return not (task.ttl > 0 and task.created_at + task.ttl > moment)
 
 
-def push_task_res_request(own: pb.Node, task_res: pb.TaskRes) -> pb.PushTaskResRequest:
-    """``PushTaskRes`` with exactly one TaskRes (an empty list crashes the 1.12 server)."""
-    return pb.PushTaskResRequest(node=own, task_res_list=[task_res])
+# ----------------------------------------------------------------------------------------
+# The adapter: the rules above, in the session's role names
 
 
-def get_run_request(own: pb.Node, run_id: int) -> pb.GetRunRequest:
-    """``GetRun`` for ``run_id``."""
-    return pb.GetRunRequest(node=own, run_id=run_id)
+class FleetLineV1_12(FleetLine):  # noqa: N801  (the line's version is its name)
+    """Flower 1.12's Fleet API: TaskIns / TaskRes, optional ECDH + HMAC node auth."""
+
+    name = "1.12"
+    title = "Flower 1.12 Fleet API"
+    rpcs = FleetRpcs(
+        register=fleet_api.FLEET_CREATE_NODE,
+        unregister=fleet_api.FLEET_DELETE_NODE,
+        heartbeat=fleet_api.FLEET_PING,
+        pull=fleet_api.FLEET_PULL_TASK_INS,
+        push=fleet_api.FLEET_PUSH_TASK_RES,
+        get_run=fleet_api.FLEET_GET_RUN,
+        get_fab=fleet_api.FLEET_GET_FAB,
+    )
+    heartbeat_interval = PING_INTERVAL
+    reissues_lost_node_ids = True
+
+    def node_auth(self, keys: NodeKeys | None) -> NodeAuth:
+        """HMAC node auth with the user's keys; none without keys (1.12 is opt-in)."""
+        return NoNodeAuth() if keys is None else HmacNodeAuth(keys)
+
+    def register_request(self, heartbeat_interval: float) -> pb.CreateNodeRequest:
+        """``CreateNode``: a node that promises to ping every ``heartbeat_interval`` s."""
+        return pb.CreateNodeRequest(ping_interval=heartbeat_interval)
+
+    def node_from_register(self, response: Any) -> pb.Node:
+        """The ``Node`` CreateNode assigned (reused verbatim in later requests).
+
+        Raises:
+            ProtocolError: no usable node (Flower: "Node registration failed").
+
+        """
+        node: pb.Node | None = response.node
+        if node is None or node.anonymous:
+            raise ProtocolError(f"CreateNode returned no usable node: {node!r}")
+        return node
+
+    def node_id(self, node: Any) -> int:
+        """``Node.node_id``."""
+        value: int = node.node_id
+        return value
+
+    def heartbeat_request(self, node: Any, heartbeat_interval: float) -> pb.PingRequest:
+        """``Ping``: keep this node online for another ``heartbeat_interval`` seconds."""
+        return pb.PingRequest(node=node, ping_interval=heartbeat_interval)
+
+    def heartbeat_accepted(self, response: Any) -> bool:
+        """``PingResponse.success``."""
+        return bool(response.success)
+
+    def pull_request(self, node: Any) -> pb.PullTaskInsRequest:
+        """``PullTaskIns`` (``task_ids`` is never set by 1.12 clients)."""
+        return pb.PullTaskInsRequest(node=node)
+
+    def instruction_from_pull(self, response: Any, node_id: int) -> Message | None:
+        """The first TaskIns if it is work for this node (:func:`accept_task_ins`).
+
+        Only the first entry counts; a rejected one is dropped (the SuperLink never
+        redelivers it).
+        """
+        entries: list[pb.TaskIns] = response.task_ins_list
+        if not entries or not accept_task_ins(entries[0], node_id):
+            return None
+        return task_ins_to_message(entries[0])
+
+    def push_request(
+        self, node: Any, instruction: Message, reply: Message
+    ) -> pb.PushTaskResRequest | None:
+        """``PushTaskRes`` with exactly one checked TaskRes; None when it expired."""
+        task_res = reply_task_res(instruction, reply, self.node_id(node))
+        if reply_expired(task_res):
+            return None
+        return pb.PushTaskResRequest(node=node, task_res_list=[task_res])
+
+    def get_run_request(self, node: Any, run_id: int) -> pb.GetRunRequest:
+        """``GetRun``."""
+        return pb.GetRunRequest(node=node, run_id=run_id)
+
+    def run_from_response(self, response: Any, run_id: int) -> RunInfo:
+        """What ``GetRun`` says (an empty response means "unknown run")."""
+        run: pb.Run | None = response.run
+        if run is None:
+            return RunInfo(run_id=run_id)
+        return RunInfo(
+            run_id=run.run_id or run_id,
+            run_config=config_from_wire(run.override_config),
+            fab_id=run.fab_id,
+            fab_version=run.fab_version,
+            fab_hash=run.fab_hash,
+        )
+
+    def get_fab_request(self, node: Any, fab_hash: str, run_id: int) -> pb.GetFabRequest:
+        """``GetFab`` by hash (1.12's GetFabRequest has no run_id)."""
+        return pb.GetFabRequest(node=node, hash_str=fab_hash)
+
+    def fab_from_response(self, response: Any, fab_hash: str) -> bytes | None:
+        """The FAB's bytes; None without a FAB or when its SHA-256 is not ``fab_hash``."""
+        fab: pb.Fab | None = response.fab
+        if fab is None or not fab.content:
+            return None
+        if hashlib.sha256(fab.content).hexdigest() != fab_hash.lower():
+            return None
+        return bytes(fab.content)
+
+    def unregister_request(self, node: Any) -> pb.DeleteNodeRequest:
+        """``DeleteNode``."""
+        return pb.DeleteNodeRequest(node=node)
 
 
-def get_fab_request(own: pb.Node, fab_hash: str) -> pb.GetFabRequest:
-    """``GetFab`` by hash (1.12's GetFabRequest has no run_id)."""
-    return pb.GetFabRequest(node=own, hash_str=fab_hash)
-
-
-def fab_from_wire(response: pb.GetFabResponse, fab_hash: str) -> bytes | None:
-    """The FAB's ZIP bytes, or None when the response has no FAB or another one.
-
-    A FAB is named by the SHA-256 hex digest of its bytes; content that does not hash to
-    the requested name is not used.
-    """
-    fab = response.fab
-    if fab is None or not fab.content:
-        return None
-    if hashlib.sha256(fab.content).hexdigest() != fab_hash.lower():
-        return None
-    return bytes(fab.content)
+LINE = FleetLineV1_12()
+"""The Flower 1.12 line's adapter."""

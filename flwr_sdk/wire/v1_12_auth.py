@@ -1,5 +1,8 @@
 """Node authentication of the Flower 1.12 Fleet API (grpc-rere), both sides.
 
+:class:`HmacNodeAuth` is the client side as a :class:`~flwr_sdk.wire.base.NodeAuth`;
+the functions below are the scheme itself, which the reference server uses too.
+
 The scheme, in short:
 
 * every Fleet call carries ``public-key`` = base64url of the node's PEM
@@ -27,7 +30,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from flwr_sdk.errors import AuthenticationError
 from flwr_sdk.net.fast_codec import encode_message_chunks, fast_codec_for
+from flwr_sdk.wire.base import Metadata, NodeAuth, NodeKeys, Rpc
 
 PUBLIC_KEY_HEADER = "public-key"
 AUTH_TOKEN_HEADER = "auth-token"
@@ -122,3 +127,48 @@ def auth_token(hmac_key: bytes, request: betterproto2.Message | bytes) -> str:
 def verify_token(hmac_key: bytes, request: betterproto2.Message | bytes, token: str) -> bool:
     """Whether ``token`` is the right ``auth-token`` for ``request`` (constant time)."""
     return hmac.compare_digest(auth_token(hmac_key, request), token)
+
+
+class HmacNodeAuth(NodeAuth):
+    """The client side of the 1.12 scheme, for one session.
+
+    Every call carries ``public-key``; CreateNode's response metadata brings the
+    SuperLink's key, from which the HMAC key is derived; every later call carries
+    ``auth-token``. A SuperLink that sends no key has no node authentication: the
+    session is refused with :class:`~flwr_sdk.errors.AuthenticationError` (Flower 1.12
+    leaves a half-registered node and fails later).
+    """
+
+    registration_metadata_key = PUBLIC_KEY_HEADER
+
+    def __init__(self, keys: NodeKeys) -> None:
+        self._private_key = keys[0]
+        self._public_key_header = public_key_to_header(keys[1])
+        self._hmac_key: bytes | None = None
+
+    def call_metadata(self, rpc: Rpc, request: betterproto2.Message) -> Metadata:
+        """``public-key``, and ``auth-token`` once the HMAC key is known."""
+        metadata: Metadata = {PUBLIC_KEY_HEADER: self._public_key_header}
+        if self._hmac_key is not None:
+            metadata[AUTH_TOKEN_HEADER] = auth_token(self._hmac_key, request)
+        return metadata
+
+    def take_registration_metadata(self, values: list[str]) -> None:
+        """Derive the HMAC key from the last ``public-key`` value the SuperLink sent."""
+        if not values:
+            return
+        try:
+            server_key = public_key_from_header(values[-1])
+            self._hmac_key = shared_hmac_key(self._private_key, server_key)
+        except ValueError as exc:
+            raise AuthenticationError(f"the SuperLink sent an unusable public key: {exc}") from exc
+
+    def check_registered(self) -> None:
+        """Refuse a SuperLink that did not send its key (it has no node auth)."""
+        if self._hmac_key is None:
+            raise AuthenticationError(
+                "authentication_keys were given, but the SuperLink sent no public key in "
+                "its CreateNode response: it does not have node authentication enabled "
+                "(start it with --auth-list-public-keys, --auth-superlink-private-key and "
+                "--auth-superlink-public-key, or connect without authentication_keys)"
+            )

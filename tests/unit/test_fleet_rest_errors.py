@@ -23,7 +23,8 @@ from flwr_sdk.errors import (
 )
 from flwr_sdk.transport.address import parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
-from flwr_sdk.transport.rest import RestSession
+from flwr_sdk.transport.rest import RestCaller
+from flwr_sdk.wire.base import NoNodeAuth
 
 Answer = tuple[int, str, bytes]
 
@@ -50,7 +51,7 @@ async def http_server(answer: Answer, seen: list[dict[str, Any]]) -> tuple[async
     return server, port
 
 
-def session_for(port: int, max_len: int = 1 << 20) -> RestSession:
+def session_for(port: int, max_len: int = 1 << 20) -> RestCaller:
     settings = TransportSettings(
         server_address=f"http://127.0.0.1:{port}",
         max_message_length=max_len,
@@ -58,7 +59,7 @@ def session_for(port: int, max_len: int = 1 << 20) -> RestSession:
         insecure=True,
         authentication_keys=None,
     )
-    return RestSession(parse_rest_address(settings.server_address), settings)
+    return RestCaller(parse_rest_address(settings.server_address), settings, NoNodeAuth())
 
 
 def call(
@@ -70,9 +71,9 @@ def call(
         server, port = await http_server(answer, seen)
         session = session_for(port, max_len)
         try:
-            return await session._call(rpc, request, 5.0)
+            return await session.call(rpc, request, 5.0)
         finally:
-            await session._close_transport()
+            await session.close()
             server.close()
             await server.wait_closed()
 
@@ -125,9 +126,9 @@ def test_connection_refused_is_unavailable() -> None:
     async def scenario() -> None:
         session = session_for(free_port())
         try:
-            await session._call(fleet_api.FLEET_PULL_TASK_INS, REQUEST, 5.0)
+            await session.call(fleet_api.FLEET_PULL_TASK_INS, REQUEST, 5.0)
         finally:
-            await session._close_transport()
+            await session.close()
 
     with pytest.raises(ServerUnavailableError):
         asyncio.run(scenario())
@@ -139,9 +140,9 @@ def test_oversized_request_is_refused_before_sending() -> None:
     async def scenario() -> None:
         session = session_for(free_port(), max_len=1000)  # nothing listens: never sent
         try:
-            await session._call(fleet_api.FLEET_GET_FAB, big, 5.0)
+            await session.call(fleet_api.FLEET_GET_FAB, big, 5.0)
         finally:
-            await session._close_transport()
+            await session.close()
 
     with pytest.raises(MessageTooLargeError, match="request of"):
         asyncio.run(scenario())

@@ -1,7 +1,7 @@
 """The shared Fleet session flow (flwr_sdk.transport.fleet_session), transport-free.
 
-``ScriptedSession`` implements the one transport hook, ``_call``, on top of a small
-in-memory Fleet (node table, queued TaskIns, runs, FABs) and can inject failures per RPC.
+``ScriptedSession`` is a 1.12 session whose caller is the in-memory Fleet of
+tests/support/fake_fleet.py (node table, queued TaskIns, runs, FABs, injected failures).
 The real SuperLink is exercised by tests/interop/test_fleet_*.py.
 """
 
@@ -15,10 +15,9 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-import betterproto2
 import pytest
-from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk_proto.v1_12.flwr import proto as pb
+from support.fake_fleet import NODE, RUN, FakeCaller, Fleet
 
 from flwr_sdk.common.records import RecordSet
 from flwr_sdk.errors import (
@@ -27,78 +26,31 @@ from flwr_sdk.errors import (
     ServerUnavailableError,
     TransportError,
 )
+from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.fleet_session import FleetConnector, FleetSession, NodeLostError
 from flwr_sdk.transport.retry import RetryPolicy
 from flwr_sdk.validation import validate
-
-NODE = 2**63 + 99
-RUN = 2**63 + 5
-
-
-class Fleet:
-    """An in-memory Flower 1.12 Fleet: what the session's calls see."""
-
-    def __init__(self) -> None:
-        self.nodes: set[int] = set()
-        self.next_node = NODE
-        self.calls: list[str] = []
-        self.task_ins: list[pb.TaskIns] = []
-        self.pushed: list[pb.TaskRes] = []
-        self.runs: dict[int, pb.Run] = {}
-        self.fabs: dict[str, bytes] = {}
-        self.failures: dict[str, list[Exception]] = {}
-        self.fab_error: Exception | None = None
-
-    def fail(self, rpc: str, *errors: Exception) -> None:
-        self.failures.setdefault(rpc, []).extend(errors)
-
-    def handle(self, rpc: str, request: Any) -> Any:
-        self.calls.append(rpc)
-        pending = self.failures.get(rpc)
-        if pending:
-            raise pending.pop(0)
-        if rpc == "CreateNode":
-            node_id = self.next_node
-            self.nodes.add(node_id)
-            return pb.CreateNodeResponse(node=pb.Node(node_id=node_id))
-        if rpc == "DeleteNode":
-            if request.node.node_id not in self.nodes:
-                raise TransportError(f"Node {request.node.node_id} not found")
-            self.nodes.discard(request.node.node_id)
-            return pb.DeleteNodeResponse()
-        if rpc == "Ping":
-            return pb.PingResponse(success=request.node.node_id in self.nodes)
-        if rpc == "PullTaskIns":
-            batch, self.task_ins = self.task_ins[:1], self.task_ins[1:]
-            return pb.PullTaskInsResponse(task_ins_list=batch)
-        if rpc == "PushTaskRes":
-            self.pushed.extend(request.task_res_list)
-            return pb.PushTaskResResponse()
-        if rpc == "GetRun":
-            run = self.runs.get(request.run_id)
-            return pb.GetRunResponse(run=run)
-        if rpc == "GetFab":
-            if self.fab_error is not None:
-                raise self.fab_error
-            content = self.fabs[request.hash_str]
-            return pb.GetFabResponse(fab=pb.Fab(hash_str=request.hash_str, content=content))
-        raise AssertionError(rpc)
+from flwr_sdk.wire.base import NodeAuth, NoNodeAuth
+from flwr_sdk.wire.v1_12 import LINE
 
 
 class ScriptedSession(FleetSession):
-    def __init__(self, fleet: Fleet, retry: RetryPolicy | None = None) -> None:
-        super().__init__(retry=retry or fast_policy(3))
+    """A 1.12 session whose calls the in-memory Fleet answers."""
+
+    def __init__(
+        self, fleet: Fleet, retry: RetryPolicy | None = None, auth: NodeAuth | None = None
+    ) -> None:
         self.fleet = fleet
-        self.transport_closed = False
-        self.timeouts: dict[str, float] = {}
+        self.caller = FakeCaller(fleet, auth)
+        super().__init__(LINE, self.caller, self.caller.auth, retry=retry or fast_policy(3))
 
-    async def _call(self, rpc: fleet_api.Rpc, request: betterproto2.Message, timeout: float) -> Any:
-        await asyncio.sleep(0)
-        self.timeouts[rpc.name] = timeout
-        return self.fleet.handle(rpc.name, request)
+    @property
+    def transport_closed(self) -> bool:
+        return self.caller.closed
 
-    async def _close_transport(self) -> None:
-        self.transport_closed = True
+    @property
+    def timeouts(self) -> dict[str, float]:
+        return self.caller.timeouts
 
 
 async def _no_sleep(_seconds: float) -> None:
@@ -254,12 +206,12 @@ def test_lost_node_is_reported_and_not_deleted() -> None:
 def test_failed_registration_check_deletes_the_node() -> None:
     fleet = Fleet()
 
-    class Refusing(ScriptedSession):
-        async def _after_create_node(self) -> None:
+    class RefusingAuth(NoNodeAuth):
+        def check_registered(self) -> None:
             raise AuthenticationError("no server key")
 
-    async def scenario() -> Refusing:
-        session = Refusing(fleet)
+    async def scenario() -> ScriptedSession:
+        session = ScriptedSession(fleet, auth=RefusingAuth())
         with pytest.raises(AuthenticationError):
             await session.open()
         return session
@@ -320,16 +272,19 @@ def test_failing_get_fab_means_no_fab() -> None:
 def test_connector_refuses_the_ghost_node() -> None:
     fleet = Fleet()
 
-    class Connector(FleetConnector):
-        name = "scripted"
-
-        def _new_session(self) -> FleetSession:
-            return ScriptedSession(fleet)
+    settings = TransportSettings(
+        server_address="127.0.0.1:9092",
+        max_message_length=1024,
+        root_certificates=None,
+        insecure=True,
+        authentication_keys=None,
+        retry=fast_policy(3),
+    )
 
     async def scenario() -> None:
-        connector = Connector()
+        connector = FleetConnector("scripted", LINE, settings, lambda auth: FakeCaller(fleet))
         first = await connector.connect()
-        assert isinstance(first, ScriptedSession)
+        assert isinstance(first, FleetSession)
         fleet.nodes.clear()
         first._ping_now.set()
         for _ in range(50):

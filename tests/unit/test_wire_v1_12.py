@@ -18,6 +18,7 @@ from flwr_sdk.common.message import Message
 from flwr_sdk.common.records import ConfigsRecord, RecordSet
 from flwr_sdk.errors import ProtocolError
 from flwr_sdk.wire import v1_12
+from flwr_sdk.wire.v1_12 import LINE
 
 NODE = 2**63 + 12345  # ids are uint64 and routinely >= 2^63
 RUN = 2**64 - 7
@@ -100,9 +101,11 @@ def test_task_res_field_by_field() -> None:
     assert task.recordset is not None and task.error is None
     assert task.delivered_at == ""
     assert task.pushed_at == 0.0
-    request = v1_12.push_task_res_request(v1_12.node(NODE), res)
+    request = LINE.push_request(v1_12.node(NODE), instruction, reply)
+    assert request is not None
     assert request.node == pb.Node(node_id=NODE, anonymous=False)
-    assert request.task_res_list == [res]
+    (pushed,) = request.task_res_list
+    assert pushed.task is not None and pushed.task.ancestry == [TASK_ID]
 
 
 def test_error_reply_carries_code_2_and_flowers_reason() -> None:
@@ -130,6 +133,8 @@ def test_expired_reply_is_detected() -> None:
     res = v1_12.reply_task_res(instruction, instruction.create_reply(reply_content()), NODE)
     assert res.task is not None and res.task.ttl < 0
     assert v1_12.reply_expired(res)
+    reply = instruction.create_reply(reply_content())
+    assert LINE.push_request(v1_12.node(NODE), instruction, reply) is None
 
 
 def test_reply_to_another_instruction_is_refused() -> None:
@@ -153,35 +158,39 @@ def test_reply_to_another_instruction_is_refused() -> None:
 )
 def test_acceptance_rule(entries: list[pb.TaskIns], accepted: bool) -> None:
     response = pb.PullTaskInsResponse(task_ins_list=entries)
-    got = v1_12.pulled_task_ins(response, NODE)
+    got = LINE.instruction_from_pull(response, NODE)
     assert (got is not None) is accepted
-    if accepted:
-        assert got is entries[0]
+    if got is not None:
+        assert got.metadata.message_id == entries[0].task_id
 
 
 def test_requests() -> None:
     own = v1_12.node(NODE)
-    assert bytes(v1_12.create_node_request()) == bytes(pb.CreateNodeRequest(ping_interval=30.0))
-    assert v1_12.ping_request(own) == pb.PingRequest(node=own, ping_interval=30.0)
-    assert v1_12.pull_task_ins_request(own).task_ids == []
-    assert v1_12.get_run_request(own, RUN) == pb.GetRunRequest(node=own, run_id=RUN)
-    assert v1_12.get_fab_request(own, "ab") == pb.GetFabRequest(node=own, hash_str="ab")
-    assert v1_12.delete_node_request(own) == pb.DeleteNodeRequest(node=own)
+    interval = LINE.heartbeat_interval
+    assert interval == 30.0
+    assert bytes(LINE.register_request(interval)) == bytes(pb.CreateNodeRequest(ping_interval=30.0))
+    assert LINE.heartbeat_request(own, interval) == pb.PingRequest(node=own, ping_interval=30.0)
+    assert LINE.pull_request(own).task_ids == []
+    assert LINE.get_run_request(own, RUN) == pb.GetRunRequest(node=own, run_id=RUN)
+    assert LINE.get_fab_request(own, "ab", RUN) == pb.GetFabRequest(node=own, hash_str="ab")
+    assert LINE.unregister_request(own) == pb.DeleteNodeRequest(node=own)
     created = pb.CreateNodeResponse(node=pb.Node(node_id=NODE))
-    assert v1_12.node_from_create_node(created).node_id == NODE
+    assert LINE.node_id(LINE.node_from_register(created)) == NODE
     with pytest.raises(ProtocolError):
-        v1_12.node_from_create_node(pb.CreateNodeResponse())
+        LINE.node_from_register(pb.CreateNodeResponse())
+    with pytest.raises(ProtocolError):
+        LINE.node_from_register(pb.CreateNodeResponse(node=pb.Node(node_id=0, anonymous=True)))
 
 
 def test_run_and_fab_from_wire() -> None:
-    empty = v1_12.run_from_wire(pb.GetRunResponse(), RUN)
+    empty = LINE.run_from_response(pb.GetRunResponse(), RUN)
     assert (empty.run_id, dict(empty.run_config), empty.fab_hash) == (RUN, {}, "")
     content = b"PK\x05\x06" + b"\0" * 18
     good = hashlib.sha256(content).hexdigest()
     response = pb.GetFabResponse(fab=pb.Fab(hash_str=good, content=content))
-    assert v1_12.fab_from_wire(response, good) == content
-    assert v1_12.fab_from_wire(response, "0" * 64) is None  # not the FAB asked for
-    assert v1_12.fab_from_wire(pb.GetFabResponse(), good) is None
+    assert LINE.fab_from_response(response, good) == content
+    assert LINE.fab_from_response(response, "0" * 64) is None  # not the FAB asked for
+    assert LINE.fab_from_response(pb.GetFabResponse(), good) is None
 
 
 def test_task_res_as_flwr_1_12_reads_it(flwr_1_12_worker: FlowerWorker) -> None:
@@ -205,8 +214,10 @@ def test_task_res_as_flwr_1_12_reads_it(flwr_1_12_worker: FlowerWorker) -> None:
     data, _ = flwr_1_12_worker.build("flwr.proto.TaskIns", ins_dict)
     instruction: Message = v1_12.task_ins_to_message(pb.TaskIns.parse(data))
     assert instruction.metadata.run_id == RUN and instruction.metadata.dst_node_id == NODE
-    res = v1_12.reply_task_res(instruction, instruction.create_reply(reply_content()), NODE)
-    request = v1_12.push_task_res_request(v1_12.node(NODE), res)
+    request = LINE.push_request(
+        v1_12.node(NODE), instruction, instruction.create_reply(reply_content())
+    )
+    assert request is not None
     parsed, _ = flwr_1_12_worker.parse("flwr.proto.PushTaskResRequest", bytes(request))
     assert parsed["node"] == {"node_id": str(NODE)}
     (task_res,) = parsed["task_res_list"]
