@@ -12,12 +12,25 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 import betterproto2
 from cryptography.hazmat.primitives.asymmetric import ec
+from flwr_sdk_proto.rpc import Rpc
 
 from flwr_sdk.common.message import Message
+
+__all__ = [
+    "FleetLine",
+    "FleetRpcs",
+    "Metadata",
+    "NoNodeAuth",
+    "NodeAuth",
+    "NodeKeys",
+    "Reconnect",
+    "Rpc",
+    "RunInfo",
+]
 
 ConfigScalar = bool | bytes | float | int | str
 
@@ -38,34 +51,6 @@ class RunInfo:
     fab_id: str = ""
     fab_version: str = ""
     fab_hash: str = ""
-
-
-class Rpc(Protocol):
-    """One Fleet RPC as the generated ``fleet_api`` module of every line describes it."""
-
-    @property
-    def name(self) -> str:
-        """Method name, e.g. ``CreateNode``."""
-
-    @property
-    def grpc_path(self) -> str:
-        """``/package.Service/Method``."""
-
-    @property
-    def cardinality(self) -> Any:
-        """The call's cardinality (grpclib's)."""
-
-    @property
-    def request_type(self) -> type[betterproto2.Message]:
-        """The request class."""
-
-    @property
-    def response_type(self) -> type[betterproto2.Message]:
-        """The response class."""
-
-    @property
-    def rest_path(self) -> str | None:
-        """The HTTP path of the same call, or None."""
 
 
 @dataclass(frozen=True)
