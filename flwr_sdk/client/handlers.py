@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
+from flwr_sdk.common.legacy_records import LEGACY_KINDS_BY_TYPE
 from flwr_sdk.common.message import Message, MessageType
 from flwr_sdk.ext.convention import MessageCodec, codec_for, find_codec
 
@@ -49,12 +50,7 @@ __all__ = [
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
-LEGACY_MESSAGE_TYPES: tuple[str, ...] = (
-    MessageType.TRAIN,
-    MessageType.EVALUATE,
-    MessageType.GET_PARAMETERS,
-    MessageType.GET_PROPERTIES,
-)
+LEGACY_MESSAGE_TYPES: tuple[str, ...] = tuple(LEGACY_KINDS_BY_TYPE)
 """Message types that go to the legacy client (``reconnect`` is a transport control)."""
 _RESERVED = (*LEGACY_MESSAGE_TYPES, MessageType.RECONNECT)
 
