@@ -7,10 +7,13 @@ Flower 1.12 server does, so real Flower clients can use it. FedAvg weighted by
 
 Modules: :mod:`~flwr_sdk.server.strategy` (FedAvg), :mod:`~flwr_sdk.server.driver` (the
 round loop over a node pool), :mod:`~flwr_sdk.server.bidi` (``FlowerService.Join``),
-:mod:`~flwr_sdk.server.fleet_state` (Fleet API state and rules),
-:mod:`~flwr_sdk.server.fleet_servicer` (Fleet answers), :mod:`~flwr_sdk.server.fleet_grpc`
-and :mod:`~flwr_sdk.server.fleet_rest` (front ends), :mod:`~flwr_sdk.server.node_auth`,
-:mod:`~flwr_sdk.server.app` (start/stop from a :class:`ServerConfig`).
+:mod:`~flwr_sdk.server.fleet_state` (Fleet API state and rules over the SDK's own
+Messages, line-neutral), :mod:`~flwr_sdk.server.fleet_line` (what a wire line's Fleet
+servicer provides), :mod:`~flwr_sdk.server.fleet_v1_12` (the Flower 1.12 Fleet API: the
+only line-specific Fleet module), :mod:`~flwr_sdk.server.fleet_grpc` and
+:mod:`~flwr_sdk.server.fleet_rest` (front ends serving a line's typed methods),
+:mod:`~flwr_sdk.server.node_auth` (1.12 node authentication), :mod:`~flwr_sdk.server.app`
+(start/stop from a :class:`ServerConfig`).
 """
 
 from flwr_sdk.server.app import ReferenceServer, ServerConfig, ServerTLS, run_server, serve

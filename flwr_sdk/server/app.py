@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,8 +31,10 @@ from flwr_sdk.net.limits import validate_max_message_length
 from flwr_sdk.net.tls import server_ssl_context
 from flwr_sdk.server.bidi import BidiNodePool, FlowerServiceServicer
 from flwr_sdk.server.driver import Driver, DriverListener, History, NodePool
-from flwr_sdk.server.fleet_grpc import FleetGrpcServicer
+from flwr_sdk.server.fleet_grpc import GuardedFleetService
+from flwr_sdk.server.fleet_line import FleetLineServicer, FleetRoute
 from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
+from flwr_sdk.server.fleet_v1_12 import FleetServicerV1_12
 from flwr_sdk.server.node_auth import NodeAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 from flwr_sdk.server.wire_check import StrictFastProtoCodec
@@ -119,6 +122,11 @@ class ServerConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
 
 
+def _fleet_line(state: FleetState) -> FleetLineServicer:
+    """The Fleet API servicer of the wire line this server speaks (Flower 1.12)."""
+    return FleetServicerV1_12(state)
+
+
 def _format_address(host: str, port: int) -> str:
     try:
         if ipaddress.ip_address(host).version == 6:
@@ -155,6 +163,7 @@ class ReferenceServer:
         """Open the listener (returns once it accepts connections)."""
         config = self.config
         port = DEFAULT_PORTS[config.transport] if config.port is None else config.port
+        rest_routes: Mapping[str, FleetRoute] = {}
         if config.transport == "grpc-bidi":
             pool = BidiNodePool()
             self.pool = pool
@@ -163,13 +172,14 @@ class ReferenceServer:
             state = FleetState()
             self.state = state
             self.run_id = state.create_run(RUN_FAB_ID, RUN_FAB_VERSION)
-            self.pool = FleetNodePool(state)
-            handlers = [FleetGrpcServicer(state, config.auth)]
+            line = _fleet_line(state)
+            self.pool = FleetNodePool(state, line.server_node_id)
+            handlers = [GuardedFleetService(line, state, config.auth)]
+            rest_routes = line.rest_routes()
         if config.transport == "rest":
             from flwr_sdk.server.fleet_rest import RestFleetServer  # needs the server extra
 
-            assert self.state is not None
-            self._rest = RestFleetServer(self.state, max_body_size=config.max_message_length)
+            self._rest = RestFleetServer(rest_routes, max_body_size=config.max_message_length)
             ssl_context = config.tls.ssl_context("http/1.1") if config.tls else None
             self.port = await self._rest.start(config.host, port, ssl_context)
         else:

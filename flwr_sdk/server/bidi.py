@@ -31,6 +31,9 @@ __all__ = ["BidiNodePool", "FlowerServiceServicer"]
 
 log = logging.getLogger("flwr_sdk.server")
 
+SERVER_NODE_ID = 0
+"""grpc-bidi carries no node ids; the driver's instructions name node 0 as their sender."""
+
 FINISH_TIMEOUT = 5.0
 """Seconds to wait for the streams to end after ReconnectIns."""
 
@@ -54,7 +57,7 @@ class BidiNodePool(NodePool):
     """The nodes connected over grpc-bidi (one per open ``Join`` stream)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(SERVER_NODE_ID)
         self._nodes: dict[int, _BidiNode] = {}
 
     def register(self) -> _BidiNode:

@@ -21,18 +21,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flwr_sdk.common import legacy_records as lr
-from flwr_sdk.common.legacy_types import Code, GetParametersIns, Metrics, Parameters
+from flwr_sdk.common.legacy_types import Code, GetParametersIns, Metrics, Parameters, Status
 from flwr_sdk.common.message import Message, MessageType, Metadata
 from flwr_sdk.common.ndarrays import parameters_to_ndarrays
 from flwr_sdk.common.records import RecordSet
 from flwr_sdk.server.strategy import EvaluateResult, FedAvg, FitResult
-from flwr_sdk.wire.v1_12 import DRIVER_NODE_ID
 
 __all__ = [
-    "DRIVER_NODE_ID",
     "Driver",
     "DriverListener",
     "History",
@@ -45,6 +43,15 @@ __all__ = [
 log = logging.getLogger("flwr_sdk.server")
 
 
+class _LegacyRes(Protocol):
+    """A decoded legacy result (``FitRes``, ``EvaluateRes``, ``GetParametersRes``)."""
+
+    @property
+    def status(self) -> Status: ...
+
+
+I = TypeVar("I")  # noqa: E741 - a legacy instruction type
+R = TypeVar("R", bound=_LegacyRes)
 T = TypeVar("T")
 
 
@@ -57,9 +64,14 @@ class ReplyTimeoutError(Exception):
 
 
 class NodePool(abc.ABC):
-    """The connected nodes of one transport, as the driver sees them."""
+    """The connected nodes of one transport, as the driver sees them.
 
-    def __init__(self) -> None:
+    ``server_node_id``: the node id the server's instructions come from on this
+    transport's wire line.
+    """
+
+    def __init__(self, server_node_id: int) -> None:
+        self.server_node_id = server_node_id
         self._changed = asyncio.Event()
 
     def _notify(self) -> None:
@@ -219,7 +231,7 @@ class Driver:
         metadata = Metadata(
             run_id=self.run_id,
             message_id=str(uuid.uuid4()),
-            src_node_id=DRIVER_NODE_ID,
+            src_node_id=self.pool.server_node_id,
             dst_node_id=node_id,
             reply_to_message="",
             group_id=group_id,
@@ -229,18 +241,13 @@ class Driver:
         )
         return Message(metadata, content=content)
 
-    async def _ask(
-        self,
-        message: Message,
-        decode: Callable[[RecordSet], T],
-        status_of: Callable[[T], Code],
-    ) -> T:
+    async def _ask(self, message: Message, decode: Callable[[RecordSet], R]) -> R:
         reply = await self.pool.request(message, self.round_timeout)
         if reply.has_error():
             err = reply.error
             raise RuntimeError(f"error reply (code {err.code}): {err.reason}")
         result = decode(reply.content)
-        code = status_of(result)
+        code = result.status.code
         if code != Code.OK:
             raise RuntimeError(f"status {Code(code).name}")
         return result
@@ -266,6 +273,28 @@ class Driver:
         await asyncio.gather(*(one(node_id, call) for node_id, call in calls))
         results.sort(key=lambda item: item[0])
         return results, failures
+
+    async def _phase(
+        self,
+        server_round: int,
+        phase: str,
+        message_type: str,
+        instructions: Sequence[tuple[int, I]],
+        encode: Callable[[I], RecordSet],
+        decode: Callable[[RecordSet], R],
+    ) -> tuple[list[tuple[int, R]], list[str]]:
+        """Send one instruction per node, gather the decoded results and the failures."""
+        self.listener.on_phase(server_round, phase, len(instructions))
+        log.info("round %d: %s on %d nodes", server_round, phase, len(instructions))
+        group = str(server_round)
+        calls = [
+            (
+                node_id,
+                self._ask(self._instruction(node_id, message_type, encode(ins), group), decode),
+            )
+            for node_id, ins in instructions
+        ]
+        return await self._gather(server_round, phase, calls)
 
     # ------------------------------------------------------------------ rounds
 
@@ -293,9 +322,7 @@ class Driver:
             message = self._instruction(node_id, MessageType.GET_PARAMETERS, content, "")
             try:
                 res = await self._ask(
-                    message,
-                    lambda rs: lr.recordset_to_getparametersres(rs, keep_input=False),
-                    lambda r: r.status.code,
+                    message, lambda rs: lr.recordset_to_getparametersres(rs, keep_input=False)
                 )
             except Exception as exc:
                 log.warning("get_parameters on node %d failed (%s); trying again", node_id, exc)
@@ -328,30 +355,17 @@ class Driver:
     ) -> tuple[RoundResult, Parameters]:
         round_started = time.monotonic()
         result = RoundResult(server_round=server_round)
-        group = str(server_round)
 
         # ---- fit
         nodes = await self._nodes()
-        fit_ins = self.strategy.configure_fit(server_round, parameters, nodes)
-        self.listener.on_phase(server_round, "fit", len(fit_ins))
-        log.info("round %d: fit on %d nodes", server_round, len(fit_ins))
-        fit_calls = [
-            (
-                node_id,
-                self._ask(
-                    self._instruction(
-                        node_id,
-                        MessageType.TRAIN,
-                        lr.fitins_to_recordset(ins, keep_input=True),
-                        group,
-                    ),
-                    lambda rs: lr.recordset_to_fitres(rs, keep_input=False),
-                    lambda r: r.status.code,
-                ),
-            )
-            for node_id, ins in fit_ins
-        ]
-        fit_replies, fit_failures = await self._gather(server_round, "fit", fit_calls)
+        fit_replies, fit_failures = await self._phase(
+            server_round,
+            "fit",
+            MessageType.TRAIN,
+            self.strategy.configure_fit(server_round, parameters, nodes),
+            lambda ins: lr.fitins_to_recordset(ins, keep_input=True),
+            lambda rs: lr.recordset_to_fitres(rs, keep_input=False),
+        )
         result.fit_results = len(fit_replies)
         result.fit_failures = len(fit_failures)
         result.failure_reasons.extend(fit_failures)
@@ -374,25 +388,14 @@ class Driver:
         nodes = self.pool.online_nodes()
         eval_ins = self.strategy.configure_evaluate(server_round, parameters, nodes)
         if eval_ins:
-            self.listener.on_phase(server_round, "evaluate", len(eval_ins))
-            log.info("round %d: evaluate on %d nodes", server_round, len(eval_ins))
-            eval_calls = [
-                (
-                    node_id,
-                    self._ask(
-                        self._instruction(
-                            node_id,
-                            MessageType.EVALUATE,
-                            lr.evaluateins_to_recordset(ins, keep_input=True),
-                            group,
-                        ),
-                        lr.recordset_to_evaluateres,
-                        lambda r: r.status.code,
-                    ),
-                )
-                for node_id, ins in eval_ins
-            ]
-            eval_replies, eval_failures = await self._gather(server_round, "evaluate", eval_calls)
+            eval_replies, eval_failures = await self._phase(
+                server_round,
+                "evaluate",
+                MessageType.EVALUATE,
+                eval_ins,
+                lambda ins: lr.evaluateins_to_recordset(ins, keep_input=True),
+                lr.recordset_to_evaluateres,
+            )
             result.evaluate_results = len(eval_replies)
             result.evaluate_failures = len(eval_failures)
             result.failure_reasons.extend(eval_failures)

@@ -1,9 +1,11 @@
 """The Fleet API over HTTP (REST), on aiohttp.
 
-Exactly what a Flower 1.12 SuperLink's REST Fleet API answers:
+Exactly what a Flower SuperLink's REST Fleet API answers, for the paths of one wire
+line's servicer (:meth:`~flwr_sdk.server.fleet_line.FleetLineServicer.rest_routes`;
+1.12: ``/api/v0/fleet/{create-node, delete-node, ping, pull-task-ins, push-task-res,
+get-run, get-fab}``):
 
-* ``POST /api/v0/fleet/{create-node, delete-node, ping, pull-task-ins, push-task-res,
-  get-run, get-fab}`` with ``Content-Type: application/protobuf`` and ``Accept:
+* ``POST`` to a Fleet path with ``Content-Type: application/protobuf`` and ``Accept:
   application/protobuf`` → 200, ``content-type: application/protobuf``, the serialized
   answer (empty body = default message);
 * a missing ``Content-Type`` → 400 ``Missing header `Content-Type```; another content
@@ -30,15 +32,15 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Mapping
 
 from aiohttp import web
-from flwr_sdk_proto.v1_12 import fleet_api
 
 from flwr_sdk.net.fast_codec import DEFAULT_CHUNK_SIZE, encode_message_chunks
 from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared
 from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
-from flwr_sdk.server.fleet_servicer import FleetServicer
-from flwr_sdk.server.fleet_state import FleetError, FleetState
+from flwr_sdk.server.fleet_line import FleetRoute
+from flwr_sdk.server.fleet_state import FleetError
 from flwr_sdk.server.wire_check import strict_decode
 
 __all__ = ["PROTOBUF", "RestFleetServer"]
@@ -47,11 +49,6 @@ log = logging.getLogger("flwr_sdk.server")
 
 PROTOBUF = "application/protobuf"
 _CHUNK = 1 << 20
-_ROUTES = {
-    rpc.rest_path: rpc
-    for rpc in fleet_api.SERVICES["flwr.proto.Fleet"]
-    if rpc.rest_path is not None
-}
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -59,10 +56,14 @@ def _text(status: int, text: str) -> web.Response:
 
 
 class RestFleetServer:
-    """An aiohttp server for the REST Fleet API of a :class:`FleetState`."""
+    """An aiohttp server for the REST Fleet API of one wire line.
 
-    def __init__(self, state: FleetState, *, max_body_size: int) -> None:
-        self.servicer = FleetServicer(state)
+    ``routes``: HTTP path → the line servicer's typed method
+    (:meth:`~flwr_sdk.server.fleet_line.FleetLineServicer.rest_routes`).
+    """
+
+    def __init__(self, routes: Mapping[str, FleetRoute], *, max_body_size: int) -> None:
+        self.routes = dict(routes)
         self.max_body_size = max_body_size
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -111,7 +112,7 @@ class RestFleetServer:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
-        rpc = _ROUTES.get(path)
+        rpc = self.routes.get(path)
         if rpc is None:
             return _text(404, "Not Found")
         if request.method != "POST":
@@ -137,7 +138,7 @@ class RestFleetServer:
             log.warning("%s: undecodable body: %s", rpc.name, exc)
             return _text(400, "Invalid protobuf body")
         try:
-            response = self.servicer.handle(rpc.name, message)
+            response = await rpc.call(message)
         except FleetError as exc:
             log.warning("%s failed: %s", rpc.name, exc)
             return _text(500, "Internal Server Error")

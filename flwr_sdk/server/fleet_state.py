@@ -1,24 +1,24 @@
-"""State of the Fleet API (grpc-rere and REST): nodes, runs, TaskIns queues, TaskRes.
+"""State of the Fleet API, independent of the wire line: nodes, runs, instructions, replies.
 
-The rules are those of the Flower 1.12 SuperLink:
+Holds the SDK's own :class:`~flwr_sdk.common.message.Message` objects; a wire line's
+servicer (e.g. :mod:`~flwr_sdk.server.fleet_v1_12`) converts its requests to these calls
+and the answers back to its wire. The rules are those of the Flower SuperLink:
 
-* ``CreateNode`` makes a node with a random uint64 id (routinely >= 2^63) that is online
-  for ``ping_interval`` seconds; every ``Ping`` extends that window. With node
-  authentication a public key is bound to one node: creating again with the same key
-  returns the same id.
-* ``PullTaskIns`` hands out at most one TaskIns, addressed to the caller's (non-anonymous)
-  node, not yet delivered and not expired; it stamps ``delivered_at``. Unknown or
-  anonymous nodes get nothing (no error).
-* ``PushTaskRes`` stores a reply only if it passes the SuperLink's checks
-  (:meth:`FleetState.push_task_res`); a rejected reply is silently dropped (the answer
-  names the id ``"None"``), except that an ancestry entry that is not a UUID is an error.
-* ``DeleteNode`` of an unknown node is an error; of node 0 / an anonymous node a no-op.
+* :meth:`FleetState.create_node` makes a node with a random uint64 id (routinely
+  >= 2^63) that is online for ``ping_interval`` seconds; every :meth:`~FleetState.ping`
+  extends that window. With node authentication a public key is bound to one node:
+  creating again with the same key returns the same id.
+* :meth:`FleetState.pull_instruction` hands out at most one instruction addressed to the
+  node, not yet delivered and not expired, and stamps its delivery time.
+* :meth:`FleetState.push_reply` stores a reply only if it passes the SuperLink's checks;
+  a rejected reply is silently dropped (no id), except that a ``reply_to_message`` that is
+  not a UUID is an error.
+* :meth:`FleetState.delete_node` of an unknown node is an error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import secrets
 import time
@@ -26,13 +26,17 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from flwr_sdk_proto.v1_12.flwr import proto as pb
-
 from flwr_sdk.common.message import Message
 from flwr_sdk.server.driver import NodePool, NodeUnavailableError, ReplyTimeoutError
-from flwr_sdk.wire.v1_12 import TTL_TOLERANCE, message_to_task_ins, task_res_to_message
 
-__all__ = ["MIN_CREATED_AT", "FleetError", "FleetNodePool", "FleetState"]
+__all__ = [
+    "MIN_CREATED_AT",
+    "FleetError",
+    "FleetNodePool",
+    "FleetState",
+    "Instruction",
+    "Run",
+]
 
 log = logging.getLogger("flwr_sdk.server")
 
@@ -54,6 +58,16 @@ def _new_id(taken: object) -> int:
             return value
 
 
+@dataclass(frozen=True)
+class Run:
+    """What the Fleet API tells nodes about a run."""
+
+    run_id: int
+    fab_id: str = ""
+    fab_version: str = ""
+    fab_hash: str = ""
+
+
 @dataclass
 class _Node:
     node_id: int
@@ -62,17 +76,23 @@ class _Node:
 
 
 @dataclass
-class _TaskInsEntry:
-    task_ins: pb.TaskIns
-    node_id: int
-    run_id: int
-    created_at: float
-    ttl: float
-    future: asyncio.Future[pb.TaskRes]
-    delivered: bool = False
+class Instruction:
+    """A queued instruction: the message, when it was queued and when it was delivered."""
+
+    message: Message
+    future: asyncio.Future[Message]
+    pushed_at: float
+    delivered_at: float | None = None
+
+    @property
+    def node_id(self) -> int:
+        """The node it is addressed to."""
+        return self.message.metadata.dst_node_id
 
     def expired(self, now: float) -> bool:
-        return self.created_at + self.ttl <= now
+        """Whether its TTL has run out."""
+        md = self.message.metadata
+        return md.created_at + md.ttl <= now
 
 
 @dataclass
@@ -80,9 +100,9 @@ class FleetState:
     """Everything the Fleet API remembers, in memory, owned by one event loop."""
 
     nodes: dict[int, _Node] = field(default_factory=dict)
-    runs: dict[int, pb.Run] = field(default_factory=dict)
+    runs: dict[int, Run] = field(default_factory=dict)
     key_to_node: dict[bytes, int] = field(default_factory=dict)
-    _task_ins: dict[str, _TaskInsEntry] = field(default_factory=dict)
+    _instructions: dict[str, Instruction] = field(default_factory=dict)
     _queues: dict[int, deque[str]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -91,10 +111,10 @@ class FleetState:
     def create_run(self, fab_id: str = "", fab_version: str = "") -> int:
         """Register a run; return its random uint64 id."""
         run_id = _new_id(self.runs)
-        self.runs[run_id] = pb.Run(run_id=run_id, fab_id=fab_id, fab_version=fab_version)
+        self.runs[run_id] = Run(run_id=run_id, fab_id=fab_id, fab_version=fab_version)
         return run_id
 
-    def get_run(self, run_id: int) -> pb.Run | None:
+    def get_run(self, run_id: int) -> Run | None:
         """The run, or None if unknown."""
         return self.runs.get(run_id)
 
@@ -124,25 +144,23 @@ class FleetState:
         self._notify()
         return node_id
 
-    def delete_node(self, node: pb.Node | None) -> None:
-        """Unregister a node. Raises FleetError for an unknown (non-anonymous) node."""
-        if node is None or node.anonymous or node.node_id == 0:
-            return
-        if node.node_id not in self.nodes:
-            raise FleetError(f"Node {node.node_id} not found")
-        del self.nodes[node.node_id]
-        for task_id in self._queues.pop(node.node_id, deque()):
-            entry = self._task_ins.get(task_id)
+    def delete_node(self, node_id: int) -> None:
+        """Unregister a node. Raises FleetError for an unknown node."""
+        if node_id not in self.nodes:
+            raise FleetError(f"Node {node_id} not found")
+        del self.nodes[node_id]
+        for message_id in self._queues.pop(node_id, deque()):
+            entry = self._instructions.get(message_id)
             if entry is not None and not entry.future.done():
-                entry.future.set_exception(NodeUnavailableError(f"node {node.node_id} left"))
-        log.info("node %d unregistered (%d nodes)", node.node_id, len(self.nodes))
+                entry.future.set_exception(NodeUnavailableError(f"node {node_id} left"))
+        log.info("node %d unregistered (%d nodes)", node_id, len(self.nodes))
         self._notify()
 
-    def ping(self, node: pb.Node | None, ping_interval: float) -> bool:
+    def ping(self, node_id: int, ping_interval: float) -> bool:
         """Extend a node's online window; False for an unknown node."""
-        if node is None or node.node_id not in self.nodes:
+        if node_id not in self.nodes:
             return False
-        self.nodes[node.node_id].online_until = time.time() + ping_interval
+        self.nodes[node_id].online_until = time.time() + ping_interval
         self._notify()
         return True
 
@@ -159,124 +177,94 @@ class FleetState:
     def _notify(self) -> None:
         self.changed.set()
 
-    # --------------------------------------------------------------- TaskIns
+    # ----------------------------------------------------------- instructions
 
-    def add_task_ins(self, task_ins: pb.TaskIns) -> asyncio.Future[pb.TaskRes]:
-        """Queue an instruction (its ``task_id`` set); return the future of its reply."""
-        task = task_ins.task
-        assert task is not None and task.consumer is not None
-        task.pushed_at = time.time()
-        future: asyncio.Future[pb.TaskRes] = asyncio.get_running_loop().create_future()
-        entry = _TaskInsEntry(
-            task_ins=task_ins,
-            node_id=task.consumer.node_id,
-            run_id=task_ins.run_id,
-            created_at=task.created_at,
-            ttl=task.ttl,
-            future=future,
-        )
-        self._task_ins[task_ins.task_id] = entry
-        self._queues.setdefault(entry.node_id, deque()).append(task_ins.task_id)
+    def add_instruction(self, message: Message) -> asyncio.Future[Message]:
+        """Queue an instruction (its ``message_id`` set); return the future of its reply."""
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        entry = Instruction(message=message, future=future, pushed_at=time.time())
+        message_id = message.metadata.message_id
+        self._instructions[message_id] = entry
+        self._queues.setdefault(entry.node_id, deque()).append(message_id)
         return future
 
-    def drop_task_ins(self, task_id: str) -> None:
+    def drop_instruction(self, message_id: str) -> None:
         """Forget an instruction (answered, timed out or abandoned)."""
-        entry = self._task_ins.pop(task_id, None)
+        entry = self._instructions.pop(message_id, None)
         if entry is not None:
             queue = self._queues.get(entry.node_id)
-            if queue is not None and task_id in queue:
-                queue.remove(task_id)
+            if queue is not None and message_id in queue:
+                queue.remove(message_id)
 
-    def pull_task_ins(self, node: pb.Node | None) -> list[pb.TaskIns]:
-        """At most one undelivered, unexpired TaskIns for ``node`` (stamped delivered)."""
-        if node is None or node.anonymous:
-            return []
-        queue = self._queues.get(node.node_id)
+    def pull_instruction(self, node_id: int) -> Instruction | None:
+        """The next undelivered, unexpired instruction for the node (stamped delivered)."""
+        queue = self._queues.get(node_id)
         now = time.time()
         while queue:
-            task_id = queue.popleft()
-            entry = self._task_ins.get(task_id)
-            if entry is None or entry.delivered or entry.expired(now):
+            entry = self._instructions.get(queue.popleft())
+            if entry is None or entry.delivered_at is not None or entry.expired(now):
                 continue
-            entry.delivered = True
-            task = entry.task_ins.task
-            assert task is not None
-            task.delivered_at = datetime.datetime.now(datetime.timezone.utc).isoformat()
-            return [entry.task_ins]
-        return []
+            entry.delivered_at = time.time()
+            return entry
+        return None
 
-    # --------------------------------------------------------------- TaskRes
+    # ---------------------------------------------------------------- replies
 
-    def push_task_res(self, task_res: pb.TaskRes) -> str | None:
-        """Store a reply; return its new task id, or None when it is silently dropped.
+    def push_reply(self, reply: Message, ttl_tolerance: float = 0.0) -> str | None:
+        """Store a reply; return its new message id, or None when it is silently dropped.
 
-        Raises FleetError when ``ancestry[0]`` is not a UUID (as the SuperLink does).
+        ``ttl_tolerance``: how far (seconds) the reply's TTL may exceed what is left of
+        the instruction's (the line's rounding allowance). Raises FleetError when
+        ``reply_to_message`` is not a UUID (as the SuperLink does).
         """
-        reason = self._reject_reason(task_res)
+        reason = self._reject_reason(reply, ttl_tolerance)
         if reason is not None:
-            log.warning("dropped a TaskRes: %s", reason)
+            log.warning("dropped a reply: %s", reason)
             return None
-        task = task_res.task
-        assert task is not None
-        entry = self._task_ins[task.ancestry[0]]
-        task_id = str(uuid.uuid4())
-        task_res.task_id = task_id
-        task.pushed_at = time.time()
+        entry = self._instructions[reply.metadata.reply_to_message]
+        message_id = str(uuid.uuid4())
+        reply.metadata.message_id = message_id
         if not entry.future.done():
-            entry.future.set_result(task_res)
-        return task_id
+            entry.future.set_result(reply)
+        return message_id
 
-    def _reject_reason(self, task_res: pb.TaskRes) -> str | None:
-        task = task_res.task
+    def _reject_reason(self, reply: Message, ttl_tolerance: float) -> str | None:
+        md = reply.metadata
         now = time.time()
-        if task_res.task_id != "":
-            return "task_id must be empty"
-        if task is None:
-            return "no task"
-        if task.created_at < MIN_CREATED_AT:
+        if md.created_at < MIN_CREATED_AT:
             return "created_at is too old"
-        if task.delivered_at != "":
-            return "delivered_at must be empty"
-        if not task.ttl > 0:
+        if not md.ttl > 0:
             return "ttl must be > 0"
-        if task.created_at + task.ttl <= now:
+        if md.created_at + md.ttl <= now:
             return "expired"
-        producer, consumer = task.producer, task.consumer
-        if producer is None or producer.anonymous or producer.node_id == 0:
-            return "producer must be a non-anonymous node"
-        if consumer is None:
-            return "no consumer"
-        if consumer.anonymous != (consumer.node_id == 0):
-            return "consumer must be the anonymous node 0 or a non-anonymous node"
-        if not task.task_type:
-            return "empty task_type"
-        if (task.recordset is None) == (task.error is None):
-            return "needs exactly one of recordset and error"
-        if not task.ancestry:
-            return "empty ancestry"
+        if md.src_node_id == 0:
+            return "the sender must be a non-anonymous node"
+        if not md.message_type:
+            return "empty message_type"
         try:
-            uuid.UUID(task.ancestry[0])
+            uuid.UUID(md.reply_to_message)
         except ValueError:
             raise FleetError("badly formed hexadecimal UUID string") from None
-        entry = self._task_ins.get(task.ancestry[0])
+        entry = self._instructions.get(md.reply_to_message)
         if entry is None:
-            return f"unknown TaskIns {task.ancestry[0]}"
+            return f"unknown instruction {md.reply_to_message}"
         if entry.expired(now):
-            return "the TaskIns expired"
-        if entry.node_id != producer.node_id:
-            return "the TaskIns was addressed to another node"
-        if task.ttl > entry.created_at + entry.ttl - task.created_at + TTL_TOLERANCE:
-            return "ttl exceeds what is left of the TaskIns's"
-        if task_res.run_id not in self.runs:
-            return f"unknown run {task_res.run_id}"
+            return "the instruction expired"
+        if entry.node_id != md.src_node_id:
+            return "the instruction was addressed to another node"
+        ins = entry.message.metadata
+        if md.ttl > ins.created_at + ins.ttl - md.created_at + ttl_tolerance:
+            return "ttl exceeds what is left of the instruction's"
+        if md.run_id not in self.runs:
+            return f"unknown run {md.run_id}"
         return None
 
 
 class FleetNodePool(NodePool):
-    """The Fleet API nodes as the driver sees them: online nodes, TaskIns → TaskRes."""
+    """The Fleet API nodes as the driver sees them: online nodes, instruction → reply."""
 
-    def __init__(self, state: FleetState) -> None:
-        super().__init__()
+    def __init__(self, state: FleetState, server_node_id: int) -> None:
+        super().__init__(server_node_id)
         self.state = state
         self._changed = state.changed
 
@@ -285,12 +273,11 @@ class FleetNodePool(NodePool):
         return self.state.online_nodes()
 
     async def request(self, message: Message, timeout: float | None) -> Message:
-        """Queue a TaskIns for the node and wait for the TaskRes that answers it."""
+        """Queue the instruction for the node and wait for the reply that answers it."""
         node_id = message.metadata.dst_node_id
         if not self.state.is_online(node_id):
             raise NodeUnavailableError(f"node {node_id} is not online")
-        task_ins = message_to_task_ins(message)
-        future = self.state.add_task_ins(task_ins)
+        future = self.state.add_instruction(message)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
@@ -301,9 +288,8 @@ class FleetNodePool(NodePool):
                         raise ReplyTimeoutError(f"node {node_id} did not answer within {timeout}s")
                 done, _ = await asyncio.wait({future}, timeout=step)
                 if done:
-                    task_res = future.result()
-                    return task_res_to_message(task_res, message_id=task_res.task_id)
+                    return future.result()
                 if not self.state.is_online(node_id):
                     raise NodeUnavailableError(f"node {node_id} went offline")
         finally:
-            self.state.drop_task_ins(task_ins.task_id)
+            self.state.drop_instruction(message.metadata.message_id)

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import betterproto2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
+from flwr_sdk.server.fleet_grpc import ACCESS_DENIED, AccessDeniedError
 from flwr_sdk.server.fleet_state import FleetState
 from flwr_sdk.wire.v1_12_auth import (
     AUTH_TOKEN_HEADER,
@@ -46,16 +47,6 @@ __all__ = [
     "load_public_keys",
     "pem_public_bytes",
 ]
-
-ACCESS_DENIED = "Access denied"
-
-
-class AccessDeniedError(Exception):
-    """The request fails node authentication."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(ACCESS_DENIED)
-        self.why = why
 
 
 def pem_public_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -146,16 +137,10 @@ class NodeAuthenticator:
             self._hmac_keys[pem] = key
         return key
 
-    def check(
-        self,
-        rpc_name: str,
-        request: betterproto2.Message,
-        metadata: Mapping[str, str | bytes],
-        state: FleetState,
-    ) -> bytes:
+    def check(self, request: Any, metadata: Mapping[str, str | bytes], state: FleetState) -> bytes:
         """Authenticate one call; return the caller's public key (PEM) or raise."""
         pem = self._client_key(metadata)
-        if rpc_name == "CreateNode":
+        if isinstance(request, pb.CreateNodeRequest):
             return pem
         token = _header(metadata, AUTH_TOKEN_HEADER)
         if token is None:
@@ -165,18 +150,41 @@ class NodeAuthenticator:
         bound = state.key_to_node.get(pem)
         if bound is None:
             raise AccessDeniedError("no node registered for this key")
-        if rpc_name in ("DeleteNode", "Ping", "PullTaskIns", "GetFab"):
-            node = getattr(request, "node", None)
-            if node is None or node.node_id != bound:
-                raise AccessDeniedError("request is about another node")
-        elif rpc_name == "PushTaskRes":
-            assert isinstance(request, pb.PushTaskResRequest)
-            first = request.task_res_list[0] if request.task_res_list else None
-            producer = first.task.producer if first and first.task else None
-            if producer is None or producer.node_id != bound:
-                raise AccessDeniedError("TaskRes produced by another node")
-        elif rpc_name == "GetRun":
-            assert isinstance(request, pb.GetRunRequest)
-            if request.run_id not in state.runs or not state.is_online(bound):
-                raise AccessDeniedError("node is not part of the run")
+        subject = _SUBJECTS.get(type(request))
+        if subject is not None:
+            allowed, why = subject
+            if not allowed(request, bound, state):
+                raise AccessDeniedError(why)
         return pem
+
+    def initial_metadata(self, request: Any) -> Mapping[str, str] | None:
+        """CreateNode answers with the server's ``public-key``."""
+        if isinstance(request, pb.CreateNodeRequest):
+            return {PUBLIC_KEY_HEADER: self.public_key_header}
+        return None
+
+
+def _about_own_node(request: Any, bound: int, state: FleetState) -> bool:
+    node: pb.Node | None = request.node
+    return node is not None and node.node_id == bound
+
+
+def _produced_by_own_node(request: pb.PushTaskResRequest, bound: int, state: FleetState) -> bool:
+    first = request.task_res_list[0] if request.task_res_list else None
+    producer = first.task.producer if first and first.task else None
+    return producer is not None and producer.node_id == bound
+
+
+def _run_member(request: pb.GetRunRequest, bound: int, state: FleetState) -> bool:
+    return request.run_id in state.runs and state.is_online(bound)
+
+
+_SUBJECTS: dict[type[Any], tuple[Callable[[Any, int, FleetState], bool], str]] = {
+    pb.DeleteNodeRequest: (_about_own_node, "request is about another node"),
+    pb.PingRequest: (_about_own_node, "request is about another node"),
+    pb.PullTaskInsRequest: (_about_own_node, "request is about another node"),
+    pb.GetFabRequest: (_about_own_node, "request is about another node"),
+    pb.PushTaskResRequest: (_produced_by_own_node, "TaskRes produced by another node"),
+    pb.GetRunRequest: (_run_member, "node is not part of the run"),
+}
+"""Which node a request must be about, per request type (CreateNode has none)."""
