@@ -13,17 +13,20 @@ endpoint:
 
 * :class:`EncodedChunks` is a serialized message held as a sequence of buffers (small
   encoded pieces and zero-copy views of tensor data). A codec may return it from
-  ``encode``: grpclib only takes its ``len`` and prepends the 5-byte gRPC prefix with
-  ``prefix + body``, which :meth:`EncodedChunks.__radd__` answers with a new
-  :class:`EncodedChunks` (no copy); the stream's ``send_data`` then writes it frame by
-  frame with :func:`send_chunks`.
+  ``encode``; the tuned endpoints hand it to grpclib explicitly (see
+  :class:`~flwr_sdk.net.grpclib_internals.ChunkHandoffCodec`), so the stream's
+  ``send_data`` receives the prefixed chunks and writes them frame by frame with
+  :func:`send_chunks`. ``prefix + chunks`` (:meth:`EncodedChunks.__radd__`) is a plain
+  operator for any caller; nothing relies on grpclib using it.
 * :func:`read_into` fills a preallocated buffer (sized from the gRPC length prefix, after
   the size limit was checked) straight from the stream's received DATA chunks, releasing
   each chunk as soon as it is copied.
 
-Relies on grpclib 0.4.9 internals (pinned): ``Buffer._unacked`` / ``_acked`` /
-``_acked_size`` / ``_ack_callback`` / ``_eof``, ``Stream.connection.write_ready``,
-``Stream.window_updated`` and the h2 connection's flow-control accessors.
+The grpclib internals these need (the stream's h2 connection and transport, the receive
+buffer's queues) are reached through :mod:`flwr_sdk.net.grpclib_internals`, which names
+each of them and guards them by version; the remaining grpclib attributes used here are
+public-named (``Stream.connection`` / ``window_updated`` / ``data_sent``,
+``Connection.write_ready`` / ``data_sent`` / ``data_send_process``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 import numpy as np
-from grpclib.protocol import AckedData
+
+# grpclib_internals imports this module too; only its attributes at call time are used here.
+from flwr_sdk.net import grpclib_internals
 
 __all__ = [
     "ZERO_COPY_FRAME_MIN",
@@ -163,9 +168,8 @@ async def send_chunks(stream: Any, chunks: EncodedChunks, end_stream: bool = Fal
     transport as views (the transport copies only what the socket does not take at once).
     """
     assert stream.id is not None
-    h2 = stream._h2_connection
+    h2, transport = grpclib_internals.stream_parts(stream)
     connection = stream.connection
-    transport = stream._transport
     # Tuned connections send big frames without copying them (see TunedH2Connection).
     zero_copy = hasattr(h2, "send_data_frame")
     total = len(chunks)
@@ -202,35 +206,14 @@ async def read_into(buffer: Any, target: memoryview) -> None:
 
     Received chunks are copied into ``target`` and released one by one (and acknowledged
     to the peer's flow control as grpclib does), so no joined copy of the message exists.
+    See :func:`flwr_sdk.net.grpclib_internals.read_into`.
 
     Raises:
         AssertionError: the stream ended before ``len(target)`` bytes arrived (grpclib's
             own error for this case).
 
     """
-    size = target.nbytes
-    filled = 0
-    acked = buffer._acked
-    while filled < size:
-        if acked:
-            chunk, chunk_size = acked[0]
-            take = min(chunk_size, size - filled)
-            target[filled : filled + take] = chunk[:take]
-            if take == chunk_size:
-                acked.popleft()
-            else:
-                acked[0] = AckedData(chunk[take:], chunk_size - take)
-            buffer._acked_size -= take
-            filled += take
-            continue
-        if buffer._eof and buffer._unacked.empty():
-            raise AssertionError("Received less data than expected")
-        data, data_size, ack_size = await buffer._unacked.get()
-        if not ack_size:
-            raise AssertionError("Received less data than expected")
-        acked.append(AckedData(memoryview(data), data_size))
-        buffer._acked_size += data_size
-        buffer._ack_callback(ack_size)
+    await grpclib_internals.read_into(buffer, target)
 
 
 async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:

@@ -1,38 +1,41 @@
 """Tuned grpclib endpoints: :class:`TunedChannel` (client) and :func:`tuned_server`.
 
 Stock grpclib 0.4.9 reaches about half of grpcio's throughput on large messages. Three
-changes, applied per endpoint (nothing global, nothing patched), close the gap:
+changes, applied per endpoint (nothing global: no grpclib, h2 or hyperframe class or module
+is modified), close the gap:
 
 1. **64 MiB flow-control windows** via ``grpclib.config.Configuration``
    (``http2_connection_window_size``, ``http2_stream_window_size``).
 2. **1 MiB SETTINGS_MAX_FRAME_SIZE**: the peer may then send DATA frames of up to 1 MiB
    instead of 16 KiB, so h2 and grpclib handle 64x fewer frames and events.
-3. **No per-DATA-frame hex dump**: h2 4.4.1's ``H2Connection._receive_frame`` evaluates
-   ``repr(frame)`` eagerly for a trace log line (``config.logger.trace("Received frame:
-   %s", repr(frame))``), even though the default ``DummyLogger`` discards it. For a DATA
-   frame, hyperframe's ``repr`` re-serializes the whole body (a copy) and hex-encodes it
-   (twice its size) just to keep the first 20 characters. A quiet logger does not help;
-   the work happens before the call. We re-class received DATA frames to a subclass whose
-   ``repr`` only states the length.
+3. **No per-DATA-frame hex dump**: h2 4.4.1 evaluates ``repr(frame)`` eagerly for a trace
+   log line, even though the default ``DummyLogger`` discards it. For a DATA frame,
+   hyperframe's ``repr`` re-serializes the whole body (a copy) and hex-encodes it (twice its
+   size) just to keep the first 20 characters. Received DATA frames are re-classed to a
+   subclass whose ``repr`` only states the length (:class:`TunedH2Connection`).
 
-How it hooks in (grpclib 0.4.9 / h2 4.4.1, both pinned):
+Plus the message-size limit checked on each gRPC prefix before the body is allocated,
+chunked zero-copy sends and preallocated receives (:mod:`flwr_sdk.net.limits`,
+:mod:`flwr_sdk.net.framing`).
 
-* ``Channel._protocol_factory`` / ``Server._protocol_factory`` are overridden to return a
-  :class:`TunedH2Protocol` built from the stock protocol's handler, grpclib configuration
-  and ``H2Configuration``.
-* :class:`TunedH2Protocol` overrides ``H2Protocol.connection_made`` (re-implemented; the
-  stock one hard-codes ``H2Connection``) to create a :class:`TunedH2Connection`, apply
-  windows and frame size with h2's public ``increment_flow_control_window`` and
-  ``update_settings``, and wrap it in grpclib's ``Connection`` (or, with a message-size
-  limit, :class:`~flwr_sdk.net.limits.SizeLimitedConnection`) and
-  ``EventsProcessor`` exactly like the stock protocol.
-* :class:`TunedH2Connection` adds the quiet DATA-frame class to the connection's
-  ``_frame_dispatch_table`` (an instance dict) and overrides ``_receive_frame`` to
-  re-class ``DataFrame`` objects before delegating to h2.
-* After advertising the larger frame size, ``H2Connection.max_inbound_frame_size`` is
-  raised at once instead of on the peer's SETTINGS ACK: h2 copies that limit into its frame
-  buffer once per received chunk, so a chunk holding the ACK *and* a large DATA frame would
-  otherwise be refused as an overlong frame (seen on fresh connections).
+How it hooks in: each endpoint's protocol factory (installed per instance by
+:func:`~flwr_sdk.net.grpclib_internals.install_protocol_factory`) returns a
+:class:`TunedH2Protocol` built from the stock protocol's handler, grpclib configuration
+and ``H2Configuration``. Its ``connection_made`` re-implements grpclib's (which hard-codes
+``H2Connection``): it creates a :class:`TunedH2Connection`, applies windows and frame size
+with h2's public ``increment_flow_control_window`` and ``update_settings``, and wraps it in
+a :class:`~flwr_sdk.net.limits.SizeLimitedConnection` and grpclib's ``EventsProcessor``
+exactly like the stock protocol. After advertising the larger frame size,
+``H2Connection.max_inbound_frame_size`` is raised at once instead of on the peer's SETTINGS
+ACK: h2 copies that limit into its frame buffer once per received chunk, so a chunk holding
+the ACK *and* a large DATA frame would otherwise be refused as an overlong frame.
+
+Every private grpclib / h2 attribute this needs is reached in
+:mod:`flwr_sdk.net.grpclib_internals`, which checks the installed versions. When they are
+not the tested ones (or ``FLWR_SDK_STOCK_GRPCLIB=1``), :class:`TunedChannel` and
+:class:`TunedServer` behave as stock ``grpclib`` endpoints (grpclib's default configuration
+and protocol, messages joined before grpclib sees them), with the same messages and the
+same ``MessageTooLargeError`` limits, enforced by the codec; see :attr:`TunedChannel.tuned`.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ import importlib
 import logging
 import socket
 import ssl as _ssl
-import struct
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, cast
@@ -54,18 +56,20 @@ from grpclib.encoding.proto import ProtoCodec
 from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol
 from grpclib.server import Server
 from h2.config import H2Configuration
-from h2.connection import ConnectionInputs, H2Connection
-from h2.events import Event as H2Event
-from h2.exceptions import FlowControlError, FrameTooLargeError
+from h2.connection import H2Connection
 from h2.settings import SettingCodes
-from h2.stream import StreamInputs
-from hyperframe.frame import DataFrame, Frame
 
 from flwr_sdk.net.fast_codec import FastProtoCodec
+from flwr_sdk.net.grpclib_internals import (
+    ChunkHandoffCodec,
+    TunedH2Connection,
+    install_protocol_factory,
+    internals_usable,
+)
 from flwr_sdk.net.limits import (
     SizeLimitedCodec,
     SizeLimitedConnection,
-    resource_exhausted_on_too_large,
+    resource_exhausted_servables,
     validate_max_message_length,
 )
 
@@ -135,71 +139,6 @@ def tuned_configuration(
         http2_stream_window_size=window_size,
         ssl_target_name_override=ssl_target_name_override,
     )
-
-
-class _QuietDataFrame(DataFrame):
-    """A received DATA frame whose ``repr`` does not serialize and hex-dump the body."""
-
-    def _body_repr(self) -> str:
-        return f"<{len(self.data)} bytes>"
-
-
-class TunedH2Connection(H2Connection):
-    """An ``h2`` connection that moves DATA frame bodies without copying them.
-
-    * Received ``DataFrame`` objects are re-classed to a subclass with a cheap ``repr``
-      before h2 handles them; the subclass is dispatched to the same DATA handler.
-    * :meth:`send_data_frame` does the bookkeeping of ``send_data`` (checks, state machines,
-      flow-control windows) but returns the frame header instead of queuing header and
-      body in h2's output buffer, so the caller can hand the body to the transport as the
-      view it already is. h2's ``send_data`` copies a body five times on its way out
-      (``memoryview.tobytes``, frame body, frame, output ``bytearray``, ``data_to_send``).
-
-    Everything else is stock h2.
-    """
-
-    def __init__(self, config: H2Configuration | None = None) -> None:
-        super().__init__(config=config)
-        self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
-
-    def _receive_frame(self, frame: Frame) -> list[H2Event]:
-        if frame.__class__ is DataFrame:
-            frame.__class__ = _QuietDataFrame
-        events: list[H2Event] = super()._receive_frame(frame)
-        return events
-
-    def send_data_frame(self, stream_id: int, body: memoryview) -> bytes:
-        """Account one DATA frame (no padding, stream stays open) and return its header.
-
-        Returns h2's pending output followed by the 9-byte frame header; the caller writes
-        that and then ``body`` to the transport, in this order, before anything else.
-
-        Raises:
-            h2.exceptions.FlowControlError: ``body`` exceeds the stream's send window.
-            h2.exceptions.FrameTooLargeError: ``body`` exceeds the peer's max frame size.
-            h2.exceptions.ProtocolError: the stream or connection cannot send data.
-
-        """
-        size = body.nbytes
-        window = self.local_flow_control_window(stream_id)
-        if size > window:
-            raise FlowControlError(f"Cannot send {size} bytes, flow control window is {window}")
-        if size > self.max_outbound_frame_size:
-            raise FrameTooLargeError(
-                f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}"
-            )
-        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
-        stream = self.streams[stream_id]
-        stream.state_machine.process_input(StreamInputs.SEND_DATA)
-        stream.outbound_flow_control_window -= size
-        self.outbound_flow_control_window -= size
-        header = _DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_FRAME_TYPE, 0, stream_id)
-        return self.data_to_send() + header
-
-
-#: HTTP/2 frame header: 24-bit length (as 16 + 8 bits), type, flags, 31-bit stream id.
-_DATA_HEADER = struct.Struct(">HBBBL")
-_DATA_FRAME_TYPE = 0x0
 
 
 def _set_tcp_nodelay(sock: socket.socket) -> None:
@@ -295,26 +234,94 @@ def _status_details_codec_default() -> StatusDetailsCodecBase | None:
 
 def _accepts_views(codec: CodecBase | None) -> bool:
     """Whether ``codec`` decodes memoryviews (then large bodies are received without a join)."""
-    while isinstance(codec, SizeLimitedCodec):
+    while isinstance(codec, (SizeLimitedCodec, ChunkHandoffCodec)):
         codec = codec.codec
     return isinstance(codec, FastProtoCodec)
 
 
-def _limited_codecs(
-    codec: CodecBase | None,
-    status_details_codec: StatusDetailsCodecBase | None,
-    max_message_length: int | None,
-) -> tuple[CodecBase | None, StatusDetailsCodecBase | None]:
-    if max_message_length is None:
-        return codec, status_details_codec
-    if codec is None:
-        codec = ProtoCodec()
-        if status_details_codec is None:
-            status_details_codec = _status_details_codec_default()
-    return SizeLimitedCodec(codec, max_message_length), status_details_codec
+@dataclass(frozen=True)
+class _EndpointSetup:
+    """What :class:`TunedChannel` and :class:`TunedServer` pass to grpclib and install.
+
+    Built by :meth:`prepare` from the constructor arguments (validated once, here), then
+    :meth:`apply` to the constructed endpoint.
+    """
+
+    tuned: bool
+    config: Configuration
+    codec: CodecBase | None
+    status_details_codec: StatusDetailsCodecBase | None
+    max_message_length: int | None
+    tuning: GrpcTuning
+    zero_copy_receive: bool
+
+    @classmethod
+    def prepare(
+        cls,
+        config: Configuration | None,
+        codec: CodecBase | None,
+        status_details_codec: StatusDetailsCodecBase | None,
+        max_message_length: int | None,
+        tuning: GrpcTuning,
+    ) -> _EndpointSetup:
+        if max_message_length is not None:
+            validate_max_message_length(max_message_length)
+        if not isinstance(tuning, GrpcTuning):
+            raise TypeError(f"tuning must be a GrpcTuning, got {type(tuning).__name__}")
+        tuned = internals_usable()
+        if config is None:
+            config = tuned_configuration() if tuned else Configuration()
+        zero_copy = tuned and _accepts_views(codec)
+        if max_message_length is not None:
+            if codec is None:
+                codec = ProtoCodec()
+                if status_details_codec is None:
+                    status_details_codec = _status_details_codec_default()
+            codec = SizeLimitedCodec(codec, max_message_length)
+        if codec is not None:
+            codec = ChunkHandoffCodec(codec, tuned=tuned)
+        return cls(
+            tuned=tuned,
+            config=config,
+            codec=codec,
+            status_details_codec=status_details_codec,
+            max_message_length=max_message_length,
+            tuning=tuning,
+            zero_copy_receive=zero_copy,
+        )
+
+    def apply(self, endpoint: TunedChannel | TunedServer) -> None:
+        """Record the settings on ``endpoint``; on the tuned path, install the protocol."""
+        endpoint.tuned = self.tuned
+        endpoint.tuning = self.tuning
+        endpoint.max_message_length = self.max_message_length
+        endpoint.zero_copy_receive = self.zero_copy_receive
+        if self.tuned:
+            install_protocol_factory(endpoint, self.protocol)
+
+    def protocol(self, stock: H2Protocol) -> H2Protocol:
+        """The tuned protocol replacing grpclib's ``stock`` one for a new connection."""
+        return TunedH2Protocol(
+            stock.handler,
+            stock.config,
+            stock.h2_config,
+            tuning=self.tuning,
+            max_message_length=self.max_message_length,
+            zero_copy_receive=self.zero_copy_receive,
+        )
 
 
-class TunedChannel(Channel):
+class _TunedEndpoint:
+    """The settings :meth:`_EndpointSetup.apply` records on a channel or server."""
+
+    #: Whether the tuned path is used (else stock grpclib: see the module docs).
+    tuned: bool
+    tuning: GrpcTuning
+    max_message_length: int | None
+    zero_copy_receive: bool
+
+
+class TunedChannel(_TunedEndpoint, Channel):
     """A ``grpclib.client.Channel`` with tuned HTTP/2 settings and an optional size limit.
 
     Args:
@@ -323,7 +330,8 @@ class TunedChannel(Channel):
         ssl: client ``ssl.SSLContext`` (see :func:`flwr_sdk.net.tls.client_ssl_context`)
             or ``None`` for plaintext.
         config: grpclib configuration; defaults to :func:`tuned_configuration` (64 MiB
-            windows). A given configuration is used as is.
+            windows; grpclib's default on the stock fallback). A given configuration is
+            used as is.
         codec: message codec (grpclib's ``ProtoCodec`` by default). With a
             :class:`~flwr_sdk.net.fast_codec.FastProtoCodec` (possibly inside a
             ``SizeLimitedCodec``), large received bodies are read into one preallocated
@@ -333,6 +341,9 @@ class TunedChannel(Channel):
             bytes (``MessageTooLargeError``), for unary and streaming calls; ``None``:
             no limit.
         tuning: HTTP/2 tuning, :data:`DEFAULT_TUNING` by default.
+
+    Attributes:
+        tuned: whether the tuned path is used (else stock grpclib: see the module docs).
 
     Create it inside a running event loop (grpclib binds the channel to the current loop).
 
@@ -350,47 +361,30 @@ class TunedChannel(Channel):
         max_message_length: int | None = None,
         tuning: GrpcTuning = DEFAULT_TUNING,
     ) -> None:
-        if max_message_length is not None:
-            validate_max_message_length(max_message_length)
-        if not isinstance(tuning, GrpcTuning):
-            raise TypeError(f"tuning must be a GrpcTuning, got {type(tuning).__name__}")
+        setup = _EndpointSetup.prepare(
+            config, codec, status_details_codec, max_message_length, tuning
+        )
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise TypeError(f"ssl must be an ssl.SSLContext or None, got {type(ssl).__name__}")
-        zero_copy = _accepts_views(codec)
-        codec, status_details_codec = _limited_codecs(
-            codec, status_details_codec, max_message_length
-        )
         super().__init__(
             host,
             port,
             ssl=ssl,
-            config=config if config is not None else tuned_configuration(),
-            codec=codec,
-            status_details_codec=status_details_codec,
+            config=setup.config,
+            codec=setup.codec,
+            status_details_codec=setup.status_details_codec,
         )
-        self.tuning = tuning
-        self.max_message_length = max_message_length
-        self.zero_copy_receive = zero_copy
-
-    def _protocol_factory(self) -> H2Protocol:
-        stock = super()._protocol_factory()
-        return TunedH2Protocol(
-            stock.handler,
-            stock.config,
-            stock.h2_config,
-            tuning=self.tuning,
-            max_message_length=self.max_message_length,
-            zero_copy_receive=self.zero_copy_receive,
-        )
+        setup.apply(self)
 
 
-class TunedServer(Server):
+class TunedServer(_TunedEndpoint, Server):
     """A ``grpclib.server.Server`` with tuned HTTP/2 settings and an optional size limit.
 
     With ``max_message_length``, received messages announcing more bytes are refused before
     their body is read, and replies larger than the limit are not sent; either way a
     ``MessageTooLargeError`` raised inside a handler (and not caught there) ends the call
-    with status ``RESOURCE_EXHAUSTED``.
+    with status ``RESOURCE_EXHAUSTED``. Arguments and :attr:`tuned` as for
+    :class:`TunedChannel`.
     """
 
     def __init__(
@@ -403,36 +397,18 @@ class TunedServer(Server):
         max_message_length: int | None = None,
         tuning: GrpcTuning = DEFAULT_TUNING,
     ) -> None:
-        if max_message_length is not None:
-            validate_max_message_length(max_message_length)
-        if not isinstance(tuning, GrpcTuning):
-            raise TypeError(f"tuning must be a GrpcTuning, got {type(tuning).__name__}")
-        zero_copy = _accepts_views(codec)
-        codec, status_details_codec = _limited_codecs(
-            codec, status_details_codec, max_message_length
+        setup = _EndpointSetup.prepare(
+            config, codec, status_details_codec, max_message_length, tuning
         )
+        if max_message_length is not None:
+            handlers = resource_exhausted_servables(handlers)
         super().__init__(
             handlers,
-            codec=codec,
-            status_details_codec=status_details_codec,
-            config=config if config is not None else tuned_configuration(),
+            codec=setup.codec,
+            status_details_codec=setup.status_details_codec,
+            config=setup.config,
         )
-        self.tuning = tuning
-        self.max_message_length = max_message_length
-        self.zero_copy_receive = zero_copy
-        if max_message_length is not None:
-            self._mapping = resource_exhausted_on_too_large(self._mapping)
-
-    def _protocol_factory(self) -> H2Protocol:
-        stock = super()._protocol_factory()
-        return TunedH2Protocol(
-            stock.handler,
-            stock.config,
-            stock.h2_config,
-            tuning=self.tuning,
-            max_message_length=self.max_message_length,
-            zero_copy_receive=self.zero_copy_receive,
-        )
+        setup.apply(self)
 
 
 def tuned_server(

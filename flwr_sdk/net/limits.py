@@ -14,13 +14,20 @@ at the two places where it can be enforced cheaply:
   encoded message larger than the limit to grpclib, i.e. before the frame is built and
   written.
 
-On a server, :func:`resource_exhausted_on_too_large` turns a ``MessageTooLargeError`` that
-escapes a handler into the gRPC status ``RESOURCE_EXHAUSTED`` (as grpc-core does).
+On a server, :func:`resource_exhausted_on_too_large` (applied to the servables by
+:func:`resource_exhausted_servables`) turns a ``MessageTooLargeError`` that escapes a
+handler into the gRPC status ``RESOURCE_EXHAUSTED`` (as grpc-core does).
 
-Relies on grpclib 0.4.9 internals: ``grpclib.stream.recv_message`` calls
+When the tuned path is unavailable (:func:`flwr_sdk.net.grpclib_internals.internals_usable`
+is false), endpoints run stock grpclib streams: then :class:`SizeLimitedCodec` also checks
+each received body before decoding it (the same ``MessageTooLargeError``, but only after
+grpclib has read the body).
+
+Relies on grpclib 0.4.9 behaviour: ``grpclib.stream.recv_message`` calls
 ``Stream.recv_data(5)`` for the prefix and then ``Stream.recv_data(length)`` for the body,
 and both client and server create their per-request ``grpclib.protocol.Stream`` through
-``Connection.create_stream``.
+``Connection.create_stream``. The private attributes a stream is built from are read by
+:func:`flwr_sdk.net.grpclib_internals.connection_parts`.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import asyncio
 import functools
 import logging
 import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, cast
 
 import numpy as _np
@@ -43,6 +50,7 @@ from h2.connection import H2Connection
 
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.errors import MessageTooLargeError
+from flwr_sdk.net import grpclib_internals
 from flwr_sdk.net.framing import EncodedChunks, read_into, send_chunks
 
 __all__ = [
@@ -55,6 +63,7 @@ __all__ = [
     "check_received_length",
     "check_send_length",
     "resource_exhausted_on_too_large",
+    "resource_exhausted_servables",
     "validate_max_message_length",
 ]
 
@@ -102,8 +111,10 @@ def check_send_length(size: int, limit: int) -> None:
 class SizeLimitedCodec(CodecBase):
     """A codec wrapper that refuses to encode messages larger than ``max_message_length``.
 
-    Decoding is delegated unchanged (the receive limit is enforced earlier, on the prefix,
-    by :class:`SizeLimitedStream`). The content subtype is the wrapped codec's.
+    Decoding checks the size too, then delegates: on tuned endpoints the receive limit was
+    already enforced on the prefix (by :class:`SizeLimitedStream`, before the body was
+    read); on stock grpclib endpoints this is where it is enforced. The content subtype is
+    the wrapped codec's.
     """
 
     def __init__(self, codec: CodecBase, max_message_length: int) -> None:
@@ -121,7 +132,8 @@ class SizeLimitedCodec(CodecBase):
         return data
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        """Decode with the wrapped codec."""
+        """Check the size, then decode with the wrapped codec."""
+        check_received_length(len(data), self.max_message_length)
         return self.codec.decode(data, message_type)
 
 
@@ -220,12 +232,11 @@ class SizeLimitedConnection(Connection):
                 transport); a connection error makes the caller reconnect instead.
 
         """
-        if not hasattr(self, "_transport"):
-            raise ConnectionResetError("the connection was closed before the call could start")
+        h2_connection, transport = grpclib_internals.connection_parts(self)
         return SizeLimitedStream(
             self,
-            self._connection,
-            self._transport,
+            h2_connection,
+            transport,
             max_message_length=self.max_message_length,
             zero_copy_receive=self.zero_copy_receive,
             stream_id=stream_id,
@@ -256,6 +267,30 @@ def resource_exhausted_on_too_large(mapping: dict[str, Handler]) -> dict[str, Ha
     grpc-core would send instead of ``UNKNOWN``; handlers can still catch the error.
     """
     return {
-        name: handler._replace(func=_wrap_handler_func(handler.func))
+        name: Handler(
+            _wrap_handler_func(handler.func),
+            handler.cardinality,
+            handler.request_type,
+            handler.reply_type,
+        )
         for name, handler in mapping.items()
     }
+
+
+class _ResourceExhaustedServable:
+    """A grpclib servable whose method table is another's, guarded."""
+
+    def __init__(self, servable: Any) -> None:
+        self.servable = servable
+
+    def __mapping__(self) -> dict[str, Handler]:
+        mapping: dict[str, Handler] = self.servable.__mapping__()
+        return resource_exhausted_on_too_large(mapping)
+
+
+def resource_exhausted_servables(handlers: Collection[Any]) -> list[Any]:
+    """``handlers`` (grpclib servables) with :func:`resource_exhausted_on_too_large` applied.
+
+    Pass the result to ``grpclib.server.Server`` instead of ``handlers``.
+    """
+    return [_ResourceExhaustedServable(handler) for handler in handlers]

@@ -2,7 +2,10 @@
 
 Every channel is tuned for big messages (see :mod:`flwr_sdk.net.grpc_tuning`), uses
 the generated fast codec (:class:`~flwr_sdk.net.fast_codec.FastProtoCodec`) and
-enforces ``grpc_max_message_length`` in both directions before a body is allocated.
+enforces ``grpc_max_message_length`` in both directions before a body is allocated. With
+untested grpclib / h2 versions (or ``FLWR_SDK_STOCK_GRPCLIB=1``) the channels are stock
+grpclib ones instead (:mod:`flwr_sdk.net.grpclib_internals`): same messages and limits,
+received bodies checked after they are read, slower for large messages.
 """
 
 from __future__ import annotations

@@ -1,0 +1,526 @@
+"""Every use of grpclib / h2 / hyperframe internals, behind a version guard.
+
+The tuned endpoints of :mod:`flwr_sdk.net.grpc_tuning` (1 MiB frames, no per-frame hex
+dump, message-size limits checked on the 5-byte prefix before a body is allocated,
+zero-copy chunked sends and preallocated receives) need a few things grpclib and h2 do not
+offer publicly. They are all here, each named in :data:`PRIVATE_ACCESSES` (the guard checks
+that list) and below; no other module of flwr-sdk touches a private attribute of these
+libraries. Tested with **grpclib 0.4.9, h2 4.4.1** (hyperframe 6.1.0), the versions pinned in
+``pyproject.toml`` and listed in :data:`TESTED_VERSIONS`.
+
+Private accesses (owner.attribute: what for):
+
+* ``grpclib.client.Channel._protocol_factory`` / ``grpclib.server.Server._protocol_factory``:
+  :func:`install_protocol_factory` shadows it per endpoint (instance attribute, nothing global)
+  so the endpoint builds the tuned protocol from the stock one's handler and configs.
+* ``grpclib.protocol.Connection._connection`` / ``._transport``:
+  :func:`connection_parts` reads the h2 connection and the transport a new stream needs
+  (``SizeLimitedConnection.create_stream``); ``_transport`` is absent once grpclib closed
+  the connection (then :class:`ConnectionResetError`, not grpclib's ``AttributeError``).
+* ``grpclib.protocol.Stream._h2_connection`` / ``._transport``: :func:`stream_parts`, for
+  :func:`flwr_sdk.net.framing.send_chunks` (frame-by-frame, zero-copy sends).
+* ``grpclib.protocol.Buffer._acked`` / ``._acked_size`` / ``._unacked`` / ``._eof`` /
+  ``._ack_callback`` and ``grpclib.protocol.AckedData``: :func:`read_into` fills one
+  preallocated buffer from the received DATA chunks (instead of ``Buffer.read``'s join),
+  acknowledging flow control as grpclib does.
+* ``h2.connection.H2Connection._frame_dispatch_table`` / ``._receive_frame`` /
+  ``._receive_data_frame``: :class:`TunedH2Connection` dispatches the quiet DATA frame
+  class to h2's DATA handler and re-classes received frames before h2 handles them.
+* ``hyperframe.frame.DataFrame.__class__`` (reassigned) and ``DataFrame._body_repr``
+  (overridden): received DATA frames become :class:`_QuietDataFrame`, whose ``repr`` does not
+  serialize and hex-dump the body (h2 evaluates ``repr(frame)`` for every frame it receives).
+
+Undocumented but public-named attributes relied on (also checked by the guard):
+``H2Connection.state_machine`` / ``.streams`` / ``.outbound_flow_control_window`` and
+``H2Stream.state_machine`` / ``.outbound_flow_control_window`` (the bookkeeping of
+:meth:`TunedH2Connection.send_data_frame`); ``grpclib.protocol.Stream.buffer`` /
+``.window_updated`` / ``.connection`` and ``Connection.write_ready`` / ``.data_sent`` /
+``.data_send_process`` (send and receive loops); ``grpclib.stream.send_message`` (below).
+
+The chunked send hand-off: grpclib's ``send_message`` takes ``codec.encode(...)``, calls
+``len()`` on it and sends ``prefix + encoded`` to the protocol stream. A message encoded as
+:class:`~flwr_sdk.net.framing.EncodedChunks` must reach the stream's ``send_data`` as chunks,
+never joined. The tuned endpoints' codec (:class:`ChunkHandoffCodec`) therefore hands grpclib
+a :class:`GrpclibBody`, an object defined here whose only operations are exactly those two
+(``len`` and ``bytes + body``, which yields the prefixed :class:`EncodedChunks`), and the
+guard runs grpclib's real ``send_message`` once (:func:`internals_problems`) to check that it
+still applies exactly those. On stock endpoints the same codec joins the chunks into
+``bytes`` before grpclib sees them, so nothing relies on how grpclib concatenates.
+
+The guard: :func:`internals_usable` is ``True`` when the installed grpclib and h2 are the
+tested versions, every access above resolves and the hand-off probe passes. Otherwise it
+logs one WARNING naming the problems and returns ``False``: the endpoints then fall back to
+stock grpclib (stock ``H2Protocol`` / ``Connection`` / ``Stream``, grpclib's default
+configuration, contiguous messages) which is correct, only slower; message-size limits are
+then enforced by the codec (:class:`~flwr_sdk.net.limits.SizeLimitedCodec` checks sends
+before they are framed and received bodies before they are decoded). The fallback can be
+forced with the environment variable ``FLWR_SDK_STOCK_GRPCLIB=1`` or
+:func:`force_stock_grpclib` (for tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.metadata
+import logging
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from grpclib.client import Channel
+from grpclib.encoding.base import CodecBase
+from grpclib.protocol import Connection, H2Protocol
+from grpclib.server import Server
+from h2.config import H2Configuration
+from h2.connection import ConnectionInputs, H2Connection
+from h2.events import Event as H2Event
+from h2.exceptions import FlowControlError, FrameTooLargeError
+from h2.stream import StreamInputs
+from hyperframe.frame import DataFrame, Frame
+
+# framing imports this module too; only its attributes at call time are used here.
+from flwr_sdk.net import framing
+
+__all__ = [
+    "ENV_FORCE_STOCK",
+    "PRIVATE_ACCESSES",
+    "TESTED_VERSIONS",
+    "ChunkHandoffCodec",
+    "GrpclibBody",
+    "PrivateAccess",
+    "TunedH2Connection",
+    "connection_parts",
+    "force_stock_grpclib",
+    "install_protocol_factory",
+    "installed_versions",
+    "internals_problems",
+    "internals_usable",
+    "read_into",
+    "stream_parts",
+]
+
+log = logging.getLogger("flwr_sdk")
+
+#: The distributions whose internals are used, and the versions this module is tested with.
+TESTED_VERSIONS: dict[str, str] = {"grpclib": "0.4.9", "h2": "4.4.1"}
+#: Set to ``1`` (or ``true`` / ``yes``) to use stock grpclib endpoints regardless.
+ENV_FORCE_STOCK = "FLWR_SDK_STOCK_GRPCLIB"
+
+
+@dataclass(frozen=True)
+class PrivateAccess:
+    """One attribute of grpclib / h2 / hyperframe used here, and what it is used for."""
+
+    owner: str
+    attribute: str
+    purpose: str
+    private: bool = True
+
+
+PRIVATE_ACCESSES: tuple[PrivateAccess, ...] = (
+    PrivateAccess("grpclib.client.Channel", "_protocol_factory", "install the tuned protocol"),
+    PrivateAccess("grpclib.server.Server", "_protocol_factory", "install the tuned protocol"),
+    PrivateAccess("grpclib.protocol.Connection", "_connection", "h2 connection for new streams"),
+    PrivateAccess("grpclib.protocol.Connection", "_transport", "transport for new streams"),
+    PrivateAccess("grpclib.protocol.Stream", "_h2_connection", "zero-copy chunked sends"),
+    PrivateAccess("grpclib.protocol.Stream", "_transport", "zero-copy chunked sends"),
+    PrivateAccess("grpclib.protocol.Buffer", "_acked", "preallocated receives"),
+    PrivateAccess("grpclib.protocol.Buffer", "_acked_size", "preallocated receives"),
+    PrivateAccess("grpclib.protocol.Buffer", "_unacked", "preallocated receives"),
+    PrivateAccess("grpclib.protocol.Buffer", "_eof", "preallocated receives"),
+    PrivateAccess("grpclib.protocol.Buffer", "_ack_callback", "flow-control acks on receive"),
+    PrivateAccess("grpclib.protocol", "AckedData", "preallocated receives", private=False),
+    PrivateAccess("h2.connection.H2Connection", "_frame_dispatch_table", "quiet DATA frames"),
+    PrivateAccess("h2.connection.H2Connection", "_receive_frame", "quiet DATA frames"),
+    PrivateAccess("h2.connection.H2Connection", "_receive_data_frame", "quiet DATA frames"),
+    PrivateAccess("hyperframe.frame.DataFrame", "_body_repr", "quiet DATA frames"),
+    PrivateAccess("hyperframe.frame.DataFrame", "__class__", "quiet DATA frames (reassigned)"),
+    PrivateAccess("h2.connection.H2Connection", "state_machine", "send_data_frame", False),
+    PrivateAccess("h2.connection.H2Connection", "streams", "send_data_frame", False),
+    PrivateAccess(
+        "h2.connection.H2Connection", "outbound_flow_control_window", "send_data_frame", False
+    ),
+    PrivateAccess("h2.stream.H2Stream", "state_machine", "send_data_frame", False),
+    PrivateAccess("h2.stream.H2Stream", "outbound_flow_control_window", "send_data_frame", False),
+    PrivateAccess("grpclib.protocol.Stream", "buffer", "preallocated receives", False),
+    PrivateAccess("grpclib.protocol.Stream", "window_updated", "chunked sends", False),
+    PrivateAccess("grpclib.protocol.Connection", "write_ready", "chunked sends", False),
+    PrivateAccess("grpclib.protocol.Connection", "data_send_process", "chunked sends", False),
+    PrivateAccess("grpclib.stream", "send_message", "chunked send hand-off", False),
+)
+
+# --- the guard --------------------------------------------------------------------------------
+
+_forced_stock: bool | None = None
+_warned = False
+
+
+def installed_versions() -> dict[str, str | None]:
+    """The installed versions of :data:`TESTED_VERSIONS`' distributions (``None``: not found)."""
+    versions: dict[str, str | None] = {}
+    for name in TESTED_VERSIONS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+class _NullTransport(asyncio.Transport):
+    """A transport that discards what is written (for the probes; never connected)."""
+
+    def write(self, data: Any) -> None:
+        pass
+
+
+def _sample_objects() -> dict[str, object]:
+    """One object of every owner in :data:`PRIVATE_ACCESSES` (no I/O, no event loop)."""
+    import grpclib.protocol
+    import grpclib.stream
+    from grpclib.config import Configuration
+
+    h2 = H2Connection(H2Configuration(client_side=True, header_encoding="ascii"))
+    h2.initiate_connection()
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "x")]
+    h2.send_headers(1, headers)
+    transport = _NullTransport()
+    connection = grpclib.protocol.Connection(h2, transport, config=Configuration())
+    stream = grpclib.protocol.Stream(connection, h2, transport, stream_id=1)
+    return {
+        "grpclib.client.Channel": Channel,
+        "grpclib.server.Server": Server,
+        "grpclib.protocol": grpclib.protocol,
+        "grpclib.protocol.Connection": connection,
+        "grpclib.protocol.Stream": stream,
+        "grpclib.protocol.Buffer": stream.buffer,
+        "grpclib.stream": grpclib.stream,
+        "h2.connection.H2Connection": h2,
+        "h2.stream.H2Stream": h2.streams[1],
+        "hyperframe.frame.DataFrame": DataFrame(1, b"x"),
+    }
+
+
+def _probe_send_handoff() -> str | None:
+    """Run grpclib's ``send_message`` on a recording stream; describe what went wrong."""
+    from grpclib.stream import send_message
+
+    large = bytearray(b"x" * 32)
+    chunks = framing.EncodedChunks((b"ab", large))
+    sent: list[tuple[object, bool]] = []
+
+    class Codec(CodecBase):
+        __content_subtype__ = "proto"
+
+        def encode(self, message: Any, message_type: Any) -> bytes:
+            return GrpclibBody.wrap(chunks)
+
+        def decode(self, data: bytes, message_type: Any) -> Any:
+            raise NotImplementedError
+
+    class Recorder:
+        async def send_data(self, data: object, end_stream: bool = False) -> None:
+            sent.append((data, end_stream))
+
+    coro = send_message(cast(Any, Recorder()), Codec(), None, object, end=True)
+    try:
+        coro.send(None)
+    except StopIteration:
+        pass
+    else:
+        coro.close()
+        return "grpclib.stream.send_message suspended on a stream that never blocks"
+    if len(sent) != 1:
+        return f"grpclib.stream.send_message called send_data {len(sent)} times"
+    data, end_stream = sent[0]
+    if not isinstance(data, framing.EncodedChunks) or not end_stream:
+        return f"grpclib.stream.send_message sent {type(data).__name__}, not EncodedChunks"
+    if bytes(data.pieces[0]) != struct.pack(">?I", False, 34) or data.pieces[-1].obj is not large:
+        return "grpclib.stream.send_message framed the chunks differently (or copied them)"
+    return None
+
+
+def _probe_quiet_frames() -> str | None:
+    frame = DataFrame(1, b"abc")
+    frame.__class__ = _QuietDataFrame
+    if "<3 bytes>" not in repr(frame):
+        return "hyperframe's DataFrame repr does not use _body_repr"
+    table = getattr(H2Connection(), "_frame_dispatch_table", None)
+    if not isinstance(table, dict) or DataFrame not in table:
+        return "h2's _frame_dispatch_table no longer maps DataFrame"
+    return None
+
+
+@functools.cache
+def internals_problems() -> tuple[str, ...]:
+    """Why the tuned endpoints cannot be used with the installed libraries (empty: they can)."""
+    problems: list[str] = []
+    for name, version in installed_versions().items():
+        if version != TESTED_VERSIONS[name]:
+            problems.append(f"{name} {version} installed, tested with {TESTED_VERSIONS[name]}")
+    try:
+        samples = _sample_objects()
+    except Exception as exc:  # any failure means "the internals changed"
+        return (*problems, f"cannot build grpclib/h2 objects the tuned path uses: {exc!r}")
+    for access in PRIVATE_ACCESSES:
+        if not hasattr(samples[access.owner], access.attribute):
+            problems.append(f"{access.owner}.{access.attribute} is missing")
+    for probe in (_probe_send_handoff, _probe_quiet_frames):
+        try:
+            problem = probe()
+        except Exception as exc:  # a probe that fails is a problem, not a crash
+            problem = f"{probe.__name__} failed: {exc!r}"
+        if problem is not None:
+            problems.append(problem)
+    return tuple(problems)
+
+
+def force_stock_grpclib(force: bool | None) -> None:
+    """Choose the path of endpoints created afterwards (for tests).
+
+    ``True``: stock grpclib; ``False``: tuned whenever the guard allows it (ignoring
+    ``FLWR_SDK_STOCK_GRPCLIB``); ``None`` (the default): the environment variable, then
+    the guard decide.
+    """
+    global _forced_stock
+    if force is not None and not isinstance(force, bool):
+        raise TypeError(f"force must be a bool or None, got {type(force).__name__}")
+    _forced_stock = force
+
+
+def _env_forces_stock() -> bool:
+    return os.environ.get(ENV_FORCE_STOCK, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def internals_usable() -> bool:
+    """Whether new endpoints use the tuned path (see the module docs)."""
+    global _warned
+    forced = _forced_stock if _forced_stock is not None else _env_forces_stock()
+    if forced:
+        return False
+    problems = internals_problems()
+    if problems:
+        if not _warned:
+            _warned = True
+            log.warning(
+                "flwr-sdk: using stock grpclib endpoints (correct but slower for large "
+                "messages): %s",
+                "; ".join(problems),
+            )
+        return False
+    return True
+
+
+# --- grpclib endpoints and connections ---------------------------------------------------------
+
+
+def install_protocol_factory(
+    endpoint: Channel | Server, build: Callable[[H2Protocol], H2Protocol]
+) -> None:
+    """Make ``endpoint`` create its connections' protocols as ``build(<stock protocol>)``.
+
+    Shadows the endpoint's ``_protocol_factory`` with an instance attribute (the class and
+    other endpoints are untouched).
+    """
+    stock_factory: Callable[[], H2Protocol] = endpoint._protocol_factory
+
+    def factory() -> H2Protocol:
+        return build(stock_factory())
+
+    # An instance attribute shadows the method (mypy refuses assigning to a method).
+    setattr(endpoint, "_protocol_factory", factory)  # noqa: B010
+
+
+def connection_parts(connection: Connection) -> tuple[H2Connection, asyncio.Transport]:
+    """The h2 connection and transport of a grpclib ``Connection`` (for a new stream).
+
+    Raises:
+        ConnectionResetError: grpclib already closed the connection (it deletes the
+            transport then).
+
+    """
+    transport: asyncio.Transport | None = getattr(connection, "_transport", None)
+    if transport is None:
+        raise ConnectionResetError("the connection was closed before the call could start")
+    return connection._connection, transport
+
+
+def stream_parts(stream: Any) -> tuple[Any, asyncio.Transport]:
+    """The h2 connection and transport a grpclib ``protocol.Stream`` writes to.
+
+    The h2 connection is typed ``Any``: on tuned endpoints it is a
+    :class:`TunedH2Connection` (with ``send_data_frame``).
+    """
+    return stream._h2_connection, stream._transport
+
+
+async def read_into(buffer: Any, target: memoryview) -> None:
+    """Fill ``target`` from a grpclib ``protocol.Buffer`` (what ``read(len(target))`` reads).
+
+    Received chunks are copied into ``target`` and released one by one (and acknowledged
+    to the peer's flow control as grpclib does), so no joined copy of the message exists.
+
+    Raises:
+        AssertionError: the stream ended before ``len(target)`` bytes arrived (grpclib's
+            own error for this case).
+
+    """
+    from grpclib.protocol import AckedData
+
+    size = target.nbytes
+    filled = 0
+    acked = buffer._acked
+    while filled < size:
+        if acked:
+            chunk, chunk_size = acked[0]
+            take = min(chunk_size, size - filled)
+            target[filled : filled + take] = chunk[:take]
+            if take == chunk_size:
+                acked.popleft()
+            else:
+                acked[0] = AckedData(chunk[take:], chunk_size - take)
+            buffer._acked_size -= take
+            filled += take
+            continue
+        if buffer._eof and buffer._unacked.empty():
+            raise AssertionError("Received less data than expected")
+        data, data_size, ack_size = await buffer._unacked.get()
+        if not ack_size:
+            raise AssertionError("Received less data than expected")
+        acked.append(AckedData(memoryview(data), data_size))
+        buffer._acked_size += data_size
+        buffer._ack_callback(ack_size)
+
+
+# --- the chunked send hand-off -----------------------------------------------------------------
+
+
+class GrpclibBody:
+    """An :class:`EncodedChunks` message as handed to grpclib's ``send_message``.
+
+    grpclib applies two operations to an encoded message: ``len()`` (for the gRPC prefix)
+    and ``prefix + message``; here the latter returns the prefixed :class:`EncodedChunks`
+    (no copy), which the tuned stream's ``send_data`` writes frame by frame.
+    """
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: framing.EncodedChunks) -> None:
+        self.chunks = chunks
+
+    @classmethod
+    def wrap(cls, chunks: framing.EncodedChunks) -> bytes:
+        """``chunks`` as grpclib's codec interface types it (``bytes``)."""
+        return cast(bytes, cls(chunks))
+
+    def __len__(self) -> int:
+        """The message size (what grpclib puts in the gRPC prefix)."""
+        return len(self.chunks)
+
+    def __radd__(self, prefix: object) -> framing.EncodedChunks:
+        """``prefix + self``: the framed message, prefix first, pieces not copied."""
+        if not isinstance(prefix, (bytes, bytearray, memoryview)):
+            return NotImplemented
+        return framing.EncodedChunks((prefix, *self.chunks.pieces))
+
+    def __repr__(self) -> str:
+        """Describe the size, not the content."""
+        return f"GrpclibBody({self.chunks!r})"
+
+
+class ChunkHandoffCodec(CodecBase):
+    """The codec a flwr-sdk endpoint gives grpclib: wraps the user's codec.
+
+    :class:`EncodedChunks` from the wrapped codec go to grpclib as :class:`GrpclibBody`
+    on tuned endpoints (``tuned=True``: sent frame by frame without a join) and joined into
+    ``bytes`` on stock ones. Everything else passes through unchanged.
+    """
+
+    def __init__(self, codec: CodecBase, *, tuned: bool) -> None:
+        self.codec = codec
+        self.tuned = tuned
+
+    @property
+    def __content_subtype__(self) -> str:
+        return self.codec.__content_subtype__
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        """Encode with the wrapped codec; hand chunked results over as described above."""
+        data: object = self.codec.encode(message, message_type)
+        if isinstance(data, framing.EncodedChunks):
+            return GrpclibBody.wrap(data) if self.tuned else bytes(data)
+        return cast(bytes, data)
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        """Decode with the wrapped codec."""
+        return self.codec.decode(data, message_type)
+
+
+# --- h2 -------------------------------------------------------------------------------------------
+
+
+class _QuietDataFrame(DataFrame):
+    """A received DATA frame whose ``repr`` does not serialize and hex-dump the body."""
+
+    def _body_repr(self) -> str:
+        return f"<{len(self.data)} bytes>"
+
+
+class TunedH2Connection(H2Connection):
+    """An ``h2`` connection that moves DATA frame bodies without copying them.
+
+    * Received ``DataFrame`` objects are re-classed to a subclass with a cheap ``repr``
+      before h2 handles them; the subclass is dispatched to the same DATA handler.
+    * :meth:`send_data_frame` does the bookkeeping of ``send_data`` (checks, state machines,
+      flow-control windows) but returns the frame header instead of queuing header and
+      body in h2's output buffer, so the caller can hand the body to the transport as the
+      view it already is. h2's ``send_data`` copies a body five times on its way out
+      (``memoryview.tobytes``, frame body, frame, output ``bytearray``, ``data_to_send``).
+
+    Everything else is stock h2.
+    """
+
+    def __init__(self, config: H2Configuration | None = None) -> None:
+        super().__init__(config=config)
+        self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
+
+    def _receive_frame(self, frame: Frame) -> list[H2Event]:
+        if frame.__class__ is DataFrame:
+            frame.__class__ = _QuietDataFrame
+        events: list[H2Event] = super()._receive_frame(frame)
+        return events
+
+    def send_data_frame(self, stream_id: int, body: memoryview) -> bytes:
+        """Account one DATA frame (no padding, stream stays open) and return its header.
+
+        Returns h2's pending output followed by the 9-byte frame header; the caller writes
+        that and then ``body`` to the transport, in this order, before anything else.
+
+        Raises:
+            h2.exceptions.FlowControlError: ``body`` exceeds the stream's send window.
+            h2.exceptions.FrameTooLargeError: ``body`` exceeds the peer's max frame size.
+            h2.exceptions.ProtocolError: the stream or connection cannot send data.
+
+        """
+        size = body.nbytes
+        window = self.local_flow_control_window(stream_id)
+        if size > window:
+            raise FlowControlError(f"Cannot send {size} bytes, flow control window is {window}")
+        if size > self.max_outbound_frame_size:
+            raise FrameTooLargeError(
+                f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}"
+            )
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        stream = self.streams[stream_id]
+        stream.state_machine.process_input(StreamInputs.SEND_DATA)
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+        header = _DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_FRAME_TYPE, 0, stream_id)
+        return self.data_to_send() + header
+
+
+#: HTTP/2 frame header: 24-bit length (as 16 + 8 bits), type, flags, 31-bit stream id.
+_DATA_HEADER = struct.Struct(">HBBBL")
+_DATA_FRAME_TYPE = 0x0
