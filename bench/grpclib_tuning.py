@@ -27,6 +27,7 @@ from flwr_sdk.net.grpc_tuning import (
     tuned_configuration,
     tuned_server,
 )
+from flwr_sdk.net.grpclib_internals import internals_problems, internals_usable
 
 METHOD = "/flwr_sdk.bench.Echo/Echo"
 
@@ -103,6 +104,10 @@ async def main() -> None:
     args = parser.parse_args()
     payload = bytes(range(256)) * (args.mib * 2**20 // 256)
     print(f"payload {args.mib} MiB, best of {args.repeat} round trips")
+    if not internals_usable():
+        # The non-stock variants then measure stock grpclib too (see grpclib_internals).
+        reason = "; ".join(internals_problems()) or "forced (FLWR_SDK_STOCK_GRPCLIB)"
+        print(f"tuned path unavailable, all variants run stock grpclib: {reason}")
     for name in args.variants.split(","):
         seconds = await run_variant(name, payload, args.repeat)
         print(f"{name:>14}: {seconds:.3f} s")
