@@ -32,10 +32,9 @@ from flwr_sdk.common.message import Message
 from flwr_sdk.server.fleet_grpc import caller_public_key
 from flwr_sdk.server.fleet_line import FleetRoute
 from flwr_sdk.server.fleet_state import FleetError, FleetState, Instruction
+from flwr_sdk.wire.fleet_rules import PUSH_RECONNECT_SECONDS, TTL_TOLERANCE
 from flwr_sdk.wire.v1_12 import (
     DRIVER_NODE_ID,
-    PUSH_RECONNECT_SECONDS,
-    TTL_TOLERANCE,
     message_to_task_ins,
     node,
     task_res_to_message,

@@ -27,18 +27,22 @@ Fleet API (grpc-rere and REST; ``PullTaskIns`` / ``PushTaskRes``):
 
 from __future__ import annotations
 
-import hashlib
-import time
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.wire.base import FleetLine, FleetRpcs, NodeAuth, NodeKeys, NoNodeAuth, RunInfo
+from flwr_sdk.wire.base import FleetRpcs, NodeAuth, NodeKeys, NoNodeAuth
+from flwr_sdk.wire.fleet_rules import (
+    ProtoFleetLine,
+    check_reply,
+    clipped_ttl,
+    expired,
+)
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
-from flwr_sdk.wire.scalars import config_from_wire
 from flwr_sdk.wire.v1_12_auth import HmacNodeAuth
 
 DRIVER_NODE_ID = 0
@@ -153,15 +157,6 @@ def task_res_to_message(task_res: pb.TaskRes, message_id: str = "") -> Message:
 # ----------------------------------------------------------------------------------------
 # Fleet API requests and responses (one function per wire rule)
 
-PING_INTERVAL = 30.0
-"""``ping_interval`` a 1.12 client announces in CreateNode and Ping (seconds)."""
-
-TTL_TOLERANCE = 0.1
-"""Seconds by which the SuperLink lets a reply's ttl exceed the instruction's lifetime."""
-
-PUSH_RECONNECT_SECONDS = 5
-"""``PushTaskResResponse.reconnect`` as the 1.12 SuperLink sends it (clients ignore it)."""
-
 
 def reply_task_res(instruction: Message, reply: Message, own_node_id: int) -> pb.TaskRes:
     """The TaskRes for ``reply`` to ``instruction``, checked and filled as Flower does.
@@ -178,43 +173,24 @@ def reply_task_res(instruction: Message, reply: Message, own_node_id: int) -> pb
         ProtocolError: the reply does not answer the instruction.
 
     """
-    inc, out = instruction.metadata, reply.metadata
-    problems = [
-        name
-        for name, ok in (
-            ("run_id", out.run_id == inc.run_id),
-            ("group_id", out.group_id == inc.group_id),
-            ("message_type", out.message_type == inc.message_type),
-            ("reply_to_message", out.reply_to_message == inc.message_id),
-            ("src_node_id", out.src_node_id == own_node_id),
-            ("dst_node_id", out.dst_node_id == inc.src_node_id),
-            ("created_at", out.created_at > inc.created_at),
-        )
-        if not ok
-    ]
-    if problems:
-        raise ProtocolError(f"the reply does not answer its instruction ({', '.join(problems)})")
+    check_reply(instruction, reply, own_node_id)
     task_res = message_to_task_res(reply)
     assert task_res.task is not None
-    lifetime = inc.created_at + inc.ttl - out.created_at
-    task_res.task.ttl = min(out.ttl, lifetime)
+    task_res.task.ttl = clipped_ttl(instruction, reply)
     return task_res
 
 
 def reply_expired(task_res: pb.TaskRes, now: float | None = None) -> bool:
     """Whether the SuperLink would silently drop this TaskRes as expired."""
     task = task_res.task
-    if task is None:
-        return True
-    moment = time.time() if now is None else now
-    return not (task.ttl > 0 and task.created_at + task.ttl > moment)
+    return task is None or expired(task.created_at, task.ttl, now)
 
 
 # ----------------------------------------------------------------------------------------
 # The adapter: the rules above, in the session's role names
 
 
-class FleetLineV1_12(FleetLine):  # noqa: N801  (the line's version is its name)
+class FleetLineV1_12(ProtoFleetLine):  # noqa: N801  (the line's version is its name)
     """Flower 1.12's Fleet API: TaskIns / TaskRes, optional ECDH + HMAC node auth."""
 
     name = "1.12"
@@ -228,16 +204,12 @@ class FleetLineV1_12(FleetLine):  # noqa: N801  (the line's version is its name)
         get_run=fleet_api.FLEET_GET_RUN,
         get_fab=fleet_api.FLEET_GET_FAB,
     )
-    heartbeat_interval = PING_INTERVAL
+    proto: ClassVar[ModuleType] = pb
     reissues_lost_node_ids = True
 
     def node_auth(self, keys: NodeKeys | None) -> NodeAuth:
         """HMAC node auth with the user's keys; none without keys (1.12 is opt-in)."""
         return NoNodeAuth() if keys is None else HmacNodeAuth(keys)
-
-    def register_request(self, heartbeat_interval: float) -> pb.CreateNodeRequest:
-        """``CreateNode``: a node that promises to ping every ``heartbeat_interval`` s."""
-        return pb.CreateNodeRequest(ping_interval=heartbeat_interval)
 
     def node_from_register(self, response: Any) -> pb.Node:
         """The ``Node`` CreateNode assigned (reused verbatim in later requests).
@@ -250,19 +222,6 @@ class FleetLineV1_12(FleetLine):  # noqa: N801  (the line's version is its name)
         if node is None or node.anonymous:
             raise ProtocolError(f"CreateNode returned no usable node: {node!r}")
         return node
-
-    def node_id(self, node: Any) -> int:
-        """``Node.node_id``."""
-        value: int = node.node_id
-        return value
-
-    def heartbeat_request(self, node: Any, heartbeat_interval: float) -> pb.PingRequest:
-        """``Ping``: keep this node online for another ``heartbeat_interval`` seconds."""
-        return pb.PingRequest(node=node, ping_interval=heartbeat_interval)
-
-    def heartbeat_accepted(self, response: Any) -> bool:
-        """``PingResponse.success``."""
-        return bool(response.success)
 
     def pull_request(self, node: Any) -> pb.PullTaskInsRequest:
         """``PullTaskIns`` (``task_ids`` is never set by 1.12 clients)."""
@@ -288,39 +247,9 @@ class FleetLineV1_12(FleetLine):  # noqa: N801  (the line's version is its name)
             return None
         return pb.PushTaskResRequest(node=node, task_res_list=[task_res])
 
-    def get_run_request(self, node: Any, run_id: int) -> pb.GetRunRequest:
-        """``GetRun``."""
-        return pb.GetRunRequest(node=node, run_id=run_id)
-
-    def run_from_response(self, response: Any, run_id: int) -> RunInfo:
-        """What ``GetRun`` says (an empty response means "unknown run")."""
-        run: pb.Run | None = response.run
-        if run is None:
-            return RunInfo(run_id=run_id)
-        return RunInfo(
-            run_id=run.run_id or run_id,
-            run_config=config_from_wire(run.override_config),
-            fab_id=run.fab_id,
-            fab_version=run.fab_version,
-            fab_hash=run.fab_hash,
-        )
-
     def get_fab_request(self, node: Any, fab_hash: str, run_id: int) -> pb.GetFabRequest:
         """``GetFab`` by hash (1.12's GetFabRequest has no run_id)."""
         return pb.GetFabRequest(node=node, hash_str=fab_hash)
-
-    def fab_from_response(self, response: Any, fab_hash: str) -> bytes | None:
-        """The FAB's bytes; None without a FAB or when its SHA-256 is not ``fab_hash``."""
-        fab: pb.Fab | None = response.fab
-        if fab is None or not fab.content:
-            return None
-        if hashlib.sha256(fab.content).hexdigest() != fab_hash.lower():
-            return None
-        return bytes(fab.content)
-
-    def unregister_request(self, node: Any) -> pb.DeleteNodeRequest:
-        """``DeleteNode``."""
-        return pb.DeleteNodeRequest(node=node)
 
 
 LINE = FleetLineV1_12()

@@ -1,0 +1,145 @@
+"""What the request-response Fleet lines share (1.12 and 1.15): reply rules and a base.
+
+Both lines answer an instruction the same way — the reply is checked against it as
+Flower's client checks it, its ttl clipped to the instruction's remaining lifetime, and
+a reply that already expired is not sent (the SuperLink would drop it silently) — and
+both have the same CreateNode / Ping / GetRun / GetFab / DeleteNode messages.
+:class:`ProtoFleetLine` implements those calls once over a line's generated module;
+each line adds what differs (how work is pulled and replies pushed, node auth).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from types import ModuleType
+from typing import Any, ClassVar
+
+import betterproto2
+
+from flwr_sdk.common.message import Message
+from flwr_sdk.errors import ProtocolError
+from flwr_sdk.wire.base import FleetLine, RunInfo
+from flwr_sdk.wire.scalars import config_from_wire
+
+__all__ = [
+    "PING_INTERVAL",
+    "PUSH_RECONNECT_SECONDS",
+    "TTL_TOLERANCE",
+    "ProtoFleetLine",
+    "check_reply",
+    "clipped_ttl",
+    "expired",
+]
+
+PING_INTERVAL = 30.0
+"""``ping_interval`` a client announces in CreateNode and Ping (seconds)."""
+
+TTL_TOLERANCE = 0.1
+"""Seconds by which the SuperLink lets a reply's ttl exceed the instruction's lifetime."""
+
+PUSH_RECONNECT_SECONDS = 5
+"""``reconnect`` the SuperLink puts in a push response (clients ignore it)."""
+
+
+def check_reply(instruction: Message, reply: Message, own_node_id: int) -> None:
+    """Check ``reply`` answers ``instruction`` as Flower's client does before pushing.
+
+    Same run, group and type; ``reply_to_message`` = the instruction's id; source =
+    this node; destination = the instruction's source; created after the instruction.
+
+    Raises:
+        ProtocolError: naming every rule the reply breaks.
+
+    """
+    inc, out = instruction.metadata, reply.metadata
+    problems = [
+        name
+        for name, ok in (
+            ("run_id", out.run_id == inc.run_id),
+            ("group_id", out.group_id == inc.group_id),
+            ("message_type", out.message_type == inc.message_type),
+            ("reply_to_message", out.reply_to_message == inc.message_id),
+            ("src_node_id", out.src_node_id == own_node_id),
+            ("dst_node_id", out.dst_node_id == inc.src_node_id),
+            ("created_at", out.created_at > inc.created_at),
+        )
+        if not ok
+    ]
+    if problems:
+        raise ProtocolError(f"the reply does not answer its instruction ({', '.join(problems)})")
+
+
+def clipped_ttl(instruction: Message, reply: Message) -> float:
+    """The reply's ttl, at most the instruction's remaining lifetime when replying."""
+    inc, out = instruction.metadata, reply.metadata
+    return min(out.ttl, inc.created_at + inc.ttl - out.created_at)
+
+
+def expired(created_at: float, ttl: float, now: float | None = None) -> bool:
+    """Whether a message created at ``created_at`` with ``ttl`` is dead (or never lived)."""
+    moment = time.time() if now is None else now
+    return not (ttl > 0 and created_at + ttl > moment)
+
+
+class ProtoFleetLine(FleetLine):
+    """The calls every request-response Fleet line has, over its generated module."""
+
+    #: The line's generated ``flwr.proto`` module.
+    proto: ClassVar[ModuleType]
+    heartbeat_interval = PING_INTERVAL
+
+    def register_request(self, heartbeat_interval: float) -> betterproto2.Message:
+        """``CreateNode``: a node that promises to ping every ``heartbeat_interval`` s."""
+        request: betterproto2.Message = self.proto.CreateNodeRequest(
+            ping_interval=heartbeat_interval
+        )
+        return request
+
+    def node_id(self, node: Any) -> int:
+        """``Node.node_id``."""
+        value: int = node.node_id
+        return value
+
+    def heartbeat_request(self, node: Any, heartbeat_interval: float) -> betterproto2.Message:
+        """``Ping``: keep this node online for another ``heartbeat_interval`` seconds."""
+        request: betterproto2.Message = self.proto.PingRequest(
+            node=node, ping_interval=heartbeat_interval
+        )
+        return request
+
+    def heartbeat_accepted(self, response: Any) -> bool:
+        """``PingResponse.success``."""
+        return bool(response.success)
+
+    def get_run_request(self, node: Any, run_id: int) -> betterproto2.Message:
+        """``GetRun``."""
+        request: betterproto2.Message = self.proto.GetRunRequest(node=node, run_id=run_id)
+        return request
+
+    def run_from_response(self, response: Any, run_id: int) -> RunInfo:
+        """What ``GetRun`` says (an empty response means "unknown run")."""
+        run = response.run
+        if run is None:
+            return RunInfo(run_id=run_id)
+        return RunInfo(
+            run_id=run.run_id or run_id,
+            run_config=config_from_wire(run.override_config),
+            fab_id=run.fab_id,
+            fab_version=run.fab_version,
+            fab_hash=run.fab_hash,
+        )
+
+    def fab_from_response(self, response: Any, fab_hash: str) -> bytes | None:
+        """The FAB's bytes; None without a FAB or when its SHA-256 is not ``fab_hash``."""
+        fab = response.fab
+        if fab is None or not fab.content:
+            return None
+        if hashlib.sha256(fab.content).hexdigest() != fab_hash.lower():
+            return None
+        return bytes(fab.content)
+
+    def unregister_request(self, node: Any) -> betterproto2.Message:
+        """``DeleteNode``."""
+        request: betterproto2.Message = self.proto.DeleteNodeRequest(node=node)
+        return request
