@@ -18,13 +18,14 @@ from flwr_sdk.node_loop import NodeLoop
 from flwr_sdk.transport import connector_for
 from flwr_sdk.transport.base import Connector
 from flwr_sdk.validation import ClientConfig, validate
-from flwr_sdk.wire.lines import DEFAULT_LINE, get_line
+from flwr_sdk.wire.lines import get_line
 
 log = logging.getLogger("flwr_sdk")
 
 
 def _connector(config: ClientConfig) -> Connector:
-    return connector_for(config.transport, config.settings, get_line(DEFAULT_LINE))
+    line = get_line(config.wire) if config.wire is not None else None
+    return connector_for(config.transport, config.settings, line)
 
 
 async def start_client_async(
@@ -39,6 +40,7 @@ async def start_client_async(
     authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey] | None = None,
     max_retries: int | None = None,
     max_wait_time: float | None = None,
+    wire: str | None = None,
 ) -> None:
     """Run a client node inside an already running event loop.
 
@@ -58,6 +60,7 @@ async def start_client_async(
         authentication_keys=authentication_keys,
         max_retries=max_retries,
         max_wait_time=max_wait_time,
+        wire=wire,
     )
     await NodeLoop(config, _connector(config)).run()
 
@@ -102,6 +105,7 @@ def start_client(
     authentication_keys: tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey] | None = None,
     max_retries: int | None = None,
     max_wait_time: float | None = None,
+    wire: str | None = None,
 ) -> None:
     """Start a Flower client node that connects to a Flower server; block until done.
 
@@ -130,6 +134,10 @@ def start_client(
             ``max_retries + 1`` connection attempts are made.
         max_wait_time: how many seconds in total to keep trying to reach an unavailable
             server; ``None`` means no limit.
+        wire: the Flower wire line of the Fleet API (``"1.12"``, ``"1.15"``); ``None``
+            (default) detects it before each registration and logs it. Not one of
+            Flower's arguments; only for ``grpc-rere`` and ``rest`` (grpc-bidi is the
+            same on every line).
 
     Raises:
         TypeError, ValueError: an argument is invalid (raised before connecting).
@@ -137,6 +145,8 @@ def start_client(
             ``max_retries`` / ``max_wait_time``.
         flwr_sdk.errors.TLSError: TLS could not be established (says why).
         flwr_sdk.errors.AuthenticationError: the server refused the node's keys.
+        flwr_sdk.errors.WireLineError: the server speaks no supported Flower line, or
+            not the one ``wire`` names.
         flwr_sdk.errors.TransportError: another connection failure that is not retried.
 
     Ctrl+C (SIGINT) or SIGTERM stops the node cleanly: the connection is closed (and
@@ -154,5 +164,6 @@ def start_client(
         authentication_keys=authentication_keys,
         max_retries=max_retries,
         max_wait_time=max_wait_time,
+        wire=wire,
     )
     asyncio.run(_run_until_signal(config))

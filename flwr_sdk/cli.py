@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
+from flwr_sdk.wire.lines import LINE_MODULES
 
 __all__ = ["load_app", "main"]
 
@@ -130,6 +131,7 @@ def _client(args: argparse.Namespace) -> int:
         authentication_keys=keys,
         max_retries=args.max_retries,
         max_wait_time=args.max_wait_time,
+        wire=args.wire,
     )
     return 0
 
@@ -333,6 +335,12 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--max-retries", type=int, default=None)
     client.add_argument("--max-wait-time", type=float, default=None, metavar="SECONDS")
     client.add_argument("--grpc-max-message-length", type=int, default=DEFAULT_MAX_MESSAGE_LENGTH)
+    client.add_argument(
+        "--wire",
+        choices=tuple(LINE_MODULES),
+        default=None,
+        help="Flower wire line of the Fleet API (default: detect it)",
+    )
 
     sub.add_parser(
         "codegen",

@@ -11,6 +11,7 @@ __all__ = [
     "AUTH_TRANSPORTS",
     "DEFAULT_MAX_MESSAGE_LENGTH",
     "DEFAULT_TRANSPORT",
+    "FLEET_TRANSPORTS",
     "INT64_MAX",
     "INT64_MIN",
     "TRANSPORTS",
@@ -22,6 +23,9 @@ TRANSPORTS: tuple[str, ...] = ("grpc-bidi", "grpc-rere", "rest")
 
 DEFAULT_TRANSPORT = "grpc-bidi"
 """What ``transport=None`` means (Flower 1.12's default)."""
+
+FLEET_TRANSPORTS: tuple[str, ...] = ("grpc-rere", "rest")
+"""Transports that speak a Fleet API (whose wire line differs from release to release)."""
 
 AUTH_TRANSPORTS: tuple[str, ...] = ("grpc-rere",)
 """Transports that can carry node authentication."""

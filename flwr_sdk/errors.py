@@ -18,6 +18,7 @@ __all__ = [
     "ServerUnavailableError",
     "TLSError",
     "TransportError",
+    "WireLineError",
 ]
 
 
@@ -73,6 +74,14 @@ class MessageTooLargeError(TransportError):
 
 class ProtocolError(TransportError):
     """The peer sent something the wire protocol does not allow."""
+
+
+class WireLineError(TransportError):
+    """The server speaks no supported Flower wire line, or not the one asked for.
+
+    The message names what the server answered and which lines are supported (never
+    retried).
+    """
 
 
 class RetriesExhaustedError(FlwrSdkError):

@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk.client.client import Client
 from flwr_sdk.client.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
-from flwr_sdk.constants import AUTH_TRANSPORTS, DEFAULT_TRANSPORT, TRANSPORTS
+from flwr_sdk.constants import AUTH_TRANSPORTS, DEFAULT_TRANSPORT, FLEET_TRANSPORTS, TRANSPORTS
 from flwr_sdk.net.tls import load_root_certificates, resolve_insecure
 from flwr_sdk.transport.address import parse_grpc_address, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.retry import RetryPolicy
+from flwr_sdk.wire.lines import LINE_MODULES
 
 ClientFn = Callable[[Context], Client | NumPyClient]
 
@@ -35,6 +36,8 @@ class ClientConfig:
     settings: TransportSettings
     client_fn: ClientFn
     retry: RetryPolicy
+    #: The wire line the user chose, or None to detect it (Fleet API transports only).
+    wire: str | None = None
 
 
 def _check_client(client_fn: object, client: object) -> ClientFn:
@@ -70,6 +73,25 @@ def _check_transport(transport: object) -> str:
     if transport not in TRANSPORTS:
         raise ValueError(f"unknown transport {transport!r}; use one of {', '.join(TRANSPORTS)}")
     return transport
+
+
+def _check_wire(wire: object, transport: str) -> str | None:
+    if wire is None:
+        return None
+    if not isinstance(wire, str):
+        raise TypeError(f"wire must be a str or None, got {type(wire).__name__}")
+    if wire not in LINE_MODULES:
+        raise ValueError(
+            f"unknown wire line {wire!r}; use one of {', '.join(LINE_MODULES)} "
+            "(or None to detect it)"
+        )
+    if transport not in FLEET_TRANSPORTS:
+        raise ValueError(
+            f"wire={wire!r} cannot be used with transport {transport!r}: it chooses the "
+            f"Fleet API line of {', '.join(FLEET_TRANSPORTS)} (grpc-bidi is the same on "
+            "every line)"
+        )
+    return wire
 
 
 def _check_max_message_length(value: object) -> int:
@@ -141,6 +163,7 @@ def validate(
     authentication_keys: object,
     max_retries: object,
     max_wait_time: object,
+    wire: object = None,
 ) -> ClientConfig:
     """Check every ``start_client`` argument; return the validated configuration."""
     if not isinstance(server_address, str):
@@ -178,4 +201,5 @@ def validate(
         ),
         client_fn=fn,
         retry=retry,
+        wire=_check_wire(wire, kind),
     )

@@ -32,8 +32,11 @@ TRANSPORT_MODULES: dict[str, str] = {
 assert tuple(TRANSPORT_MODULES) == TRANSPORTS
 
 
-def connector_for(name: str, settings: TransportSettings, line: FleetLine) -> Connector:
-    """The connector of transport ``name`` for ``line`` (imports only that transport)."""
+def connector_for(name: str, settings: TransportSettings, line: FleetLine | None) -> Connector:
+    """The connector of transport ``name`` (imports only that transport).
+
+    ``line`` is the wire line the user chose, or None to detect it per connection.
+    """
     module = importlib.import_module(TRANSPORT_MODULES[name])
     made: Connector = module.connector(settings, line)
     return made

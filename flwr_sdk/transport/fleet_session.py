@@ -59,7 +59,9 @@ from flwr_sdk.common.message import Message
 from flwr_sdk.errors import FlwrSdkError, ServerUnavailableError, TransportError
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.retry import RetryPolicy
-from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc, RunInfo
+from flwr_sdk.wire.base import FleetLine, NodeAuth, NoNodeAuth, Rpc, RunInfo
+from flwr_sdk.wire.detect import Probe, detect_line
+from flwr_sdk.wire.lines import all_lines
 
 __all__ = [
     "CALL_TIMEOUT",
@@ -90,6 +92,9 @@ DATA_CALL_TIMEOUT = 600.0
 DELETE_NODE_TIMEOUT = 3.0
 """Deadline of the single DeleteNode sent when a session closes."""
 
+PROBE_TIMEOUT = 10.0
+"""Deadline of a line-detection probe."""
+
 
 class FleetCaller(abc.ABC):
     """One transport's way of making one unary Fleet call (grpc-rere, rest)."""
@@ -112,6 +117,18 @@ class FleetCaller(abc.ABC):
             flwr_sdk.errors.ServerUnavailableError: unreachable / unavailable (retryable).
             flwr_sdk.errors.AuthenticationError: the server refused the node's credentials.
             flwr_sdk.errors.TransportError: any other failure.
+
+        """
+
+    @abc.abstractmethod
+    async def probe(self, rpc: Rpc) -> Probe:
+        """Call ``rpc`` with an empty request and no credentials; classify the answer.
+
+        Used to detect the server's wire line (:mod:`flwr_sdk.wire.detect`).
+
+        Raises:
+            flwr_sdk.errors.ServerUnavailableError: unreachable (retryable).
+            flwr_sdk.errors.TLSError: TLS could not be established.
 
         """
 
@@ -368,41 +385,60 @@ CallerFactory = Callable[[NodeAuth], FleetCaller]
 
 
 class FleetConnector(Connector):
-    """Opens :class:`FleetSession` objects of one line over one transport.
+    """Opens :class:`FleetSession` objects over one transport.
 
-    Where the line may hand out a lost node's id again
-    (:attr:`~flwr_sdk.wire.base.FleetLine.reissues_lost_node_ids`), such an id is
+    Before each registration the connector finds out which wire line the server speaks
+    (:func:`~flwr_sdk.wire.detect.detect_line`: one cheap probe per candidate line),
+    or checks the line the user chose. Where the line may hand out a lost node's id
+    again (:attr:`~flwr_sdk.wire.base.FleetLine.reissues_lost_node_ids`), such an id is
     refused: registering anew could then only loop.
     """
 
     def __init__(
-        self, name: str, line: FleetLine, settings: TransportSettings, new_caller: CallerFactory
+        self,
+        name: str,
+        settings: TransportSettings,
+        new_caller: CallerFactory,
+        line: FleetLine | None = None,
     ) -> None:
         self.name = name
-        self._line = line
+        self._chosen = line
         self._settings = settings
         self._new_caller = new_caller
         self._lost_node_ids: set[int] = set()
         self._last: FleetSession | None = None
+        self._announced: FleetLine | None = None
 
-    def new_session(self) -> FleetSession:
-        """A new, unopened session with its own node-auth object and caller."""
-        auth = self._line.node_auth(self._settings.authentication_keys)
-        return FleetSession(self._line, self._new_caller(auth), auth, retry=self._settings.retry)
+    async def line(self) -> FleetLine:
+        """The line to speak: detected (or the chosen one, checked) with a probe."""
+        caller = self._new_caller(NoNodeAuth())
+        try:
+            line = await detect_line(caller.probe, all_lines(), self._chosen)
+        finally:
+            await caller.close()
+        if line is not self._announced:
+            log.info("SuperLink speaks the %s", line.title)
+            self._announced = line
+        return line
+
+    def new_session(self, line: FleetLine) -> FleetSession:
+        """A new, unopened session of ``line`` with its own node-auth object and caller."""
+        auth = line.node_auth(self._settings.authentication_keys)
+        return FleetSession(line, self._new_caller(auth), auth, retry=self._settings.retry)
 
     async def connect(self) -> Connection:
-        """Register a node and start its heartbeat."""
+        """Detect the line, register a node and start its heartbeat."""
         last = self._last
-        if last is not None and last.lost and self._line.reissues_lost_node_ids:
+        if last is not None and last.lost and last.line.reissues_lost_node_ids:
             self._lost_node_ids.add(last.node_id)
-        session = self.new_session()
+        session = self.new_session(await self.line())
         self._last = session
         await session.open()
         if session.node_id in self._lost_node_ids:
             await session.close()
             raise TransportError(
                 f"the SuperLink handed out node {session.node_id} again, which it had "
-                f"reported as unknown (on the {self._line.title}, a SuperLink with node "
+                f"reported as unknown (on the {session.line.title}, a SuperLink with node "
                 "authentication keeps a key bound to a node it lost); use a new key or "
                 "restart the SuperLink"
             )

@@ -122,6 +122,6 @@ class GrpcBidiConnector(Connector):
         return connection
 
 
-def connector(settings: TransportSettings, line: FleetLine) -> Connector:
+def connector(settings: TransportSettings, line: FleetLine | None) -> Connector:
     """Opens ``Join`` streams; the protocol is the same on every line (``line`` unused)."""
     return GrpcBidiConnector(settings)

@@ -33,14 +33,24 @@ from grpclib.exceptions import GRPCError
 
 from flwr_sdk.errors import ProtocolError, ServerUnavailableError
 from flwr_sdk.transport.base import TransportSettings
-from flwr_sdk.transport.fleet_session import FleetCaller, FleetConnector
+from flwr_sdk.transport.fleet_session import PROBE_TIMEOUT, FleetCaller, FleetConnector
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
 from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
+from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
 __all__ = ["GrpcRereCaller", "connector"]
 
+_PROBE_OUTCOMES = {
+    Status.UNAUTHENTICATED: ProbeOutcome.UNAUTHENTICATED,
+    Status.UNIMPLEMENTED: ProbeOutcome.ABSENT,
+}
+
 log = logging.getLogger("flwr_sdk")
+
+
+def _no_answer(rpc: Rpc, timeout: float) -> ServerUnavailableError:
+    return ServerUnavailableError(f"{rpc.name} got no answer within {timeout:g} s")
 
 
 class GrpcRereCaller(FleetCaller):
@@ -82,12 +92,10 @@ class GrpcRereCaller(FleetCaller):
         except asyncio.CancelledError:
             raise
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise ServerUnavailableError(f"{rpc.name} got no answer within {timeout:g} s") from exc
+            raise _no_answer(rpc, timeout) from exc
         except GRPCError as exc:
             if exc.status is Status.DEADLINE_EXCEEDED:
-                raise ServerUnavailableError(
-                    f"{rpc.name} got no answer within {timeout:g} s"
-                ) from exc
+                raise _no_answer(rpc, timeout) from exc
             raise self._error(exc, rpc) from exc
         except Exception as exc:
             raise self._error(exc, rpc) from exc
@@ -95,6 +103,34 @@ class GrpcRereCaller(FleetCaller):
             raise ProtocolError(f"{rpc.name}: the server ended the call without a response")
         self._answered = True
         return response
+
+    async def probe(self, rpc: Rpc) -> Probe:
+        """Call ``rpc`` with an empty request and no metadata; classify the status."""
+        try:
+            async with self._channel.request(
+                rpc.grpc_path,
+                rpc.cardinality,
+                rpc.request_type,
+                rpc.response_type,
+                timeout=PROBE_TIMEOUT,
+            ) as stream:
+                await stream.send_message(rpc.request_type(), end=True)
+                await stream.recv_message()
+        except asyncio.CancelledError:
+            raise
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise _no_answer(rpc, PROBE_TIMEOUT) from exc
+        except GRPCError as exc:
+            outcome = _PROBE_OUTCOMES.get(exc.status)
+            if outcome is None:
+                if exc.status in (Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED):
+                    raise self._error(exc, rpc) from exc
+                outcome = ProbeOutcome.OTHER
+            return Probe(outcome, f"{exc.status.name} {exc.message or ''!r}")
+        except Exception as exc:
+            raise self._error(exc, rpc) from exc
+        self._answered = True
+        return Probe(ProbeOutcome.ANSWERED, "OK")
 
     def _error(self, exc: BaseException, rpc: Rpc) -> Exception:
         return map_grpc_error(
@@ -109,7 +145,7 @@ class GrpcRereCaller(FleetCaller):
         self._channel.close()
 
 
-def connector(settings: TransportSettings, line: FleetLine) -> FleetConnector:
-    """Registers nodes of ``line`` on one SuperLink's gRPC Fleet API."""
+def connector(settings: TransportSettings, line: FleetLine | None) -> FleetConnector:
+    """Registers nodes on one SuperLink's gRPC Fleet API (``line``: None to detect)."""
     factory = GrpcChannelFactory(settings)
-    return FleetConnector("grpc-rere", line, settings, lambda auth: GrpcRereCaller(factory, auth))
+    return FleetConnector("grpc-rere", settings, lambda auth: GrpcRereCaller(factory, auth), line)

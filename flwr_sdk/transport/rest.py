@@ -58,8 +58,9 @@ from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
 from flwr_sdk.net.tls import classify_tls_error, client_ssl_context
 from flwr_sdk.transport.address import RestTarget, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
-from flwr_sdk.transport.fleet_session import FleetCaller, FleetConnector
+from flwr_sdk.transport.fleet_session import PROBE_TIMEOUT, FleetCaller, FleetConnector
 from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
+from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
 __all__ = ["PROTOBUF", "RestCaller", "connector", "timeouts_for"]
 
@@ -73,6 +74,13 @@ CONNECT_TIMEOUT = 10.0
 
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 AUTH_STATUSES = frozenset({401, 403})
+_PROBE_OUTCOMES = {
+    200: ProbeOutcome.ANSWERED,
+    401: ProbeOutcome.UNAUTHENTICATED,
+    403: ProbeOutcome.UNAUTHENTICATED,
+    404: ProbeOutcome.ABSENT,
+    405: ProbeOutcome.ABSENT,
+}
 _BODY_EXCERPT = 200
 
 
@@ -140,24 +148,43 @@ class RestCaller(FleetCaller):
                 data = await self._read_body(response, what)
         except FlwrSdkError:
             raise
-        except httpx.TimeoutException as exc:
-            raise ServerUnavailableError(
-                f"{what}: no answer within {timeout:g} s ({type(exc).__name__})"
-            ) from exc
         except httpx.TransportError as exc:
-            tls = classify_tls_error(
-                exc,
-                host=self._target.host,
-                during_handshake=self._target.uses_tls and not self._answered,
-            )
-            if tls is not None:
-                raise tls from exc
-            raise ServerUnavailableError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+            raise self._failure(exc, what, timeout) from exc
         self._answered = True
         try:
             return decode_message(rpc.response_type, data)
         except Exception as exc:
             raise ProtocolError(f"{what}: cannot parse the response body: {exc}") from exc
+
+    async def probe(self, rpc: Rpc) -> Probe:
+        """``POST`` an empty body to ``rpc``'s path; classify the HTTP status."""
+        what = f"{rpc.name} (POST {rpc.rest_path})"
+        try:
+            response = await self._client.post(
+                rpc.rest_path or "/", content=b"", timeout=timeouts_for(PROBE_TIMEOUT)
+            )
+        except httpx.TransportError as exc:
+            raise self._failure(exc, what, PROBE_TIMEOUT) from exc
+        status = response.status_code
+        if status in UNAVAILABLE_STATUSES:
+            raise ServerUnavailableError(f"{what}: HTTP {status}")
+        self._answered = True
+        return Probe(_PROBE_OUTCOMES.get(status, ProbeOutcome.OTHER), f"HTTP {status}")
+
+    def _failure(self, exc: httpx.TransportError, what: str, timeout: float) -> Exception:
+        """A failed HTTP exchange as a TLS error or "unavailable" (retryable)."""
+        if isinstance(exc, httpx.TimeoutException):
+            return ServerUnavailableError(
+                f"{what}: no answer within {timeout:g} s ({type(exc).__name__})"
+            )
+        tls = classify_tls_error(
+            exc,
+            host=self._target.host,
+            during_handshake=self._target.uses_tls and not self._answered,
+        )
+        if tls is not None:
+            return tls
+        return ServerUnavailableError(f"{what} failed: {type(exc).__name__}: {exc}")
 
     def _headers(self, rpc: Rpc, request: betterproto2.Message, length: int) -> dict[str, str]:
         headers = {
@@ -250,7 +277,7 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> byte
     return b"".join(chunks)
 
 
-def connector(settings: TransportSettings, line: FleetLine) -> FleetConnector:
-    """Registers nodes of ``line`` on one SuperLink's REST Fleet API."""
+def connector(settings: TransportSettings, line: FleetLine | None) -> FleetConnector:
+    """Registers nodes on one SuperLink's REST Fleet API (``line``: None to detect)."""
     target = parse_rest_address(settings.server_address)
-    return FleetConnector("rest", line, settings, lambda auth: RestCaller(target, settings, auth))
+    return FleetConnector("rest", settings, lambda auth: RestCaller(target, settings, auth), line)

@@ -11,15 +11,13 @@ import importlib
 
 from flwr_sdk.wire.base import FleetLine
 
-__all__ = ["DEFAULT_LINE", "LINE_MODULES", "get_line"]
+__all__ = ["LINE_MODULES", "all_lines", "get_line"]
 
 LINE_MODULES: dict[str, str] = {
+    "1.15": "flwr_sdk.wire.v1_15",
     "1.12": "flwr_sdk.wire.v1_12",
 }
-"""Line name → the adapter module that implements it."""
-
-DEFAULT_LINE = "1.12"
-"""The line a Fleet session speaks unless told otherwise."""
+"""Line name → the adapter module that implements it, newest first (detection order)."""
 
 
 def get_line(name: str) -> FleetLine:
@@ -34,3 +32,8 @@ def get_line(name: str) -> FleetLine:
         raise ValueError(f"unknown Flower wire line {name!r}; supported: {', '.join(LINE_MODULES)}")
     line: FleetLine = importlib.import_module(module_name).LINE
     return line
+
+
+def all_lines() -> list[FleetLine]:
+    """Every supported line's adapter, newest first."""
+    return [get_line(name) for name in LINE_MODULES]

@@ -17,7 +17,11 @@ from flwr_sdk_proto.v1_12.flwr import proto as pb
 from flwr_sdk.errors import TransportError
 from flwr_sdk.transport.fleet_session import FleetCaller
 from flwr_sdk.wire.base import NodeAuth, NoNodeAuth, Rpc
+from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
+FLEET_1_12_METHODS = frozenset(
+    {"CreateNode", "DeleteNode", "Ping", "PullTaskIns", "PushTaskRes", "GetRun", "GetFab"}
+)
 NODE = 2**63 + 99
 RUN = 2**63 + 5
 
@@ -94,6 +98,13 @@ class FakeCaller(FleetCaller):
         self.timeouts[rpc.name] = timeout
         self.metadata.append((rpc.name, self.auth.call_metadata(rpc, request)))
         return self.fleet.handle(rpc.name, request)
+
+    async def probe(self, rpc: Rpc) -> Probe:
+        """The in-memory Fleet speaks 1.12: its methods answer, others are absent."""
+        self.fleet.calls.append(f"probe {rpc.name}")
+        if rpc.name in FLEET_1_12_METHODS:
+            return Probe(ProbeOutcome.ANSWERED, "OK")
+        return Probe(ProbeOutcome.ABSENT, "UNIMPLEMENTED 'Method not found!'")
 
     async def close(self) -> None:
         self.closed = True

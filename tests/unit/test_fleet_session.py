@@ -282,7 +282,7 @@ def test_connector_refuses_the_ghost_node() -> None:
     )
 
     async def scenario() -> None:
-        connector = FleetConnector("scripted", LINE, settings, lambda auth: FakeCaller(fleet))
+        connector = FleetConnector("scripted", settings, lambda auth: FakeCaller(fleet))
         first = await connector.connect()
         assert isinstance(first, FleetSession)
         fleet.nodes.clear()
