@@ -5,7 +5,9 @@ Each line's pull RPC exists only on its own line (``PullTaskIns`` on 1.12,
 them apart, newest line first: a line is spoken when its pull RPC is *answered*
 (1.12 without node auth; REST) or *refused for lack of credentials* (1.15's always-on
 authentication, 1.12 with node auth). A missing method (gRPC ``UNIMPLEMENTED``, HTTP
-404) means "not this line". The probe registers nothing and carries no node.
+404) means "not this line". The probe registers nothing and carries no node. Order
+matters: 1.15 refuses *every* unauthenticated call, ``PullTaskIns`` included, so it must
+be asked first; a 1.12 server never refuses ``PullMessages`` for credentials.
 
 Observed on real SuperLinks, probe → answer:
 
@@ -60,45 +62,46 @@ _SPOKEN = (ProbeOutcome.ANSWERED, ProbeOutcome.UNAUTHENTICATED)
 
 async def _first_spoken(
     probe: Prober, lines: Sequence[FleetLine], seen: list[str]
-) -> FleetLine | None:
+) -> tuple[FleetLine | None, dict[str, ProbeOutcome]]:
+    outcomes: dict[str, ProbeOutcome] = {}
     for line in lines:
         result = await probe(line.rpcs.pull)
         seen.append(f"{line.rpcs.pull.name} → {result.detail}")
+        outcomes[line.name] = result.outcome
         if result.outcome in _SPOKEN:
-            return line
-    return None
+            return line, outcomes
+    return None, outcomes
 
 
 async def detect_line(
     probe: Prober, lines: Sequence[FleetLine], chosen: FleetLine | None = None
 ) -> FleetLine:
-    """The line the server speaks, or ``chosen`` after checking the server has it.
+    """The line the server speaks; with ``chosen``, that line once the server agrees.
 
-    ``lines`` are the supported lines, newest first. An explicit ``chosen`` line is
-    used as it is unless the server plainly lacks its pull RPC.
+    ``lines`` are the supported lines, newest first; probing stops at the first line
+    spoken. A ``chosen`` line is used when detection finds it, and also when detection
+    finds no line but the server did not plainly lack the chosen line's pull RPC (an
+    answer the table does not know: the user's choice decides).
 
     Raises:
-        flwr_sdk.errors.WireLineError: the server speaks none of ``lines``, or lacks
-            the ``chosen`` one (the message names what it answered and what it speaks).
+        flwr_sdk.errors.WireLineError: the server speaks none of ``lines``, or another
+            line than ``chosen`` (the message names what it answered and what it speaks).
         flwr_sdk.errors.ServerUnavailableError: the server could not be reached.
 
     """
     supported = ", ".join(line.name for line in lines)
     seen: list[str] = []
-    if chosen is not None:
-        result = await probe(chosen.rpcs.pull)
-        if result.outcome is not ProbeOutcome.ABSENT:
+    line, outcomes = await _first_spoken(probe, lines, seen)
+    if chosen is not None and line is not chosen:
+        lacks_chosen = outcomes.get(chosen.name) is ProbeOutcome.ABSENT
+        if line is None and not lacks_chosen:
             return chosen
-        seen.append(f"{chosen.rpcs.pull.name} → {result.detail}")
-        others = [line for line in lines if line is not chosen]
-        spoken = await _first_spoken(probe, others, seen)
-        speaks = f"it speaks the {spoken.title}" if spoken else "it speaks no supported line"
+        speaks = f"it speaks the {line.title}" if line else "it speaks no supported line"
         raise WireLineError(
             f"the server does not speak the {chosen.title} that wire={chosen.name!r} asks "
-            f"for ({'; '.join(seen)}); {speaks} (supported: {supported}); leave wire "
+            f"for: {speaks} ({'; '.join(seen)}; supported: {supported}); leave wire "
             "unset to detect the line"
         )
-    line = await _first_spoken(probe, lines, seen)
     if line is None:
         raise WireLineError(
             f"the server speaks none of the supported Flower Fleet API lines ({supported}): "
