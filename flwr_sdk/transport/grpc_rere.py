@@ -36,7 +36,7 @@ from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.fleet_session import PROBE_TIMEOUT, FleetCaller, FleetConnector
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
-from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
+from flwr_sdk.wire.base import FleetLine, Metadata, NodeAuth, Rpc
 from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
 __all__ = ["GrpcRereCaller", "connector"]
@@ -74,14 +74,7 @@ class GrpcRereCaller(FleetCaller):
         metadata = self._auth.call_metadata(rpc, request)
         key = self._auth.registration_metadata_key if registration else None
         try:
-            async with self._channel.request(
-                rpc.grpc_path,
-                rpc.cardinality,
-                rpc.request_type,
-                rpc.response_type,
-                timeout=timeout,
-                metadata=metadata,
-            ) as stream:
+            async with self._request(rpc, timeout, metadata) as stream:
                 await stream.send_message(request, end=True)
                 if key is not None:
                     await stream.recv_initial_metadata()
@@ -107,13 +100,7 @@ class GrpcRereCaller(FleetCaller):
     async def probe(self, rpc: Rpc) -> Probe:
         """Call ``rpc`` with an empty request and no metadata; classify the status."""
         try:
-            async with self._channel.request(
-                rpc.grpc_path,
-                rpc.cardinality,
-                rpc.request_type,
-                rpc.response_type,
-                timeout=PROBE_TIMEOUT,
-            ) as stream:
+            async with self._request(rpc, PROBE_TIMEOUT, None) as stream:
                 await stream.send_message(rpc.request_type(), end=True)
                 await stream.recv_message()
         except asyncio.CancelledError:
@@ -131,6 +118,16 @@ class GrpcRereCaller(FleetCaller):
             raise self._error(exc, rpc) from exc
         self._answered = True
         return Probe(ProbeOutcome.ANSWERED, "OK")
+
+    def _request(self, rpc: Rpc, timeout: float, metadata: Metadata | None) -> Any:
+        return self._channel.request(
+            rpc.grpc_path,
+            rpc.cardinality,
+            rpc.request_type,
+            rpc.response_type,
+            timeout=timeout,
+            metadata=metadata,
+        )
 
     def _error(self, exc: BaseException, rpc: Rpc) -> Exception:
         return map_grpc_error(

@@ -19,7 +19,7 @@ import betterproto2
 
 from flwr_sdk.common.message import Message
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.wire.base import FleetLine, RunInfo
+from flwr_sdk.wire.base import FleetLine, FleetRpcs, Rpc, RunInfo
 from flwr_sdk.wire.scalars import config_from_wire
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "check_reply",
     "clipped_ttl",
     "expired",
+    "fleet_rpcs",
 ]
 
 PING_INTERVAL = 30.0
@@ -80,6 +81,19 @@ def expired(created_at: float, ttl: float, now: float | None = None) -> bool:
     """Whether a message created at ``created_at`` with ``ttl`` is dead (or never lived)."""
     moment = time.time() if now is None else now
     return not (ttl > 0 and created_at + ttl > moment)
+
+
+def fleet_rpcs(api: ModuleType, pull: Rpc, push: Rpc) -> FleetRpcs:
+    """The roles of a line's generated ``fleet_api``: the shared calls plus pull/push."""
+    return FleetRpcs(
+        register=api.FLEET_CREATE_NODE,
+        unregister=api.FLEET_DELETE_NODE,
+        heartbeat=api.FLEET_PING,
+        pull=pull,
+        push=push,
+        get_run=api.FLEET_GET_RUN,
+        get_fab=api.FLEET_GET_FAB,
+    )
 
 
 class ProtoFleetLine(FleetLine):

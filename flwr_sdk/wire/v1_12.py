@@ -35,12 +35,13 @@ from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.wire.base import FleetRpcs, NodeAuth, NodeKeys, NoNodeAuth
+from flwr_sdk.wire.base import NodeAuth, NodeKeys, NoNodeAuth
 from flwr_sdk.wire.fleet_rules import (
     ProtoFleetLine,
     check_reply,
     clipped_ttl,
     expired,
+    fleet_rpcs,
 )
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 from flwr_sdk.wire.v1_12_auth import HmacNodeAuth
@@ -195,15 +196,7 @@ class FleetLineV1_12(ProtoFleetLine):  # noqa: N801  (the line's version is its 
 
     name = "1.12"
     title = "Flower 1.12 Fleet API"
-    rpcs = FleetRpcs(
-        register=fleet_api.FLEET_CREATE_NODE,
-        unregister=fleet_api.FLEET_DELETE_NODE,
-        heartbeat=fleet_api.FLEET_PING,
-        pull=fleet_api.FLEET_PULL_TASK_INS,
-        push=fleet_api.FLEET_PUSH_TASK_RES,
-        get_run=fleet_api.FLEET_GET_RUN,
-        get_fab=fleet_api.FLEET_GET_FAB,
-    )
+    rpcs = fleet_rpcs(fleet_api, fleet_api.FLEET_PULL_TASK_INS, fleet_api.FLEET_PUSH_TASK_RES)
     proto: ClassVar[ModuleType] = pb
     reissues_lost_node_ids = True
 

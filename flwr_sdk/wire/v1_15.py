@@ -37,8 +37,14 @@ from flwr_sdk_proto.v1_15.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.wire.base import FleetRpcs, NodeAuth, NodeKeys
-from flwr_sdk.wire.fleet_rules import ProtoFleetLine, check_reply, clipped_ttl, expired
+from flwr_sdk.wire.base import NodeAuth, NodeKeys
+from flwr_sdk.wire.fleet_rules import (
+    ProtoFleetLine,
+    check_reply,
+    clipped_ttl,
+    expired,
+    fleet_rpcs,
+)
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 from flwr_sdk.wire.v1_15_auth import SignedTimestampAuth
 
@@ -82,15 +88,7 @@ class FleetLineV1_15(ProtoFleetLine):  # noqa: N801  (the line's version is its 
 
     name = "1.15"
     title = "Flower 1.15 Fleet API"
-    rpcs = FleetRpcs(
-        register=fleet_api.FLEET_CREATE_NODE,
-        unregister=fleet_api.FLEET_DELETE_NODE,
-        heartbeat=fleet_api.FLEET_PING,
-        pull=fleet_api.FLEET_PULL_MESSAGES,
-        push=fleet_api.FLEET_PUSH_MESSAGES,
-        get_run=fleet_api.FLEET_GET_RUN,
-        get_fab=fleet_api.FLEET_GET_FAB,
-    )
+    rpcs = fleet_rpcs(fleet_api, fleet_api.FLEET_PULL_MESSAGES, fleet_api.FLEET_PUSH_MESSAGES)
     proto: ClassVar[ModuleType] = pb
 
     def node_auth(self, keys: NodeKeys | None) -> NodeAuth:
