@@ -6,8 +6,8 @@ Semantics (Flower 1.15's, made explicit):
 * the total time is bounded by ``max_wait_time`` seconds (``None``: unlimited): each wait
   is clipped to the time that remains, and no attempt starts once the budget is spent
   (the last attempt itself may run past it; attempts are not cancelled);
-* waits grow exponentially from ``base`` (1 s) by ``factor`` (2) up to ``cap`` (20 s), with
-  *full jitter*: each wait is uniform in [0, nominal];
+* waits grow exponentially from 1 s by a factor of 2 up to 20 s (Flower's fixed values),
+  with *full jitter*: each wait is uniform in [0, nominal];
 * only failures for which ``is_retryable`` returns ``True`` are retried; any other
   exception propagates at once, unchanged;
 * giving up raises :class:`~flwr_sdk.errors.RetriesExhaustedError` from the last failure.
@@ -36,18 +36,12 @@ SleepFn = Callable[[float], Awaitable[object]]
 ClockFn = Callable[[], float]
 RandomFn = Callable[[], float]
 
-
-def _check_real(name: str, value: object, *, minimum: float, strict: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    number = float(value)
-    if math.isnan(number) or math.isinf(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if strict and number <= minimum:
-        raise ValueError(f"{name} must be > {minimum:g}, got {value!r}")
-    if not strict and number < minimum:
-        raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
-    return number
+FIRST_WAIT = 1.0
+"""Nominal wait before the first retry, in seconds."""
+WAIT_FACTOR = 2.0
+"""Factor by which each nominal wait grows."""
+MAX_WAIT = 20.0
+"""Longest nominal wait, in seconds."""
 
 
 def _describe_exception(exc: BaseException) -> str:
@@ -56,55 +50,28 @@ def _describe_exception(exc: BaseException) -> str:
 
 
 class Backoff:
-    """Exponential backoff with optional full jitter, reusable by any retry loop.
+    """Exponential backoff with full jitter, reusable by any retry loop.
 
     ``next_wait()`` returns the wait before the next retry: the nominal wait is
-    ``base * factor**n`` capped at ``cap`` (``n`` = waits handed out since the last
-    :meth:`reset`); with ``jitter`` the wait is uniform in [0, nominal]. A heartbeat loop
-    calls ``next_wait()`` after each failure and ``reset()`` after a success.
+    ``FIRST_WAIT * WAIT_FACTOR**n`` capped at ``MAX_WAIT`` (``n`` = waits handed out since
+    the last :meth:`reset`), and the wait is ``random()`` (clamped to [0, 1]) times that.
+    A heartbeat loop calls ``next_wait()`` after each failure and ``reset()`` after a
+    success. ``random=lambda: 1.0`` gives the nominal waits (for tests).
     """
 
-    def __init__(
-        self,
-        *,
-        base: float = 1.0,
-        factor: float = 2.0,
-        cap: float = 20.0,
-        jitter: bool = True,
-        random: RandomFn = _random.random,
-    ) -> None:
-        self.base = _check_real("base", base, minimum=0.0, strict=True)
-        self.factor = _check_real("factor", factor, minimum=1.0, strict=False)
-        self.cap = _check_real("cap", cap, minimum=0.0, strict=True)
-        if not isinstance(jitter, bool):
-            raise TypeError(f"jitter must be a bool, got {type(jitter).__name__}")
-        self.jitter = jitter
+    def __init__(self, random: RandomFn = _random.random) -> None:
         self._random = random
-        self._nominal = min(self.base, self.cap)
-        self._count = 0
-
-    @property
-    def count(self) -> int:
-        """Waits handed out since construction or the last :meth:`reset`."""
-        return self._count
-
-    def peek_nominal(self) -> float:
-        """The nominal (un-jittered) wait that the next :meth:`next_wait` is based on."""
-        return self._nominal
+        self._nominal = FIRST_WAIT
 
     def next_wait(self) -> float:
         """Return the next wait in seconds and advance the sequence."""
         nominal = self._nominal
-        self._nominal = min(self.cap, nominal * self.factor)
-        self._count += 1
-        if not self.jitter:
-            return nominal
+        self._nominal = min(MAX_WAIT, nominal * WAIT_FACTOR)
         return nominal * min(max(self._random(), 0.0), 1.0)
 
     def reset(self) -> None:
-        """Start again from ``base``."""
-        self._nominal = min(self.base, self.cap)
-        self._count = 0
+        """Start again from ``FIRST_WAIT``."""
+        self._nominal = FIRST_WAIT
 
 
 class RetryPolicy:
@@ -113,7 +80,6 @@ class RetryPolicy:
     Args:
         max_retries: retries after the first attempt (``None``: unlimited); an ``int >= 0``.
         max_wait_time: total seconds budget (``None``: unlimited); a real number ``>= 0``.
-        base, factor, cap, jitter: backoff parameters, see :class:`Backoff`.
         sleep, clock, random: injectable ``asyncio.sleep``, ``time.monotonic`` and
             ``random.random`` (for fast, deterministic tests).
 
@@ -124,10 +90,6 @@ class RetryPolicy:
         max_retries: int | None,
         max_wait_time: float | None,
         *,
-        base: float = 1.0,
-        factor: float = 2.0,
-        cap: float = 20.0,
-        jitter: bool = True,
         sleep: SleepFn = asyncio.sleep,
         clock: ClockFn = time.monotonic,
         random: RandomFn = _random.random,
@@ -149,37 +111,19 @@ class RetryPolicy:
                 raise ValueError(f"max_wait_time must be >= 0 or None, got {max_wait_time!r}")
         self.max_retries = max_retries
         self.max_wait_time = None if max_wait_time is None else float(max_wait_time)
-        # Validates base/factor/cap/jitter with the same messages.
-        Backoff(base=base, factor=factor, cap=cap, jitter=jitter, random=random)
-        self.base = float(base)
-        self.factor = float(factor)
-        self.cap = float(cap)
-        self.jitter = jitter
         self._sleep = sleep
         self._clock = clock
         self._random = random
 
     def __repr__(self) -> str:
-        return (
-            f"RetryPolicy(max_retries={self.max_retries!r}, "
-            f"max_wait_time={self.max_wait_time!r}, base={self.base:g}, "
-            f"factor={self.factor:g}, cap={self.cap:g}, jitter={self.jitter!r})"
-        )
+        return f"RetryPolicy({self._limits_text()})"
 
-    @property
-    def max_attempts(self) -> int | None:
-        """``max_retries + 1``, or ``None`` when unlimited."""
-        return None if self.max_retries is None else self.max_retries + 1
+    def _limits_text(self) -> str:
+        return f"max_retries={self.max_retries!r}, max_wait_time={self.max_wait_time!r}"
 
     def backoff(self) -> Backoff:
-        """A fresh :class:`Backoff` with this policy's parameters."""
-        return Backoff(
-            base=self.base,
-            factor=self.factor,
-            cap=self.cap,
-            jitter=self.jitter,
-            random=self._random,
-        )
+        """A fresh :class:`Backoff` using this policy's random source."""
+        return Backoff(self._random)
 
     def waits(self) -> Iterator[float]:
         """The waits before retry 1, 2, ... (before clipping to ``max_wait_time``).
@@ -191,9 +135,6 @@ class RetryPolicy:
         while self.max_retries is None or produced < self.max_retries:
             produced += 1
             yield backoff.next_wait()
-
-    def _limits_text(self) -> str:
-        return f"max_retries={self.max_retries!r}, max_wait_time={self.max_wait_time!r}"
 
     async def run(
         self,
@@ -220,6 +161,7 @@ class RetryPolicy:
         """
         start = self._clock()
         waits = self.waits()
+        total = "" if self.max_retries is None else f" of {self.max_retries + 1}"
         attempts = 0
         while True:
             attempts += 1
@@ -235,7 +177,6 @@ class RetryPolicy:
                     wait = None if remaining <= 0 else min(wait, remaining)
                 if wait is None:
                     raise self._give_up(describe, attempts, elapsed, exc) from exc
-                total = "" if self.max_attempts is None else f" of {self.max_attempts}"
                 log.warning(
                     "%s failed (attempt %d%s): %s; retrying in %.2f s",
                     describe,

@@ -14,6 +14,11 @@ from flwr_sdk.errors import RetriesExhaustedError, ServerUnavailableError
 from flwr_sdk.transport.retry import Backoff, RetryPolicy
 
 
+def _no_jitter() -> float:
+    """A ``random`` that makes every wait its nominal value."""
+    return 1.0
+
+
 class FakeTime:
     """A fake monotonic clock whose sleep advances it; records the sleeps."""
 
@@ -84,10 +89,6 @@ def _retryable(exc: BaseException) -> bool:
         ({"max_retries": None, "max_wait_time": False}, TypeError, "max_wait_time"),
         ({"max_retries": None, "max_wait_time": -0.1}, ValueError, "max_wait_time"),
         ({"max_retries": None, "max_wait_time": float("nan")}, ValueError, "max_wait_time"),
-        ({"max_retries": None, "max_wait_time": None, "base": 0}, ValueError, "base"),
-        ({"max_retries": None, "max_wait_time": None, "factor": 0.5}, ValueError, "factor"),
-        ({"max_retries": None, "max_wait_time": None, "cap": -1}, ValueError, "cap"),
-        ({"max_retries": None, "max_wait_time": None, "jitter": 1}, TypeError, "jitter"),
     ],
 )
 def test_policy_validation(kwargs: dict[str, object], error: type[Exception], name: str) -> None:
@@ -97,18 +98,16 @@ def test_policy_validation(kwargs: dict[str, object], error: type[Exception], na
 
 def test_policy_accepts_limits() -> None:
     policy = RetryPolicy(0, 0)
-    assert policy.max_attempts == 1
     assert RetryPolicy(None, 2.5).max_wait_time == 2.5
     assert RetryPolicy(None, 3).max_wait_time == 3.0
-    assert RetryPolicy(None, None).max_attempts is None
-    assert "max_retries=0" in repr(policy)
+    assert repr(policy) == "RetryPolicy(max_retries=0, max_wait_time=0.0)"
 
 
 # --- waits / Backoff --------------------------------------------------------------------------
 
 
 def test_waits_without_jitter_double_and_cap() -> None:
-    policy = RetryPolicy(8, None, jitter=False)
+    policy = RetryPolicy(8, None, random=_no_jitter)
     assert list(policy.waits()) == [1, 2, 4, 8, 16, 20, 20, 20]
 
 
@@ -126,18 +125,15 @@ def test_waits_jitter_stays_in_range() -> None:
 
 
 def test_unlimited_waits_are_infinite_and_do_not_overflow() -> None:
-    policy = RetryPolicy(None, None, jitter=False)
+    policy = RetryPolicy(None, None, random=_no_jitter)
     assert list(itertools.islice(policy.waits(), 2000))[-1] == 20.0
 
 
-def test_backoff_reset_and_count() -> None:
-    backoff = Backoff(jitter=False, base=0.5, factor=3.0, cap=10.0)
-    assert [backoff.next_wait() for _ in range(4)] == [0.5, 1.5, 4.5, 10.0]
-    assert backoff.count == 4
+def test_backoff_reset() -> None:
+    backoff = Backoff(random=_no_jitter)
+    assert [backoff.next_wait() for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 16.0, 20.0]
     backoff.reset()
-    assert backoff.count == 0
-    assert backoff.peek_nominal() == 0.5
-    assert backoff.next_wait() == 0.5
+    assert backoff.next_wait() == 1.0
 
 
 def test_backoff_clamps_random() -> None:
@@ -163,7 +159,7 @@ def test_success_first_try(caplog: pytest.LogCaptureFixture) -> None:
 def test_success_after_retries_logs_each_retry(caplog: pytest.LogCaptureFixture) -> None:
     fake = FakeTime()
     attempt = Flaky(fake, 2)
-    policy = _policy(fake, 4, None, jitter=False)
+    policy = _policy(fake, 4, None, random=_no_jitter)
     with caplog.at_level(logging.INFO, logger="flwr_sdk"):
         result = asyncio.run(
             policy.run(attempt, is_retryable=_retryable, describe="Connecting to 127.0.0.1:8080")
@@ -198,7 +194,7 @@ def test_unlimited_retries_log_without_total(caplog: pytest.LogCaptureFixture) -
 def test_max_retries_exhausted() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, None)
-    policy = _policy(fake, 2, None, jitter=False)
+    policy = _policy(fake, 2, None, random=_no_jitter)
     with pytest.raises(RetriesExhaustedError) as info:
         asyncio.run(policy.run(attempt, is_retryable=_retryable, describe="Connecting to x:1"))
     error = info.value
@@ -248,7 +244,7 @@ def test_non_retryable_after_retryable_propagates_unchanged() -> None:
 def test_max_wait_time_clips_last_wait() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, None)
-    policy = _policy(fake, None, 2.5, jitter=False)
+    policy = _policy(fake, None, 2.5, random=_no_jitter)
     with pytest.raises(RetriesExhaustedError) as info:
         asyncio.run(policy.run(attempt, is_retryable=_retryable, describe="x"))
     assert fake.sleeps == [1.0, 1.5]
@@ -263,7 +259,7 @@ def test_max_wait_time_clips_last_wait() -> None:
 def test_no_attempt_starts_after_budget_with_slow_attempts() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, None, duration=1.0)
-    policy = _policy(fake, 10, 3.0, jitter=False)
+    policy = _policy(fake, 10, 3.0, random=_no_jitter)
     with pytest.raises(RetriesExhaustedError) as info:
         asyncio.run(policy.run(attempt, is_retryable=_retryable, describe="x"))
     starts = [t - 100.0 for t in attempt.started_at]
@@ -285,7 +281,7 @@ def test_both_limits_first_one_wins() -> None:
     attempt = Flaky(fake, None)
     with pytest.raises(RetriesExhaustedError) as info:
         asyncio.run(
-            _policy(fake, 100, 10.0, jitter=False).run(
+            _policy(fake, 100, 10.0, random=_no_jitter).run(
                 attempt, is_retryable=_retryable, describe="x"
             )
         )
@@ -298,7 +294,9 @@ def test_unlimited_keeps_going_with_capped_waits() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, 30)
     result = asyncio.run(
-        _policy(fake, None, None, jitter=False).run(attempt, is_retryable=_retryable, describe="x")
+        _policy(fake, None, None, random=_no_jitter).run(
+            attempt, is_retryable=_retryable, describe="x"
+        )
     )
     assert result == "ok"
     assert len(attempt.started_at) == 31
@@ -307,7 +305,7 @@ def test_unlimited_keeps_going_with_capped_waits() -> None:
 
 def test_cancellation_during_wait_propagates() -> None:
     async def run() -> None:
-        policy = RetryPolicy(None, None, base=30.0)
+        policy = RetryPolicy(None, None, random=_no_jitter)
 
         async def attempt() -> None:
             raise ServerUnavailableError("down")
@@ -338,7 +336,7 @@ def test_real_time_gives_up_against_closed_port() -> None:
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.close()  # pragma: no cover - the port is closed
 
-    policy = RetryPolicy(2, None, jitter=False)
+    policy = RetryPolicy(2, None, random=_no_jitter)
     start = time.monotonic()
     with pytest.raises(RetriesExhaustedError) as info:
         asyncio.run(
