@@ -12,11 +12,28 @@ Requests and replies (every reply has ``"ok"``; failures carry ``"error"``)::
     {"op": "descriptors"}                             -> {"ok", "files", "all_modules", ...}
     {"op": "parse", "type": T, "data": B64}           -> {"ok", "dict", "data"}
     {"op": "build", "type": T, "dict": {...}}         -> {"ok", "data", "dict"}
+    {"op": "verify_signed_call", "metadata": M, "method": RPC}
+                                                      -> {"ok", "accepted", "reason", "code"}
+    {"op": "sign_call", "curve": C}                   -> {"ok", "metadata": M}
+    {"op": "validate_push", "data": B64}              -> {"ok", "errors", "messages"}
 
 ``parse`` decodes bytes with flwr's class and returns ``json_format.MessageToDict``
 (``preserving_proto_field_name=True``) plus flwr's own re-serialisation; ``build`` does
 ``json_format.ParseDict`` and serialises. ``descriptors`` dumps every message, enum and
 service of the client-facing modules in a canonical JSON form.
+
+Node authentication of the 1.15 line (signed timestamps; flwr >= 1.15 only):
+``verify_signed_call`` hands call metadata ``M`` to flwr's own SuperLink interceptor
+(``AuthenticateServerInterceptor``, auto-auth, fresh in-memory LinkState) for a call of
+Fleet RPC ``RPC`` (default ``CreateNode``, the one call a new key may make) and runs the
+call: ``accepted`` is whether it went through, ``reason`` / ``code`` what the interceptor
+aborted with (or the exception it raised). ``sign_call`` makes flwr's own client
+interceptor (``AuthenticateClientInterceptor``) sign a call with a key pair flwr
+generates (``curve``: a ``cryptography`` curve class name, default ``SECP384R1``).
+``M`` maps each metadata key to ``{"b64": ...}`` (bytes) or ``{"str": ...}``.
+``validate_push`` reads a ``PushMessagesRequest`` as the 1.15 SuperLink's push handler
+does (``message_from_proto`` of the first Message, ``message_to_taskres``) and returns
+what its validator (``validate_task_ins_or_res``) finds wrong with the reply.
 
 flwr 1.12.0 ships ``common_pb2``, which redefines ``flwr.proto.DoubleList`` (also in
 ``recordset_pb2``); it is not client-facing and is never imported here.
@@ -25,6 +42,7 @@ flwr 1.12.0 ships ``common_pb2``, which redefines ``flwr.proto.DoubleList`` (als
 from __future__ import annotations
 
 import base64
+import collections
 import importlib
 import json
 import pkgutil
@@ -244,7 +262,121 @@ def op_ping(_request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-OPS = {"ping": op_ping, "descriptors": op_descriptors, "parse": op_parse, "build": op_build}
+# -------------------------------------------------------------- 1.15 node auth ops
+
+
+def _metadata_from_json(encoded: dict[str, dict[str, str]]) -> tuple[tuple[str, Any], ...]:
+    pairs: list[tuple[str, Any]] = []
+    for key, value in encoded.items():
+        if "b64" in value:
+            pairs.append((key, base64.b64decode(value["b64"])))
+        else:
+            pairs.append((key, value["str"]))
+    return tuple(pairs)
+
+
+def _metadata_to_json(pairs: Any) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key, value in pairs:
+        if isinstance(value, bytes):
+            out[key] = {"b64": base64.b64encode(value).decode("ascii")}
+        else:
+            out[key] = {"str": value}
+    return out
+
+
+class _AbortedError(Exception):
+    """``context.abort`` of the fake servicer context."""
+
+
+class _Context:
+    """The one servicer-context method the interceptor's handlers use."""
+
+    def abort(self, code: Any, details: str) -> None:
+        raise _AbortedError(code, details)
+
+
+_HandlerCallDetails = collections.namedtuple(  # what the interceptor reads
+    "_HandlerCallDetails", "method invocation_metadata"
+)
+_ClientCallDetails = collections.namedtuple(  # what the interceptor _replace()s
+    "_ClientCallDetails", "method timeout metadata credentials wait_for_ready compression"
+)
+
+
+def op_verify_signed_call(request: dict[str, Any]) -> dict[str, Any]:
+    grpc = importlib.import_module("grpc")
+    fleet_pb2 = importlib.import_module("flwr.proto.fleet_pb2")
+    node_pb2 = importlib.import_module("flwr.proto.node_pb2")
+    interceptor_module = importlib.import_module(
+        "flwr.server.superlink.fleet.grpc_rere.server_interceptor"
+    )
+    linkstate = importlib.import_module("flwr.server.superlink.linkstate")
+
+    method = f"/flwr.proto.Fleet/{request.get('method', 'CreateNode')}"
+    factory = linkstate.LinkStateFactory(":flwr-in-memory-state:")
+
+    def continuation(_details: Any) -> Any:
+        def create_node(req: Any, _context: Any) -> Any:
+            node_id = factory.state().create_node(req.ping_interval)
+            return fleet_pb2.CreateNodeResponse(node=node_pb2.Node(node_id=node_id))
+
+        return grpc.unary_unary_rpc_method_handler(create_node)
+
+    interceptor = interceptor_module.AuthenticateServerInterceptor(factory, auto_auth=True)
+    metadata = _metadata_from_json(request["metadata"])
+    try:
+        handler = interceptor.intercept_service(continuation, _HandlerCallDetails(method, metadata))
+        handler.unary_unary(fleet_pb2.CreateNodeRequest(ping_interval=30.0), _Context())
+    except _AbortedError as aborted:
+        code, reason = aborted.args
+        return {"accepted": False, "reason": reason, "code": code.name}
+    except Exception as exc:  # the interceptor itself failed (gRPC would answer UNKNOWN)
+        return {"accepted": False, "reason": f"{type(exc).__name__}: {exc}", "code": "UNKNOWN"}
+    return {"accepted": True, "reason": "", "code": "OK"}
+
+
+def op_sign_call(request: dict[str, Any]) -> dict[str, Any]:
+    ec = importlib.import_module("cryptography.hazmat.primitives.asymmetric.ec")
+    fleet_pb2 = importlib.import_module("flwr.proto.fleet_pb2")
+    client_interceptor = importlib.import_module("flwr.client.grpc_rere_client.client_interceptor")
+
+    curve = getattr(ec, request.get("curve", "SECP384R1"))()
+    private_key = ec.generate_private_key(curve)
+    interceptor = client_interceptor.AuthenticateClientInterceptor(
+        private_key, private_key.public_key()
+    )
+    seen: dict[str, Any] = {}
+
+    def continuation(details: Any, _request: Any) -> None:
+        seen["metadata"] = details.metadata
+
+    details = _ClientCallDetails("/flwr.proto.Fleet/CreateNode", None, None, None, None, None)
+    interceptor.intercept_unary_unary(continuation, details, fleet_pb2.CreateNodeRequest())
+    return {"metadata": _metadata_to_json(seen["metadata"])}
+
+
+def op_validate_push(request: dict[str, Any]) -> dict[str, Any]:
+    fleet_pb2 = importlib.import_module("flwr.proto.fleet_pb2")
+    serde = importlib.import_module("flwr.common.serde")
+    validator = importlib.import_module("flwr.server.utils.validator")
+    push = fleet_pb2.PushMessagesRequest()
+    push.ParseFromString(base64.b64decode(request["data"]))
+    message = serde.message_from_proto(message_proto=push.messages_list[0])
+    task_res = serde.message_to_taskres(message)
+    errors: list[str] = list(validator.validate_task_ins_or_res(task_res))
+    return {"errors": errors, "messages": len(push.messages_list)}
+
+
+OPS = {
+    "ping": op_ping,
+    "descriptors": op_descriptors,
+    "parse": op_parse,
+    "build": op_build,
+    "verify_signed_call": op_verify_signed_call,
+    "sign_call": op_sign_call,
+    "validate_push": op_validate_push,
+}
 
 
 def main() -> int:
