@@ -53,8 +53,8 @@ def _refuse_object_dtype(dtype: np.dtype[Any], what: str) -> None:
         )
 
 
-def _npy_parts(array: npt.NDArray[Any]) -> tuple[bytes, memoryview] | bytes:
-    """``(header, data view)`` of ``array``'s ``.npy`` file, or the whole file as bytes.
+def _npy_parts(array: npt.NDArray[Any]) -> tuple[bytes, memoryview]:
+    """``(header, data view)`` of ``array``'s ``.npy`` file (rarely: the whole file, ``b""``).
 
     The data view shares memory with ``array`` when it is C- or F-contiguous; other
     arrays are copied once into C order (as ``numpy.save`` writes them).
@@ -70,7 +70,9 @@ def _npy_parts(array: npt.NDArray[Any]) -> tuple[bytes, memoryview] | bytes:
     except (ValueError, UnicodeError):
         # Header does not fit format 1.0 (huge structured dtypes, non-latin1 field
         # names): rare, so defer to numpy's own writer and its version selection.
-        return _dump_npy_with_numpy(arr)
+        whole = io.BytesIO()
+        np.save(whole, arr, allow_pickle=False)
+        return whole.getvalue(), memoryview(b"")
     if arr.itemsize == 0 or arr.size == 0:
         return header.getvalue(), memoryview(b"")
     # Same byte order as numpy.save: Fortran order only for arrays that are
@@ -89,11 +91,8 @@ def dump_npy(array: npt.NDArray[Any]) -> bytes:
         TypeError: ``array`` is not a NumPy array or has an object dtype.
 
     """
-    parts = _npy_parts(array)
-    if isinstance(parts, bytes):
-        return parts
     # b"".join copies straight from the array's buffer into the result: one copy.
-    return b"".join(parts)
+    return b"".join(_npy_parts(array))
 
 
 class NpyPayload:
@@ -118,11 +117,7 @@ class NpyPayload:
     __slots__ = ("_array", "_data", "_header", "_nbytes")
 
     def __init__(self, array: npt.NDArray[Any]) -> None:
-        parts = _npy_parts(array)
-        if isinstance(parts, bytes):
-            self._header, self._data = parts, memoryview(b"")
-        else:
-            self._header, self._data = parts
+        self._header, self._data = _npy_parts(array)
         self._array = array
         self._nbytes = len(self._header) + self._data.nbytes
 
@@ -166,17 +161,17 @@ class NpyPayload:
         return f"NpyPayload(<{self._nbytes} bytes>, dtype={array.dtype}, shape={array.shape})"
 
 
-def _dump_npy_with_numpy(arr: npt.NDArray[Any]) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, arr, allow_pickle=False)
-    return buffer.getvalue()
+def as_byte_view(data: bytes | bytearray | memoryview, not_contiguous: str) -> memoryview:
+    """``data`` as a flat view of bytes (a flat memoryview itself); no copy of the bytes.
 
+    Raises:
+        ValueError: ``not_contiguous``, when ``data`` is a non-contiguous view.
 
-def _as_byte_view(data: bytes | bytearray | memoryview) -> memoryview:
-    view = memoryview(data)
+    """
+    view = data if isinstance(data, memoryview) else memoryview(data)
     if view.format != "B" or view.ndim != 1:
         if not view.c_contiguous:
-            raise ValueError("npy data must be a contiguous buffer")
+            raise ValueError(not_contiguous)
         view = view.cast("B")
     return view
 
@@ -197,7 +192,7 @@ def load_npy(data: bytes | bytearray | memoryview | NpyPayload) -> npt.NDArray[A
     """
     if isinstance(data, NpyPayload):
         return data.numpy()
-    view = _as_byte_view(data)
+    view = as_byte_view(data, "npy data must be a contiguous buffer")
     if len(view) < len(NPY_MAGIC) + 2 or view[: len(NPY_MAGIC)] != NPY_MAGIC:
         raise ValueError("not a .npy file: missing magic string")
     version = (view[6], view[7])

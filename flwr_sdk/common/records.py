@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy.typing as npt
 
-from flwr_sdk.common._npy import NpyPayload, dump_npy, load_npy
+from flwr_sdk.common._npy import NpyPayload, as_byte_view, dump_npy, load_npy
 from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
 
 __all__ = [
@@ -108,11 +108,7 @@ class Array:
         self.shape = [int(d) for d in shape]
         data: object = self.data
         if isinstance(data, memoryview):
-            if data.format != "B" or data.ndim != 1:
-                if not data.c_contiguous:
-                    raise ValueError("Array.data memoryview must be C-contiguous")
-                data = data.cast("B")
-            self.data = data
+            self.data = as_byte_view(data, "Array.data memoryview must be C-contiguous")
         elif not isinstance(data, (bytes, NpyPayload)):
             raise TypeError(f"Array.data must be bytes or memoryview, got {type(data).__name__}")
 
@@ -266,30 +262,18 @@ def _values_equal(a: object, b: object) -> bool:
 V = TypeVar("V")
 
 
-class _Record(MutableMapping[str, V]):
-    """Base of the three record kinds: a type-checked ``str``-keyed mapping."""
+class _CheckedDict(MutableMapping[str, V]):
+    """A ``str``-keyed dict whose ``[]=`` checks the key and has :meth:`_check` vet the value."""
 
-    _record_name = "Record"
-
-    def __init__(self, data: Mapping[str, V] | None = None, keep_input: bool = True) -> None:
-        self._data: dict[str, V] = {}
-        if data is None:
-            return
-        if not isinstance(data, Mapping):
-            raise TypeError(
-                f"{self._record_name} expects a mapping (or None), got {_type_name(data)}"
-            )
-        for key in list(data):
-            self[key] = data[key]
-            if not keep_input and isinstance(data, MutableMapping):
-                del data[key]
+    _name: str
+    _data: dict[str, V]
 
     def _check(self, key: str, value: object) -> V:
         raise NotImplementedError
 
     def __setitem__(self, key: str, value: V) -> None:
         """Store ``value`` under ``key`` after checking both."""
-        checked_key = _check_key(self._record_name, key)
+        checked_key = _check_key(self._name, key)
         self._data[checked_key] = self._check(checked_key, value)
 
     def __getitem__(self, key: str) -> V:
@@ -308,6 +292,31 @@ class _Record(MutableMapping[str, V]):
         """Return the number of entries."""
         return len(self._data)
 
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Record(_CheckedDict[V]):
+    """Base of the three record kinds; values are vetted against ``_allowed``."""
+
+    _name = "Record"
+    _allowed: tuple[type, ...] = ()
+    _allowed_text = ""
+
+    def __init__(self, data: Mapping[str, V] | None = None, keep_input: bool = True) -> None:
+        self._data = {}
+        if data is None:
+            return
+        if not isinstance(data, Mapping):
+            raise TypeError(f"{self._name} expects a mapping (or None), got {_type_name(data)}")
+        for key in list(data):
+            self[key] = data[key]
+            if not keep_input and isinstance(data, MutableMapping):
+                del data[key]
+
+    def _check(self, key: str, value: object) -> V:
+        checked: V = _check_value(self._name, key, value, self._allowed, self._allowed_text)
+        return checked
+
     def __eq__(self, other: object) -> bool:
         """Equal to a record of the same kind with equal entries (values type-strict)."""
         if type(other) is not type(self):
@@ -316,8 +325,6 @@ class _Record(MutableMapping[str, V]):
         return self._data.keys() == other._data.keys() and all(
             _values_equal(v, other._data[k]) for k, v in self._data.items()
         )
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         """Show the kind and the entries."""
@@ -337,7 +344,7 @@ class ParametersRecord(_Record[Array]):
 
     """
 
-    _record_name = "ParametersRecord"
+    _name = "ParametersRecord"
 
     def __init__(
         self, array_dict: Mapping[str, Array] | None = None, keep_input: bool = True
@@ -369,7 +376,7 @@ class MetricsRecord(_Record[MetricsRecordValues]):
     ``bool`` is not accepted. Args as for :class:`ParametersRecord`.
     """
 
-    _record_name = "MetricsRecord"
+    _name = "MetricsRecord"
     _allowed = (int, float)
     _allowed_text = "int, float, list[int] or list[float]"
 
@@ -381,12 +388,6 @@ class MetricsRecord(_Record[MetricsRecordValues]):
         """Create the record from ``metrics_dict``."""
         super().__init__(metrics_dict, keep_input)
 
-    def _check(self, key: str, value: object) -> MetricsRecordValues:
-        result: MetricsRecordValues = _check_value(
-            self._record_name, key, value, self._allowed, self._allowed_text
-        )
-        return result
-
 
 class ConfigsRecord(_Record[ConfigsRecordValues]):
     """A mapping of ``str`` keys to int, float, str, bytes, bool or a one-type list of those.
@@ -394,7 +395,7 @@ class ConfigsRecord(_Record[ConfigsRecordValues]):
     Args as for :class:`ParametersRecord`.
     """
 
-    _record_name = "ConfigsRecord"
+    _name = "ConfigsRecord"
     _allowed = (int, float, str, bytes, bool)
     _allowed_text = "int, float, str, bytes, bool or a list of one of those types"
 
@@ -406,12 +407,6 @@ class ConfigsRecord(_Record[ConfigsRecordValues]):
         """Create the record from ``configs_dict``."""
         super().__init__(configs_dict, keep_input)
 
-    def _check(self, key: str, value: object) -> ConfigsRecordValues:
-        result: ConfigsRecordValues = _check_value(
-            self._record_name, key, value, self._allowed, self._allowed_text
-        )
-        return result
-
 
 # --------------------------------------------------------------------------------------
 # RecordSet
@@ -419,7 +414,7 @@ class ConfigsRecord(_Record[ConfigsRecordValues]):
 R = TypeVar("R")
 
 
-class RecordMapping(MutableMapping[str, R], Generic[R]):
+class RecordMapping(_CheckedDict[R], Generic[R]):
     """A ``str``-keyed mapping that only accepts values of one record type.
 
     The three sections of a :class:`RecordSet` are RecordMappings.
@@ -429,42 +424,21 @@ class RecordMapping(MutableMapping[str, R], Generic[R]):
         """Create an empty mapping accepting ``value_type`` values, called ``name``."""
         self._value_type = value_type
         self._name = name
-        self._data: dict[str, R] = {}
+        self._data = {}
 
-    def __setitem__(self, key: str, value: R) -> None:
-        """Store ``value`` under ``key`` after checking both types."""
-        if not isinstance(key, str):
-            raise TypeError(f"{self._name} keys must be str, got {_type_name(key)} ({key!r})")
+    def _check(self, key: str, value: object) -> R:
         if not isinstance(value, self._value_type):
             raise TypeError(
                 f"{self._name} value for key {key!r} must be "
                 f"{self._value_type.__name__}, got {_type_name(value)}"
             )
-        self._data[key] = value
-
-    def __getitem__(self, key: str) -> R:
-        """Return the record stored under ``key``."""
-        return self._data[key]
-
-    def __delitem__(self, key: str) -> None:
-        """Remove ``key``."""
-        del self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        """Iterate over keys in insertion order."""
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        """Return the number of records."""
-        return len(self._data)
+        return value
 
     def __eq__(self, other: object) -> bool:
         """Equal to a RecordMapping (or plain mapping) with equal entries."""
         if not isinstance(other, Mapping):
             return NotImplemented
         return dict(self._data) == dict(other.items())
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         """Show the entries."""
@@ -496,15 +470,9 @@ class RecordSet:
         configs_records: Mapping[str, ConfigsRecord] | None = None,
     ) -> None:
         """Create a RecordSet from optional mappings of records."""
-        self._parameters: RecordMapping[ParametersRecord] = RecordMapping(
-            ParametersRecord, "RecordSet.parameters_records"
-        )
-        self._metrics: RecordMapping[MetricsRecord] = RecordMapping(
-            MetricsRecord, "RecordSet.metrics_records"
-        )
-        self._configs: RecordMapping[ConfigsRecord] = RecordMapping(
-            ConfigsRecord, "RecordSet.configs_records"
-        )
+        self._parameters = RecordMapping(ParametersRecord, "RecordSet.parameters_records")
+        self._metrics = RecordMapping(MetricsRecord, "RecordSet.metrics_records")
+        self._configs = RecordMapping(ConfigsRecord, "RecordSet.configs_records")
         _fill(self._parameters, parameters_records, "parameters_records")
         _fill(self._metrics, metrics_records, "metrics_records")
         _fill(self._configs, configs_records, "configs_records")
