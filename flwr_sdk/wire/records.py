@@ -25,6 +25,7 @@ import betterproto2
 
 from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
 from flwr_sdk.constants import INT64_MAX
+from flwr_sdk.errors import ProtocolError
 
 _METRICS_TYPES: tuple[type, ...] = (float, int)
 _CONFIGS_TYPES: tuple[type, ...] = (bool, int, float, str, bytes)
@@ -122,7 +123,21 @@ def recordset_to_wire(recordset: RecordSet, pb: ModuleType) -> Any:
 
 
 def recordset_from_wire(message: Any) -> RecordSet:
-    """A line's ``pb.RecordSet`` as RecordSet; ValueError/TypeError on invalid content."""
+    """A line's ``pb.RecordSet`` as RecordSet.
+
+    Raises:
+        ProtocolError: the record set is malformed (an empty value, keys and values of a
+            ParametersRecord that do not pair up, a value a record cannot hold); the
+            message names the record and key.
+
+    """
+    try:
+        return _recordset_from_wire(message)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"malformed record set: {exc}") from exc
+
+
+def _recordset_from_wire(message: Any) -> RecordSet:
     parameters: Mapping[str, Any] = message.parameters
     metrics: Mapping[str, Any] = message.metrics
     configs: Mapping[str, Any] = message.configs

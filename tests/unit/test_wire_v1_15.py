@@ -165,12 +165,6 @@ MALFORMED_CONTENT = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG v1_15.message_from_wire: a malformed record set escapes as ValueError, "
-    "not ProtocolError (FleetLine.instruction_from_pull's contract)",
-)
 @pytest.mark.parametrize("content", MALFORMED_CONTENT.values(), ids=list(MALFORMED_CONTENT))
 def test_malformed_record_set_is_a_protocol_error(content: pb.RecordSet) -> None:
     response = pb.PullMessagesResponse(messages_list=[wire_instruction(content=content)])
