@@ -25,7 +25,8 @@ message type (its Ins and Res classes, record-key prefixes and Client method), a
 field of an Ins/Res dataclass is stored under ``"<prefix>.<field>"`` by the codec for that
 field name (``parameters``, ``config``, ``metrics``, ``properties``, ``status``,
 ``num_examples``, ``loss``). The named functions below (``fitins_to_recordset``, …) are
-thin wrappers around the table.
+thin wrappers around the table, kept for the conversions a server-side driver makes;
+the other directions are :class:`LegacyKind` methods (e.g. ``FIT_KIND.recordset_to_ins``).
 """
 
 from __future__ import annotations
@@ -60,23 +61,14 @@ __all__ = [
     "LEGACY_KINDS_BY_TYPE",
     "LegacyKind",
     "evaluateins_to_recordset",
-    "evaluateres_to_recordset",
     "fitins_to_recordset",
-    "fitres_to_recordset",
     "getparametersins_to_recordset",
-    "getparametersres_to_recordset",
     "getpropertiesins_to_recordset",
-    "getpropertiesres_to_recordset",
     "parameters_to_parametersrecord",
     "parametersrecord_to_parameters",
-    "recordset_to_evaluateins",
     "recordset_to_evaluateres",
-    "recordset_to_fitins",
     "recordset_to_fitres",
-    "recordset_to_getparametersins",
     "recordset_to_getparametersres",
-    "recordset_to_getpropertiesins",
-    "recordset_to_getpropertiesres",
 ]
 
 EMPTY_TENSOR_KEY = "_empty"
@@ -133,16 +125,11 @@ def parametersrecord_to_parameters(record: ParametersRecord, keep_input: bool) -
     return lt.Parameters(tensors=tensors, tensor_type=tensor_type)
 
 
-def _require(mapping: RecordMapping[T], key: str, section: str) -> T:
+def _get(mapping: Mapping[str, T], key: str, missing: str) -> T:
+    """``mapping[key]``, or :class:`KeyError` with the text ``missing``."""
     if key not in mapping:
-        raise KeyError(f"RecordSet has no {section} record {key!r}")
+        raise KeyError(missing)
     return mapping[key]
-
-
-def _record_value(record: Mapping[str, object], key: str, record_key: str) -> object:
-    if key not in record:
-        raise KeyError(f"record {record_key!r} has no entry {key!r}")
-    return record[key]
 
 
 def _scalars(record: ConfigsRecord, record_key: str) -> dict[str, lt.Scalar]:
@@ -172,8 +159,8 @@ def _status_to_record(status: lt.Status) -> ConfigsRecord:
 
 
 def _record_to_status(record: ConfigsRecord, record_key: str) -> lt.Status:
-    code = _record_value(record, "code", record_key)
-    message = _record_value(record, "message", record_key)
+    code = _get(record, "code", f"record {record_key!r} has no entry 'code'")
+    message = _get(record, "message", f"record {record_key!r} has no entry 'message'")
     if not isinstance(code, int) or isinstance(code, bool):
         raise TypeError(f"record {record_key!r}: 'code' must be int, got {type(code).__name__}")
     if not isinstance(message, str):
@@ -189,7 +176,7 @@ def _record_to_status(record: ConfigsRecord, record_key: str) -> lt.Status:
 
 def _number(record: MetricsRecord, record_key: str, key: str, as_float: bool) -> int | float:
     """The int (or, with ``as_float``, float) entry ``key`` of a MetricsRecord."""
-    value = _record_value(record, key, record_key)
+    value = _get(record, key, f"record {record_key!r} has no entry {key!r}")
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value) if as_float else value
     if as_float and isinstance(value, float):
@@ -286,7 +273,8 @@ def _from_recordset(cls: type[D], prefix: str, recordset: RecordSet, keep_input:
     for field in fields(cls):
         codec = _FIELD_CODECS[field.name]
         record_key = f"{prefix}.{field.name}"
-        record = _require(_section(recordset, codec.section), record_key, codec.section)
+        missing = f"RecordSet has no {codec.section} record {record_key!r}"
+        record = _get(_section(recordset, codec.section), record_key, missing)
         values[field.name] = codec.decode(record, record_key, keep_input)
     return cls(**values)
 
@@ -380,20 +368,6 @@ def fitins_to_recordset(fitins: lt.FitIns, keep_input: bool) -> RecordSet:
     return FIT_KIND.ins_to_recordset(fitins, keep_input)
 
 
-def recordset_to_fitins(recordset: RecordSet, keep_input: bool) -> lt.FitIns:
-    """RecordSet → FitIns."""
-    return FIT_KIND.recordset_to_ins(recordset, keep_input)
-
-
-def fitres_to_recordset(fitres: lt.FitRes, keep_input: bool) -> RecordSet:
-    """FitRes → RecordSet.
-
-    Keys: ``fitres.parameters``, ``fitres.num_examples``, ``fitres.metrics``,
-    ``fitres.status``.
-    """
-    return FIT_KIND.res_to_recordset(fitres, keep_input)
-
-
 def recordset_to_fitres(recordset: RecordSet, keep_input: bool) -> lt.FitRes:
     """RecordSet → FitRes."""
     return FIT_KIND.recordset_to_res(recordset, keep_input)
@@ -402,20 +376,6 @@ def recordset_to_fitres(recordset: RecordSet, keep_input: bool) -> lt.FitRes:
 def evaluateins_to_recordset(evaluateins: lt.EvaluateIns, keep_input: bool) -> RecordSet:
     """EvaluateIns → RecordSet (``evaluateins.parameters``, ``evaluateins.config``)."""
     return EVALUATE_KIND.ins_to_recordset(evaluateins, keep_input)
-
-
-def recordset_to_evaluateins(recordset: RecordSet, keep_input: bool) -> lt.EvaluateIns:
-    """RecordSet → EvaluateIns."""
-    return EVALUATE_KIND.recordset_to_ins(recordset, keep_input)
-
-
-def evaluateres_to_recordset(evaluateres: lt.EvaluateRes) -> RecordSet:
-    """EvaluateRes → RecordSet.
-
-    Keys: ``evaluateres.loss``, ``evaluateres.num_examples``, ``evaluateres.metrics``,
-    ``evaluateres.status``.
-    """
-    return EVALUATE_KIND.res_to_recordset(evaluateres, keep_input=True)
 
 
 def recordset_to_evaluateres(recordset: RecordSet) -> lt.EvaluateRes:
@@ -428,21 +388,6 @@ def getparametersins_to_recordset(getparametersins: lt.GetParametersIns) -> Reco
     return GET_PARAMETERS_KIND.ins_to_recordset(getparametersins, keep_input=True)
 
 
-def recordset_to_getparametersins(recordset: RecordSet) -> lt.GetParametersIns:
-    """RecordSet → GetParametersIns."""
-    return GET_PARAMETERS_KIND.recordset_to_ins(recordset, keep_input=True)
-
-
-def getparametersres_to_recordset(
-    getparametersres: lt.GetParametersRes, keep_input: bool
-) -> RecordSet:
-    """GetParametersRes → RecordSet.
-
-    Keys: ``getparametersres.parameters``, ``getparametersres.status``.
-    """
-    return GET_PARAMETERS_KIND.res_to_recordset(getparametersres, keep_input)
-
-
 def recordset_to_getparametersres(recordset: RecordSet, keep_input: bool) -> lt.GetParametersRes:
     """RecordSet → GetParametersRes."""
     return GET_PARAMETERS_KIND.recordset_to_res(recordset, keep_input)
@@ -451,21 +396,3 @@ def recordset_to_getparametersres(recordset: RecordSet, keep_input: bool) -> lt.
 def getpropertiesins_to_recordset(getpropertiesins: lt.GetPropertiesIns) -> RecordSet:
     """GetPropertiesIns → RecordSet (``getpropertiesins.config``)."""
     return GET_PROPERTIES_KIND.ins_to_recordset(getpropertiesins, keep_input=True)
-
-
-def recordset_to_getpropertiesins(recordset: RecordSet) -> lt.GetPropertiesIns:
-    """RecordSet → GetPropertiesIns."""
-    return GET_PROPERTIES_KIND.recordset_to_ins(recordset, keep_input=True)
-
-
-def getpropertiesres_to_recordset(getpropertiesres: lt.GetPropertiesRes) -> RecordSet:
-    """GetPropertiesRes → RecordSet.
-
-    Keys: ``getpropertiesres.properties``, ``getpropertiesres.status``.
-    """
-    return GET_PROPERTIES_KIND.res_to_recordset(getpropertiesres, keep_input=True)
-
-
-def recordset_to_getpropertiesres(recordset: RecordSet) -> lt.GetPropertiesRes:
-    """RecordSet → GetPropertiesRes."""
-    return GET_PROPERTIES_KIND.recordset_to_res(recordset, keep_input=True)

@@ -97,7 +97,7 @@ def test_fitins_keys_and_round_trip() -> None:
     assert recordset.configs_records["fitins.config"] == ConfigsRecord(
         {"lr": 0.1, "epochs": 2, "x": b"y"}
     )
-    assert lr.recordset_to_fitins(recordset, keep_input=True) == fitins
+    assert lr.FIT_KIND.recordset_to_ins(recordset, keep_input=True) == fitins
 
 
 def test_fitres_keys_and_values() -> None:
@@ -107,7 +107,7 @@ def test_fitres_keys_and_values() -> None:
         num_examples=10,
         metrics={"client_index": 0, "cfg_ok": True, "name": "c0"},
     )
-    recordset = lr.fitres_to_recordset(fitres, keep_input=True)
+    recordset = lr.FIT_KIND.res_to_recordset(fitres, keep_input=True)
     assert sections(recordset) == (
         ["fitres.parameters"],
         ["fitres.num_examples"],
@@ -132,14 +132,14 @@ def test_evaluateins_keys_and_round_trip() -> None:
     ins = EvaluateIns(parameters=params(b"w"), config={"batch": 32})
     recordset = lr.evaluateins_to_recordset(ins, keep_input=True)
     assert sections(recordset) == (["evaluateins.parameters"], [], ["evaluateins.config"])
-    assert lr.recordset_to_evaluateins(recordset, keep_input=True) == ins
+    assert lr.EVALUATE_KIND.recordset_to_ins(recordset, keep_input=True) == ins
 
 
 def test_evaluateres_keys_and_loss_as_float() -> None:
     res = EvaluateRes(
         status=Status(Code.EVALUATE_NOT_IMPLEMENTED, "nope"), loss=2, num_examples=5, metrics={}
     )
-    recordset = lr.evaluateres_to_recordset(res)
+    recordset = lr.EVALUATE_KIND.res_to_recordset(res, keep_input=True)
     assert sections(recordset) == (
         [],
         ["evaluateres.loss", "evaluateres.num_examples"],
@@ -164,10 +164,10 @@ def test_getparameters_keys_and_round_trip() -> None:
     ins = GetParametersIns(config={})
     recordset = lr.getparametersins_to_recordset(ins)
     assert sections(recordset) == ([], [], ["getparametersins.config"])
-    assert lr.recordset_to_getparametersins(recordset) == ins
+    assert lr.GET_PARAMETERS_KIND.recordset_to_ins(recordset, keep_input=True) == ins
 
     res = GetParametersRes(status=OK, parameters=params(b"a", b"b"))
-    recordset = lr.getparametersres_to_recordset(res, keep_input=True)
+    recordset = lr.GET_PARAMETERS_KIND.res_to_recordset(res, keep_input=True)
     assert sections(recordset) == (
         ["getparametersres.parameters"],
         [],
@@ -183,10 +183,10 @@ def test_getproperties_keys_and_round_trip() -> None:
     ins = GetPropertiesIns(config={"want": "all"})
     recordset = lr.getpropertiesins_to_recordset(ins)
     assert sections(recordset) == ([], [], ["getpropertiesins.config"])
-    assert lr.recordset_to_getpropertiesins(recordset) == ins
+    assert lr.GET_PROPERTIES_KIND.recordset_to_ins(recordset, keep_input=True) == ins
 
     res = GetPropertiesRes(status=OK, properties={})
-    recordset = lr.getpropertiesres_to_recordset(res)
+    recordset = lr.GET_PROPERTIES_KIND.res_to_recordset(res, keep_input=True)
     # the properties record is present even when empty
     assert sections(recordset) == (
         [],
@@ -194,14 +194,14 @@ def test_getproperties_keys_and_round_trip() -> None:
         ["getpropertiesres.properties", "getpropertiesres.status"],
     )
     assert len(recordset.configs_records["getpropertiesres.properties"]) == 0
-    assert lr.recordset_to_getpropertiesres(recordset) == res
+    assert lr.GET_PROPERTIES_KIND.recordset_to_res(recordset, keep_input=True) == res
 
 
 # ------------------------------------------------------------------ reading back
 
 
 def fitres_recordset() -> RecordSet:
-    return lr.fitres_to_recordset(
+    return lr.FIT_KIND.res_to_recordset(
         FitRes(status=OK, parameters=params(b"p"), num_examples=1, metrics={"m": 1.0}),
         keep_input=True,
     )
@@ -242,9 +242,9 @@ def test_missing_num_examples_entry_raises() -> None:
 
 def test_missing_instruction_records_raise() -> None:
     with pytest.raises(KeyError, match=r"fitins\.parameters"):
-        lr.recordset_to_fitins(RecordSet(), keep_input=True)
+        lr.FIT_KIND.recordset_to_ins(RecordSet(), keep_input=True)
     with pytest.raises(KeyError, match=r"getpropertiesins\.config"):
-        lr.recordset_to_getpropertiesins(RecordSet())
+        lr.GET_PROPERTIES_KIND.recordset_to_ins(RecordSet(), keep_input=True)
     with pytest.raises(KeyError, match=r"evaluateres\.status"):
         lr.recordset_to_evaluateres(RecordSet())
 
@@ -253,7 +253,7 @@ def test_list_values_rejected_when_reading_legacy_dicts() -> None:
     recordset = lr.fitins_to_recordset(FitIns(params(b"w"), {"lr": 0.1}), keep_input=True)
     recordset.configs_records["fitins.config"]["layers"] = [1, 2]
     with pytest.raises(TypeError, match=r"'fitins.config'.*'layers'"):
-        lr.recordset_to_fitins(recordset, keep_input=True)
+        lr.FIT_KIND.recordset_to_ins(recordset, keep_input=True)
 
 
 def test_unknown_status_code_rejected() -> None:
@@ -273,4 +273,4 @@ def test_wrong_status_types_rejected() -> None:
 def test_invalid_metrics_from_user_code_name_the_key() -> None:
     res = FitRes(status=OK, parameters=params(), num_examples=1, metrics={"bad": None})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="'bad'"):
-        lr.fitres_to_recordset(res, keep_input=True)
+        lr.FIT_KIND.res_to_recordset(res, keep_input=True)

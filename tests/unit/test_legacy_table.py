@@ -137,7 +137,7 @@ def test_fitres_keeps_flowers_record_keys() -> None:
 def test_evaluate_loss_is_float32_on_the_bidi_wire() -> None:
     res = EvaluateRes(STATUS, 0.1, 1, {})
     sent = instruction(MessageType.EVALUATE, RecordSet())
-    reply = sent.create_reply(lr.evaluateres_to_recordset(res))
+    reply = sent.create_reply(lr.EVALUATE_KIND.res_to_recordset(res, keep_input=True))
     client_message = pb.ClientMessage.parse(bytes(bidi.reply_to_client_message(reply)))
     loss = lr.recordset_to_evaluateres(bidi.client_message_to_reply(client_message, sent).content)
     assert loss.loss != 0.1
