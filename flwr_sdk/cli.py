@@ -164,6 +164,7 @@ def _key_values(items: Sequence[str], flag: str) -> dict[str, bool | int | float
 def _server(args: argparse.Namespace) -> int:
     from flwr_sdk.server import FedAvg, NodeAuthenticator, ServerConfig, ServerTLS, run_server
     from flwr_sdk.server.node_auth import load_public_keys
+    from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
 
     fit_config = _key_values(args.fit_config, "--fit-config")
     tls = None
@@ -171,8 +172,17 @@ def _server(args: argparse.Namespace) -> int:
         raise ValueError("give both --ssl-certfile and --ssl-keyfile")
     if args.ssl_certfile:
         tls = ServerTLS.from_files(args.ssl_certfile, args.ssl_keyfile)
-    auth = None
-    if args.auth_list_public_keys or args.auth_server_private_key:
+    auth: NodeAuthenticator | SignedTimestampAuthenticator | None = None
+    if args.wire == "1.15":
+        # Always on for grpc-rere; a list restricts it to the listed keys. The SuperLink
+        # also takes --auth-superlink-private-key in 1.15 and ignores it: so do we.
+        if args.auth_server_private_key:
+            logging.getLogger("flwr_sdk.server").warning(
+                "--auth-server-private-key has no effect on the Flower 1.15 wire line"
+            )
+        if args.auth_list_public_keys:
+            auth = SignedTimestampAuthenticator.create(load_public_keys(args.auth_list_public_keys))
+    elif args.auth_list_public_keys or args.auth_server_private_key:
         if not (args.auth_list_public_keys and args.auth_server_private_key):
             raise ValueError(
                 "node auth needs --auth-list-public-keys and --auth-server-private-key"
@@ -203,6 +213,7 @@ def _server(args: argparse.Namespace) -> int:
         auth=auth,
         max_message_length=args.max_message_length,
         record_parameters=args.report is not None,
+        wire=args.wire,
     )
     history = run_server(config)
     summary = history.to_dict()
@@ -226,11 +237,13 @@ def _demo(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"flwr-sdk demo needs the demo extra ({exc}): pip install 'flwr-sdk[demo]'")
         return 2
-    transport = args.transport or ("grpc-rere" if args.auth else "grpc-bidi")
+    fleet = args.auth or args.wire is not None
+    transport = args.transport or ("grpc-rere" if fleet else "grpc-bidi")
     options = DemoOptions(
         clients=args.clients,
         rounds=args.rounds,
         transport=transport,
+        wire=args.wire or "1.12",
         tls=args.tls,
         auth=args.auth,
         plot=args.plot,
@@ -265,7 +278,13 @@ def _parser() -> argparse.ArgumentParser:
         "--transport",
         choices=TRANSPORTS,
         default=None,
-        help="wire protocol (default grpc-bidi; grpc-rere with --auth)",
+        help="wire protocol (default grpc-bidi; grpc-rere with --auth or --wire)",
+    )
+    demo.add_argument(
+        "--wire",
+        choices=tuple(LINE_MODULES),
+        default=None,
+        help="Flower wire line of the server's Fleet API (default 1.12); the clients detect it",
     )
     demo.add_argument("--tls", action="store_true", help="TLS with a throwaway CA")
     demo.add_argument(
@@ -280,10 +299,16 @@ def _parser() -> argparse.ArgumentParser:
     server = sub.add_parser(
         "server",
         help="run the reference server (FedAvg)",
-        description="Run the Flower 1.12-compatible reference server: FedAvg weighted by "
-        "num_examples, federated evaluation, per-round fit config.",
+        description="Run the reference server (Flower 1.12 or 1.15 wire): FedAvg weighted "
+        "by num_examples, federated evaluation, per-round fit config.",
     )
     server.add_argument("--transport", choices=TRANSPORTS, default="grpc-bidi")
+    server.add_argument(
+        "--wire",
+        choices=tuple(LINE_MODULES),
+        default="1.12",
+        help="Flower wire line of the Fleet API (grpc-rere, rest): 1.12 (default) or 1.15",
+    )
     server.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     server.add_argument(
         "--port", type=int, default=None, help="default: 8080 bidi, 9092 grpc-rere, 9093 rest"
@@ -309,7 +334,9 @@ def _parser() -> argparse.ArgumentParser:
         "--auth-list-public-keys", default=None, help="CSV of allowed node keys (OpenSSH)"
     )
     server.add_argument(
-        "--auth-server-private-key", default=None, help="server EC key (OpenSSH or PEM)"
+        "--auth-server-private-key",
+        default=None,
+        help="server EC key (OpenSSH or PEM; 1.12 only)",
     )
     server.add_argument("--max-message-length", type=int, default=DEFAULT_MAX_MESSAGE_LENGTH)
     server.add_argument("--report", default=None, metavar="FILE", help="write results as JSON")

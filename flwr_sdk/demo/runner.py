@@ -2,9 +2,11 @@
 
 Each client process is ``python -m flwr_sdk.cli client --app
 flwr_sdk.demo.client:client_fn …`` (the SDK's own ``start_client``), told its data share
-through the environment. The server runs FedAvg with server-side evaluation on a held-out
-test set and federated evaluation on the clients' local test rows; a rich live view
-shows each round, a table sums the run up, ``plot`` writes the curves as a PNG.
+through the environment; the clients are not told the server's wire line
+(``DemoOptions.wire``, 1.12 or 1.15): they detect it. The server runs FedAvg with
+server-side evaluation on a held-out test set and federated evaluation on the clients'
+local test rows; a rich live view shows each round, a table sums the run up, ``plot``
+writes the curves as a PNG.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from rich.table import Table
 from flwr_sdk.common.legacy_types import Metrics, Scalar
 from flwr_sdk.common.ndarrays import NDArrays, ndarrays_to_parameters
 from flwr_sdk.demo.model import NUM_CLASSES, LogisticRegression, make_dataset
-from flwr_sdk.server.app import TRANSPORTS, ReferenceServer, ServerConfig, ServerTLS
+from flwr_sdk.server.app import TRANSPORTS, WIRES, ReferenceServer, ServerConfig, ServerTLS
 from flwr_sdk.server.driver import DriverListener, History, RoundResult
 from flwr_sdk.server.node_auth import NodeAuthenticator
+from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 
 __all__ = ["DemoOptions", "DemoResult", "run_demo"]
@@ -49,6 +52,7 @@ class DemoOptions:
     clients: int = 3
     rounds: int = 5
     transport: str = "grpc-bidi"
+    wire: str = "1.12"
     tls: bool = False
     auth: bool = False
     plot: Path | None = None
@@ -61,6 +65,8 @@ class DemoOptions:
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}")
+        if self.wire not in WIRES:
+            raise ValueError(f"wire must be one of {', '.join(WIRES)}")
         if self.clients < 1:
             raise ValueError("clients must be >= 1")
         if self.rounds < 1:
@@ -227,11 +233,12 @@ def plot_history(history: History, path: Path) -> None:
     plt.close(fig)
 
 
-def _write_keys(directory: Path, count: int) -> tuple[NodeAuthenticator, list[tuple[Path, Path]]]:
+def _write_keys(
+    directory: Path, count: int, wire: str
+) -> tuple[NodeAuthenticator | SignedTimestampAuthenticator, list[tuple[Path, Path]]]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    server_key = ec.generate_private_key(ec.SECP384R1())
     pairs: list[tuple[Path, Path]] = []
     public_keys = []
     for i in range(count):
@@ -252,6 +259,9 @@ def _write_keys(directory: Path, count: int) -> tuple[NodeAuthenticator, list[tu
         )
         pairs.append((private, public))
         public_keys.append(key.public_key())
+    if wire == "1.15":
+        return SignedTimestampAuthenticator.create(public_keys), pairs
+    server_key = ec.generate_private_key(ec.SECP384R1())
     return NodeAuthenticator.create(server_key, public_keys), pairs
 
 
@@ -347,7 +357,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
     started = time.monotonic()
     tls: ServerTLS | None = None
     extra: list[list[str]] = [[] for _ in range(options.clients)]
-    auth: NodeAuthenticator | None = None
+    auth: NodeAuthenticator | SignedTimestampAuthenticator | None = None
     if options.tls or options.auth:
         from flwr_sdk.net.tls_material import make_tls_material
 
@@ -357,7 +367,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
         for args in extra:
             args += ["--root-certificates", str(paths.ca_cert)]
     if options.auth:
-        auth, pairs = _write_keys(workdir, options.clients)
+        auth, pairs = _write_keys(workdir, options.clients, options.wire)
         for args, (private, public) in zip(extra, pairs, strict=True):
             args += ["--auth-key-private", str(private), "--auth-key-public", str(public)]
     config = ServerConfig(
@@ -370,6 +380,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
         wait_timeout=60.0,
         tls=tls,
         auth=auth,
+        wire=options.wire,
     )
     clients = _Clients(workdir)
     progress = Progress(
@@ -387,6 +398,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
         console.print(
             f"[bold]flwr-sdk demo[/]: reference server on {server.address} "
             f"({options.transport}{', TLS' if tls else ''}{', node auth' if auth else ''}), "
+            f"{'' if options.transport == 'grpc-bidi' else WIRES[options.wire].title + ', '}"
             f"{options.clients} clients, {options.rounds} rounds"
         )
         clients.start(options, server.address, extra)

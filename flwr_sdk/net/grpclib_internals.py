@@ -13,6 +13,9 @@ Private accesses (owner.attribute: what for):
 * ``grpclib.client.Channel._protocol_factory`` / ``grpclib.server.Server._protocol_factory``:
   :func:`install_protocol_factory` shadows it per endpoint (instance attribute, nothing global)
   so the endpoint builds the tuned protocol from the stock one's handler and configs.
+* ``grpclib.server.Server._server``: :func:`bound_port` reads the port a started server
+  listens on (grpclib does not expose its ``asyncio.Server``; port 0 means "any free
+  port", and the reference server must tell clients which one it got).
 * ``grpclib.protocol.Connection._connection`` / ``._transport``:
   :func:`connection_parts` reads the h2 connection and the transport a new stream needs
   (``SizeLimitedConnection.create_stream``); ``_transport`` is absent once grpclib closed
@@ -66,6 +69,7 @@ import importlib.metadata
 import logging
 import os
 import struct
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -92,6 +96,7 @@ __all__ = [
     "GrpclibBody",
     "PrivateAccess",
     "TunedH2Connection",
+    "bound_port",
     "connection_parts",
     "force_stock_grpclib",
     "install_protocol_factory",
@@ -123,6 +128,7 @@ class PrivateAccess:
 PRIVATE_ACCESSES: tuple[PrivateAccess, ...] = (
     PrivateAccess("grpclib.client.Channel", "_protocol_factory", "install the tuned protocol"),
     PrivateAccess("grpclib.server.Server", "_protocol_factory", "install the tuned protocol"),
+    PrivateAccess("grpclib.server.Server", "_server", "the port a started server listens on"),
     PrivateAccess("grpclib.protocol.Connection", "_connection", "h2 connection for new streams"),
     PrivateAccess("grpclib.protocol.Connection", "_transport", "transport for new streams"),
     PrivateAccess("grpclib.protocol.Stream", "_h2_connection", "zero-copy chunked sends"),
@@ -189,9 +195,18 @@ def _sample_objects() -> dict[str, object]:
     transport = _NullTransport()
     connection = grpclib.protocol.Connection(h2, transport, config=Configuration())
     stream = grpclib.protocol.Stream(connection, h2, transport, stream_id=1)
+    # A server object (never started) on a throwaway loop: grpclib deprecates passing
+    # the loop, but asking for the current one would create or require one here.
+    loop = asyncio.new_event_loop()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            server = Server([], loop=loop)
+    finally:
+        loop.close()
     return {
         "grpclib.client.Channel": Channel,
-        "grpclib.server.Server": Server,
+        "grpclib.server.Server": server,
         "grpclib.protocol": grpclib.protocol,
         "grpclib.protocol.Connection": connection,
         "grpclib.protocol.Stream": stream,
@@ -331,6 +346,20 @@ def install_protocol_factory(
 
     # An instance attribute shadows the method (mypy refuses assigning to a method).
     setattr(endpoint, "_protocol_factory", factory)  # noqa: B010
+
+
+def bound_port(server: Server) -> int:
+    """The TCP port a started grpclib ``Server`` listens on (its first socket's).
+
+    Raises:
+        RuntimeError: the server is not listening on a socket.
+
+    """
+    listener = getattr(server, "_server", None)
+    sockets = listener.sockets if isinstance(listener, asyncio.Server) else ()
+    if not sockets:
+        raise RuntimeError("the gRPC server is not listening")
+    return int(sockets[0].getsockname()[1])
 
 
 def connection_parts(connection: Connection) -> tuple[H2Connection, asyncio.Transport]:

@@ -1,24 +1,29 @@
-"""A reference Flower 1.12 server: grpc-bidi, and the Fleet API over grpc-rere and REST.
+"""A reference Flower server: grpc-bidi, and the Fleet API over grpc-rere and REST.
 
-Built from the same generated server bases as the SDK's clients; speaks the wire as a
-Flower 1.12 server does, so real Flower clients can use it. FedAvg weighted by
+Built from the same generated server bases as the SDK's clients; the Fleet API speaks
+the Flower 1.12 or the Flower 1.15 wire line (``ServerConfig.wire``) as that line's
+SuperLink does, so real Flower clients of either release can use it. FedAvg weighted by
 ``num_examples``, federated evaluation, per-round fit config, TLS, node authentication
-(1.12 scheme) and message-size limits enforced before allocation.
+(1.12: opt-in ECDH + HMAC; 1.15: signed timestamps, always on for grpc-rere) and
+message-size limits enforced before allocation.
 
 Modules: :mod:`~flwr_sdk.server.strategy` (FedAvg), :mod:`~flwr_sdk.server.driver` (the
 round loop over a node pool), :mod:`~flwr_sdk.server.bidi` (``FlowerService.Join``),
 :mod:`~flwr_sdk.server.fleet_state` (Fleet API state and rules over the SDK's own
 Messages, line-neutral), :mod:`~flwr_sdk.server.fleet_line` (what a wire line's Fleet
-servicer provides), :mod:`~flwr_sdk.server.fleet_v1_12` (the Flower 1.12 Fleet API: the
-only line-specific Fleet module), :mod:`~flwr_sdk.server.fleet_grpc` and
-:mod:`~flwr_sdk.server.fleet_rest` (front ends serving a line's typed methods),
-:mod:`~flwr_sdk.server.node_auth` (1.12 node authentication), :mod:`~flwr_sdk.server.app`
-(start/stop from a :class:`ServerConfig`).
+servicer provides), :mod:`~flwr_sdk.server.fleet_servicer` (what every line's servicer
+shares), :mod:`~flwr_sdk.server.fleet_v1_12` and :mod:`~flwr_sdk.server.fleet_v1_15`
+(the Flower 1.12 and 1.15 Fleet APIs: the only line-specific Fleet modules),
+:mod:`~flwr_sdk.server.fleet_grpc` and :mod:`~flwr_sdk.server.fleet_rest` (front ends
+serving a line's typed methods), :mod:`~flwr_sdk.server.node_auth` and
+:mod:`~flwr_sdk.server.node_auth_v1_15` (each line's node authentication),
+:mod:`~flwr_sdk.server.app` (start/stop from a :class:`ServerConfig`).
 """
 
 from flwr_sdk.server.app import ReferenceServer, ServerConfig, ServerTLS, run_server, serve
 from flwr_sdk.server.driver import DriverListener, History, RoundResult
 from flwr_sdk.server.node_auth import NodeAuthenticator, load_public_keys
+from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "RoundResult",
     "ServerConfig",
     "ServerTLS",
+    "SignedTimestampAuthenticator",
     "load_public_keys",
     "run_server",
     "serve",

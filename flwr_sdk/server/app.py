@@ -1,5 +1,10 @@
 """Start and stop the reference server: listeners for one transport plus the driver.
 
+The Fleet API (grpc-rere, REST) speaks one Flower wire line per server,
+``ServerConfig.wire``: ``"1.12"`` (TaskIns/TaskRes, opt-in HMAC node auth, the default)
+or ``"1.15"`` (Messages, signed-timestamp node auth always on for grpc-rere).
+grpc-bidi is the same on every line.
+
 Example::
 
     config = ServerConfig(transport="grpc-rere", port=9092, num_rounds=3,
@@ -19,7 +24,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -27,15 +32,18 @@ from typing import TYPE_CHECKING
 
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
 from flwr_sdk.net.grpc_tuning import TunedServer, tuned_server
+from flwr_sdk.net.grpclib_internals import bound_port
 from flwr_sdk.net.limits import validate_max_message_length
 from flwr_sdk.net.tls import server_ssl_context
 from flwr_sdk.server.bidi import BidiNodePool, FlowerServiceServicer
 from flwr_sdk.server.driver import Driver, DriverListener, History, NodePool
-from flwr_sdk.server.fleet_grpc import GuardedFleetService
+from flwr_sdk.server.fleet_grpc import GuardedFleetService, RequestGuard
 from flwr_sdk.server.fleet_line import FleetLineServicer, FleetRoute
 from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
 from flwr_sdk.server.fleet_v1_12 import FleetServicerV1_12
+from flwr_sdk.server.fleet_v1_15 import FleetServicerV1_15
 from flwr_sdk.server.node_auth import NodeAuthenticator
+from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 from flwr_sdk.server.wire_check import StrictFastProtoCodec
 
@@ -48,6 +56,7 @@ __all__ = [
     "ReferenceServer",
     "ServerConfig",
     "ServerTLS",
+    "WIRES",
     "run_server",
 ]
 
@@ -77,6 +86,35 @@ class ServerTLS:
         return server_ssl_context(self.certificate_chain, self.private_key, alpn=[alpn])
 
 
+@dataclass(frozen=True)
+class _Wire:
+    """What the server needs of one wire line: its servicer and its node-auth scheme."""
+
+    title: str
+    servicer: Callable[[FleetState], FleetLineServicer]
+    auth_type: type
+    auth_needs_tls: bool
+    default_guard: Callable[[], RequestGuard | None]
+    """The grpc-rere guard when ``ServerConfig.auth`` is None (None: no node auth)."""
+
+
+def _no_guard() -> RequestGuard | None:
+    return None
+
+
+WIRES: dict[str, _Wire] = {
+    "1.12": _Wire("Flower 1.12 Fleet API", FleetServicerV1_12, NodeAuthenticator, True, _no_guard),
+    "1.15": _Wire(
+        "Flower 1.15 Fleet API",
+        FleetServicerV1_15,
+        SignedTimestampAuthenticator,
+        False,
+        SignedTimestampAuthenticator,
+    ),
+}
+"""The wire lines the reference server's Fleet API speaks, by name."""
+
+
 @dataclass
 class ServerConfig:
     """Everything the reference server needs.
@@ -90,9 +128,14 @@ class ServerConfig:
         round_timeout: seconds a node gets per instruction (``None``: no limit).
         wait_timeout: seconds to wait for enough nodes before a round (``None``: forever).
         tls: certificate and key; ``None`` = plaintext.
-        auth: node authentication (grpc-rere only); ``None`` = off.
+        auth: node authentication (grpc-rere only) of the wire line: 1.12, a
+            :class:`NodeAuthenticator` (``None`` = off; needs TLS); 1.15, a
+            :class:`SignedTimestampAuthenticator` with an allow-list (``None`` = any
+            key: 1.15 authenticates every grpc-rere call regardless).
         max_message_length: largest gRPC message / REST body accepted or sent, in bytes.
         record_parameters: keep every round's model in the history (tests).
+        wire: the Flower wire line of the Fleet API, ``"1.12"`` or ``"1.15"``
+            (grpc-bidi is the same on every line).
 
     """
 
@@ -104,27 +147,43 @@ class ServerConfig:
     round_timeout: float | None = None
     wait_timeout: float | None = None
     tls: ServerTLS | None = None
-    auth: NodeAuthenticator | None = None
+    auth: NodeAuthenticator | SignedTimestampAuthenticator | None = None
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
     record_parameters: bool = False
+    wire: str = "1.12"
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise ValueError(
                 f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}"
             )
-        if self.auth is not None and self.transport != "grpc-rere":
-            raise ValueError("node authentication exists only on the grpc-rere Fleet API")
-        if self.auth is not None and self.tls is None:
-            raise ValueError("node authentication requires TLS (as on the Flower SuperLink)")
+        if self.wire not in WIRES:
+            raise ValueError(f"wire must be one of {', '.join(WIRES)}, got {self.wire!r}")
+        wire = WIRES[self.wire]
+        if self.auth is not None:
+            if self.transport != "grpc-rere":
+                raise ValueError("node authentication exists only on the grpc-rere Fleet API")
+            if not isinstance(self.auth, wire.auth_type):
+                raise ValueError(
+                    f"the {wire.title} authenticates nodes with a {wire.auth_type.__name__}, "
+                    f"got a {type(self.auth).__name__}"
+                )
+            if wire.auth_needs_tls and self.tls is None:
+                raise ValueError("node authentication requires TLS (as on the Flower SuperLink)")
         validate_max_message_length(self.max_message_length, name="max_message_length")
         if self.port is not None and not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
 
+    def guard(self) -> RequestGuard | None:
+        """The grpc-rere node authentication in effect (the line's default without auth)."""
+        if self.auth is not None:
+            return self.auth
+        return WIRES[self.wire].default_guard()
 
-def _fleet_line(state: FleetState) -> FleetLineServicer:
-    """The Fleet API servicer of the wire line this server speaks (Flower 1.12)."""
-    return FleetServicerV1_12(state)
+
+def _fleet_line(state: FleetState, wire: str) -> FleetLineServicer:
+    """The Fleet API servicer of the wire line this server speaks."""
+    return WIRES[wire].servicer(state)
 
 
 def _format_address(host: str, port: int) -> str:
@@ -172,9 +231,10 @@ class ReferenceServer:
             state = FleetState()
             self.state = state
             self.run_id = state.create_run(RUN_FAB_ID, RUN_FAB_VERSION)
-            line = _fleet_line(state)
+            line = _fleet_line(state, config.wire)
             self.pool = FleetNodePool(state, line.server_node_id)
-            handlers = [GuardedFleetService(line, state, config.auth)]
+            guard = config.guard() if config.transport == "grpc-rere" else None
+            handlers = [GuardedFleetService(line, state, guard)]
             rest_routes = line.rest_routes()
         if config.transport == "rest":
             from flwr_sdk.server.fleet_rest import RestFleetServer  # needs the server extra
@@ -190,12 +250,11 @@ class ReferenceServer:
             )
             ssl_context = config.tls.ssl_context("h2") if config.tls else None
             await self._grpc.start(config.host, port, ssl=ssl_context, reuse_address=True)
-            server = self._grpc._server
-            assert isinstance(server, asyncio.Server)
-            self.port = int(server.sockets[0].getsockname()[1])
+            self.port = bound_port(self._grpc)
         log.info(
-            "reference server (%s%s%s) listening on %s",
+            "reference server (%s%s%s%s) listening on %s",
             config.transport,
+            "" if config.transport == "grpc-bidi" else f", {WIRES[config.wire].title}",
             ", TLS" if config.tls else "",
             ", node auth" if config.auth else "",
             self.address,

@@ -1,6 +1,6 @@
 """What one wire line of the Fleet API provides to the front ends and the driver.
 
-A line (Flower 1.12's TaskIns/TaskRes Fleet API, later 1.15's Message Fleet API) is one
+A line (Flower 1.12's TaskIns/TaskRes Fleet API, 1.15's Message Fleet API) is one
 servicer class that implements its generated ``FleetBase``'s typed methods over the
 line-neutral :class:`~flwr_sdk.server.fleet_state.FleetState`. The gRPC front end
 (:mod:`~flwr_sdk.server.fleet_grpc`) serves its generated ``__mapping__``; the REST front

@@ -3,7 +3,8 @@
 Exactly what a Flower SuperLink's REST Fleet API answers, for the paths of one wire
 line's servicer (:meth:`~flwr_sdk.server.fleet_line.FleetLineServicer.rest_routes`;
 1.12: ``/api/v0/fleet/{create-node, delete-node, ping, pull-task-ins, push-task-res,
-get-run, get-fab}``):
+get-run, get-fab}``; 1.15: ``pull-messages`` and ``push-messages`` instead of the
+TaskIns/TaskRes paths):
 
 * ``POST`` to a Fleet path with ``Content-Type: application/protobuf`` and ``Accept:
   application/protobuf`` → 200, ``content-type: application/protobuf``, the serialized
@@ -12,7 +13,11 @@ get-run, get-fab}``):
   type → 400 ``Unsupported `Content-Type```; an ``Accept`` that is missing or not exactly
   ``application/protobuf`` → 400 ``Unsupported `Accept```;
 * any other path (also ``//api/v0/fleet/get-run``, which the 1.12 client requests) →
-  404 ``Not Found``; another method on a Fleet path → 405 ``Method Not Allowed``;
+  404 ``Not Found``; another method on a Fleet path → 405 ``Method Not Allowed``. The
+  one exception is a line's own choice: the 1.15 servicer also routes the
+  ``//api/v0/fleet/…`` paths Flower 1.15.2's REST client requests
+  (:data:`~flwr_sdk.server.fleet_v1_15.DOUBLE_SLASH_PATHS`), a tolerance for that
+  client's bug, not SuperLink behaviour;
 * a request the SuperLink fails on (unknown node in delete-node, empty push, unknown
   FAB) → 500 ``Internal Server Error``.
 

@@ -7,7 +7,8 @@ and the answers back to its wire. The rules are those of the Flower SuperLink:
 * :meth:`FleetState.create_node` makes a node with a random uint64 id (routinely
   >= 2^63) that is online for ``ping_interval`` seconds; every :meth:`~FleetState.ping`
   extends that window. With node authentication a public key is bound to one node:
-  creating again with the same key returns the same id.
+  creating again with the same key returns the same id (a line that refuses a key
+  already in use checks :attr:`FleetState.key_to_node` first).
 * :meth:`FleetState.pull_instruction` hands out at most one instruction addressed to the
   node, not yet delivered and not expired, and stamps its delivery time.
 * :meth:`FleetState.push_reply` stores a reply only if it passes the SuperLink's checks;
@@ -144,11 +145,17 @@ class FleetState:
         self._notify()
         return node_id
 
-    def delete_node(self, node_id: int) -> None:
-        """Unregister a node. Raises FleetError for an unknown node."""
+    def delete_node(self, node_id: int, *, release_key: bool = False) -> None:
+        """Unregister a node. Raises FleetError for an unknown node.
+
+        ``release_key``: also forget which public key the node was bound to (Flower 1.15;
+        1.12 keeps the binding and hands the dead id out again to the same key).
+        """
         if node_id not in self.nodes:
             raise FleetError(f"Node {node_id} not found")
-        del self.nodes[node_id]
+        node = self.nodes.pop(node_id)
+        if release_key and node.public_key is not None:
+            self.key_to_node.pop(node.public_key, None)
         for message_id in self._queues.pop(node_id, deque()):
             entry = self._instructions.get(message_id)
             if entry is not None and not entry.future.done():

@@ -29,8 +29,7 @@ from typing import Any
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common.message import Message
-from flwr_sdk.errors import ProtocolError
-from flwr_sdk.server.fleet_servicer import FleetServicerBase
+from flwr_sdk.server.fleet_servicer import FleetServicerBase, decoded_reply
 from flwr_sdk.server.fleet_state import Instruction
 from flwr_sdk.wire.v1_12 import DRIVER_NODE_ID, LINE, message_to_task_ins, task_res_to_message
 
@@ -73,19 +72,12 @@ def _wire_reject_reason(task_res: pb.TaskRes) -> str | None:
     return None
 
 
-def _reply(task_res: pb.TaskRes) -> Message:
-    """The TaskRes as a reply Message; content that cannot be decoded becomes an error.
-
-    The reply still answers its instruction (the driver counts it as a failure).
-    """
-    try:
-        return task_res_to_message(task_res)
-    except ProtocolError as exc:
-        task = task_res.task
-        assert task is not None
-        task.recordset = None
-        task.error = pb.Error(code=0, reason=f"undecodable reply content: {exc}")
-        return task_res_to_message(task_res)
+def _with_error(task_res: pb.TaskRes, reason: str) -> pb.TaskRes:
+    task = task_res.task
+    assert task is not None
+    task.recordset = None
+    task.error = pb.Error(code=0, reason=reason)
+    return task_res
 
 
 def _reply_of(task_res: pb.TaskRes) -> Message | None:
@@ -94,7 +86,7 @@ def _reply_of(task_res: pb.TaskRes) -> Message | None:
     if reason is not None:
         log.warning("dropped a TaskRes: %s", reason)
         return None
-    return _reply(task_res)
+    return decoded_reply(task_res_to_message, task_res, _with_error)
 
 
 class FleetServicerV1_12(FleetServicerBase, pb.FleetBase):  # noqa: N801 - the line's version

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
-from flwr_sdk.server.fleet_grpc import ACCESS_DENIED, AccessDeniedError
+from flwr_sdk.server.fleet_grpc import ACCESS_DENIED, AccessDeniedError, RequestCheck
 from flwr_sdk.server.fleet_state import FleetState
 from flwr_sdk.wire.v1_12_auth import (
     AUTH_TOKEN_HEADER,
@@ -102,6 +103,9 @@ class NodeAuthenticator:
     allowed: set[bytes]
     _hmac_keys: dict[bytes, bytes] = field(default_factory=dict)
 
+    answers_every_fleet_method = False
+    """1.12's interceptor leaves unknown methods to gRPC (``UNIMPLEMENTED`` here)."""
+
     @classmethod
     def create(
         cls,
@@ -136,6 +140,12 @@ class NodeAuthenticator:
             key = shared_hmac_key(self.private_key, public)
             self._hmac_keys[pem] = key
         return key
+
+    def admit(
+        self, method: str, metadata: Mapping[str, str | bytes], state: FleetState
+    ) -> RequestCheck:
+        """Everything 1.12 checks needs the request (the HMAC covers it): see :meth:`check`."""
+        return functools.partial(self.check, metadata=metadata, state=state)
 
     def check(self, request: Any, metadata: Mapping[str, str | bytes], state: FleetState) -> bytes:
         """Authenticate one call; return the caller's public key (PEM) or raise."""

@@ -121,6 +121,7 @@ def test_no_private_access_outside_the_internals_module() -> None:
     files = [
         *sorted((ROOT / "flwr_sdk/net").glob("*.py")),
         ROOT / "flwr_sdk/transport/grpc_channel.py",
+        *sorted((ROOT / "flwr_sdk/server").glob("*.py")),
     ]
     offenders = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
@@ -130,6 +131,24 @@ def test_no_private_access_outside_the_internals_module() -> None:
         if _PRIVATE.search(line)
     ]
     assert offenders == []
+
+
+def test_bound_port_reads_the_listening_socket() -> None:
+    async def scenario() -> int:
+        server = tuned_server([], max_message_length=LIMIT)
+        with pytest.raises(RuntimeError, match="not listening"):
+            internals.bound_port(server)
+        await server.start("127.0.0.1", 0)
+        try:
+            port = internals.bound_port(server)
+            _, writer = await asyncio.open_connection("127.0.0.1", port)  # it listens there
+            writer.close()
+            return port
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert 0 < asyncio.run(scenario()) < 65536
 
 
 def test_version_mismatch_warns_once_and_falls_back(
