@@ -22,7 +22,7 @@ the right type) and ignores entries it does not know.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -39,7 +39,6 @@ from flwr_sdk.common.records import (
 from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
 
 __all__ = [
-    "SCALAR_KINDS",
     "ConventionError",
     "MessageCodec",
     "NdArrayLike",
@@ -70,12 +69,23 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "uint64": (0, UINT64_MAX),
     "fixed64": (0, UINT64_MAX),
 }
-_FLOAT_KINDS = frozenset({"double", "float"})
-
-SCALAR_KINDS: frozenset[str] = frozenset({*_INT_RANGES, *_FLOAT_KINDS, "bool", "string", "bytes"})
-"""Protobuf scalar type names (plus ``"enum"``) the convention knows."""
-
-_PYTHON_TYPE = {"bool": "bool", "string": "str", "bytes": "bytes"}
+_PYTHON_TYPE: dict[str, type] = {
+    **dict.fromkeys(_INT_RANGES, int),
+    "double": float,
+    "float": float,
+    "bool": bool,
+    "string": str,
+    "bytes": bytes,
+}
+"""The Python type of each protobuf scalar type name (plus ``"enum"``) the convention knows."""
+_ACCEPTED: dict[type, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    bool: (bool,),
+    str: (str,),
+    bytes: (bytes, bytearray, memoryview),
+}
+"""What each Python type accepts as input (``bool`` only as ``bool``)."""
 
 
 class ConventionError(ValueError):
@@ -119,40 +129,24 @@ def _type_name(value: object) -> str:
 
 
 def _expected(kind: str) -> str:
-    if kind in _FLOAT_KINDS:
-        return f"float ({kind})"
-    if kind in _INT_RANGES:
-        return f"int ({kind})"
-    return f"{_PYTHON_TYPE[kind]} ({kind})"
+    return f"{_PYTHON_TYPE[kind].__name__} ({kind})"
 
 
 def _check_scalar(kind: str, value: object) -> tuple[Any, str | None]:
     """Return ``value`` normalized for ``kind``, or an explanation of why it does not fit."""
-    if kind in _FLOAT_KINDS:
-        if isinstance(value, float):
-            return value, None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value), None
-        return None, f"expected {_expected(kind)}, got {_type_name(value)}"
-    if kind in _INT_RANGES:
-        if not isinstance(value, int) or isinstance(value, bool):
-            return None, f"expected {_expected(kind)}, got {_type_name(value)}"
-        low, high = _INT_RANGES[kind]
-        if not low <= value <= high:
-            return None, f"value {value} is out of the {kind} range [{low}, {high}]"
-        return int(value), None
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value, None
-    elif kind == "string":
-        if isinstance(value, str):
-            return value, None
-    elif kind == "bytes":
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return bytes(value), None
-    else:
+    python_type = _PYTHON_TYPE.get(kind)
+    if python_type is None:
         raise ValueError(f"unknown scalar kind {kind!r}")
-    return None, f"expected {_expected(kind)}, got {_type_name(value)}"
+    if not isinstance(value, _ACCEPTED[python_type]) or (
+        isinstance(value, bool) and python_type is not bool
+    ):
+        return None, f"expected {_expected(kind)}, got {_type_name(value)}"
+    normalized = python_type(value)
+    if kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        if not low <= normalized <= high:
+            return None, f"value {value} is out of the {kind} range [{low}, {high}]"
+    return normalized, None
 
 
 # --------------------------------------------------------------------------------------
@@ -225,11 +219,48 @@ def ndarray_fields_from_array(array: Array) -> tuple[str, list[int], bytes]:
 
 
 # --------------------------------------------------------------------------------------
-# Writing
+# Writing and reading
 
 
-class RecordWriter:
+class _FieldChecks:
+    """What :class:`RecordWriter` and :class:`RecordReader` share: checks that name the field."""
+
+    message_name: str
+    _error: type[ConventionError]
+
+    def _fail(self, path: str, problem: str) -> ConventionError:
+        return self._error(self.message_name, path, problem)
+
+    def _scalar(self, path: str, kind: str, value: object) -> Any:
+        normalized, problem = _check_scalar(kind, value)
+        if problem is not None:
+            raise self._fail(path, problem)
+        return normalized
+
+    def _scalars(self, path: str, kind: str, values: Iterable[object]) -> list[Any]:
+        items: list[Any] = []
+        for index, value in enumerate(values):
+            normalized, problem = _check_scalar(kind, value)
+            if problem is not None:
+                raise self._fail(path, f"element {index}: {problem}")
+            items.append(normalized)
+        return items
+
+    def _oneof(
+        self, prefix: str, name: str, members: Sequence[str], is_set: Callable[[str], bool]
+    ) -> None:
+        present = [m for m in members if is_set(prefix + m)]
+        if len(present) > 1:
+            raise self._fail(
+                prefix + name,
+                f"oneof '{name}' has more than one member set: {', '.join(present)}",
+            )
+
+
+class RecordWriter(_FieldChecks):
     """Collects the records of one message (see the module docstring for the layout)."""
+
+    _error = RecordSetEncodeError
 
     def __init__(self, message_name: str, with_arrays: bool) -> None:
         """Start writing message ``message_name``; ``with_arrays`` adds a ParametersRecord."""
@@ -237,25 +268,13 @@ class RecordWriter:
         self.configs = ConfigsRecord()
         self.parameters: ParametersRecord | None = ParametersRecord() if with_arrays else None
 
-    def _fail(self, path: str, problem: str) -> RecordSetEncodeError:
-        return RecordSetEncodeError(self.message_name, path, problem)
-
     def scalar(self, path: str, kind: str, value: object) -> None:
         """Store a singular scalar (enum members as their number)."""
-        normalized, problem = _check_scalar(kind, value)
-        if problem is not None:
-            raise self._fail(path, problem)
-        self.configs[path] = normalized
+        self.configs[path] = self._scalar(path, kind, value)
 
     def scalar_list(self, path: str, kind: str, values: Iterable[object]) -> None:
         """Store a repeated scalar as a list."""
-        items: list[Any] = []
-        for index, value in enumerate(values):
-            normalized, problem = _check_scalar(kind, value)
-            if problem is not None:
-                raise self._fail(path, f"element {index}: {problem}")
-            items.append(normalized)
-        self.configs[path] = items
+        self.configs[path] = self._scalars(path, kind, values)
 
     def presence(self, path: str, present: bool) -> None:
         """Store whether a singular message field is set."""
@@ -276,12 +295,7 @@ class RecordWriter:
 
     def oneof(self, prefix: str, name: str, members: Sequence[str]) -> None:
         """Check that at most one member of oneof ``name`` was written."""
-        present = [m for m in members if prefix + m in self.configs]
-        if len(present) > 1:
-            raise self._fail(
-                prefix + name,
-                f"oneof '{name}' has more than one member set: {', '.join(present)}",
-            )
+        self._oneof(prefix, name, members, self.configs.__contains__)
 
     def recordset(self) -> RecordSet:
         """The finished RecordSet."""
@@ -291,14 +305,13 @@ class RecordWriter:
         )
 
 
-# --------------------------------------------------------------------------------------
-# Reading
-
 _MISSING = object()
 
 
-class RecordReader:
+class RecordReader(_FieldChecks):
     """Reads the fields of one message out of a RecordSet, naming the field on failure."""
+
+    _error = RecordSetDecodeError
 
     def __init__(self, recordset: RecordSet, message_name: str) -> None:
         """Read message ``message_name`` from ``recordset``."""
@@ -306,54 +319,38 @@ class RecordReader:
             raise TypeError(f"expected a RecordSet, got {type(recordset).__name__}")
         self.recordset = recordset
         self.message_name = message_name
-        self._configs: ConfigsRecord | None = None
 
-    def _fail(self, path: str, problem: str) -> RecordSetDecodeError:
-        return RecordSetDecodeError(self.message_name, path, problem)
-
-    def _wrong_kind(self, wanted: str) -> str | None:
+    def _record(self, path: str, wanted: str) -> Mapping[str, Any]:
+        """The record named after the message, of kind ``wanted`` (e.g. ``"ConfigsRecord"``)."""
         name = self.message_name
-        kinds = [
-            kind
-            for kind, section in (
-                ("ParametersRecord", self.recordset.parameters_records),
-                ("MetricsRecord", self.recordset.metrics_records),
-                ("ConfigsRecord", self.recordset.configs_records),
-            )
-            if kind != wanted and name in section
-        ]
+        sections: dict[str, Mapping[str, Mapping[str, Any]]] = {
+            "ParametersRecord": self.recordset.parameters_records,
+            "MetricsRecord": self.recordset.metrics_records,
+            "ConfigsRecord": self.recordset.configs_records,
+        }
+        record = sections[wanted].get(name)
+        if record is not None:
+            return record
+        kinds = [kind for kind, section in sections.items() if kind != wanted and name in section]
         if kinds:
-            return f"record '{name}' is a {' and a '.join(kinds)}, expected a {wanted}"
-        return None
+            raise self._fail(
+                path, f"record '{name}' is a {' and a '.join(kinds)}, expected a {wanted}"
+            )
+        raise self._fail(path, f"the RecordSet has no {wanted} '{name}'")
 
-    def _config_record(self, path: str) -> ConfigsRecord:
-        if self._configs is None:
-            record = self.recordset.configs_records.get(self.message_name)
-            if record is None:
-                problem = self._wrong_kind("ConfigsRecord") or (
-                    f"the RecordSet has no ConfigsRecord '{self.message_name}'"
-                )
-                raise self._fail(path, problem)
-            self._configs = record
-        return self._configs
-
-    def _raw(self, path: str) -> object:
-        record = self._config_record(path)
-        value = record.get(path, _MISSING)
+    def _raw(self, path: str, wanted: str = "ConfigsRecord") -> Any:
+        value = self._record(path, wanted).get(path, _MISSING)
         if value is _MISSING:
-            raise self._fail(path, f"missing key '{path}' in ConfigsRecord '{self.message_name}'")
+            raise self._fail(path, f"missing key '{path}' in {wanted} '{self.message_name}'")
         return value
 
     def has(self, path: str) -> bool:
         """Whether the ConfigsRecord has an entry for ``path``."""
-        return path in self._config_record(path)
+        return path in self._record(path, "ConfigsRecord")
 
     def scalar(self, path: str, kind: str) -> Any:
         """A singular scalar (enums as their number)."""
-        value, problem = _check_scalar(kind, self._raw(path))
-        if problem is not None:
-            raise self._fail(path, problem)
-        return value
+        return self._scalar(path, kind, self._raw(path))
 
     def optional_scalar(self, path: str, kind: str) -> Any:
         """An ``optional`` scalar or a oneof member: ``None`` when there is no entry."""
@@ -366,13 +363,7 @@ class RecordReader:
         raw = self._raw(path)
         if not isinstance(raw, list):
             raise self._fail(path, f"expected a list of {_expected(kind)}, got {_type_name(raw)}")
-        items: list[Any] = []
-        for index, element in enumerate(raw):
-            value, problem = _check_scalar(kind, element)
-            if problem is not None:
-                raise self._fail(path, f"element {index}: {problem}")
-            items.append(value)
-        return items
+        return self._scalars(path, kind, raw)
 
     def presence(self, path: str) -> bool:
         """Whether a singular message field is set (its entry must be a bool)."""
@@ -398,26 +389,11 @@ class RecordReader:
 
     def oneof(self, prefix: str, name: str, members: Sequence[str]) -> None:
         """Check that at most one member of oneof ``name`` has an entry."""
-        present = [m for m in members if self.has(prefix + m)]
-        if len(present) > 1:
-            raise self._fail(
-                prefix + name,
-                f"oneof '{name}' has more than one member set: {', '.join(present)}",
-            )
+        self._oneof(prefix, name, members, self.has)
 
     def array(self, path: str, factory: Callable[..., M]) -> M:
         """An NdArray field, built with ``factory(dtype=, shape=, data=)``."""
-        record = self.recordset.parameters_records.get(self.message_name)
-        if record is None:
-            problem = self._wrong_kind("ParametersRecord") or (
-                f"the RecordSet has no ParametersRecord '{self.message_name}'"
-            )
-            raise self._fail(path, problem)
-        array = record.get(path)
-        if array is None:
-            raise self._fail(
-                path, f"missing key '{path}' in ParametersRecord '{self.message_name}'"
-            )
+        array = self._raw(path, "ParametersRecord")
         try:
             dtype, shape, data = ndarray_fields_from_array(array)
         except ValueError as exc:
