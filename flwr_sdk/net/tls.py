@@ -46,19 +46,35 @@ REASON_HANDSHAKE_FAILED = "TLS handshake failed"
 
 _PEM_CERT_MARKER = b"-----BEGIN CERTIFICATE-----"
 
-# OpenSSL X509_V_ERR_* codes (stable across OpenSSL 1.1 and 3.x).
-_UNKNOWN_CA_CODES = frozenset(
-    {
-        2,  # UNABLE_TO_GET_ISSUER_CERT
-        18,  # DEPTH_ZERO_SELF_SIGNED_CERT
-        19,  # SELF_SIGNED_CERT_IN_CHAIN
-        20,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-        21,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
-    }
+_UNKNOWN_CA_TEXT = (
+    "TLS certificate of {host} is not trusted: it was not issued by a certificate authority in "
+    "root_certificates (or the system trust store), or it is self-signed ({detail}). Pass the "
+    "server's CA certificate as root_certificates."
 )
-_HOSTNAME_MISMATCH_CODES = frozenset({62, 63, 64})  # HOSTNAME_, EMAIL_, IP_ADDRESS_MISMATCH
-_EXPIRED_CODE = 10  # CERT_HAS_EXPIRED
-_NOT_YET_VALID_CODE = 9  # CERT_NOT_YET_VALID
+_HOSTNAME_MISMATCH_TEXT = (
+    "TLS certificate does not match the host {host!r} ({detail}). Connect using a name or IP "
+    "address listed in the certificate's subjectAltName."
+)
+# OpenSSL X509_V_ERR_* code (stable across OpenSSL 1.1 and 3.x) -> (reason, message).
+_VERIFY_FAILURES: dict[int, tuple[str, str]] = {
+    2: (REASON_UNKNOWN_CA, _UNKNOWN_CA_TEXT),  # UNABLE_TO_GET_ISSUER_CERT
+    18: (REASON_UNKNOWN_CA, _UNKNOWN_CA_TEXT),  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: (REASON_UNKNOWN_CA, _UNKNOWN_CA_TEXT),  # SELF_SIGNED_CERT_IN_CHAIN
+    20: (REASON_UNKNOWN_CA, _UNKNOWN_CA_TEXT),  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: (REASON_UNKNOWN_CA, _UNKNOWN_CA_TEXT),  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    62: (REASON_HOSTNAME_MISMATCH, _HOSTNAME_MISMATCH_TEXT),  # HOSTNAME_MISMATCH
+    63: (REASON_HOSTNAME_MISMATCH, _HOSTNAME_MISMATCH_TEXT),  # EMAIL_MISMATCH
+    64: (REASON_HOSTNAME_MISMATCH, _HOSTNAME_MISMATCH_TEXT),  # IP_ADDRESS_MISMATCH
+    10: (REASON_EXPIRED, "TLS certificate of {host} has expired ({detail})."),  # CERT_HAS_EXPIRED
+    9: (
+        REASON_NOT_YET_VALID,
+        "TLS certificate of {host} is not valid yet ({detail}); check the clocks.",
+    ),
+}
+_OTHER_VERIFY_FAILURE = (
+    REASON_VERIFICATION_FAILED,
+    "TLS certificate of {host} failed verification ({detail}).",
+)
 
 # ssl.SSLError.reason values meaning "the bytes we got back are not TLS records".
 _NOT_TLS_REASONS = frozenset(
@@ -134,14 +150,12 @@ def _validate_pem_certificates(data: bytes, source: str) -> None:
             "'openssl x509 -inform der -in cert.der -out cert.pem')"
         )
     try:
-        certificates = x509.load_pem_x509_certificates(data)
+        x509.load_pem_x509_certificates(data)
     except ValueError as exc:
         raise ValueError(
             f"root_certificates: {source} contains a PEM certificate block that cannot be "
             f"parsed: {exc}"
         ) from exc
-    if not certificates:  # pragma: no cover - cryptography raises instead
-        raise ValueError(f"root_certificates: no PEM certificate in {source}")
 
 
 def resolve_insecure(
@@ -185,17 +199,12 @@ def client_ssl_context(root_pem: bytes | None, *, alpn: Sequence[str]) -> ssl.SS
     """
     if isinstance(alpn, str) or not all(isinstance(p, str) and p for p in alpn):
         raise TypeError("alpn must be a sequence of non-empty protocol names, e.g. ['h2']")
-    if root_pem is None:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    else:
-        try:
-            context = ssl.create_default_context(
-                ssl.Purpose.SERVER_AUTH, cadata=root_pem.decode("ascii")
-            )
-        except (UnicodeDecodeError, ssl.SSLError) as exc:
-            raise ValueError(f"root_certificates: cannot load the PEM certificates: {exc}") from exc
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
+    try:  # with cadata=None: the system trust store
+        cadata = None if root_pem is None else root_pem.decode("ascii")
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=cadata)
+    except (UnicodeDecodeError, ssl.SSLError) as exc:
+        raise ValueError(f"root_certificates: cannot load the PEM certificates: {exc}") from exc
+    # Purpose.SERVER_AUTH already sets check_hostname=True and verify_mode=CERT_REQUIRED.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if alpn:
         context.set_alpn_protocols(list(alpn))
@@ -264,32 +273,10 @@ def _not_tls(host: str, detail: str) -> TLSError:
 
 
 def _classify_verification(err: ssl.SSLCertVerificationError, host: str) -> TLSError:
-    code = getattr(err, "verify_code", None)
+    code = getattr(err, "verify_code", 0)  # 0: X509_V_OK, i.e. no code
     detail = getattr(err, "verify_message", None) or str(err)
-    if code in _UNKNOWN_CA_CODES:
-        return TLSError(
-            f"TLS certificate of {host} is not trusted: it was not issued by a certificate "
-            f"authority in root_certificates (or the system trust store), or it is "
-            f"self-signed ({detail}). Pass the server's CA certificate as root_certificates.",
-            reason=REASON_UNKNOWN_CA,
-        )
-    if code in _HOSTNAME_MISMATCH_CODES:
-        return TLSError(
-            f"TLS certificate does not match the host {host!r} ({detail}). Connect using a "
-            "name or IP address listed in the certificate's subjectAltName.",
-            reason=REASON_HOSTNAME_MISMATCH,
-        )
-    if code == _EXPIRED_CODE:
-        return TLSError(f"TLS certificate of {host} has expired ({detail}).", reason=REASON_EXPIRED)
-    if code == _NOT_YET_VALID_CODE:
-        return TLSError(
-            f"TLS certificate of {host} is not valid yet ({detail}); check the clocks.",
-            reason=REASON_NOT_YET_VALID,
-        )
-    return TLSError(
-        f"TLS certificate of {host} failed verification ({detail}).",
-        reason=REASON_VERIFICATION_FAILED,
-    )
+    reason, text = _VERIFY_FAILURES.get(code, _OTHER_VERIFY_FAILURE)
+    return TLSError(text.format(host=host, detail=detail), reason=reason)
 
 
 def server_ssl_context(

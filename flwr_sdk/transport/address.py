@@ -23,9 +23,11 @@ from dataclasses import dataclass
 __all__ = ["GrpcTarget", "RestTarget", "parse_grpc_address", "parse_rest_address"]
 
 _PORT_RE = re.compile(r"[0-9]+")
+_PATH_START_RE = re.compile(r"[/?#]")
 # Characters that can never be part of a host name in server_address.
 _FORBIDDEN_HOST_CHARS = frozenset("/\\@?#[]%")
 _REST_SCHEMES = ("http", "https")
+_NO_PORT = "has no port; write it as host:port, e.g. '127.0.0.1:9092' or '[::1]:9092'"
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,7 @@ def _is_ipv6(text: str) -> bool:
 
 def _parse_port(text: str, address: str) -> int:
     if not text:
-        raise ValueError(
-            f"server_address {address!r} has no port; write it as host:port, "
-            "e.g. '127.0.0.1:9092' or '[::1]:9092'"
-        )
+        raise ValueError(f"server_address {address!r} {_NO_PORT}")
     if not _PORT_RE.fullmatch(text):
         raise ValueError(
             f"server_address {address!r} has an invalid port {text!r}; "
@@ -147,10 +146,7 @@ def _parse_host_port(hostport: str, address: str) -> tuple[str, int, bool]:
 
     host, sep, port_text = hostport.rpartition(":")
     if not sep:
-        raise ValueError(
-            f"server_address {address!r} has no port; write it as host:port, "
-            "e.g. '127.0.0.1:9092' or '[::1]:9092'"
-        )
+        raise ValueError(f"server_address {address!r} {_NO_PORT}")
     if ":" in host:
         # More than one ':' without brackets: an IPv6 literal (with or without port).
         readings = []
@@ -233,11 +229,8 @@ def parse_rest_address(server_address: str) -> RestTarget:
             f"server_address {address!r} has scheme {scheme!r}; transport='rest' supports "
             "only 'http' and 'https'"
         )
-    end = len(rest)
-    for delimiter in "/?#":
-        index = rest.find(delimiter)
-        if index != -1:
-            end = min(end, index)
+    path_start = _PATH_START_RE.search(rest)
+    end = path_start.start() if path_start else len(rest)
     hostport, tail = rest[:end], rest[end:]
     if tail not in ("", "/"):
         raise ValueError(

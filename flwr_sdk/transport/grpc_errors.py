@@ -25,6 +25,14 @@ from flwr_sdk.net.tls import classify_tls_error
 
 UNAVAILABLE_STATUSES = frozenset({Status.UNAVAILABLE})
 AUTH_STATUSES = frozenset({Status.UNAUTHENTICATED, Status.PERMISSION_DENIED})
+# What the socket, h2 and grpclib raise when the server cannot be reached or went away
+# (OSError includes ConnectionError; TLS failures, also OSErrors, are classified first).
+_UNAVAILABLE_ERRORS = (
+    OSError,
+    asyncio.IncompleteReadError,
+    StreamTerminatedError,
+    h2.exceptions.ProtocolError,
+)
 
 
 def map_grpc_error(
@@ -47,16 +55,7 @@ def map_grpc_error(
         if exc.status in AUTH_STATUSES:
             return AuthenticationError(detail)
         return TransportError(detail)
-    if isinstance(
-        exc,
-        (
-            StreamTerminatedError,
-            ConnectionError,
-            OSError,
-            asyncio.IncompleteReadError,
-            h2.exceptions.ProtocolError,
-        ),
-    ) and not isinstance(exc, ssl.SSLError):
+    if isinstance(exc, _UNAVAILABLE_ERRORS) and not isinstance(exc, ssl.SSLError):
         return ServerUnavailableError(f"{what} failed: {type(exc).__name__}: {exc}")
     if isinstance(exc, ProtocolError):
         return SdkProtocolError(f"{what} failed: {exc}")
