@@ -21,12 +21,13 @@ properties dicts (:class:`TypeError` naming the key for lists).
 so that large tensors are referenced only once.
 
 Everything is table-driven: :data:`LEGACY_KINDS` holds one :class:`LegacyKind` per legacy
-message type (its Ins and Res classes, record-key prefixes and Client method), and each
-field of an Ins/Res dataclass is stored under ``"<prefix>.<field>"`` by the codec for that
-field name (``parameters``, ``config``, ``metrics``, ``properties``, ``status``,
-``num_examples``, ``loss``). The named functions below (``fitins_to_recordset``, …) are
-thin wrappers around the table, kept for the conversions a server-side driver makes;
-the other directions are :class:`LegacyKind` methods (e.g. ``FIT_KIND.recordset_to_ins``).
+message type (its Ins and Res classes, whose lower-case names are the record-key
+prefixes, and its Client method), and each field of an Ins/Res dataclass is stored under
+``"<prefix>.<field>"`` by the codec for that field name (``parameters``, ``config``,
+``metrics``, ``properties``, ``status``, ``num_examples``, ``loss``). The named functions
+below (``fitins_to_recordset``, …) are thin wrappers around the table, kept for the
+conversions a server-side driver makes; the other directions are :class:`LegacyKind`
+methods (e.g. ``FIT_KIND.recordset_to_ins``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from flwr_sdk.common.message import MessageType
 from flwr_sdk.common.records import (
     Array,
     ConfigsRecord,
-    ConfigsRecordValues,
     MetricsRecord,
     ParametersRecord,
     RecordMapping,
@@ -148,8 +148,7 @@ def _scalars(record: ConfigsRecord, record_key: str) -> dict[str, lt.Scalar]:
 def _configs(values: Mapping[str, lt.Scalar], record_key: str) -> ConfigsRecord:
     if not isinstance(values, Mapping):
         raise TypeError(f"{record_key} must be a dict, got {type(values).__name__}")
-    source: dict[str, ConfigsRecordValues] = dict(values)
-    return ConfigsRecord(source)
+    return ConfigsRecord(values)
 
 
 def _status_to_record(status: lt.Status) -> ConfigsRecord:
@@ -248,8 +247,10 @@ def _section(recordset: RecordSet, section: _Section) -> RecordMapping[Any]:
     return mapping
 
 
-def _to_recordset(cls: type[D], prefix: str, value: D, keep_input: bool) -> RecordSet:
+def _to_recordset(cls: type[D], value: D, keep_input: bool) -> RecordSet:
     """Store every field of ``value`` (a ``cls``) under ``"<prefix>.<field>"``.
+
+    The prefix is the class name in lower case (``"fitins"``), as in Flower.
 
     Fields are stored in declaration order except ``status``, which comes last (the
     record order of Flower's compat layer).
@@ -258,13 +259,13 @@ def _to_recordset(cls: type[D], prefix: str, value: D, keep_input: bool) -> Reco
     recordset = RecordSet()
     for name in names:
         codec = _FIELD_CODECS[name]
-        record_key = f"{prefix}.{name}"
+        record_key = f"{cls.__name__.lower()}.{name}"
         record = codec.encode(getattr(value, name), record_key, keep_input)
         _section(recordset, codec.section)[record_key] = record
     return recordset
 
 
-def _from_recordset(cls: type[D], prefix: str, recordset: RecordSet, keep_input: bool) -> D:
+def _from_recordset(cls: type[D], recordset: RecordSet, keep_input: bool) -> D:
     """Read a ``cls`` back, field by field in declaration order.
 
     A missing record raises :class:`KeyError` naming the first one missing.
@@ -272,7 +273,7 @@ def _from_recordset(cls: type[D], prefix: str, recordset: RecordSet, keep_input:
     values: dict[str, Any] = {}
     for field in fields(cls):
         codec = _FIELD_CODECS[field.name]
-        record_key = f"{prefix}.{field.name}"
+        record_key = f"{cls.__name__.lower()}.{field.name}"
         missing = f"RecordSet has no {codec.section} record {record_key!r}"
         record = _get(_section(recordset, codec.section), record_key, missing)
         values[field.name] = codec.decode(record, record_key, keep_input)
@@ -293,10 +294,9 @@ class LegacyKind(Generic[InsT, ResT]):
     Attributes:
         message_type: Flower's ``message_type`` (a :class:`MessageType` value).
         method: the :class:`~flwr_sdk.client.client.Client` method that handles it.
-        ins_type: the instruction class (``FitIns``, …).
-        res_type: the result class (``FitRes``, …).
-        ins_prefix: record-key prefix of the instruction (``"fitins"``).
-        res_prefix: record-key prefix of the result (``"fitres"``).
+        ins_type: the instruction class (``FitIns``, …); its name in lower case is the
+            record-key prefix (``"fitins"``).
+        res_type: the result class (``FitRes``, …), likewise (``"fitres"``).
 
     """
 
@@ -304,45 +304,31 @@ class LegacyKind(Generic[InsT, ResT]):
     method: str
     ins_type: type[InsT]
     res_type: type[ResT]
-    ins_prefix: str
-    res_prefix: str
 
     def ins_to_recordset(self, ins: InsT, keep_input: bool) -> RecordSet:
         """Instruction → RecordSet."""
-        return _to_recordset(self.ins_type, self.ins_prefix, ins, keep_input)
+        return _to_recordset(self.ins_type, ins, keep_input)
 
     def recordset_to_ins(self, recordset: RecordSet, keep_input: bool) -> InsT:
         """RecordSet → instruction."""
-        return _from_recordset(self.ins_type, self.ins_prefix, recordset, keep_input)
+        return _from_recordset(self.ins_type, recordset, keep_input)
 
     def res_to_recordset(self, res: ResT, keep_input: bool) -> RecordSet:
         """Result → RecordSet."""
-        return _to_recordset(self.res_type, self.res_prefix, res, keep_input)
+        return _to_recordset(self.res_type, res, keep_input)
 
     def recordset_to_res(self, recordset: RecordSet, keep_input: bool) -> ResT:
         """RecordSet → result."""
-        return _from_recordset(self.res_type, self.res_prefix, recordset, keep_input)
+        return _from_recordset(self.res_type, recordset, keep_input)
 
 
-FIT_KIND = LegacyKind(MessageType.TRAIN, "fit", lt.FitIns, lt.FitRes, "fitins", "fitres")
-EVALUATE_KIND = LegacyKind(
-    MessageType.EVALUATE, "evaluate", lt.EvaluateIns, lt.EvaluateRes, "evaluateins", "evaluateres"
-)
+FIT_KIND = LegacyKind(MessageType.TRAIN, "fit", lt.FitIns, lt.FitRes)
+EVALUATE_KIND = LegacyKind(MessageType.EVALUATE, "evaluate", lt.EvaluateIns, lt.EvaluateRes)
 GET_PARAMETERS_KIND = LegacyKind(
-    MessageType.GET_PARAMETERS,
-    "get_parameters",
-    lt.GetParametersIns,
-    lt.GetParametersRes,
-    "getparametersins",
-    "getparametersres",
+    MessageType.GET_PARAMETERS, "get_parameters", lt.GetParametersIns, lt.GetParametersRes
 )
 GET_PROPERTIES_KIND = LegacyKind(
-    MessageType.GET_PROPERTIES,
-    "get_properties",
-    lt.GetPropertiesIns,
-    lt.GetPropertiesRes,
-    "getpropertiesins",
-    "getpropertiesres",
+    MessageType.GET_PROPERTIES, "get_properties", lt.GetPropertiesIns, lt.GetPropertiesRes
 )
 
 LEGACY_KINDS: tuple[LegacyKind[Any, Any], ...] = (

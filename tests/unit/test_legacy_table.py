@@ -98,7 +98,8 @@ def test_kind_round_trips_through_recordset(kind: lr.LegacyKind[Any, Any]) -> No
     res_rs = kind.res_to_recordset(res, keep_input=True)
     assert kind.recordset_to_ins(ins_rs, keep_input=True) == ins
     assert kind.recordset_to_res(res_rs, keep_input=True) == res
-    for recordset, prefix in ((ins_rs, kind.ins_prefix), (res_rs, kind.res_prefix)):
+    for recordset, cls in ((ins_rs, kind.ins_type), (res_rs, kind.res_type)):
+        prefix = cls.__name__.lower()  # "fitins", "getpropertiesres", ...
         keys = [
             *recordset.parameters_records,
             *recordset.metrics_records,
