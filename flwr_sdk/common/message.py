@@ -55,9 +55,9 @@ def _check_uint64(name: str, value: object) -> None:
         raise ValueError(f"Metadata.{name} must be an unsigned 64-bit integer, got {value}")
 
 
-def _check_str(owner: str, name: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{owner}.{name} must be str, got {type(value).__name__}")
+def _check_type(name: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
 
 
 def _as_float(owner: str, name: str, value: object) -> float:
@@ -89,7 +89,7 @@ class Metadata:
         for name in ("run_id", "src_node_id", "dst_node_id"):
             _check_uint64(name, getattr(self, name))
         for name in ("message_id", "reply_to_message", "group_id", "message_type"):
-            _check_str("Metadata", name, getattr(self, name))
+            _check_type(f"Metadata.{name}", getattr(self, name), str)
         self.ttl = _as_float("Metadata", "ttl", self.ttl)
         self.created_at = _as_float("Metadata", "created_at", self.created_at)
 
@@ -104,13 +104,6 @@ class Error:
     code: int
     reason: str = ""
 
-    UNKNOWN: ClassVar[int] = ErrorCode.UNKNOWN
-    LOAD_CLIENT_APP_EXCEPTION: ClassVar[int] = ErrorCode.LOAD_CLIENT_APP_EXCEPTION
-    CLIENT_APP_RAISED_EXCEPTION: ClassVar[int] = ErrorCode.CLIENT_APP_RAISED_EXCEPTION
-    NODE_UNAVAILABLE: ClassVar[int] = ErrorCode.NODE_UNAVAILABLE
-    MESSAGE_UNAVAILABLE: ClassVar[int] = ErrorCode.MESSAGE_UNAVAILABLE
-    REPLY_MESSAGE_UNAVAILABLE: ClassVar[int] = ErrorCode.REPLY_MESSAGE_UNAVAILABLE
-
     def __post_init__(self) -> None:
         """Validate field types (``code`` is a signed 64-bit integer on the wire)."""
         if not isinstance(self.code, int) or isinstance(self.code, bool):
@@ -118,7 +111,7 @@ class Error:
         if not INT64_MIN <= self.code <= INT64_MAX:
             raise ValueError(f"Error.code must be a signed 64-bit integer, got {self.code}")
         self.code = int(self.code)
-        _check_str("Error", "reason", self.reason)
+        _check_type("Error.reason", self.reason, str)
 
 
 class Message:
@@ -139,8 +132,7 @@ class Message:
         error: Error | None = None,
     ) -> None:
         """Create a message with ``content`` or ``error`` (exactly one)."""
-        if not isinstance(metadata, Metadata):
-            raise TypeError(f"metadata must be Metadata, got {type(metadata).__name__}")
+        _check_type("metadata", metadata, Metadata)
         if (content is None) == (error is None):
             raise ValueError("a Message needs exactly one of content and error")
         if content is not None and not isinstance(content, RecordSet):
@@ -167,8 +159,7 @@ class Message:
     def content(self, value: RecordSet) -> None:
         if self._error is not None:
             raise ValueError("cannot set content on a message that carries an error")
-        if not isinstance(value, RecordSet):
-            raise TypeError(f"content must be RecordSet, got {type(value).__name__}")
+        _check_type("content", value, RecordSet)
         self._content = value
 
     @property
@@ -182,8 +173,7 @@ class Message:
     def error(self, value: Error) -> None:
         if self._content is not None:
             raise ValueError("cannot set an error on a message that carries content")
-        if not isinstance(value, Error):
-            raise TypeError(f"error must be Error, got {type(value).__name__}")
+        _check_type("error", value, Error)
         self._error = value
 
     def has_content(self) -> bool:

@@ -42,7 +42,7 @@ def test_message_type_and_error_code_constants() -> None:
     assert MessageType.GET_PARAMETERS == "get_parameters"
     assert MessageType.GET_PROPERTIES == "get_properties"
     assert (ErrorCode.UNKNOWN, ErrorCode.LOAD_CLIENT_APP_EXCEPTION) == (0, 1)
-    assert ErrorCode.CLIENT_APP_RAISED_EXCEPTION == Error.CLIENT_APP_RAISED_EXCEPTION == 2
+    assert ErrorCode.CLIENT_APP_RAISED_EXCEPTION == 2
 
 
 def test_message_needs_exactly_one_of_content_and_error() -> None:
