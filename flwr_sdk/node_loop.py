@@ -9,6 +9,7 @@ each :class:`~flwr_sdk.transport.base.Connection` yields instructions as
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -42,28 +43,19 @@ async def run_in_daemon_thread(fn: Callable[[], T]) -> T:
     A daemon thread (unlike ``asyncio.to_thread``'s pool) never keeps the process alive:
     a node stopped by Ctrl+C or SIGTERM in the middle of a long ``fit`` exits at once.
     """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def deliver(ok: bool, value: object) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)  # type: ignore[arg-type]
-        else:
-            assert isinstance(value, BaseException)
-            future.set_exception(value)
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def work() -> None:
+        if not future.set_running_or_notify_cancel():  # cancelled before the thread ran
+            return
         try:
-            result = fn()
+            future.set_result(fn())
         except BaseException as exc:
-            loop.call_soon_threadsafe(deliver, False, exc)
-        else:
-            loop.call_soon_threadsafe(deliver, True, result)
+            future.set_exception(exc)
 
     threading.Thread(target=work, name="flwr-sdk-client-code", daemon=True).start()
-    return await future
+    # A cancelled wait leaves the running thread alone; its result is then dropped.
+    return await asyncio.wrap_future(future)
 
 
 class NodeLoop:

@@ -63,13 +63,6 @@ def to_client(client: object) -> Client:
     raise TypeError(f"client_fn must return a Client or a NumPyClient, got {type(client).__name__}")
 
 
-def _check_result(result: object, expected: type, method: str) -> None:
-    if not isinstance(result, expected):
-        raise TypeError(
-            f"Client.{method} must return {expected.__name__}, got {type(result).__name__}"
-        )
-
-
 def handle_message(message: Message, context: Context, client_fn: AnyClientFn) -> Message:
     """Handle one legacy instruction and return the reply message.
 
@@ -104,7 +97,9 @@ def handle_message(message: Message, context: Context, client_fn: AnyClientFn) -
     # The instruction's tensors stay in the message; the result's move into the reply.
     ins = kind.recordset_to_ins(message.content, keep_input=True)
     res = getattr(client, kind.method)(ins)
-    _check_result(res, kind.res_type, kind.method)
+    if not isinstance(res, kind.res_type):
+        expected = kind.res_type.__name__
+        raise TypeError(f"Client.{kind.method} must return {expected}, got {type(res).__name__}")
     return message.create_reply(kind.res_to_recordset(res, keep_input=False))
 
 

@@ -9,7 +9,6 @@ Flower.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -116,14 +115,6 @@ def _check_num_examples(value: Any, method: str) -> int:
     return int(value)
 
 
-def _check_triple(results: object, method: str, signature: str) -> Sequence[Any]:
-    if not isinstance(results, (tuple, list)) or len(results) != 3:
-        raise TypeError(
-            f"NumPyClient.{method} must return a tuple {signature}, got {_describe(results)}"
-        )
-    return results
-
-
 class NumPyClientAdapter(Client):
     """A :class:`Client` that delegates to a :class:`NumPyClient`.
 
@@ -149,11 +140,20 @@ class NumPyClientAdapter(Client):
 
     def _call_triple(
         self, method: str, ins: lt.FitIns | lt.EvaluateIns, signature: str
-    ) -> Sequence[Any]:
-        """Call the NumPyClient's ``fit`` or ``evaluate``; check it returned 3 elements."""
+    ) -> tuple[Any, int, dict[str, Any]]:
+        """Call the NumPyClient's ``fit`` or ``evaluate``; check the 3 elements it returns.
+
+        Returns the first element unchecked, then ``num_examples`` and the metrics.
+        """
         call = getattr(self.numpy_client, method)
         results = call(parameters_to_ndarrays(ins.parameters), ins.config)
-        return _check_triple(results, method, signature)
+        if not isinstance(results, (tuple, list)) or len(results) != 3:
+            raise TypeError(
+                f"NumPyClient.{method} must return a tuple {signature}, got {_describe(results)}"
+            )
+        num_examples = _check_num_examples(results[1], method)
+        metrics = _check_dict(results[2], method, "the metrics (third element)")
+        return results[0], num_examples, metrics
 
     def get_properties(self, ins: lt.GetPropertiesIns) -> lt.GetPropertiesRes:
         """Call the NumPyClient's ``get_properties``."""
@@ -180,12 +180,10 @@ class NumPyClientAdapter(Client):
         """Call the NumPyClient's ``fit`` with the parameters as NumPy arrays."""
         if not _overrides(self.numpy_client, "fit"):
             return super().fit(ins)
-        results = self._call_triple(
+        first, num_examples, metrics = self._call_triple(
             "fit", ins, "(parameters: list[numpy.ndarray], num_examples: int, metrics: dict)"
         )
-        ndarrays = _check_ndarrays(results[0], "fit", "the parameters (first element)")
-        num_examples = _check_num_examples(results[1], "fit")
-        metrics = _check_dict(results[2], "fit", "the metrics (third element)")
+        ndarrays = _check_ndarrays(first, "fit", "the parameters (first element)")
         return lt.FitRes(
             status=Status(Code.OK, _SUCCESS),
             parameters=ndarrays_to_parameters(ndarrays, zero_copy=True),
@@ -197,19 +195,17 @@ class NumPyClientAdapter(Client):
         """Call the NumPyClient's ``evaluate`` with the parameters as NumPy arrays."""
         if not _overrides(self.numpy_client, "evaluate"):
             return super().evaluate(ins)
-        results = self._call_triple(
+        loss, num_examples, metrics = self._call_triple(
             "evaluate", ins, "(loss: float, num_examples: int, metrics: dict)"
         )
-        if not _is_real(results[0]):
+        if not _is_real(loss):
             raise TypeError(
                 "NumPyClient.evaluate must return the loss (first element) as float, "
-                f"got {type(results[0]).__name__}"
+                f"got {type(loss).__name__}"
             )
-        num_examples = _check_num_examples(results[1], "evaluate")
-        metrics = _check_dict(results[2], "evaluate", "the metrics (third element)")
         return lt.EvaluateRes(
             status=Status(Code.OK, _SUCCESS),
-            loss=float(results[0]),
+            loss=float(loss),
             num_examples=num_examples,
             metrics=metrics,
         )

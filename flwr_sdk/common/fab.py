@@ -36,7 +36,6 @@ __all__ = [
     "app_config_from_fab",
     "fab_hash",
     "flatten_config",
-    "fuse_run_config",
     "run_config_from_fab",
 ]
 
@@ -129,23 +128,18 @@ def app_config_from_fab(content: bytes) -> dict[str, ConfigValue]:
     return flatten_config(section)
 
 
-def fuse_run_config(
-    defaults: Mapping[str, ConfigValue], overrides: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Overlay ``overrides`` on ``defaults``; keys absent from ``defaults`` are ignored."""
-    fused: dict[str, Any] = dict(defaults)
-    ignored = sorted(k for k in overrides if k not in defaults)
-    if ignored:
-        log.debug("Ignoring run config overrides the app does not declare: %s", ignored)
-    fused.update({k: v for k, v in overrides.items() if k in defaults})
-    return fused
-
-
 def run_config_from_fab(content: bytes, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A run's ``run_config``: the FAB's defaults overlaid with the run's overrides.
+
+    Override keys absent from the defaults are ignored (logged at debug level).
 
     Raises:
         FabError: see :func:`app_config_from_fab`.
 
     """
-    return fuse_run_config(app_config_from_fab(content), overrides)
+    config: dict[str, Any] = app_config_from_fab(content)
+    ignored = sorted(k for k in overrides if k not in config)
+    if ignored:
+        log.debug("Ignoring run config overrides the app does not declare: %s", ignored)
+    config.update({k: v for k, v in overrides.items() if k in config})
+    return config

@@ -159,12 +159,9 @@ class Array:
 
     def __repr__(self) -> str:
         """Describe the array without dumping its bytes."""
-        kind = (
-            type(self.data).__name__ if isinstance(self.data, (memoryview, NpyPayload)) else "bytes"
-        )
         return (
             f"Array(dtype={self.dtype!r}, shape={self.shape!r}, stype={self.stype!r}, "
-            f"data=<{len(self.data)} {kind}>)"
+            f"data=<{len(self.data)} {type(self.data).__name__}>)"
         )
 
 
