@@ -362,3 +362,77 @@ def test_rest_bad_requests(tmp_path: Path) -> None:
                 headers={"Content-Type": "application/protobuf", "Accept": "application/protobuf"},
             )
         assert r.status_code == 413
+
+
+def test_grpc_rere_1_15_bad_auth(tmp_path: Path) -> None:
+    """1.15 mode, allow-list: refused calls get the SuperLink's texts; the run finishes."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from flwr_sdk_proto.v1_15.flwr import proto as pb15
+    from server_harness import write_ec_key_pair
+    from test_server_wire_1_15 import signed
+
+    from flwr_sdk.server import SignedTimestampAuthenticator
+    from flwr_sdk.wire.v1_15_auth import SIGNATURE_HEADER
+
+    keys = [write_ec_key_pair(tmp_path / "keys", f"client{i}") for i in range(3)]
+    own_key = keys[2][0]  # the third listed key is the raw client's here
+    stranger = ec.generate_private_key(ec.SECP384R1())
+    auth = SignedTimestampAuthenticator.create([key.public_key() for key, _, _ in keys])
+    config = _config("grpc-rere", auth=auth, wire="1.15")
+
+    def extra(i: int) -> list[str]:
+        _, private, public = keys[i]
+        return ["--auth-key-private", str(private), "--auth-key-public", str(public)]
+
+    with _federation(tmp_path, config, extra) as server:
+        host, port = _hostport(server)
+
+        def call(method: str, body: bytes, md: Any) -> tuple[Status, str | None, bytes | None]:
+            return asyncio.run(_unary(host, port, method, body, md))
+
+        create = bytes(pb15.CreateNodeRequest(ping_interval=0))
+        refused = Status.UNAUTHENTICATED
+        assert call("CreateNode", create, None)[:2] == (refused, "Missing authentication metadata")
+        assert call("PullMessages", b"", None)[:2] == (refused, "Missing authentication metadata")
+        assert call("PullTaskIns", b"", None)[:2] == (refused, "Missing authentication metadata")
+        assert call("CreateNode", create, signed(stranger))[:2] == (
+            refused,
+            "Public key not recognized",
+        )
+        forged = {**signed(own_key), SIGNATURE_HEADER: signed(stranger)[SIGNATURE_HEADER]}
+        assert call("CreateNode", create, forged)[:2] == (refused, "Invalid signature")
+        assert call("CreateNode", create, signed(own_key, age=60))[:2] == (
+            refused,
+            "Invalid timestamp",
+        )
+        ping_nobody = bytes(pb15.PingRequest(node=pb15.Node(node_id=5), ping_interval=0))
+        assert call("Ping", ping_nobody, signed(own_key))[:2] == (refused, "Invalid node ID")
+        # register the raw client's node (offline at once: never sampled)
+        status, _, reply = call("CreateNode", create, signed(own_key))
+        assert status == Status.OK
+        node = pb15.CreateNodeResponse.parse(reply or b"").node
+        assert node is not None and node.node_id not in (0, 1)
+        assert call("CreateNode", create, signed(own_key))[:2] == (
+            refused,
+            "Public key already in use",
+        )
+        other = bytes(pb15.PingRequest(node=pb15.Node(node_id=node.node_id ^ 1)))
+        assert call("Ping", other, signed(own_key))[:2] == (refused, "Invalid node ID")
+        own_pull = bytes(pb15.PullMessagesRequest(node=node))
+        status, _, reply = call("PullMessages", own_pull, signed(own_key))
+        assert status == Status.OK
+        assert pb15.PullMessagesResponse.parse(reply or b"").messages_list == []
+        # an authenticated call of a 1.12 method: what grpcio answers behind the interceptor
+        assert call("PullTaskIns", b"", signed(own_key))[:2] == (
+            Status.UNKNOWN,
+            "Error in service handler!",
+        )
+        empty_push = bytes(pb15.PushMessagesRequest(node=node))
+        status, message, _ = call("PushMessages", empty_push, signed(own_key))
+        assert status == Status.UNKNOWN and "list index out of range" in (message or ""), message
+        status, message, _ = call("Ping", b"\xff\xff\xff", signed(own_key))
+        assert status == Status.INTERNAL and "deserializing" in (message or "")
+        # DeleteNode releases the key: it registers again
+        delete = bytes(pb15.DeleteNodeRequest(node=node))
+        assert call("DeleteNode", delete, signed(own_key))[0] == Status.OK
+        assert call("CreateNode", create, signed(own_key))[0] == Status.OK

@@ -35,8 +35,15 @@ def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     expected = {
-        "demo": ["--transport", "--tls", "--auth", "--plot", "--clients", "--rounds"],
-        "server": ["--transport", "--rounds", "--min-clients", "--fit-config", "--ssl-certfile"],
+        "demo": ["--transport", "--wire", "--tls", "--auth", "--plot", "--clients", "--rounds"],
+        "server": [
+            "--transport",
+            "--wire",
+            "--rounds",
+            "--min-clients",
+            "--fit-config",
+            "--ssl-certfile",
+        ],
         "client": [
             "--app",
             "--server-address",
@@ -146,6 +153,28 @@ def test_cli_client_instance_against_cli_server_grpc_rere(tmp_path: Path) -> Non
         for proc in procs[1:]:
             proc.signal(signal.SIGTERM)
             assert proc.wait(30) == 0, proc.output()
+    _assert_report(read_report(report))
+
+
+@pytest.mark.parametrize("transport", ["grpc-rere", "rest"])
+def test_cli_client_against_cli_server_wire_1_15(tmp_path: Path, transport: str) -> None:
+    """``flwr-sdk server --wire 1.15``; the clients (no --wire) detect the line."""
+    port = free_port()
+    with processes() as procs:
+        server, report = _cli_server(tmp_path, port, "--transport", transport, "--wire", "1.15")
+        procs.append(server)
+        wait_for_port("127.0.0.1", port)
+        scheme = "http://" if transport == "rest" else ""
+        for i in range(2):
+            procs.append(
+                _cli_client(tmp_path, f"{scheme}127.0.0.1:{port}", i, "--transport", transport)
+            )
+        assert server.wait(90) == 0, server.output()
+        assert "Flower 1.15 Fleet API" in server.output()
+        for proc in procs[1:]:
+            proc.signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, proc.output()
+            assert "SuperLink speaks the Flower 1.15 Fleet API" in proc.output()
     _assert_report(read_report(report))
 
 

@@ -55,12 +55,19 @@ def test_default_demo_learns_and_plots(tmp_path: Path) -> None:
         ["--tls"],
         ["--auth", "--rounds", "2"],
         ["--transport", "rest", "--tls", "--rounds", "2", "--clients", "2"],
+        ["--wire", "1.15", "--rounds", "2"],
+        ["--wire", "1.15", "--transport", "rest", "--rounds", "2"],
+        ["--wire", "1.15", "--auth", "--rounds", "2", "--clients", "2"],
     ],
-    ids=["grpc-rere", "rest", "tls", "auth", "rest-tls"],
+    ids=["grpc-rere", "rest", "tls", "auth", "rest-tls", "1.15", "1.15-rest", "1.15-auth"],
 )
 def test_demo_variants(args: list[str]) -> None:
     output, seconds = _demo(*args)
     assert _final_accuracy(output) > 5 * CHANCE, output
+    if "--wire" in args:
+        # --wire alone means grpc-rere; the clients detect the line themselves
+        transport = "rest" if "rest" in args else "grpc-rere"
+        assert f"({transport}" in output and "Flower 1.15 Fleet API" in output, output
     if "--auth" in args:
         assert "(grpc-rere, TLS, node auth)" in output, output
     if "--tls" in args:
