@@ -1,18 +1,22 @@
-"""``python -m bench``: round times and peak memory vs Flower 1.12.0, codec throughput.
+"""``python -m bench``: round times and peak memory vs Flower 1.12.0 / 1.15.2, codec throughput.
 
-One run (about 10 minutes on a 2-core box):
+One run (about 15 minutes on a 2-core box):
 
-1. round benchmark (:mod:`bench.rounds`): a real Flower 1.12.0 server per transport
-   (legacy ``start_server`` for grpc-bidi, SuperLink + Driver-API ServerApp for
-   grpc-rere, in the cached isolated venv of the interop tests); per payload size, our
-   client and ``flwr.client.start_client`` alternate, one fresh process per round;
+1. round benchmark (:mod:`bench.rounds`): a real Flower server per transport key, in the
+   cached isolated venvs of the interop tests: ``grpc-bidi`` (flwr 1.12.0 legacy
+   ``start_server``), ``grpc-rere`` (flwr 1.12.0 SuperLink + Driver-API ServerApp),
+   ``grpc-rere-1.15`` (flwr 1.15.2 SuperLink + a ServerAppIo driver); per payload size, our
+   client and that release's ``flwr.client.start_client`` alternate, one fresh process
+   per round;
 2. codec benchmark (:mod:`bench.codec`): serialize / parse MB/s of the generated fast
    codec and google protobuf;
 3. writes ``bench/RESULTS.md`` (machine, method, targets, tables) and ``bench/round_time.png``.
 
-Options: ``--sizes 1,64,512``, ``--reps 1=7,64=5,512=3``, ``--arrays 10``,
-``--transports grpc-bidi,grpc-rere``, ``--out DIR`` (default ``bench/``),
-``--workdir DIR`` (logs, control files, server stamps; default a new temp dir).
+Options: ``--sizes 1,64,512``, ``--reps 1=7,64=5,512=3``, ``--reps-1.15 1=3,64=3,512=2``
+(the grpc-rere-1.15 row runs the smaller of both per size, to keep the run near 15
+minutes), ``--arrays 10``, ``--transports grpc-bidi,grpc-rere,grpc-rere-1.15``, ``--out DIR``
+(default ``bench/``), ``--workdir DIR`` (logs, control files, server stamps; default a new
+temp dir).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from bench import codec, rounds  # noqa: E402
 from bench.rounds import Measurement, MiB  # noqa: E402
 
 
-def machine() -> list[str]:
+def machine(transports: Sequence[str] = rounds.TRANSPORTS) -> list[str]:
     """Lines describing this machine and the software versions."""
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -55,29 +59,32 @@ def machine() -> list[str]:
     import httpx
     import numpy
 
-    env = rounds.flower_env()
-    flwr_versions = subprocess.run(
-        [
-            str(env.python),
-            "-c",
-            "import flwr, grpc, google.protobuf as p, numpy; "
-            "print(flwr.__version__, grpc.__version__, p.__version__, numpy.__version__)",
-        ],
-        capture_output=True,
-        text=True,
-        env=env.environ(),
-        check=True,
-    ).stdout.split()
+    def flower_side(release: str) -> str:
+        env = rounds.flower_env(release)
+        flwr, grpcio, protobuf, np = subprocess.run(
+            [
+                str(env.python),
+                "-c",
+                "import flwr, grpc, google.protobuf as p, numpy; "
+                "print(flwr.__version__, grpc.__version__, p.__version__, numpy.__version__)",
+            ],
+            capture_output=True,
+            text=True,
+            env=env.environ(),
+            check=True,
+        ).stdout.split()
+        return f"flwr {flwr}, grpcio {grpcio}, protobuf {protobuf}, numpy {np}"
+
     from importlib.metadata import version
 
+    releases = sorted({rounds.FLOWER[t] for t in transports})
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores (`nproc`); RAM {mem_kib / 2**20:.1f} GiB",
         f"- OS: {platform.platform()}",
         f"- Python {platform.python_version()} (both clients and servers)",
         f"- flwr-sdk {version('flwr-sdk')}: grpclib {grpclib.__version__}, h2 {h2.__version__}, "
         f"httpx {httpx.__version__}, numpy {numpy.__version__}",
-        f"- Flower side (isolated venv): flwr {flwr_versions[0]}, grpcio {flwr_versions[1]}, "
-        f"protobuf {flwr_versions[2]}, numpy {flwr_versions[3]}",
+        *(f"- Flower side (isolated venv): {flower_side(release)}" for release in releases),
         f"- run finished {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
 
@@ -103,21 +110,22 @@ def _medians(rows: list[Measurement], mib: int, client: str) -> dict[str, float]
 def round_tables(results: list[Measurement], sizes: Sequence[int]) -> list[str]:
     """Markdown tables: medians per transport and size, ratios, RSS / payload."""
     lines: list[str] = []
-    for transport in ("grpc-bidi", "grpc-rere"):
+    for transport in rounds.TRANSPORTS:
         rows = [m for m in results if m.transport == transport]
         if not rows:
             continue
+        release = rounds.FLOWER[transport]
         lines += [
-            f"### {transport}",
+            f"### {rounds.LABELS[transport]}",
             "",
-            "| payload | reps | flwr-sdk round | flwr 1.12.0 round | ratio ours / flwr "
-            "| server sees: flwr-sdk | server sees: flwr 1.12.0 | ratio "
-            "| flwr-sdk peak RSS | RSS / payload | flwr 1.12.0 peak RSS | RSS / payload |",
+            f"| payload | reps | flwr-sdk round | flwr {release} round | ratio ours / flwr "
+            f"| server sees: flwr-sdk | server sees: flwr {release} | ratio "
+            f"| flwr-sdk peak RSS | RSS / payload | flwr {release} peak RSS | RSS / payload |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for mib in sizes:
             ours = _medians(rows, mib, "flwr-sdk")
-            theirs = _medians(rows, mib, "flwr-1.12.0")
+            theirs = _medians(rows, mib, rounds.clients(transport)[1])
             if ours is None or theirs is None:
                 continue
             nbytes = ours["nbytes"]
@@ -144,15 +152,17 @@ def verdict(results: list[Measurement], codec_raw: list[dict[str, Any]]) -> list
         lines.append(f"| {target} | {figure} | {'yes' if met else '**no**'} |")
 
     largest = max((m.mib for m in results), default=0)
-    for transport in ("grpc-bidi", "grpc-rere"):
+    for transport in rounds.TRANSPORTS:
         rows = [m for m in results if m.transport == transport]
+        release = rounds.FLOWER[transport]
+        label = rounds.LABELS[transport]
         ours = _medians(rows, largest, "flwr-sdk")
-        theirs = _medians(rows, largest, "flwr-1.12.0")
+        theirs = _medians(rows, largest, rounds.clients(transport)[1])
         if ours is None or theirs is None:
             continue
         ratio = ours["seconds"] / theirs["seconds"]
         row(
-            f"{transport}, {largest} MiB: round time ≤ 0.5x flwr 1.12.0",
+            f"{label}, {largest} MiB: round time ≤ 0.5x flwr {release}",
             f"{ours['seconds']:.2f} s / {theirs['seconds']:.2f} s = {ratio:.2f} "
             f"(as the server sees it: {ours['server_seconds']:.2f} s / "
             f"{theirs['server_seconds']:.2f} s = "
@@ -161,8 +171,8 @@ def verdict(results: list[Measurement], codec_raw: list[dict[str, Any]]) -> list
         )
         rss = ours["rss"] / ours["nbytes"]
         row(
-            f"{transport}, {largest} MiB: flwr-sdk peak RSS ≤ 2.0x payload",
-            f"{rss:.2f}x (flwr 1.12.0: {theirs['rss'] / theirs['nbytes']:.2f}x)",
+            f"{label}, {largest} MiB: flwr-sdk peak RSS ≤ 2.0x payload",
+            f"{rss:.2f}x (flwr {release}: {theirs['rss'] / theirs['nbytes']:.2f}x)",
             rss <= 2.0,
         )
     fast = {r["mib"]: r for r in codec_raw if r["codec"] == "fast"}
@@ -207,22 +217,21 @@ def codec_tables(sizes: Sequence[int], arrays: int, repeat: int) -> tuple[list[s
 
 
 def plot(results: list[Measurement], sizes: Sequence[int], path: Path) -> None:
-    """Log-log plot of median round time vs payload, both clients, both transports."""
+    """Log-log plot of median round time vs payload, both clients, every transport."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    styles = {"flwr-sdk": "-o", "flwr-1.12.0": "--s"}
-    colors = {"grpc-bidi": "tab:blue", "grpc-rere": "tab:green"}
+    colors = {"grpc-bidi": "tab:blue", "grpc-rere": "tab:green", "grpc-rere-1.15": "tab:red"}
     panels = (
         ("seconds", "client side of the round (server's gRPC boundary)"),
         ("server_seconds", "round as the server's application sees it"),
     )
     for ax, (field, title) in zip(axes, panels, strict=True):
-        for transport in ("grpc-bidi", "grpc-rere"):
-            for client in rounds.CLIENTS:
+        for transport in rounds.TRANSPORTS:
+            for client in rounds.clients(transport):
                 xs, ys = [], []
                 for mib in sizes:
                     times = [
@@ -237,9 +246,9 @@ def plot(results: list[Measurement], sizes: Sequence[int], path: Path) -> None:
                     ax.plot(
                         xs,
                         ys,
-                        styles[client],
+                        "-o" if client == "flwr-sdk" else "--s",
                         color=colors[transport],
-                        label=f"{client}, {transport}",
+                        label=f"{client}, {rounds.LABELS[transport]}",
                     )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -248,31 +257,75 @@ def plot(results: list[Measurement], sizes: Sequence[int], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("round time, median (s)")
     axes[0].legend()
-    fig.suptitle("One round vs a real Flower 1.12.0 server (lower is better)")
+    releases = sorted({rounds.FLOWER[m.transport] for m in results})
+    servers = "server" if len(releases) == 1 else "servers"
+    fig.suptitle(f"One round vs real Flower {' / '.join(releases)} {servers} (lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+#: Default cap on the reps of the grpc-rere-1.15 row (``--reps-1.15``).
+REPS_1_15 = "1=3,64=3,512=2"
+
+
+def _reps(spec: str, sizes: Sequence[int]) -> dict[int, int]:
+    """``1=7,64=5`` → {1: 7, 64: 5}; sizes not named get 3."""
+    reps = {int(k): int(v) for k, v in (item.split("=") for item in spec.split(",") if item)}
+    for mib in sizes:
+        reps.setdefault(mib, 3)
+    return reps
+
+
+def _reps_text(reps: dict[str, dict[int, int]], sizes: Sequence[int]) -> str:
+    """``grpc-bidi, grpc-rere: 1 MiB: 7, ...; grpc-rere 1.15: 1 MiB: 4, ...``."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for transport, per_size in reps.items():
+        groups.setdefault(tuple(per_size[mib] for mib in sizes), []).append(transport)
+    parts = []
+    for counts, transports in groups.items():
+        text = ", ".join(f"{mib} MiB: {n}" for mib, n in zip(sizes, counts, strict=True))
+        if len(groups) > 1:
+            text = ", ".join(rounds.LABELS[t] for t in transports) + ": " + text
+        parts.append(text)
+    text = "; ".join(parts)
+    if len(groups) > 1 and "grpc-rere-1.15" in reps:
+        text += (
+            " (fewer on grpc-rere 1.15, `--reps-1.15`, so that the whole run stays near "
+            "15 minutes on 2 cores)"
+        )
+    return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,64,512")
     parser.add_argument("--reps", default="1=7,64=5,512=3")
+    parser.add_argument(
+        "--reps-1.15",
+        dest="reps_1_15",
+        default=REPS_1_15,
+        help="at most this many reps per size on grpc-rere-1.15 (keeps the run near 15 min)",
+    )
     parser.add_argument("--arrays", type=int, default=10)
-    parser.add_argument("--transports", default="grpc-bidi,grpc-rere")
+    parser.add_argument("--transports", default=",".join(rounds.TRANSPORTS))
     parser.add_argument("--codec-repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=BENCH)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    reps = {int(k): int(v) for k, v in (item.split("=") for item in args.reps.split(","))}
-    for mib in sizes:
-        reps.setdefault(mib, 3)
+    reps = _reps(args.reps, sizes)
+    cap = _reps(args.reps_1_15, sizes)
+    reps_1_15 = {mib: min(reps[mib], cap[mib]) for mib in sizes}
     transports = [t for t in args.transports.split(",") if t]
+    unknown = [t for t in transports if t not in rounds.TRANSPORTS]
+    if unknown:
+        parser.error(f"unknown transports {unknown}; known: {', '.join(rounds.TRANSPORTS)}")
+    per_transport = {t: reps_1_15 if t == "grpc-rere-1.15" else reps for t in transports}
 
     started = time.monotonic()
     print("round benchmark", flush=True)
-    results = rounds.run(sizes, reps, args.arrays, transports, args.workdir)
+    results = rounds.run(sizes, per_transport, args.arrays, transports, args.workdir)
     print("codec benchmark", flush=True)
     codec_lines, codec_raw = codec_tables(sizes, args.arrays, args.codec_repeat)
     elapsed = time.monotonic() - started
@@ -282,7 +335,7 @@ def main() -> None:
     (args.out / "results.json").write_text(
         json.dumps({"rounds": [m.__dict__ for m in results], "codec": codec_raw}, indent=1)
     )
-    text = render(results, sizes, reps, args.arrays, codec_lines, codec_raw, elapsed)
+    text = render(results, sizes, per_transport, args.arrays, codec_lines, codec_raw, elapsed)
     (args.out / "RESULTS.md").write_text(text)
     print(text)
 
@@ -290,13 +343,16 @@ def main() -> None:
 def render(
     results: list[Measurement],
     sizes: Sequence[int],
-    reps: dict[int, int],
+    reps: dict[str, dict[int, int]],
     arrays: int,
     codec_lines: list[str],
     codec_raw: list[dict[str, Any]],
     elapsed: float,
 ) -> str:
-    """The RESULTS.md text (the verdict section is appended by hand-free rules below)."""
+    """The RESULTS.md text (the verdict section is appended by hand-free rules below).
+
+    ``reps[transport][mib]``: the measured rounds per client of each transport run.
+    """
     lines = [
         "# Benchmark results",
         "",
@@ -305,24 +361,24 @@ def render(
         "",
         "## Machine",
         "",
-        *machine(),
+        *machine(list(reps)),
         "",
         "## Method",
         "",
         f"- Payload: {arrays} float32 arrays (`.npy` tensors, `tensor_type=numpy.ndarray`) "
-        "of equal size; nominal 1, 64 and 512 MiB. Flower 1.12 refuses gRPC messages over "
-        "512 MiB (SuperLink, legacy server and client), so the 512 MiB case carries "
+        "of equal size; nominal 1, 64 and 512 MiB. Flower 1.12 and 1.15 refuse gRPC messages "
+        "over 512 MiB (SuperLink, legacy server and client), so the 512 MiB case carries "
         f"{rounds.payload_bytes(512):,} bytes of tensors (512 MiB - 64 KiB).",
         "- One round: the server sends a FitIns with the payload; the client decodes it "
         "to numpy, runs a no-op `NumPyClient.fit` (returns its input), encodes and sends the "
         "FitRes. flwr-sdk's client is `flwr_sdk.start_client` (`bench/scripts/sdk_client.py`); "
-        "Flower's is `flwr.client.start_client` from flwr 1.12.0 "
-        "(`bench/scripts/flwr_client.py`), same NumPyClient logic, default settings.",
+        "Flower's is `flwr.client.start_client` (`bench/scripts/flwr_client.py`) from the "
+        "release the server runs (flwr 1.12.0, or flwr 1.15.2 for grpc-rere 1.15), same "
+        "NumPyClient logic, default settings. flwr-sdk detects the server's Flower line "
+        "itself (before its first instruction, outside the round time).",
         "- Every round runs in a fresh client process; the two clients alternate "
         "(ours, flwr's, flwr's, ours, ...) against the same server process. Repetitions "
-        "per size (each client): "
-        + ", ".join(f"{mib} MiB: {reps[mib]}" for mib in sizes)
-        + ". Tables show medians.",
+        "per size (each client): " + _reps_text(reps, sizes) + ". Tables show medians.",
         "- **Round time** is stamped inside the real Flower server process "
         "(`time.perf_counter`, `bench/scripts/grpc_stamps.py` wraps the request parser and "
         "response serializer of every gRPC method the server registers). The table's main "
@@ -344,6 +400,16 @@ def render(
         "the reply the PushTaskRes request carrying its ancestry; *server sees* runs from "
         "that PullTaskIns request received to the PushTaskRes request parsed. Client polling "
         "(3 s for Flower's client when idle) and driver polling are outside both figures.",
+        "- **grpc-rere 1.15**: the same measurement against a real flwr 1.15.2 SuperLink "
+        "(`run_superlink`, in-memory state, `--isolation process`, node auth on as always in "
+        "1.15: both clients sign every call) and Flower 1.15.2's own client. Instead of a "
+        "FAB started with `flwr run`, `bench/scripts/rere_driver_1_15.py` connects Flower's "
+        "`GrpcDriver` to the ServerAppIo API, creates a run (`CreateRun`, then "
+        "`UpdateRunStatus` to running) and pushes one message per round to the newly "
+        "registered node. The instruction is the PullMessages response carrying the "
+        "message, the reply the PushMessages request whose `reply_to_message` names it; "
+        "*server sees* runs from that PullMessages request received to the PushMessages "
+        "request parsed.",
         "- Peak RSS: `VmHWM` from `/proc/<pid>/status` of the client process, read once its "
         "round is complete (then the process is killed). It includes the interpreter, "
         "numpy, grpc/grpclib and everything imported: about 60 MiB for flwr-sdk, 85 MiB "

@@ -1,4 +1,4 @@
-"""Full-round benchmark: flwr-sdk's client vs Flower 1.12.0's own client, same real server.
+"""Full-round benchmark: flwr-sdk's client vs Flower's own client, same real server.
 
 One round = the server sends a FitIns with ``--arrays`` float32 arrays, the client decodes
 them to numpy, runs a no-op ``fit`` (returns its input), encodes and sends the FitRes.
@@ -23,9 +23,14 @@ Two round times per measurement, both stamped inside the real server process
   pushes one message per measurement; ``server_seconds`` runs from the PullTaskIns request
   that receives the task to the PushTaskRes request parsed. Client and driver polling
   intervals are outside both times.
+* **grpc-rere-1.15**: the same against a real flwr 1.15.2 SuperLink (in-memory state,
+  ``--isolation process``) fed by ``scripts/rere_driver_1_15.py``, which creates a run on
+  the ServerAppIo API and pushes one message per measurement; flwr's client is
+  ``flwr.client.start_client`` of flwr 1.15.2. The instruction is the PullMessages
+  response carrying the message, the reply the PushMessages request answering it.
 
 Peak RSS: ``VmHWM`` from ``/proc/<pid>/status`` of the client process, read after its round
-is complete; the process is then killed (Flower 1.12's grpc-rere client does not exit).
+is complete; the process is then killed (Flower's grpc-rere client does not exit).
 """
 
 from __future__ import annotations
@@ -48,11 +53,24 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 SCRIPTS = BENCH / "scripts"
 MiB = 1 << 20
-#: Flower 1.12's SuperLink and legacy server refuse gRPC messages over 512 MiB; the largest
-#: payload leaves 64 KiB of room for the message around the tensors.
+#: Flower's SuperLinks (1.12, 1.15) and legacy server refuse gRPC messages over 512 MiB; the
+#: largest payload leaves 64 KiB of room for the message around the tensors.
 GRPC_LIMIT = 512 * MiB
 HEADROOM = 64 * 1024
+#: Transport keys of ``--transports``, in run order, and the Flower release each runs against.
+FLOWER = {"grpc-bidi": "1.12.0", "grpc-rere": "1.12.0", "grpc-rere-1.15": "1.15.2"}
+TRANSPORTS = tuple(FLOWER)
+#: How the report names each transport key.
+LABELS = {"grpc-bidi": "grpc-bidi", "grpc-rere": "grpc-rere", "grpc-rere-1.15": "grpc-rere 1.15"}
+#: The transport the clients are started with (the key minus the Flower line).
+WIRE_TRANSPORT = {"grpc-bidi": "grpc-bidi", "grpc-rere": "grpc-rere", "grpc-rere-1.15": "grpc-rere"}
+#: The clients on the Flower 1.12.0 transports (``clients`` gives any transport's pair).
 CLIENTS = ("flwr-sdk", "flwr-1.12.0")
+
+
+def clients(transport: str) -> tuple[str, str]:
+    """The two clients measured on ``transport``: flwr-sdk and ``flwr-<release>``."""
+    return ("flwr-sdk", f"flwr-{FLOWER[transport]}")
 
 
 @dataclass
@@ -113,23 +131,26 @@ def vm_hwm(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def flower_env() -> Any:
-    """The cached flwr 1.12.0 virtualenv of the interop tests (built on first use)."""
-    sys.path.insert(0, str(REPO / "tests"))
+def flower_env(version: str = "1.12.0") -> Any:
+    """The cached flwr ``version`` virtualenv of the interop tests (built on first use)."""
+    if str(REPO / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests"))
     from support.flower_env import FlowerEnv
 
-    return FlowerEnv.get("1.12.0")
+    return FlowerEnv.get(version)
 
 
 class Plan:
     """The measurement order: per size, ``reps`` rounds of each client, alternating."""
 
-    def __init__(self, sizes: Sequence[int], reps: dict[int, int]) -> None:
+    def __init__(
+        self, sizes: Sequence[int], reps: dict[int, int], pair: Sequence[str] = CLIENTS
+    ) -> None:
         # A warm-up round per client (rep -1, not reported) before the measurements.
-        self.items: list[tuple[int, int, str]] = [(1, -1, client) for client in CLIENTS]
+        self.items: list[tuple[int, int, str]] = [(1, -1, client) for client in pair]
         for mib in sizes:
             for rep in range(reps[mib]):
-                order = CLIENTS if rep % 2 == 0 else CLIENTS[::-1]
+                order = tuple(pair) if rep % 2 == 0 else tuple(pair)[::-1]
                 self.items.extend((mib, rep, client) for client in order)
 
     def __len__(self) -> int:
@@ -158,7 +179,12 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 class Runner:
-    """Starts the client processes of both kinds against one server address."""
+    """Starts the client processes of both kinds against one server address.
+
+    ``transport`` is the benchmark's transport key (``grpc-rere-1.15``), which names the
+    measurements and logs; both clients are started with its wire transport (``grpc-rere``).
+    Our client detects the Flower line itself.
+    """
 
     def __init__(self, env: Any, workdir: Path, address: str, transport: str) -> None:
         self.env = env
@@ -175,12 +201,12 @@ class Runner:
                 sys.executable,
                 os.environ.get("BENCH_SDK_CLIENT", str(SCRIPTS / "sdk_client.py")),
                 self.address,
-                self.transport,
+                WIRE_TRANSPORT[self.transport],
             ]
             environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         else:
             args = [str(self.env.python), str(SCRIPTS / "flwr_client.py"), self.address]
-            args.append(self.transport)
+            args.append(WIRE_TRANSPORT[self.transport])
             environ = self.env.environ({"FLWR_TELEMETRY_ENABLED": "0"})
         environ["FLWR_HOME"] = str(self.workdir / "flwr_home")
         return subprocess.Popen(
@@ -216,12 +242,13 @@ def _measure(
     control: Path,
     arrays: int,
     servers: Sequence[subprocess.Popen[bytes]],
-    timing: Callable[[dict[str, Any]], tuple[float, float, bool]],
+    timing: Callable[[dict[str, Any], int], tuple[float, float, bool]],
     log: Any,
 ) -> list[Measurement]:
     """Run ``plan`` round by round: start the client, say go, wait for done, read its RSS.
 
-    ``timing`` turns a round's ``done-<r>.json`` into (seconds, server_seconds, ok).
+    ``timing`` turns a round's ``done-<r>.json`` and payload bytes into (seconds,
+    server_seconds, ok).
     Warm-up rounds (rep -1) are logged but not returned.
     """
     results: list[Measurement] = []
@@ -231,7 +258,7 @@ def _measure(
         try:
             _write_atomic(control / f"go-{index}.json", {"nbytes": nbytes, "arrays": arrays})
             done = _wait_file(control / f"done-{index}.json", [*servers, proc], 900)
-            seconds, server_seconds, ok = timing(done)
+            seconds, server_seconds, ok = timing(done, nbytes)
             peak = vm_hwm(proc.pid)
         finally:
             _kill(proc)
@@ -262,17 +289,21 @@ def run_bidi(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
             control,
             arrays,
             [server],
-            lambda done: (done["seconds"], done["server_seconds"], done["ok"]),
+            lambda done, nbytes: (done["seconds"], done["server_seconds"], done["ok"]),
             log,
         )
 
 
-def _rere_times(stamps: Path, task_ins_id: str, timeout: float) -> tuple[float, float]:
+def _rere_times(
+    stamps: Path, task_ins_id: str, nbytes: int, timeout: float = 900
+) -> tuple[float, float, bool]:
     """Client-side and server-observed round time of one task, from the SuperLink's stamps.
 
     Client side: the PullTaskIns response carrying the task ready to send → the PushTaskRes
     request carrying the reply completely received. Server observed: that PullTaskIns
-    request received → the PushTaskRes request parsed.
+    request received → the PushTaskRes request parsed. On Flower 1.15 the same with
+    PullMessages / PushMessages and the message id (see ``scripts/grpc_stamps.py``).
+    ``ok``: the instruction and the reply both carried at least the payload's ``nbytes``.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -286,7 +317,8 @@ def _rere_times(stamps: Path, task_ins_id: str, timeout: float) -> tuple[float, 
                     if event["dir"] == "recv" and task_ins_id in event.get("ancestry", ()):
                         push = event
         if pull is not None and push is not None:
-            return push["t0"] - pull["t1"], push["t1"] - pull["request_t0"]
+            ok = pull["bytes"] >= nbytes and push["bytes"] >= nbytes
+            return push["t0"] - pull["t1"], push["t1"] - pull["request_t0"], ok
         time.sleep(0.05)
     raise TimeoutError(f"no PushTaskRes for {task_ins_id} within {timeout:.0f}s")
 
@@ -339,36 +371,99 @@ def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
                 control,
                 arrays,
                 [superlink, app],
-                lambda done: (*_rere_times(stamps, done["message_id"], 900), True),
+                lambda done, nbytes: _rere_times(stamps, done["message_id"], nbytes),
+                log,
+            )
+
+
+def run_rere_1_15(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
+    """The grpc-rere measurements against a real flwr 1.15.2 SuperLink (ServerAppIo driver)."""
+    control = workdir / "rere-1.15-control"
+    control.mkdir()
+    stamps = workdir / "superlink-1.15-stamps.jsonl"
+    serverappio, fleet, exec_api, simulationio = free_ports(4)
+    environ = env.environ(
+        {
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+            "FLWR_HOME": str(workdir / "flwr_home-1.15"),
+            "BENCH_CONTROL": str(control),
+            "BENCH_ROUNDS": str(len(plan)),
+            "BENCH_STAMPS": str(stamps),
+        }
+    )
+    superlink_args = [
+        str(env.python),
+        str(SCRIPTS / "flwr_superlink.py"),
+        "--insecure",
+        "--isolation",
+        "process",
+        "--fleet-api-type",
+        "grpc-rere",
+        "--serverappio-api-address",
+        f"127.0.0.1:{serverappio}",
+        "--fleet-api-address",
+        f"127.0.0.1:{fleet}",
+        "--exec-api-address",
+        f"127.0.0.1:{exec_api}",
+        "--simulationio-api-address",
+        f"127.0.0.1:{simulationio}",
+        "--storage-dir",
+        str(workdir / "ffs-1.15"),
+    ]
+    driver_args = [
+        str(env.python),
+        str(SCRIPTS / "rere_driver_1_15.py"),
+        "--serverappio",
+        f"127.0.0.1:{serverappio}",
+    ]
+    runner = Runner(env, workdir, f"127.0.0.1:{fleet}", "grpc-rere-1.15")
+    with _process(superlink_args, workdir / "superlink-1.15.log", environ) as superlink:
+        wait_for_port("127.0.0.1", serverappio)
+        wait_for_port("127.0.0.1", fleet)
+        with _process(driver_args, workdir / "driver-1.15.log", environ) as driver:
+            return _measure(
+                plan,
+                runner,
+                control,
+                arrays,
+                [superlink, driver],
+                lambda done, nbytes: _rere_times(stamps, done["message_id"], nbytes),
                 log,
             )
 
 
 def run(
     sizes: Sequence[int],
-    reps: dict[int, int],
+    reps: dict[str, dict[int, int]],
     arrays: int,
     transports: Sequence[str],
     workdir: Path | None = None,
 ) -> list[Measurement]:
-    """Run every measurement; returns them in order (printed as they finish)."""
-    env = flower_env()
-    plan = Plan(sizes, reps)
+    """Run every measurement; returns them in order (printed as they finish).
+
+    ``reps[transport][mib]``: measured rounds per client.
+    """
+    unknown = [t for t in transports if t not in FLOWER]
+    if unknown:
+        raise ValueError(f"unknown transports {unknown}; known: {', '.join(TRANSPORTS)}")
     base = Path(tempfile.mkdtemp(prefix="flwr-sdk-bench-")) if workdir is None else workdir
     base.mkdir(parents=True, exist_ok=True)
 
     def log(m: Measurement) -> None:
         print(
-            f"  {m.transport:9} {m.client:12} {m.mib:4d} MiB rep {m.rep}: "
+            f"  {m.transport:14} {m.client:12} {m.mib:4d} MiB rep {m.rep}: "
             f"{m.seconds:7.3f} s (server sees {m.server_seconds:7.3f} s)  "
             f"peak RSS {m.peak_rss / MiB:7.1f} MiB" + ("" if m.ok else "  (REPLY CHECK FAILED)"),
             flush=True,
         )
 
+    runs = {"grpc-bidi": run_bidi, "grpc-rere": run_rere, "grpc-rere-1.15": run_rere_1_15}
     results: list[Measurement] = []
-    if "grpc-bidi" in transports:
-        results += run_bidi(env, base, plan, arrays, log)
-    if "grpc-rere" in transports:
-        results += run_rere(env, base, plan, arrays, log)
+    for transport in TRANSPORTS:
+        if transport in transports:
+            plan = Plan(sizes, reps[transport], clients(transport))
+            env = flower_env(FLOWER[transport])
+            results += runs[transport](env, base, plan, arrays, log)
     (base / "rounds.json").write_text(json.dumps([asdict(m) for m in results], indent=1))
     return results

@@ -1,8 +1,9 @@
-"""Flower 1.12.0's own client for the round benchmark (run with the flwr venv's python).
+"""Flower's own client for the round benchmark (run with a Flower venv's python).
 
     python flwr_client.py ADDRESS TRANSPORT
 
-``flwr.client.start_client`` with a NumPyClient whose ``fit`` returns its input unchanged.
+``flwr.client.start_client`` with a NumPyClient whose ``fit`` returns its input unchanged;
+the same script serves flwr 1.12.0 and flwr 1.15.2 (the call is the same in both).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""A real Flower 1.12.0 SuperLink with gRPC-boundary time stamps, for the round bench.
+"""A real Flower SuperLink with gRPC-boundary time stamps, for the round bench.
 
-Runs INSIDE the isolated flwr 1.12.0 virtualenv; takes ``flower-superlink``'s arguments:
+Runs INSIDE an isolated Flower virtualenv (flwr 1.12.0 or 1.15.2); takes
+``flower-superlink``'s arguments:
 
     BENCH_STAMPS=stamps.jsonl python flwr_superlink.py --insecure --fleet-api-type ...
 
-It is ``flower-superlink`` (``flwr.server.app.run_superlink``) with
-``grpc_stamps.install`` applied first, so every PullTaskIns response that carries tasks
-and every PushTaskRes request is appended to ``$BENCH_STAMPS`` with its time stamps and
-task ids. State stays Flower's default (in memory).
+It is ``flower-superlink`` (``flwr.server.app.run_superlink``, the same entry point in both
+releases) with ``grpc_stamps.install`` applied first, so every Fleet response that delivers
+an instruction (1.12 PullTaskIns, 1.15 PullMessages) and every Fleet request that carries
+a reply (1.12 PushTaskRes, 1.15 PushMessages) is appended to ``$BENCH_STAMPS`` with its time
+stamps and ids. State stays Flower's default (in memory).
 """
 
 from __future__ import annotations

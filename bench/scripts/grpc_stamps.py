@@ -1,6 +1,7 @@
 """Time stamps at a Flower server's gRPC boundary (imported by the bench's server scripts).
 
-Runs INSIDE the isolated flwr 1.12.0 virtualenv, before the server starts. :func:`install`
+Runs INSIDE the isolated Flower virtualenv (flwr 1.12.0 or 1.15.2), before the server
+starts. :func:`install`
 wraps the request deserializer and response serializer of every gRPC method the server
 registers afterwards (``grpc.unary_unary_rpc_method_handler`` and
 ``grpc.stream_stream_rpc_method_handler`` are what Flower's generated ``*_pb2_grpc``
@@ -18,8 +19,15 @@ protobuf copies) or after parsing is outside, and the same for every client anyw
 
 Stamps are ``time.perf_counter()`` (``CLOCK_MONOTONIC``). Each stamped message is kept in
 :data:`LAST` by direction and, with a stamp file, appended to it as one JSON line with the
-message's Flower ids (task ids of PullTaskIns responses, ancestry of PushTaskRes requests).
-Only messages of at least :data:`MIN_BYTES` are recorded, so idle polling leaves no trace.
+message's Flower ids under the same keys for both Fleet lines: ``task_ids`` are the ids of
+the instructions a response delivers (1.12 PullTaskIns: task ids; 1.15 PullMessages:
+message ids), ``ancestry`` the instructions a request answers (1.12 PushTaskRes: the
+tasks' ancestry; 1.15 PushMessages: ``reply_to_message``). Only messages of at least
+:data:`MIN_BYTES` are recorded, so idle polling leaves no trace.
+
+Flower 1.15's SuperLink authenticates every Fleet call with a server interceptor that
+builds a new method handler per call from the registered one's (already stamped)
+serializers; those are not wrapped twice, so every message is stamped exactly once.
 """
 
 from __future__ import annotations
@@ -44,10 +52,12 @@ _requests: dict[tuple[str, int], float] = {}
 def _node_id(message: Any) -> int | None:
     """The node a request comes from or a response goes to, if the message says."""
     name = message.DESCRIPTOR.name
-    if name == "PullTaskInsRequest":
+    if name in ("PullTaskInsRequest", "PullMessagesRequest"):
         return int(message.node.node_id)
     if name == "PullTaskInsResponse" and message.task_ins_list:
         return int(message.task_ins_list[0].task.consumer.node_id)
+    if name == "PullMessagesResponse" and message.messages_list:
+        return int(message.messages_list[0].metadata.dst_node_id)
     return None
 
 
@@ -58,6 +68,11 @@ def _ids(message: Any) -> dict[str, Any]:
         return {"task_ids": [t.task_id for t in message.task_ins_list]}
     if name == "PushTaskResRequest":
         return {"ancestry": [a for t in message.task_res_list for a in t.task.ancestry]}
+    # Flower 1.15's Fleet API (the ServerAppIo API's messages have other type names).
+    if name == "PullMessagesResponse":
+        return {"task_ids": [m.metadata.message_id for m in message.messages_list]}
+    if name == "PushMessagesRequest":
+        return {"ancestry": [m.metadata.reply_to_message for m in message.messages_list]}
     if name in ("ServerMessage", "ClientMessage"):
         return {"field": message.WhichOneof("msg")}
     return {}
@@ -87,6 +102,8 @@ def install(stamp_file: Path | None = None) -> None:
 
     def wrap(direction: str, method: str, convert: Callable[[Any], Any]) -> Any:
         """``convert`` is a request parser ("recv") or a response serializer ("send")."""
+        if getattr(convert, "_bench_stamped", False):
+            return convert  # re-wrapped by an interceptor (Flower 1.15's node auth)
 
         def stamped(arg: Any) -> Any:
             t0 = time.perf_counter()
@@ -96,6 +113,7 @@ def install(stamp_file: Path | None = None) -> None:
             record(direction, method, message, data, t0, t1)
             return out
 
+        stamped._bench_stamped = True  # type: ignore[attr-defined]
         return stamped
 
     def wrap_factory(factory: Callable[..., Any]) -> Callable[..., Any]:

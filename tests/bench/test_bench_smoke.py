@@ -1,9 +1,9 @@
 """`python -m bench` end to end at tiny payloads: the harness works against real servers.
 
 Speed is not asserted here (that is what ``bench/RESULTS.md`` is for); what is asserted is
-that one run measures every client on every transport against the real Flower 1.12.0
-servers, that the gRPC-boundary stamps are consistent, and that the report and plot are
-written.
+that one run measures every client on every transport against the real Flower servers
+(1.12.0 legacy server and SuperLink, 1.15.2 SuperLink), that the gRPC-boundary stamps are
+consistent, and that the report and plot are written.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bench_runs_both_clients_on_both_transports(tmp_path: Path) -> None:
+def test_bench_runs_both_clients_on_every_transport(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [
@@ -39,16 +39,19 @@ def test_bench_runs_both_clients_on_both_transports(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=500,
+        timeout=700,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     data = json.loads((out / "results.json").read_text())
     rounds = data["rounds"]
-    # 2 reps x 2 clients x 2 transports (the warm-up rounds are not reported).
+    # 2 reps x 2 clients x 3 transports (the warm-up rounds are not reported).
+    pairs = [
+        ("grpc-bidi", "flwr-1.12.0"),
+        ("grpc-rere", "flwr-1.12.0"),
+        ("grpc-rere-1.15", "flwr-1.15.2"),
+    ]
     seen = sorted((m["transport"], m["client"]) for m in rounds)
-    assert seen == sorted(
-        [(t, c) for t in ("grpc-bidi", "grpc-rere") for c in ("flwr-sdk", "flwr-1.12.0")] * 2
-    )
+    assert seen == sorted([(t, c) for t, flwr in pairs for c in ("flwr-sdk", flwr)] * 2)
     for m in rounds:
         assert m["ok"], m
         assert m["nbytes"] == 1 << 20
@@ -58,5 +61,10 @@ def test_bench_runs_both_clients_on_both_transports(tmp_path: Path) -> None:
         assert m["peak_rss"] > 20 << 20, m
     assert {r["codec"] for r in data["codec"]} == {"fast", "protobuf"}
     report = (out / "RESULTS.md").read_text()
-    assert "## Targets" in report and "### grpc-bidi" in report and "### grpc-rere" in report
+    assert "## Targets" in report
+    for heading in ("### grpc-bidi\n", "### grpc-rere\n", "### grpc-rere 1.15\n"):
+        assert heading in report
+    assert "| grpc-rere 1.15, 1 MiB: round time ≤ 0.5x flwr 1.15.2 |" in report
+    assert "| grpc-rere 1.15, 1 MiB: flwr-sdk peak RSS ≤ 2.0x payload |" in report
+    assert "flwr 1.15.2, grpcio" in report  # the Flower side of the machine section
     assert (out / "round_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
