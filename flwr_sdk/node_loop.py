@@ -118,13 +118,9 @@ class NodeLoop:
         context = self._contexts.get(run_id)
         if context is None:
             info = await connection.run_info(run_id)
-            context = Context(
-                node_id=connection.node_id,
-                node_config={},
-                state=RecordSet(),
-                run_config={k: v for k, v in info.run_config.items() if not isinstance(v, bytes)},
-                run_id=run_id,
-            )
+            run_config = {k: v for k, v in info.run_config.items() if not isinstance(v, bytes)}
+            # A fresh state and an empty node_config (start_client has none).
+            context = Context(connection.node_id, {}, RecordSet(), run_config, run_id=run_id)
             self._contexts[run_id] = context
         elif context.node_id != connection.node_id:
             # A new session may bring a new node id; the run's state stays.

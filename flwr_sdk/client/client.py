@@ -92,7 +92,6 @@ class Client(HasContext):
 
     def get_properties(self, ins: GetPropertiesIns) -> GetPropertiesRes:
         """Return the client's properties. Default: GET_PROPERTIES_NOT_IMPLEMENTED, ``{}``."""
-        del ins
         return GetPropertiesRes(status=not_implemented_status("get_properties"), properties={})
 
     def get_parameters(self, ins: GetParametersIns) -> GetParametersRes:
@@ -100,7 +99,6 @@ class Client(HasContext):
 
         Default: GET_PARAMETERS_NOT_IMPLEMENTED with empty parameters.
         """
-        del ins
         return GetParametersRes(
             status=not_implemented_status("get_parameters"),
             parameters=Parameters(tensors=[], tensor_type=""),
@@ -108,7 +106,6 @@ class Client(HasContext):
 
     def fit(self, ins: FitIns) -> FitRes:
         """Train on local data. Default: FIT_NOT_IMPLEMENTED with an empty result."""
-        del ins
         return FitRes(
             status=not_implemented_status("fit"),
             parameters=Parameters(tensors=[], tensor_type=""),
@@ -118,7 +115,6 @@ class Client(HasContext):
 
     def evaluate(self, ins: EvaluateIns) -> EvaluateRes:
         """Evaluate on local data. Default: EVALUATE_NOT_IMPLEMENTED with an empty result."""
-        del ins
         return EvaluateRes(
             status=not_implemented_status("evaluate"), loss=0.0, num_examples=0, metrics={}
         )

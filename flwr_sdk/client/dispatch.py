@@ -139,10 +139,9 @@ def adapt_client_fn(client_fn: Callable[..., Any]) -> AnyClientFn:
         parameters = list(inspect.signature(client_fn).parameters.values())
     except (TypeError, ValueError):
         return client_fn
-    if len(parameters) != 1:
-        return client_fn
-    (parameter,) = parameters
-    if parameter.name != "cid" and parameter.annotation not in (str, "str"):
+    if len(parameters) != 1 or (
+        parameters[0].name != "cid" and parameters[0].annotation not in (str, "str")
+    ):
         return client_fn
     logger.warning(
         "client_fn(cid: str) is deprecated; define client_fn(context: Context) and read "

@@ -69,7 +69,6 @@ class UnknownMessageTypeError(ValueError):
 
 @dataclass(frozen=True)
 class _Route:
-    message_type: str
     codec: MessageCodec[Any]
     handler: Callable[[Any, Context], Any]
 
@@ -127,7 +126,7 @@ class MessageHandlers:
             )
         if name in self._routes:
             raise ValueError(f"message_type {name!r} already has a handler")
-        self._routes[name] = _Route(name, codec, handler)
+        self._routes[name] = _Route(codec, handler)
 
     @property
     def message_types(self) -> tuple[str, ...]:
@@ -201,9 +200,7 @@ class HandlersClientFn:
 
     def __call__(self, context: Context) -> Client | NumPyClient:
         """The legacy client for ``context`` (a do-nothing :class:`Client` if none)."""
-        if self.legacy_client_fn is None:
-            return Client()
-        return self.legacy_client_fn(context)
+        return Client() if self.legacy_client_fn is None else self.legacy_client_fn(context)
 
     def unknown(self, message_type: str) -> UnknownMessageTypeError:
         """The error for a message type neither the handlers nor the legacy API know."""

@@ -36,7 +36,6 @@ class NumPyClient(HasContext):
 
         Not overriding it answers GET_PROPERTIES_NOT_IMPLEMENTED.
         """
-        del config
         return {}
 
     def get_parameters(self, config: Config) -> NDArrays:
@@ -44,7 +43,6 @@ class NumPyClient(HasContext):
 
         Not overriding it answers GET_PARAMETERS_NOT_IMPLEMENTED.
         """
-        del config
         return []
 
     def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
@@ -52,7 +50,6 @@ class NumPyClient(HasContext):
 
         Not overriding it answers FIT_NOT_IMPLEMENTED.
         """
-        del parameters, config
         return [], 0, {}
 
     def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
@@ -60,7 +57,6 @@ class NumPyClient(HasContext):
 
         Not overriding it answers EVALUATE_NOT_IMPLEMENTED.
         """
-        del parameters, config
         return 0.0, 0, {}
 
     def to_client(self) -> Client:

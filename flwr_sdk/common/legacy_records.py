@@ -112,16 +112,10 @@ def parametersrecord_to_parameters(record: ParametersRecord, keep_input: bool) -
     """
     if not isinstance(record, ParametersRecord):
         raise TypeError(f"record must be ParametersRecord, got {type(record).__name__}")
-    tensors: list[lt.TensorBytes] = []
-    tensor_type = ""
-    for index, key in enumerate(list(record)):
-        array = record[key]
-        if index == 0:
-            tensor_type = array.stype
-        if key != EMPTY_TENSOR_KEY:
-            tensors.append(array.data)
-        if not keep_input:
-            del record[key]
+    tensors = [array.data for key, array in record.items() if key != EMPTY_TENSOR_KEY]
+    tensor_type = next(iter(record.values())).stype if record else ""
+    if not keep_input:
+        record.clear()
     return lt.Parameters(tensors=tensors, tensor_type=tensor_type)
 
 
@@ -205,12 +199,11 @@ class _FieldCodec:
     decode: Callable[[Any, str, bool], Any]
 
 
-def _scalars_codec() -> _FieldCodec:
-    return _FieldCodec(
-        "configs",
-        lambda values, record_key, _keep: _configs(values, record_key),
-        lambda record, record_key, _keep: _scalars(record, record_key),
-    )
+_SCALARS_CODEC = _FieldCodec(
+    "configs",
+    lambda values, record_key, _keep: _configs(values, record_key),
+    lambda record, record_key, _keep: _scalars(record, record_key),
+)
 
 
 _FIELD_CODECS: Mapping[str, _FieldCodec] = MappingProxyType(
@@ -220,9 +213,9 @@ _FIELD_CODECS: Mapping[str, _FieldCodec] = MappingProxyType(
             lambda parameters, _key, keep: parameters_to_parametersrecord(parameters, keep),
             lambda record, _key, keep: parametersrecord_to_parameters(record, keep),
         ),
-        "config": _scalars_codec(),
-        "metrics": _scalars_codec(),
-        "properties": _scalars_codec(),
+        "config": _SCALARS_CODEC,
+        "metrics": _SCALARS_CODEC,
+        "properties": _SCALARS_CODEC,
         "status": _FieldCodec(
             "configs",
             lambda status, _key, _keep: _status_to_record(status),

@@ -189,12 +189,8 @@ def _check_int_range(record_name: str, key: str, value: int) -> None:
 
 def _scalar_kind(value: object) -> type | None:
     """Return the builtin type a scalar is stored as, or None if it is not a scalar."""
-    if isinstance(value, bool):
-        return bool
-    for kind in (int, float, str, bytes):
-        if isinstance(value, kind):
-            return kind
-    return None
+    # bool before int: a bool is an int too.
+    return next((kind for kind in (bool, int, float, str, bytes) if isinstance(value, kind)), None)
 
 
 def _normalize(value: Any, kind: type) -> Any:
@@ -316,9 +312,8 @@ class _Record(_CheckedDict[V]):
 
     def __eq__(self, other: object) -> bool:
         """Equal to a record of the same kind with equal entries (values type-strict)."""
-        if type(other) is not type(self):
+        if not isinstance(other, _Record) or type(other) is not type(self):
             return NotImplemented
-        assert isinstance(other, _Record)
         return self._data.keys() == other._data.keys() and all(
             _values_equal(v, other._data[k]) for k, v in self._data.items()
         )

@@ -58,11 +58,7 @@ def ndarray_from_numpy(array: npt.ArrayLike) -> NdArray:
     tensor = np.asarray(array)
     if tensor.dtype.hasobject:
         raise ValueError(f"object arrays are refused (dtype {tensor.dtype})")
-    return NdArray(
-        dtype=str(tensor.dtype),
-        shape=[int(d) for d in tensor.shape],
-        data=tensor.tobytes(order="C"),
-    )
+    return NdArray(dtype=str(tensor.dtype), shape=list(tensor.shape), data=tensor.tobytes())
 
 
 def to_recordset(message: Any) -> RecordSet:
@@ -73,8 +69,7 @@ def to_recordset(message: Any) -> RecordSet:
         RecordSetEncodeError: a field value does not fit the convention.
 
     """
-    codec: MessageCodec[Any] = codec_for(type(message))
-    return codec.to_recordset(message)
+    return codec_for(type(message)).to_recordset(message)
 
 
 def from_recordset(message_class: type[M], recordset: RecordSet) -> M:

@@ -220,9 +220,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
         if any(current is s for s in seen):
             continue
         seen.append(current)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                queue.append(linked)
+        queue.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return seen
 
 

@@ -176,7 +176,15 @@ class RetryPolicy:
                     remaining = self.max_wait_time - elapsed
                     wait = None if remaining <= 0 else min(wait, remaining)
                 if wait is None:
-                    raise self._give_up(describe, attempts, elapsed, exc) from exc
+                    message = (
+                        f"{describe} failed {attempts} time{'s' if attempts != 1 else ''} in "
+                        f"{elapsed:.2f} s; giving up ({self._limits_text()}). Last error: "
+                        f"{_describe_exception(exc)}"
+                    )
+                    log.warning("%s", message)
+                    raise RetriesExhaustedError(
+                        message, attempts=attempts, elapsed=elapsed
+                    ) from exc
                 log.warning(
                     "%s failed (attempt %d%s): %s; retrying in %.2f s",
                     describe,
@@ -195,14 +203,3 @@ class RetryPolicy:
                         self._clock() - start,
                     )
                 return result
-
-    def _give_up(
-        self, describe: str, attempts: int, elapsed: float, exc: BaseException
-    ) -> RetriesExhaustedError:
-        message = (
-            f"{describe} failed {attempts} time{'s' if attempts != 1 else ''} in "
-            f"{elapsed:.2f} s; giving up ({self._limits_text()}). Last error: "
-            f"{_describe_exception(exc)}"
-        )
-        log.warning("%s", message)
-        return RetriesExhaustedError(message, attempts=attempts, elapsed=elapsed)
