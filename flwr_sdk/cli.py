@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
+from flwr_sdk.errors import FlwrSdkError
 from flwr_sdk.wire.lines import LINE_MODULES
 
 __all__ = ["load_app", "main"]
@@ -399,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.exit(2, f"flwr-sdk {args.command}: error: {exc}\n")
+    except FlwrSdkError as exc:
+        parser.exit(1, f"flwr-sdk {args.command}: {type(exc).__name__}: {exc}\n")
     except KeyboardInterrupt:
         return 130
 
