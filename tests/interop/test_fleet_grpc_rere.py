@@ -16,18 +16,21 @@ from pathlib import Path
 import pytest
 from support.federation import (
     INITIAL,
-    Process,
     assert_fedavg_rounds,
     free_port,
     processes,
+    run_sdk_client,
     start_sdk_client,
 )
 from support.flower_env import FlowerEnv
 from support.superlink import (
+    FEDAVG_FAB_CONFIG,
     AuthMaterial,
     SuperExec,
     SuperLink,
     assert_context_rounds,
+    assert_registers_again_after_restart,
+    fleet_ping,
     make_auth,
     make_node_key,
     make_tls,
@@ -40,15 +43,6 @@ pytestmark = pytest.mark.interop
 
 ROUNDS = 3
 RERE = ["--transport", "grpc-rere", "--report-context"]
-# The app's [tool.flwr.app.config], flattened, as the FAB carries it.
-FAB_DEFAULTS = {
-    "num-server-rounds": 3,
-    "report-path": "",
-    "fraction-fit": 1.0,
-    "label": "from-fab",
-    "nested.lr": 0.5,
-    "nested.name": "nested-default",
-}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +88,7 @@ def test_plaintext_flwr_run_with_fab(
         plain_link, tmp_path, [RERE, RERE], superexec=plain_superexec, run_config=overrides
     )
     assert_fedavg_rounds(result.report, ROUNDS)
-    expected = {**FAB_DEFAULTS, "label": "overridden", "nested.lr": 0.25}
+    expected = {**FEDAVG_FAB_CONFIG, "label": "overridden", "nested.lr": 0.25}
     # report-path is overridden per run too; the node must see the ServerApp's value.
     expected["report-path"] = result.report["run_config"]["report-path"]
     assert_context_rounds(result.report, ROUNDS, expected)
@@ -180,24 +174,13 @@ def test_node_authentication(auth_link: tuple[SuperLink, AuthMaterial], tmp_path
         assert f"[Fleet.DeleteNode] Delete node_id={node_id}" in log
 
 
-def _client_run(
-    tmp: Path, address: str, *args: str, timeout: float = 30.0
-) -> tuple[int, str, float]:
-    started = time.monotonic()
-    with processes() as procs:
-        client = start_sdk_client(tmp, address, 0, *args)
-        procs.append(client)
-        code = client.wait(timeout=timeout)
-        return code, client.output(), time.monotonic() - started
-
-
 def test_unlisted_key_raises_authentication_error_fast(
     auth_link: tuple[SuperLink, AuthMaterial], tmp_path: Path
 ) -> None:
     superlink, _ = auth_link
     assert superlink.tls is not None
     stranger = make_node_key(tmp_path / "keys", "stranger")
-    code, output, elapsed = _client_run(
+    code, output, elapsed = run_sdk_client(
         tmp_path,
         superlink.fleet_address,
         *RERE,
@@ -218,7 +201,7 @@ def test_unlisted_key_raises_authentication_error_fast(
 def test_keys_against_superlink_without_auth(plain_link: SuperLink, tmp_path: Path) -> None:
     """The server sends no key: a clear error, and the node it created is deleted again."""
     key = make_node_key(tmp_path / "keys", "lonely")
-    code, output, elapsed = _client_run(
+    code, output, elapsed = run_sdk_client(
         tmp_path,
         plain_link.fleet_address,
         *RERE,
@@ -251,27 +234,7 @@ def test_sigterm_deletes_node_and_exits(plain_link: SuperLink, tmp_path: Path) -
         exited = time.monotonic() - sent
     assert exited < 5.0, exited
     assert f"[Fleet.DeleteNode] Delete node_id={node_id}" in plain_link.log_text()
-    assert _fleet_ping(plain_link, int(node_id)) is False
-
-
-def _fleet_ping(superlink: SuperLink, node_id: int) -> bool:
-    """Ask the SuperLink, with flwr's own stubs, whether it still knows ``node_id``."""
-    code = (
-        "import grpc, sys\n"
-        "from flwr.proto.fleet_pb2 import PingRequest\n"
-        "from flwr.proto.fleet_pb2_grpc import FleetStub\n"
-        "from flwr.proto.node_pb2 import Node\n"
-        f"channel = grpc.insecure_channel({superlink.fleet_address!r})\n"
-        f"request = PingRequest(node=Node(node_id={node_id}), ping_interval=30)\n"
-        "r = FleetStub(channel).Ping(request)\n"
-        "print('SUCCESS' if r.success else 'UNKNOWN')\n"
-        "channel.close()\n"
-    )
-    done = superlink.env.run(
-        [superlink.env.python, "-c", code], capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 0, done.stderr
-    return "SUCCESS" in done.stdout
+    assert fleet_ping(plain_link, int(node_id)) is False
 
 
 def test_give_up_exits_promptly(tmp_path: Path) -> None:
@@ -303,38 +266,4 @@ def test_give_up_exits_promptly(tmp_path: Path) -> None:
 def test_superlink_restart_registers_a_new_node(flwr_1_12: FlowerEnv, tmp_path: Path) -> None:
     """After a restart the SuperLink has forgotten the node (Ping -> success=false):
     the node registers again instead of polling forever as an unknown node."""
-    first = start_superlink(flwr_1_12, tmp_path / "first")
-    second: SuperLink | None = None
-    with processes() as procs:
-        try:
-            client = start_sdk_client(tmp_path, first.fleet_address, 0, *RERE)
-            procs.append(client)
-            _wait_for(client, "Registered with the SuperLink as node", 30)
-            old_node = client.output().split("as node ", 1)[1].split()[0]
-            first.process.stop()
-            time.sleep(1.0)
-            second = start_superlink(
-                flwr_1_12,
-                tmp_path / "second",
-                ports=(first.driver_port, first.fleet_port),
-            )
-            _wait_for(client, "registering again", 40)
-            _wait_for(client, "Registered with the SuperLink as node", 30, occurrence=2)
-            new_node = client.output().rsplit("as node ", 1)[1].split()[0]
-            assert new_node != old_node
-            assert f"[Fleet.CreateNode] Created node_id={new_node}" in second.log_text()
-            client.signal(signal.SIGTERM)
-            assert client.wait(timeout=5) == 0, client.output()
-            assert f"[Fleet.DeleteNode] Delete node_id={new_node}" in second.log_text()
-        finally:
-            first.process.stop()
-            if second is not None:
-                second.process.stop()
-
-
-def _wait_for(client: Process, text: str, timeout: float, occurrence: int = 1) -> None:
-    deadline = time.monotonic() + timeout
-    while client.output().count(text) < occurrence:
-        assert time.monotonic() < deadline, f"no {text!r} in:\n{client.output()}"
-        assert client.proc.poll() is None, client.output()
-        time.sleep(0.2)
+    assert_registers_again_after_restart(flwr_1_12, tmp_path, RERE, announced="registering again")

@@ -356,12 +356,28 @@ class Process:
                 f"{self.args[:3]} did not finish in {timeout:.0f}s; log:\n{self.output()}"
             ) from None
 
-    def output(self) -> str:
+    def output(self, tail: int | None = 6000) -> str:
+        """The log so far: its last ``tail`` characters (None: all of it)."""
         self._file.flush()
-        return self.log.read_text(errors="replace")[-6000:]
+        text = self.log.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
+
+    def wait_for_output(self, text: str, timeout: float, *, occurrence: int = 1) -> str:
+        """Block until the log holds ``text`` ``occurrence`` times; return the log.
+
+        Fails at once (with the log) if the process exits first.
+        """
+        deadline = time.monotonic() + timeout
+        while (output := self.output(tail=None)).count(text) < occurrence:
+            assert self.proc.poll() is None, f"exited before {text!r}:\n{self.output()}"
+            assert time.monotonic() < deadline, (
+                f"no {text!r} after {timeout:.0f}s:\n{self.output()}"
+            )
+            time.sleep(0.2)
+        return output
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -431,6 +447,18 @@ def start_sdk_client(tmp: Path, address: str, index: int, *extra: str) -> Proces
         tmp / f"client{index}-{time.monotonic_ns()}.log",
         lambda a, **kw: subprocess.Popen(a, env=sdk_env(), **kw),
     )
+
+
+def run_sdk_client(
+    tmp: Path, address: str, *extra: str, timeout: float = 30.0
+) -> tuple[int, str, float]:
+    """Run one ``sdk_client.py`` (index 0) to its end: exit code, log, seconds it took."""
+    started = time.monotonic()
+    with processes() as procs:
+        client = start_sdk_client(tmp, address, 0, *extra)
+        procs.append(client)
+        code = client.wait(timeout=timeout)
+        return code, client.output(), time.monotonic() - started
 
 
 def read_report(path: Path) -> dict[str, Any]:

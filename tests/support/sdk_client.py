@@ -3,7 +3,8 @@
     python tests/support/sdk_client.py --address 127.0.0.1:PORT --index 0 [options]
 
 The client is the deterministic ShiftClient of ``examples/numpy_client.py``; options
-select transport, TLS material (as bytes or as a path), retries, and faults to inject.
+select transport, TLS material (as bytes or as a path), retries, the wire line (default:
+detected), and faults to inject.
 Exit code 0 when ``start_client`` returns, 3 when it raises (the exception's type is
 printed as ``RAISED <TypeName>: <message>`` on stderr).
 """
@@ -25,23 +26,34 @@ from examples.numpy_client import ShiftClient  # noqa: E402
 
 
 class FaultyShiftClient(ShiftClient):
-    """ShiftClient that raises in ``fit`` on chosen rounds (once per round).
+    """ShiftClient that raises in ``fit`` on chosen rounds (once per round), and sleeps
+    ``fit_delay`` seconds in every other ``fit``.
 
     With ``report_context`` its fit metrics also carry what the SDK's Context says:
     ``node_id`` (str), ``run_config`` (JSON) and ``fits_in_state``, a counter kept in
     ``context.state`` (shows that state persists across messages of a run).
     """
 
-    def __init__(self, index: int, fail_rounds: set[int], report_context: bool = False) -> None:
+    def __init__(
+        self,
+        index: int,
+        fail_rounds: set[int],
+        report_context: bool = False,
+        fit_delay: float = 0.0,
+    ) -> None:
         super().__init__(index)
         self.fail_rounds = set(fail_rounds)
         self.report_context = report_context
+        self.fit_delay = fit_delay
 
     def fit(self, parameters, config):  # type: ignore[no-untyped-def]
         round_ = int(config.get("round", -1))
         if round_ in self.fail_rounds:
             self.fail_rounds.discard(round_)
             raise RuntimeError(f"injected failure in round {round_}")
+        if self.fit_delay:
+            print(f"FIT round {round_}: sleeping {self.fit_delay} s", file=sys.stderr, flush=True)
+            time.sleep(self.fit_delay)
         shifted, num_examples, metrics = super().fit(parameters, config)
         # "seen" is a prefix of "seen_round": node auth must serialize such map keys in
         # protobuf's deterministic (upb) order, or the SuperLink rejects the HMAC.
@@ -100,10 +112,12 @@ def main() -> int:
     parser.add_argument("--max-wait-time", type=float, default=None)
     parser.add_argument("--max-message-length", type=int, default=536_870_912)
     parser.add_argument("--fail-fit-round", type=int, action="append", default=[])
+    parser.add_argument("--fit-delay", type=float, default=0.0, help="seconds fit sleeps")
     parser.add_argument("--stateful", action="store_true", help="use a client_fn with state")
     parser.add_argument("--report-context", action="store_true")
     parser.add_argument("--auth-private-key", default=None, help="OpenSSH EC private key file")
     parser.add_argument("--auth-public-key", default=None, help="OpenSSH EC public key file")
+    parser.add_argument("--wire", default=None, help="Flower wire line (default: detect it)")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -121,7 +135,9 @@ def main() -> int:
         private = serialization.load_ssh_private_key(Path(args.auth_private_key).read_bytes(), None)
         public = serialization.load_ssh_public_key(Path(args.auth_public_key).read_bytes())
         keys = (private, public)
-    client = FaultyShiftClient(args.index, set(args.fail_fit_round), args.report_context)
+    client = FaultyShiftClient(
+        args.index, set(args.fail_fit_round), args.report_context, args.fit_delay
+    )
     # One client instance across rounds: fit failures are injected once per round.
     started = time.monotonic()
     try:
@@ -140,6 +156,7 @@ def main() -> int:
             max_wait_time=args.max_wait_time,
             grpc_max_message_length=args.max_message_length,
             authentication_keys=keys,  # type: ignore[arg-type]
+            wire=args.wire,
         )
     except Exception as exc:
         print(

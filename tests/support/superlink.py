@@ -1,17 +1,23 @@
-"""Run a real Flower 1.12.0 deployment on loopback: SuperLink, ServerApp, SuperExec.
+"""Run a real Flower deployment (1.12.0 or 1.15.2) on loopback: SuperLink and ServerApp.
 
-Everything runs in the isolated flwr 1.12.0 venv (:class:`FlowerEnv`), bound to
-127.0.0.1 (or ::1) on free ports (:func:`~support.federation.free_port`); a server whose
-port was taken meanwhile is started again on fresh ones. Two ways to start a run, as 1.12 does:
+Everything runs in the isolated venv of the release (:class:`FlowerEnv`; the release is
+read from its pinned requirements, :func:`release_of`), bound to 127.0.0.1 (or ::1) on
+free ports (:func:`~support.federation.free_port`); a server whose port was taken
+meanwhile is started again on fresh ones. How a run starts depends on the release:
 
-* :func:`start_server_app`: ``flower-server-app <app dir> --superlink D`` — the run has
-  no FAB (``fab_id``/``fab_version`` only);
-* :func:`start_superexec` + :func:`flwr_run`: SuperExec installs the FAB built by
+* 1.12, :func:`start_server_app`: ``flower-server-app <app dir> --superlink D`` — the run
+  has no FAB (``fab_id``/``fab_version`` only);
+* 1.12, :func:`start_superexec` + :func:`flwr_run`: SuperExec installs the FAB built by
   ``flwr run`` and starts ``flower-server-app --run-id N`` itself; the run has a
-  ``fab_hash`` and the ``--run-config`` overrides, so GetFab and ``run_config`` matter.
+  ``fab_hash`` and the ``--run-config`` overrides, so GetFab and ``run_config`` matter;
+* 1.15, :func:`flwr_run` with the SuperLink itself: the SuperLink serves the Exec API
+  (no SuperExec) and spawns ``flwr-serverapp --run-once`` per pending run, which installs
+  the FAB into ``$FLWR_HOME/apps`` (a plain copy, no pip) and loads the ServerApp from
+  there; its output lands in the SuperLink's log.
 
-The ServerApp is ``tests/support/apps/fedavg_app`` (recording FedAvg); its JSON report
-path is given by run config (``report-path``) or by ``$FEDAVG_REPORT``.
+The ServerApp is ``tests/support/apps/fedavg_app`` (recording FedAvg, the same code on
+both releases: ``ServerApp(server_fn=...)`` exists in both); its JSON report path is
+given by run config (``report-path``) or by ``$FEDAVG_REPORT``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +43,7 @@ from flwr_sdk.net.tls_material import TLSMaterial, TLSPaths, make_ca, make_serve
 from support.federation import (
     Process,
     free_port,
+    processes,
     read_report,
     start_listening,
     start_sdk_client,
@@ -44,8 +52,30 @@ from support.flower_env import FlowerEnv
 
 SUPPORT = Path(__file__).resolve().parent
 FEDAVG_APP = SUPPORT / "apps" / "fedavg_app"
+# The app's [tool.flwr.app.config], flattened, as its FAB carries it (a node's run_config
+# is this overlaid with the run's overrides).
+FEDAVG_FAB_CONFIG: dict[str, Any] = {
+    "num-server-rounds": 3,
+    "report-path": "",
+    "fraction-fit": 1.0,
+    "label": "from-fab",
+    "nested.lr": 0.5,
+    "nested.name": "nested-default",
+}
 # How often a server whose port was taken (or that exited) is started again on fresh ports.
 START_ATTEMPTS = 3
+# Releases whose SuperLink serves the Exec API itself (runs start with `flwr run` against
+# it; no SuperExec, no `flower-server-app`).
+EXEC_IN_SUPERLINK = ("1.15.2",)
+
+
+def release_of(env: FlowerEnv) -> str:
+    """The flwr release installed in ``env`` (from its pinned ``flwr…==X`` requirement)."""
+    for requirement in env.requirements:
+        found = re.fullmatch(r"flwr(?:\[[^\]]*\])?==(\S+)", requirement.strip())
+        if found:
+            return found.group(1)
+    raise ValueError(f"{env.name}: no pinned flwr release in {env.requirements}")
 
 
 # ---------------------------------------------------------------------------- material
@@ -120,7 +150,11 @@ def make_auth(directory: Path, nodes: int) -> AuthMaterial:
 
 @dataclass
 class SuperLink:
-    """A running ``flower-superlink``."""
+    """A running ``flower-superlink``.
+
+    ``driver_port`` is the Driver API (1.12) or ServerAppIo API (1.15) port; ``exec_port``
+    the Exec API port of a SuperLink that serves it (1.15), else None.
+    """
 
     env: FlowerEnv
     process: Process
@@ -131,6 +165,8 @@ class SuperLink:
     tls: TLSPaths | None
     workdir: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    release: str = "1.12.0"
+    exec_port: int | None = None
 
     @property
     def _bracketed(self) -> str:
@@ -142,10 +178,27 @@ class SuperLink:
         return f"{self._bracketed}:{self.driver_port}"
 
     @property
+    def ports(self) -> tuple[int, ...]:
+        """Its ports as :func:`start_superlink` takes them, to restart it in place."""
+        exec_port = () if self.exec_port is None else (self.exec_port,)
+        return (self.driver_port, self.fleet_port, *exec_port)
+
+    @property
+    def exec_address(self) -> str:
+        """Exec API address for ``flwr run`` (only where the SuperLink serves it)."""
+        if self.exec_port is None:
+            raise AssertionError(f"a flwr {self.release} SuperLink has no Exec API: use SuperExec")
+        return f"{self._bracketed}:{self.exec_port}"
+
+    @property
     def fleet_address(self) -> str:
-        """What our client's ``server_address`` is (``http://…`` for REST)."""
+        """What our client's ``server_address`` is (``http(s)://…`` for REST)."""
         hostport = f"{self._bracketed}:{self.fleet_port}"
-        return f"http://{hostport}" if self.fleet_api_type == "rest" else hostport
+        if self.fleet_api_type != "rest":
+            return hostport
+        # The 1.15 SuperLink serves REST over TLS itself; the 1.12 one cannot.
+        scheme = "https" if self.tls is not None and self.release in EXEC_IN_SUPERLINK else "http"
+        return f"{scheme}://{hostport}"
 
     def security_args(self) -> list[str]:
         """``--insecure`` or ``--root-certificates CA`` for Driver API clients."""
@@ -154,8 +207,8 @@ class SuperLink:
         return ["--root-certificates", str(self.tls.ca_cert)]
 
     def log_text(self) -> str:
-        """The SuperLink's log so far."""
-        return self.process.output()
+        """The SuperLink's whole log so far (1.15: with its ServerApps' output)."""
+        return self.process.output(tail=None)
 
 
 def start_superlink(
@@ -167,58 +220,80 @@ def start_superlink(
     auth: AuthMaterial | None = None,
     host: str = "127.0.0.1",
     name: str = "superlink",
-    ports: tuple[int, int] | None = None,
+    ports: Sequence[int] | None = None,
 ) -> SuperLink:
-    """Start a SuperLink and wait until it listens on its Driver and Fleet ports.
+    """Start a SuperLink of ``env``'s release; wait until it listens on all its APIs.
 
-    Ready means the SuperLink process itself listens on both ports and is still running
-    (see :func:`~support.federation.await_listening`), not merely that something accepts
+    Ready means the SuperLink process itself listens on its Driver/ServerAppIo and Fleet
+    ports (and Exec port, 1.15) and is still running (see
+    :func:`~support.federation.await_listening`), not merely that something accepts
     connections there. If it exits during startup (e.g. "Port ... is already in use")
     or another process holds a port, it is started again on fresh ports, up to
     :data:`START_ATTEMPTS` times; each attempt keeps its own log.
 
-    ``ports`` (driver, fleet) reuses given ports, e.g. to restart a SuperLink in place
-    (one attempt only).
+    ``ports`` (driver, fleet[, exec]) reuses given ports, e.g. to restart a SuperLink in
+    place (one attempt only).
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    release = release_of(env)
+    serves_exec = release in EXEC_IN_SUPERLINK
     bracketed = f"[{host}]" if ":" in host else host
 
     def launch(attempt: int) -> tuple[Process, list[int]]:
-        driver_port, fleet_port = ports if ports is not None else (free_port(host), free_port(host))
-        args = _superlink_args(
-            fleet_api_type, f"{bracketed}:{driver_port}", f"{bracketed}:{fleet_port}", workdir
-        )
-        args += _superlink_security_args(tls, auth)
+        wanted = 3 if serves_exec else 2
+        chosen = list(ports) if ports is not None else []
+        chosen += [free_port(host) for _ in range(wanted - len(chosen))]
+        addresses = [f"{bracketed}:{port}" for port in chosen]
+        args = [
+            "flower-superlink",
+            "--fleet-api-type",
+            fleet_api_type,
+            "--fleet-api-address",
+            addresses[1],
+            "--storage-dir",
+            str(workdir / "ffs"),
+        ]
+        if serves_exec:
+            # Every API explicitly on loopback (the defaults bind 0.0.0.0). SimulationIo
+            # is only served for simulation runs; its address is given all the same.
+            args += ["--serverappio-api-address", addresses[0]]
+            args += ["--exec-api-address", addresses[2]]
+            args += ["--simulationio-api-address", f"{bracketed}:{free_port(host)}"]
+        else:
+            args += ["--driver-api-address", addresses[0]]
+        args += _superlink_security_args(tls, auth, legacy_keys=not serves_exec)
         log = workdir / (f"{name}.log" if attempt == 1 else f"{name}-attempt{attempt}.log")
-        return Process(args, log, _popen(env, workdir)), [driver_port, fleet_port]
+        return Process(args, log, _popen(env, workdir)), chosen
 
-    process, (driver_port, fleet_port) = start_listening(
+    process, chosen = start_listening(
         launch,
         host,
-        what="SuperLink",
+        what=f"SuperLink {release}",
         attempts=1 if ports is not None else START_ATTEMPTS,
         timeout=60,
     )
-    return SuperLink(env, process, host, driver_port, fleet_port, fleet_api_type, tls, workdir)
-
-
-def _superlink_args(
-    fleet_api_type: str, driver_address: str, fleet_address: str, workdir: Path
-) -> list[str]:
-    return [
-        "flower-superlink",
-        "--fleet-api-type",
+    return SuperLink(
+        env,
+        process,
+        host,
+        chosen[0],
+        chosen[1],
         fleet_api_type,
-        "--driver-api-address",
-        driver_address,
-        "--fleet-api-address",
-        fleet_address,
-        "--storage-dir",
-        str(workdir / "ffs"),
-    ]
+        tls,
+        workdir,
+        release=release,
+        exec_port=chosen[2] if serves_exec else None,
+    )
 
 
-def _superlink_security_args(tls: TLSPaths | None, auth: AuthMaterial | None) -> list[str]:
+def _superlink_security_args(
+    tls: TLSPaths | None, auth: AuthMaterial | None, *, legacy_keys: bool
+) -> list[str]:
+    """TLS flags (all three ``--ssl-*``, or ``--insecure``) and the node-key allow-list.
+
+    ``legacy_keys``: also pass the SuperLink's own key pair (1.12 derives the HMAC key
+    from it; 1.15 deprecates the flags as no-ops).
+    """
     args: list[str] = []
     if tls is None:
         args.append("--insecure")
@@ -232,9 +307,9 @@ def _superlink_security_args(tls: TLSPaths | None, auth: AuthMaterial | None) ->
             str(tls.server_key),
         ]
     if auth is not None:
+        args += ["--auth-list-public-keys", str(auth.allowed_csv)]
+    if auth is not None and legacy_keys:
         args += [
-            "--auth-list-public-keys",
-            str(auth.allowed_csv),
             "--auth-superlink-private-key",
             str(auth.superlink.private_path),
             "--auth-superlink-public-key",
@@ -263,7 +338,8 @@ def _popen(env: FlowerEnv, workdir: Path, extra_env: dict[str, str] | None = Non
 
 
 def start_server_app(superlink: SuperLink, report: Path, *, name: str = "serverapp") -> Process:
-    """``flower-server-app <fedavg_app> --superlink D``: a run without FAB."""
+    """``flower-server-app <fedavg_app> --superlink D``: a run without FAB (1.12 only)."""
+    _require_superexec_release(superlink)
     args = [
         "flower-server-app",
         str(FEDAVG_APP),
@@ -290,8 +366,10 @@ class SuperExec:
 def start_superexec(superlink: SuperLink, *, name: str = "superexec") -> SuperExec:
     """Start SuperExec (deployment executor) for ``superlink`` on a free loopback port.
 
-    Like :func:`start_superlink`, retried on a fresh port if its port was taken.
+    Like :func:`start_superlink`, retried on a fresh port if its port was taken. 1.12 only:
+    later SuperLinks serve the Exec API themselves (pass the SuperLink to :func:`flwr_run`).
     """
+    _require_superexec_release(superlink)
     host = superlink.host
     bracketed = f"[{host}]" if ":" in host else host
     executor_config = f'superlink="{superlink.driver_address}"'
@@ -338,9 +416,43 @@ def start_superexec(superlink: SuperLink, *, name: str = "superexec") -> SuperEx
     return SuperExec(process, f"{bracketed}:{port}", superlink)
 
 
-def flwr_run(superexec: SuperExec, run_config: dict[str, Any]) -> int:
-    """Copy the app, point a federation at ``superexec`` and ``flwr run`` it; the run id."""
-    superlink = superexec.superlink
+def _require_superexec_release(superlink: SuperLink) -> None:
+    if superlink.exec_port is not None:
+        raise AssertionError(
+            f"flwr {superlink.release} starts runs through the SuperLink's Exec API: "
+            "flwr_run(superlink, ...) / run_federation(superlink, ...) without superexec"
+        )
+
+
+def flwr_run(launcher: SuperExec | SuperLink, run_config: dict[str, Any]) -> int:
+    """Copy the app, point a federation at the Exec API and ``flwr run`` it; the run id.
+
+    ``launcher`` is the SuperExec (1.12) or the SuperLink that serves the Exec API (1.15).
+    """
+    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
+    output = _flwr_cli(launcher, ["run"], ["--run-config", overrides])
+    for line in output.splitlines():
+        if "Successfully started run" in line:
+            return int(line.rsplit(" ", 1)[-1])
+    raise AssertionError(f"flwr run printed no run id:\n{output}")
+
+
+def flwr_stop(launcher: SuperExec | SuperLink, run_id: int) -> str:
+    """``flwr stop RUN_ID`` through the Exec API (the run ends ``finished:stopped``)."""
+    return _flwr_cli(launcher, ["stop", str(run_id)])
+
+
+def _flwr_cli(
+    launcher: SuperExec | SuperLink, command: Sequence[str], options: Sequence[str] = ()
+) -> str:
+    """``flwr <command…> <app copy> local <options…>``, the federation at the Exec API.
+
+    Returns the output; fails unless it exits 0.
+    """
+    if isinstance(launcher, SuperExec):
+        superlink, exec_address = launcher.superlink, launcher.address
+    else:
+        superlink, exec_address = launcher, launcher.exec_address
     app = superlink.workdir / "fedavg-app-run"  # flwr run wants letters, digits, "-"
     if app.exists():
         shutil.rmtree(app)
@@ -351,7 +463,7 @@ def flwr_run(superexec: SuperExec, run_config: dict[str, Any]) -> int:
         'default = "local"',
         "",
         "[tool.flwr.federations.local]",
-        f'address = "{superexec.address}"',
+        f'address = "{exec_address}"',
     ]
     if superlink.tls is None:
         federation.append("insecure = true")
@@ -359,9 +471,8 @@ def flwr_run(superexec: SuperExec, run_config: dict[str, Any]) -> int:
         federation.append(f'root-certificates = "{superlink.tls.ca_cert}"')
     with (app / "pyproject.toml").open("a") as handle:
         handle.write("\n".join(federation) + "\n")
-    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
     done = superlink.env.run(
-        ["flwr", "run", str(app), "local", "--run-config", overrides],
+        ["flwr", *command, str(app), "local", *options],
         capture_output=True,
         text=True,
         timeout=120,
@@ -370,12 +481,51 @@ def flwr_run(superexec: SuperExec, run_config: dict[str, Any]) -> int:
             {"FLWR_HOME": str(superlink.workdir / "flwr_home"), "FLWR_TELEMETRY_ENABLED": "0"}
         ),
     )
-    output = done.stdout + done.stderr
+    output = str(done.stdout + done.stderr)
     assert done.returncode == 0, output
-    for line in output.splitlines():
-        if "Successfully started run" in line:
-            return int(line.rsplit(" ", 1)[-1])
-    raise AssertionError(f"flwr run printed no run id:\n{output}")
+    return output
+
+
+def fleet_ping(superlink: SuperLink, node_id: int) -> bool:
+    """Ask the SuperLink, with flwr's own protos, whether it still knows ``node_id``.
+
+    ``Ping`` answers ``success`` = whether the node is registered. Over REST (no node
+    auth on either release) and grpc-rere without node auth (1.12); a 1.15 grpc-rere
+    Fleet API refuses calls without the node's signature.
+    """
+    if superlink.fleet_api_type == "rest":
+        cafile = str(superlink.tls.ca_cert) if superlink.tls is not None else None
+        url = superlink.fleet_address + "/api/v0/fleet/ping"
+        call = (
+            "import ssl, urllib.request\n"
+            "kind = 'application/protobuf'\n"
+            f"post = urllib.request.Request({url!r}, data=request.SerializeToString(),\n"
+            "    method='POST', headers={'Content-Type': kind, 'Accept': kind})\n"
+            f"context = ssl.create_default_context(cafile={cafile!r})\n"
+            "with urllib.request.urlopen(post, timeout=10, context=context) as answer:\n"
+            "    ok = PingResponse.FromString(answer.read()).success\n"
+        )
+    else:
+        assert superlink.tls is None, "grpc-rere ping: plaintext SuperLinks only"
+        call = (
+            "import grpc\n"
+            "from flwr.proto.fleet_pb2_grpc import FleetStub\n"
+            f"channel = grpc.insecure_channel({superlink.fleet_address!r})\n"
+            "ok = FleetStub(channel).Ping(request).success\n"
+            "channel.close()\n"
+        )
+    code = (
+        "from flwr.proto.fleet_pb2 import PingRequest, PingResponse\n"
+        "from flwr.proto.node_pb2 import Node\n"
+        f"request = PingRequest(node=Node(node_id={node_id}), ping_interval=30)\n"
+        f"{call}"
+        "print('SUCCESS' if ok else 'UNKNOWN')\n"
+    )
+    done = superlink.env.run(
+        [superlink.env.python, "-c", code], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return "SUCCESS" in done.stdout
 
 
 def _toml_value(value: Any) -> str:
@@ -467,25 +617,31 @@ def run_federation(
 ) -> FederationResult:
     """Run the recording FedAvg app with one flwr-sdk client per ``client_args`` entry.
 
-    Without ``superexec`` the run is started by ``flower-server-app <app dir>`` (no FAB);
-    with it, by ``flwr run`` with ``run_config`` overrides (FAB). Clients connect to
+    On 1.12, without ``superexec`` the run is started by ``flower-server-app <app dir>``
+    (no FAB); with it, by ``flwr run`` with ``run_config`` overrides (FAB). On 1.15 it is
+    always ``flwr run`` against the SuperLink's Exec API (FAB). Clients connect to
     ``address`` (default: the SuperLink's Fleet address), are stopped with SIGTERM once
     the report says ``done``, and must have exited cleanly (``RETURNED``).
     """
     tmp.mkdir(parents=True, exist_ok=True)
     report = tmp / f"report-{time.monotonic_ns()}.json"
     started: list[Process] = []
+    server_app: Process | None = None
     try:
-        if superexec is None:
-            server_app: Process | None = start_server_app(superlink, report)
+        launcher = superexec or (superlink if superlink.exec_port is not None else None)
+        if launcher is None:
+            server_app = start_server_app(superlink, report)
             started.append(server_app)
         else:
-            server_app = None
-            flwr_run(superexec, {**(run_config or {}), "report-path": str(report)})
-        for index, extra in enumerate(client_args):
-            started.append(start_sdk_client(tmp, address or superlink.fleet_address, index, *extra))
-        clients = started[1:] if server_app is not None else started
-        data = wait_for_report(report, timeout=timeout, proc=server_app)
+            flwr_run(launcher, {**(run_config or {}), "report-path": str(report)})
+        clients = [
+            start_sdk_client(tmp, address or superlink.fleet_address, index, *extra)
+            for index, extra in enumerate(client_args)
+        ]
+        started += clients
+        # Where the ServerApp's output goes: its own log, SuperExec's or the SuperLink's.
+        server_log = server_app or (superexec.process if superexec else superlink.process)
+        data = wait_for_report(report, timeout=timeout, proc=server_log)
         if server_app is not None:
             assert server_app.wait(timeout=60) == 0, server_app.output()
         for client in clients:
@@ -499,6 +655,43 @@ def run_federation(
     finally:
         for proc in started:
             proc.stop()
+
+
+REGISTERED = "Registered with the SuperLink as node "
+
+
+def assert_registers_again_after_restart(
+    env: FlowerEnv, tmp: Path, client_args: Sequence[str], *, announced: str | None = None
+) -> None:
+    """A restarted SuperLink (in-memory state) has forgotten the node: it registers again.
+
+    One node on a SuperLink of ``env``'s release, which is then stopped and started anew
+    on the same ports; the node must log ``announced`` (if given), register a new node id
+    that the new SuperLink logs, and on SIGTERM exit 0 after DeleteNode of that node.
+    """
+    first = start_superlink(env, tmp / "first")
+    second: SuperLink | None = None
+    with processes() as procs:
+        try:
+            client = start_sdk_client(tmp, first.fleet_address, 0, *client_args)
+            procs.append(client)
+            client.wait_for_output(REGISTERED, timeout=30)
+            first.process.stop()
+            time.sleep(1.0)
+            second = start_superlink(env, tmp / "second", ports=first.ports)
+            if announced is not None:
+                client.wait_for_output(announced, timeout=40)
+            output = client.wait_for_output(REGISTERED, timeout=40, occurrence=2)
+            old_node, new_node = (part.split()[0] for part in output.split(REGISTERED)[1:3])
+            assert new_node != old_node
+            assert f"[Fleet.CreateNode] Created node_id={new_node}" in second.log_text()
+            client.signal(signal.SIGTERM)
+            assert client.wait(timeout=5) == 0, client.output()
+            assert f"[Fleet.DeleteNode] Delete node_id={new_node}" in second.log_text()
+        finally:
+            first.process.stop()
+            if second is not None:
+                second.process.stop()
 
 
 def assert_context_rounds(report: dict[str, Any], rounds: int, run_config: dict[str, Any]) -> None:
