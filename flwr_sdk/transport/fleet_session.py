@@ -31,6 +31,14 @@ gaps closed):
 6. :meth:`~FleetSession.close`, on every way out: heartbeat cancelled, ``DeleteNode`` (one
    try, :data:`DELETE_NODE_TIMEOUT` deadline, failures only logged), transport closed.
 
+Lines differ in how they say two things, so the session asks the line
+(:meth:`~flwr_sdk.wire.base.FleetLine.node_lost`,
+:meth:`~flwr_sdk.wire.base.FleetLine.run_ended`): a call refused because the server
+forgot the node (1.15: ``UNAUTHENTICATED "Invalid node ID"`` after a restart) marks the
+session lost like ``Ping -> success=false``, and the node registers again; a push refused
+because the run is no longer running (1.15: ``PERMISSION_DENIED "Run is finished."``) drops
+the reply with a warning and the node keeps serving.
+
 Failures mid-session: PullTaskIns, PushTaskRes, GetRun and GetFab are each retried under
 the ``max_retries`` / ``max_wait_time`` policy when they fail with an "unavailable"-class
 error (:class:`~flwr_sdk.errors.ServerUnavailableError`), keeping the node, its
@@ -138,7 +146,7 @@ class FleetCaller(abc.ABC):
 
 
 def _unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, ServerUnavailableError)
+    return isinstance(exc, ServerUnavailableError) and not isinstance(exc, NodeLostError)
 
 
 class NodeLostError(ServerUnavailableError):
@@ -231,6 +239,13 @@ class FleetSession(Connection):
             except ServerUnavailableError:
                 failures += 1
                 raise
+            except TransportError as exc:
+                if self._line.node_lost(exc):
+                    self._lost = True
+                    raise NodeLostError(
+                        f"the SuperLink no longer knows node {self.node_id}: {exc}"
+                    ) from exc
+                raise
             return result
 
         response = await self._retry.run(
@@ -278,7 +293,17 @@ class FleetSession(Connection):
                 instruction.metadata.message_id,
             )
             return
-        await self._retrying(self._rpcs.push, request, DATA_CALL_TIMEOUT)
+        try:
+            await self._retrying(self._rpcs.push, request, DATA_CALL_TIMEOUT)
+        except TransportError as exc:
+            if not self._line.run_ended(exc):
+                raise
+            log.warning(
+                "Dropped the %s reply: run %d is no longer running (%s)",
+                reply.metadata.message_type,
+                reply.metadata.run_id,
+                exc,
+            )
 
     async def run_info(self, run_id: int) -> RunInfo:
         """GetRun (and GetFab when the run has a FAB), once per run; see module docs."""
@@ -338,6 +363,10 @@ class FleetSession(Connection):
             try:
                 response = await self._caller.call(self._rpcs.heartbeat, request, PING_TIMEOUT)
             except FlwrSdkError as exc:
+                if self._line.node_lost(exc):
+                    log.warning("The SuperLink no longer knows node %d (%s)", self.node_id, exc)
+                    self._lost = True
+                    return
                 wait = backoff.next_wait()
                 log.warning("Ping failed: %s; next ping in %.1f s", exc, wait)
                 await self._wait(wait)

@@ -137,6 +137,20 @@ class FleetLine(abc.ABC):
     #: (then registering anew can only loop, and the connector refuses such an id).
     reissues_lost_node_ids: bool = False
 
+    def node_lost(self, error: Exception) -> bool:
+        """Whether a refused call means the server no longer knows the node.
+
+        The session then registers a new node instead of failing.
+        """
+        return False
+
+    def run_ended(self, error: Exception) -> bool:
+        """Whether a refused push means the instruction's run is no longer running.
+
+        The session then drops the reply and keeps serving (the run ended, not the node).
+        """
+        return False
+
     @abc.abstractmethod
     def node_auth(self, keys: NodeKeys | None) -> NodeAuth:
         """A fresh node-auth object for one session (``keys``: the user's, if any)."""

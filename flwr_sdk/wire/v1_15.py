@@ -19,6 +19,10 @@ Fleet API (grpc-rere and REST; ``PullMessages`` / ``PushMessages``):
 * grpc-rere always authenticates (signed timestamps, :mod:`flwr_sdk.wire.v1_15_auth`):
   without ``authentication_keys`` every session makes a fresh key pair; REST has no
   node authentication;
+* a restarted SuperLink answers every call of a node it forgot with ``UNAUTHENTICATED
+  "Invalid node ID"`` (:meth:`FleetLineV1_15.node_lost`: register again); a push for a run
+  that is no longer RUNNING is refused (``PERMISSION_DENIED "Run is finished."``, REST:
+  HTTP 500; :meth:`FleetLineV1_15.run_ended`: drop the reply, keep serving);
 * REST paths are ``/api/v0/fleet/<rpc>`` with a single slash (Flower 1.15.2's own REST
   client asks for ``//api/…`` on pull/push/get-run/get-fab and never gets work).
 
@@ -36,7 +40,7 @@ from flwr_sdk_proto.v1_15 import fleet_api
 from flwr_sdk_proto.v1_15.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
-from flwr_sdk.errors import ProtocolError
+from flwr_sdk.errors import AuthenticationError, ProtocolError, TransportError
 from flwr_sdk.wire.base import NodeAuth, NodeKeys
 from flwr_sdk.wire.fleet_rules import (
     ProtoFleetLine,
@@ -90,6 +94,23 @@ class FleetLineV1_15(ProtoFleetLine):  # noqa: N801  (the line's version is its 
     title = "Flower 1.15 Fleet API"
     rpcs = fleet_rpcs(fleet_api, fleet_api.FLEET_PULL_MESSAGES, fleet_api.FLEET_PUSH_MESSAGES)
     proto: ClassVar[ModuleType] = pb
+
+    def node_lost(self, error: Exception) -> bool:
+        """The auth interceptor's ``UNAUTHENTICATED "Invalid node ID"``.
+
+        A restarted SuperLink has forgotten the node and its key: every call, Ping
+        included, is refused this way before a servicer could answer ``success=false``.
+        """
+        return isinstance(error, AuthenticationError) and "Invalid node ID" in str(error)
+
+    def run_ended(self, error: Exception) -> bool:
+        """A push refused because the run is not RUNNING (stopped or finished).
+
+        grpc-rere: ``PERMISSION_DENIED "Run is finished."`` (" Stopped by user."
+        appended); REST: HTTP 500 (the SuperLink raises; no text says why).
+        """
+        text = str(error)
+        return "Run is " in text or (isinstance(error, TransportError) and "HTTP 500" in text)
 
     def node_auth(self, keys: NodeKeys | None) -> NodeAuth:
         """Signed timestamps with the user's keys, or a fresh SECP384R1 pair."""

@@ -194,13 +194,6 @@ def test_rest_tls(rest_tls: SuperLink, tmp_path: Path) -> None:
         assert f"POST {rest_tls.fleet_address}/api/v0/fleet/pull-messages" in log, log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: grpc-rere maps PERMISSION_DENIED ('Run is finished.') to "
-    "AuthenticationError and REST maps the push's HTTP 500 to TransportError; both end "
-    "start_client instead of dropping the reply (transport/grpc_errors.py AUTH_STATUSES, "
-    "transport/rest.py _read_body, transport/fleet_session.py FleetSession.send)",
-)
 @pytest.mark.parametrize("link", ["rere_plain", "rest_plain"])
 def test_reply_to_a_stopped_run_is_dropped_and_node_keeps_serving(
     link: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -232,13 +225,6 @@ def test_reply_to_a_stopped_run_is_dropped_and_node_keeps_serving(
             assert "RETURNED" in client.output(), client.output()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK bug: UNAUTHENTICATED 'Invalid node ID' (1.15's answer for a node the "
-    "SuperLink lost) is raised as AuthenticationError instead of NodeLostError, so the "
-    "node exits instead of registering again (transport/fleet_session.py _retrying and "
-    "_heartbeat_loop)",
-)
 def test_superlink_restart_registers_a_new_node(flwr_1_15: FlowerEnv, tmp_path: Path) -> None:
     """As on 1.12 (test_fleet_grpc_rere): a restarted SuperLink has forgotten the node, so
     the node registers again. On 1.15 the SuperLink says so differently: its always-on

@@ -32,6 +32,7 @@ from flwr_sdk.transport.retry import RetryPolicy
 from flwr_sdk.validation import validate
 from flwr_sdk.wire.base import NodeAuth, NoNodeAuth
 from flwr_sdk.wire.v1_12 import LINE
+from flwr_sdk.wire.v1_15 import LINE as V1_15
 
 
 class ScriptedSession(FleetSession):
@@ -330,3 +331,96 @@ def _client() -> Any:
         pass
 
     return Nothing()
+
+
+class ForgetfulLine(type(LINE)):  # type: ignore[misc]
+    """The 1.12 line with 1.15's way of saying "node lost" and "run ended"."""
+
+    def node_lost(self, error: Exception) -> bool:
+        return V1_15.node_lost(error)
+
+    def run_ended(self, error: Exception) -> bool:
+        return V1_15.run_ended(error)
+
+
+def forgetful_session(fleet: Fleet) -> FleetSession:
+    caller = FakeCaller(fleet)
+    return FleetSession(ForgetfulLine(), caller, caller.auth, retry=fast_policy(3))
+
+
+def test_a_lost_node_refused_on_pull_is_reported_not_raised_as_auth() -> None:
+    fleet = Fleet()
+    fleet.fail("PullTaskIns", AuthenticationError("PullMessages: UNAUTHENTICATED: Invalid node ID"))
+
+    async def scenario() -> FleetSession:
+        session = forgetful_session(fleet)
+        await session.open()
+        try:
+            with pytest.raises(NodeLostError, match="no longer knows"):
+                await session.receive()
+        finally:
+            await session.close()
+        return session
+
+    session = run(scenario)
+    assert session.lost
+    assert fleet.calls.count("PullTaskIns") == 1  # not retried
+    assert "DeleteNode" not in fleet.calls
+
+
+def test_a_lost_node_refused_on_ping_ends_the_heartbeat() -> None:
+    fleet = Fleet()
+    fleet.fail("Ping", AuthenticationError("Ping: UNAUTHENTICATED: Invalid node ID"))
+
+    async def scenario() -> FleetSession:
+        session = forgetful_session(fleet)
+        await session.open()
+        for _ in range(50):
+            if session.lost:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(NodeLostError):
+            await session.receive()
+        await session.close()
+        return session
+
+    assert run(scenario).lost
+    assert fleet.calls.count("Ping") == 1
+
+
+def test_a_reply_to_an_ended_run_is_dropped_and_serving_goes_on() -> None:
+    fleet = Fleet()
+    fleet.task_ins = [train_ins(), train_ins()]
+    fleet.fail("PushTaskRes", AuthenticationError("PERMISSION_DENIED: Run is finished."))
+
+    async def scenario() -> None:
+        session = forgetful_session(fleet)
+        await session.open()
+        for _ in range(2):
+            message = await session.receive()
+            assert message is not None
+            await session.send(message.create_reply(RecordSet()))
+        await session.close()
+
+    run(scenario)
+    assert fleet.calls.count("PushTaskRes") == 2
+    assert len(fleet.pushed) == 1  # the first reply was refused and dropped
+
+
+def test_other_push_failures_still_raise() -> None:
+    fleet = Fleet()
+    fleet.task_ins = [train_ins()]
+    fleet.fail("PushTaskRes", TransportError("PushTaskRes: UNKNOWN: boom"))
+
+    async def scenario() -> None:
+        session = forgetful_session(fleet)
+        await session.open()
+        message = await session.receive()
+        assert message is not None
+        try:
+            with pytest.raises(TransportError, match="boom"):
+                await session.send(message.create_reply(RecordSet()))
+        finally:
+            await session.close()
+
+    run(scenario)
