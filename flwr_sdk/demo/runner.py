@@ -359,7 +359,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
     extra: list[list[str]] = [[] for _ in range(options.clients)]
     auth: NodeAuthenticator | SignedTimestampAuthenticator | None = None
     if options.tls or options.auth:
-        from flwr_sdk.net.tls_material import make_tls_material
+        from flwr_sdk.server.tls_material import make_tls_material
 
         material = make_tls_material()
         paths = material.write(workdir / "tls")

@@ -16,7 +16,7 @@ from support.federation import (
 )
 from support.flower_env import FlowerEnv
 
-from flwr_sdk.net.tls_material import TLSMaterial, make_ca, make_server_certificate
+from flwr_sdk.server.tls_material import TLSMaterial, make_ca, make_server_certificate
 
 pytestmark = pytest.mark.interop
 

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from support.federation import REPO, Process
 from support.flower_env import FlowerEnv
 
-from flwr_sdk.net.tls_material import TLSMaterial, make_tls_material
 from flwr_sdk.server import FedAvg, History, NodeAuthenticator, ReferenceServer, ServerConfig
 from flwr_sdk.server.app import ServerTLS
+from flwr_sdk.server.tls_material import TLSMaterial, make_tls_material
 
 T = TypeVar("T")
 

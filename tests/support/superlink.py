@@ -39,7 +39,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flwr_sdk.net.tls_material import TLSMaterial, TLSPaths, make_ca, make_server_certificate
+from flwr_sdk.server.tls_material import TLSMaterial, TLSPaths, make_ca, make_server_certificate
 from support.federation import (
     Process,
     free_port,

@@ -30,7 +30,7 @@ from flwr_sdk.net.grpc_tuning import (
     tuned_server,
 )
 from flwr_sdk.net.tls import client_ssl_context
-from flwr_sdk.net.tls_material import make_tls_material
+from flwr_sdk.server.tls_material import make_tls_material
 
 UNARY = "/test.Echo/Unary"
 BIDI = "/test.Echo/Bidi"

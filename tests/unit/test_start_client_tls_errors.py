@@ -12,7 +12,7 @@ from h2.connection import H2Connection
 
 from flwr_sdk import Client, Context, start_client_async
 from flwr_sdk.errors import TLSError
-from flwr_sdk.net.tls_material import TLSMaterial, make_ca, make_server_certificate
+from flwr_sdk.server.tls_material import TLSMaterial, make_ca, make_server_certificate
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import flwr_sdk
 from flwr_sdk import Client, Context, NumPyClient, start_client
-from flwr_sdk.net.tls_material import make_ca
+from flwr_sdk.server.tls_material import make_ca
 from flwr_sdk.validation import validate
 
 

@@ -1,4 +1,4 @@
-"""Tests for flwr_sdk.net.tls and flwr_sdk.net.tls_material, against real local servers."""
+"""Tests for flwr_sdk.net.tls and flwr_sdk.server.tls_material, against real local servers."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from flwr_sdk.net.tls import (
     load_root_certificates,
     resolve_insecure,
 )
-from flwr_sdk.net.tls_material import (
+from flwr_sdk.server.tls_material import (
     TLSMaterial,
     make_ca,
     make_server_certificate,
