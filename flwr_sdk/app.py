@@ -49,19 +49,8 @@ async def start_client_async(
     on the Fleet API transports, the node unregistered before the cancellation
     propagates).
     """
-    config = validate(
-        server_address=server_address,
-        client_fn=client_fn,
-        client=client,
-        grpc_max_message_length=grpc_max_message_length,
-        root_certificates=root_certificates,
-        insecure=insecure,
-        transport=transport,
-        authentication_keys=authentication_keys,
-        max_retries=max_retries,
-        max_wait_time=max_wait_time,
-        wire=wire,
-    )
+    # The arguments, exactly as given: validate() checks each by name.
+    config = validate(**locals())
     await NodeLoop(config, _connector(config)).run()
 
 
@@ -153,17 +142,6 @@ def start_client(
     the node unregistered on the Fleet API transports) and ``start_client`` returns.
 
     """
-    config = validate(
-        server_address=server_address,
-        client_fn=client_fn,
-        client=client,
-        grpc_max_message_length=grpc_max_message_length,
-        root_certificates=root_certificates,
-        insecure=insecure,
-        transport=transport,
-        authentication_keys=authentication_keys,
-        max_retries=max_retries,
-        max_wait_time=max_wait_time,
-        wire=wire,
-    )
+    # The arguments, exactly as given: validate() checks each by name.
+    config = validate(**locals())
     asyncio.run(_run_until_signal(config))

@@ -210,3 +210,14 @@ def test_public_api_names() -> None:
         "parameters_to_ndarrays",
     ]:
         assert hasattr(flwr_sdk, name), name
+
+
+def test_start_client_and_its_async_twin_take_exactly_what_validate_checks() -> None:
+    """Both pass ``locals()`` to validate(): their parameters must be validate's."""
+    import inspect
+
+    import flwr_sdk
+
+    expected = list(inspect.signature(validate).parameters)
+    for fn in (flwr_sdk.start_client, flwr_sdk.start_client_async):
+        assert list(inspect.signature(fn).parameters) == expected, fn.__name__
