@@ -47,7 +47,7 @@ import socket
 import ssl as _ssl
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from grpclib.client import Channel
 from grpclib.config import Configuration
@@ -58,6 +58,7 @@ from grpclib.server import Server
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.settings import SettingCodes
+from typing_extensions import Unpack
 
 from flwr_sdk.net.fast_codec import FastProtoCodec
 from flwr_sdk.net.grpclib_internals import (
@@ -75,6 +76,7 @@ from flwr_sdk.net.limits import (
 
 __all__ = [
     "DEFAULT_TUNING",
+    "EndpointOptions",
     "TUNED_MAX_FRAME_SIZE",
     "TUNED_WINDOW_SIZE",
     "GrpcTuning",
@@ -258,11 +260,11 @@ class _EndpointSetup:
     @classmethod
     def prepare(
         cls,
-        config: Configuration | None,
-        codec: CodecBase | None,
-        status_details_codec: StatusDetailsCodecBase | None,
-        max_message_length: int | None,
-        tuning: GrpcTuning,
+        config: Configuration | None = None,
+        codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
+        max_message_length: int | None = None,
+        tuning: GrpcTuning = DEFAULT_TUNING,
     ) -> _EndpointSetup:
         if max_message_length is not None:
             validate_max_message_length(max_message_length)
@@ -311,6 +313,29 @@ class _EndpointSetup:
         )
 
 
+class EndpointOptions(TypedDict, total=False):
+    """The keyword arguments :class:`TunedChannel` and :class:`TunedServer` share.
+
+    * ``config``: grpclib configuration; defaults to :func:`tuned_configuration` (64 MiB
+      windows; grpclib's default on the stock fallback). A given configuration is used
+      as is.
+    * ``codec``: message codec (grpclib's ``ProtoCodec`` by default). With a
+      :class:`~flwr_sdk.net.fast_codec.FastProtoCodec` (possibly inside a
+      ``SizeLimitedCodec``), large received bodies are read into one preallocated buffer
+      and decoded as views of it.
+    * ``status_details_codec``: as in grpclib.
+    * ``max_message_length``: refuse to receive or send gRPC messages larger than this many
+      bytes (``MessageTooLargeError``), for unary and streaming calls; ``None``: no limit.
+    * ``tuning``: HTTP/2 tuning, :data:`DEFAULT_TUNING` by default.
+    """
+
+    config: Configuration | None
+    codec: CodecBase | None
+    status_details_codec: StatusDetailsCodecBase | None
+    max_message_length: int | None
+    tuning: GrpcTuning
+
+
 class _TunedEndpoint:
     """The settings :meth:`_EndpointSetup.apply` records on a channel or server."""
 
@@ -329,18 +354,7 @@ class TunedChannel(_TunedEndpoint, Channel):
         port: TCP port.
         ssl: client ``ssl.SSLContext`` (see :func:`flwr_sdk.net.tls.client_ssl_context`)
             or ``None`` for plaintext.
-        config: grpclib configuration; defaults to :func:`tuned_configuration` (64 MiB
-            windows; grpclib's default on the stock fallback). A given configuration is
-            used as is.
-        codec: message codec (grpclib's ``ProtoCodec`` by default). With a
-            :class:`~flwr_sdk.net.fast_codec.FastProtoCodec` (possibly inside a
-            ``SizeLimitedCodec``), large received bodies are read into one preallocated
-            buffer and decoded as views of it.
-        status_details_codec: as in grpclib.
-        max_message_length: refuse to receive or send gRPC messages larger than this many
-            bytes (``MessageTooLargeError``), for unary and streaming calls; ``None``:
-            no limit.
-        tuning: HTTP/2 tuning, :data:`DEFAULT_TUNING` by default.
+        options: see :class:`EndpointOptions`.
 
     Attributes:
         tuned: whether the tuned path is used (else stock grpclib: see the module docs).
@@ -355,15 +369,9 @@ class TunedChannel(_TunedEndpoint, Channel):
         port: int,
         *,
         ssl: _ssl.SSLContext | None = None,
-        config: Configuration | None = None,
-        codec: CodecBase | None = None,
-        status_details_codec: StatusDetailsCodecBase | None = None,
-        max_message_length: int | None = None,
-        tuning: GrpcTuning = DEFAULT_TUNING,
+        **options: Unpack[EndpointOptions],
     ) -> None:
-        setup = _EndpointSetup.prepare(
-            config, codec, status_details_codec, max_message_length, tuning
-        )
+        setup = _EndpointSetup.prepare(**options)
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise TypeError(f"ssl must be an ssl.SSLContext or None, got {type(ssl).__name__}")
         super().__init__(
@@ -383,24 +391,13 @@ class TunedServer(_TunedEndpoint, Server):
     With ``max_message_length``, received messages announcing more bytes are refused before
     their body is read, and replies larger than the limit are not sent; either way a
     ``MessageTooLargeError`` raised inside a handler (and not caught there) ends the call
-    with status ``RESOURCE_EXHAUSTED``. Arguments and :attr:`tuned` as for
-    :class:`TunedChannel`.
+    with status ``RESOURCE_EXHAUSTED``. ``options``: see :class:`EndpointOptions`;
+    :attr:`tuned` as for :class:`TunedChannel`.
     """
 
-    def __init__(
-        self,
-        handlers: Collection[Any],
-        *,
-        config: Configuration | None = None,
-        codec: CodecBase | None = None,
-        status_details_codec: StatusDetailsCodecBase | None = None,
-        max_message_length: int | None = None,
-        tuning: GrpcTuning = DEFAULT_TUNING,
-    ) -> None:
-        setup = _EndpointSetup.prepare(
-            config, codec, status_details_codec, max_message_length, tuning
-        )
-        if max_message_length is not None:
+    def __init__(self, handlers: Collection[Any], **options: Unpack[EndpointOptions]) -> None:
+        setup = _EndpointSetup.prepare(**options)
+        if setup.max_message_length is not None:
             handlers = resource_exhausted_servables(handlers)
         super().__init__(
             handlers,
@@ -411,15 +408,7 @@ class TunedServer(_TunedEndpoint, Server):
         setup.apply(self)
 
 
-def tuned_server(
-    handlers: Collection[Any],
-    *,
-    config: Configuration | None = None,
-    codec: CodecBase | None = None,
-    status_details_codec: StatusDetailsCodecBase | None = None,
-    max_message_length: int | None = None,
-    tuning: GrpcTuning = DEFAULT_TUNING,
-) -> TunedServer:
+def tuned_server(handlers: Collection[Any], **options: Unpack[EndpointOptions]) -> TunedServer:
     """Create a :class:`TunedServer` for ``handlers`` (grpclib servables); start it yourself.
 
     Example::
@@ -427,11 +416,4 @@ def tuned_server(
         server = tuned_server([MyService()], max_message_length=512 * 2**20)
         await server.start("127.0.0.1", 9092, ssl=server_ssl_context)
     """
-    return TunedServer(
-        handlers,
-        config=config,
-        codec=codec,
-        status_details_codec=status_details_codec,
-        max_message_length=max_message_length,
-        tuning=tuning,
-    )
+    return TunedServer(handlers, **options)
