@@ -75,12 +75,17 @@ def caller_public_key() -> bytes | None:
 
 
 class AccessDeniedError(Exception):
-    """The request fails node authentication (``why`` is logged, ``message`` sent)."""
+    """The request fails node authentication (``why`` is logged, ``message`` sent).
 
-    def __init__(self, why: str, message: str = ACCESS_DENIED) -> None:
+    ``expected``: a refusal that well-behaved clients provoke on purpose (a line-detection
+    probe without credentials), logged at DEBUG instead of as a warning.
+    """
+
+    def __init__(self, why: str, message: str = ACCESS_DENIED, *, expected: bool = False) -> None:
         super().__init__(message)
         self.why = why
         self.message = message
+        self.expected = expected
 
 
 RequestCheck = Callable[[Any], bytes]
@@ -111,7 +116,7 @@ class RequestGuard(Protocol):
 
 
 def _refused(name: str, exc: AccessDeniedError) -> grpclib.GRPCError:
-    log.warning("%s refused: %s", name, exc.why)
+    log.log(logging.DEBUG if exc.expected else logging.WARNING, "%s refused: %s", name, exc.why)
     return grpclib.GRPCError(Status.UNAUTHENTICATED, exc.message)
 
 

@@ -83,7 +83,8 @@ class SignedTimestampAuthenticator:
 
     def _verified_key(self, metadata: Mapping[str, str | bytes]) -> bytes:
         if any(metadata.get(header) is None for header in _HEADERS):
-            raise _denied(MISSING_METADATA)
+            # What a client's line-detection probe gets: expected, not worth a warning.
+            raise AccessDeniedError(MISSING_METADATA, MISSING_METADATA, expected=True)
         if self.allowed is not None and metadata.get(PUBLIC_KEY_HEADER) not in self.allowed:
             raise _denied(NOT_RECOGNIZED)
         try:
