@@ -338,14 +338,23 @@ def sdk_env() -> dict[str, str]:
 
 
 class Process:
-    """A child process whose output goes to a log file, killed on exit."""
+    """A child process whose output goes to a log file, killed on exit.
+
+    It leads a process group of its own, and :meth:`stop` kills the whole group: a
+    SuperLink's ``multiprocessing`` helpers (and a ServerApp it spawned) would otherwise
+    outlive it.
+    """
 
     def __init__(self, args: Sequence[str | os.PathLike[str]], log: Path, popen: Any) -> None:
         self.args = [str(a) for a in args]
         self.log = log
         self._file = log.open("wb")
         self.proc: subprocess.Popen[bytes] = popen(
-            self.args, stdout=self._file, stderr=subprocess.STDOUT, cwd=REPO
+            self.args,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
 
     def wait(self, timeout: float) -> int:
@@ -380,9 +389,11 @@ class Process:
         return output
 
     def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(timeout=10)
+        self.proc.wait(timeout=10)
         self._file.close()
 
 
