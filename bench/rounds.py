@@ -323,17 +323,31 @@ def _rere_times(
     raise TimeoutError(f"no PushTaskRes for {task_ins_id} within {timeout:.0f}s")
 
 
-def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
-    """The grpc-rere measurements against a real SuperLink and Driver-API ServerApp."""
-    control = workdir / "rere-control"
+@dataclass(frozen=True)
+class SuperLinkSetup:
+    """How one release's SuperLink and the app that pushes the rounds are started."""
+
+    transport: str
+    fleet_port: int
+    superlink_flags: Sequence[str]
+    app_args: Sequence[str]
+    wait_ports: Sequence[int]
+
+
+def _run_superlink(
+    env: Any, workdir: Path, plan: Plan, arrays: int, log: Any, setup: SuperLinkSetup
+) -> list[Measurement]:
+    """Measure against a real SuperLink (with stamps) and the app that pushes the rounds."""
+    transport, fleet_port = setup.transport, setup.fleet_port
+    tag = transport.removeprefix("grpc-rere")
+    control = workdir / f"rere{tag}-control"
     control.mkdir()
-    stamps = workdir / "superlink-stamps.jsonl"
-    driver_port, fleet_port = free_ports(2)
+    stamps = workdir / f"superlink{tag}-stamps.jsonl"
     environ = env.environ(
         {
             "FLWR_TELEMETRY_ENABLED": "0",
             "PYTHONUNBUFFERED": "1",
-            "FLWR_HOME": str(workdir / "flwr_home"),
+            "FLWR_HOME": str(workdir / f"flwr_home{tag}"),
             "BENCH_CONTROL": str(control),
             "BENCH_ROUNDS": str(len(plan)),
             "BENCH_STAMPS": str(stamps),
@@ -345,26 +359,17 @@ def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
         "--insecure",
         "--fleet-api-type",
         "grpc-rere",
-        "--driver-api-address",
-        f"127.0.0.1:{driver_port}",
         "--fleet-api-address",
         f"127.0.0.1:{fleet_port}",
         "--storage-dir",
-        str(workdir / "ffs"),
+        str(workdir / f"ffs{tag}"),
+        *setup.superlink_flags,
     ]
-    app_args = [
-        str(env.bin_dir / "flower-server-app"),
-        str(SCRIPTS / "rere_app"),
-        "--superlink",
-        f"127.0.0.1:{driver_port}",
-        "--insecure",
-    ]
-    address = f"127.0.0.1:{fleet_port}"
-    runner = Runner(env, workdir, address, "grpc-rere")
-    with _process(superlink_args, workdir / "superlink.log", environ) as superlink:
-        wait_for_port("127.0.0.1", driver_port)
-        wait_for_port("127.0.0.1", fleet_port)
-        with _process(app_args, workdir / "serverapp.log", environ) as app:
+    runner = Runner(env, workdir, f"127.0.0.1:{fleet_port}", transport)
+    with _process(superlink_args, workdir / f"superlink{tag}.log", environ) as superlink:
+        for port in (*setup.wait_ports, fleet_port):
+            wait_for_port("127.0.0.1", port)
+        with _process(list(setup.app_args), workdir / f"serverapp{tag}.log", environ) as app:
             return _measure(
                 plan,
                 runner,
@@ -376,61 +381,51 @@ def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list
             )
 
 
+def run_rere(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
+    """The grpc-rere measurements against a real SuperLink and Driver-API ServerApp."""
+    driver_port, fleet_port = free_ports(2)
+    driver = f"127.0.0.1:{driver_port}"
+    setup = SuperLinkSetup(
+        transport="grpc-rere",
+        fleet_port=fleet_port,
+        superlink_flags=["--driver-api-address", driver],
+        app_args=[
+            str(env.bin_dir / "flower-server-app"),
+            str(SCRIPTS / "rere_app"),
+            "--superlink",
+            driver,
+            "--insecure",
+        ],
+        wait_ports=[driver_port],
+    )
+    return _run_superlink(env, workdir, plan, arrays, log, setup)
+
+
 def run_rere_1_15(env: Any, workdir: Path, plan: Plan, arrays: int, log: Any) -> list[Measurement]:
     """The grpc-rere measurements against a real flwr 1.15.2 SuperLink (ServerAppIo driver)."""
-    control = workdir / "rere-1.15-control"
-    control.mkdir()
-    stamps = workdir / "superlink-1.15-stamps.jsonl"
     serverappio, fleet, exec_api, simulationio = free_ports(4)
-    environ = env.environ(
-        {
-            "FLWR_TELEMETRY_ENABLED": "0",
-            "PYTHONUNBUFFERED": "1",
-            "FLWR_HOME": str(workdir / "flwr_home-1.15"),
-            "BENCH_CONTROL": str(control),
-            "BENCH_ROUNDS": str(len(plan)),
-            "BENCH_STAMPS": str(stamps),
-        }
+    setup = SuperLinkSetup(
+        transport="grpc-rere-1.15",
+        fleet_port=fleet,
+        superlink_flags=[
+            "--isolation",
+            "process",
+            "--serverappio-api-address",
+            f"127.0.0.1:{serverappio}",
+            "--exec-api-address",
+            f"127.0.0.1:{exec_api}",
+            "--simulationio-api-address",
+            f"127.0.0.1:{simulationio}",
+        ],
+        app_args=[
+            str(env.python),
+            str(SCRIPTS / "rere_driver_1_15.py"),
+            "--serverappio",
+            f"127.0.0.1:{serverappio}",
+        ],
+        wait_ports=[serverappio],
     )
-    superlink_args = [
-        str(env.python),
-        str(SCRIPTS / "flwr_superlink.py"),
-        "--insecure",
-        "--isolation",
-        "process",
-        "--fleet-api-type",
-        "grpc-rere",
-        "--serverappio-api-address",
-        f"127.0.0.1:{serverappio}",
-        "--fleet-api-address",
-        f"127.0.0.1:{fleet}",
-        "--exec-api-address",
-        f"127.0.0.1:{exec_api}",
-        "--simulationio-api-address",
-        f"127.0.0.1:{simulationio}",
-        "--storage-dir",
-        str(workdir / "ffs-1.15"),
-    ]
-    driver_args = [
-        str(env.python),
-        str(SCRIPTS / "rere_driver_1_15.py"),
-        "--serverappio",
-        f"127.0.0.1:{serverappio}",
-    ]
-    runner = Runner(env, workdir, f"127.0.0.1:{fleet}", "grpc-rere-1.15")
-    with _process(superlink_args, workdir / "superlink-1.15.log", environ) as superlink:
-        wait_for_port("127.0.0.1", serverappio)
-        wait_for_port("127.0.0.1", fleet)
-        with _process(driver_args, workdir / "driver-1.15.log", environ) as driver:
-            return _measure(
-                plan,
-                runner,
-                control,
-                arrays,
-                [superlink, driver],
-                lambda done, nbytes: _rere_times(stamps, done["message_id"], nbytes),
-                log,
-            )
+    return _run_superlink(env, workdir, plan, arrays, log, setup)
 
 
 def run(
