@@ -108,18 +108,11 @@ class FleetCaller(abc.ABC):
     """One transport's way of making one unary Fleet call (grpc-rere, rest)."""
 
     @abc.abstractmethod
-    async def call(
-        self,
-        rpc: Rpc,
-        request: betterproto2.Message,
-        timeout: float,
-        *,
-        registration: bool = False,
-    ) -> Any:
+    async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """Make one call and return its response (of ``rpc.response_type``).
 
-        The call carries the session's node-auth metadata; with ``registration=True``
-        the response metadata goes to the node-auth object where it asks for it.
+        The call carries the session's node-auth metadata; where the node-auth object
+        names a response-metadata key, the response's values under it go back to it.
 
         Raises:
             flwr_sdk.errors.ServerUnavailableError: unreachable / unavailable (retryable).
@@ -217,7 +210,6 @@ class FleetSession(Connection):
                 self._rpcs.register,
                 line.register_request(self._ping_interval),
                 CALL_TIMEOUT,
-                registration=True,
             )
             self._node = line.node_from_register(response)
             self._node_id = line.node_id(self._node)

@@ -15,10 +15,10 @@ adapter under :mod:`flwr_sdk.wire`; this module only makes calls:
   ``UNAUTHENTICATED``/``PERMISSION_DENIED`` become
   :class:`~flwr_sdk.errors.AuthenticationError` (never retried);
 * node authentication: every call carries the metadata the session's
-  :class:`~flwr_sdk.wire.base.NodeAuth` gives for it; for the registration call, the
-  response's *initial metadata* under the scheme's key (the 1.12 scheme: the
-  SuperLink's ``public-key``, :mod:`flwr_sdk.wire.v1_12_auth`) is read through
-  grpclib's stream API and handed to the node-auth object.
+  :class:`~flwr_sdk.wire.base.NodeAuth` gives for it; where the scheme names a
+  response-metadata key (the 1.12 scheme: the SuperLink's ``public-key`` in CreateNode's
+  answer, :mod:`flwr_sdk.wire.v1_12_auth`), each response's *initial metadata* under it is
+  read through grpclib's stream API and handed to the node-auth object.
 """
 
 from __future__ import annotations
@@ -62,17 +62,10 @@ class GrpcRereCaller(FleetCaller):
         self._auth = auth
         self._answered = False
 
-    async def call(
-        self,
-        rpc: Rpc,
-        request: betterproto2.Message,
-        timeout: float,
-        *,
-        registration: bool = False,
-    ) -> Any:
+    async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """One unary Fleet call with a deadline; failures as :mod:`flwr_sdk.errors`."""
         metadata = self._auth.call_metadata(rpc, request)
-        key = self._auth.registration_metadata_key if registration else None
+        key = self._auth.response_metadata_key
         try:
             async with self._request(rpc, timeout, metadata) as stream:
                 await stream.send_message(request, end=True)
@@ -80,7 +73,7 @@ class GrpcRereCaller(FleetCaller):
                     await stream.recv_initial_metadata()
                     initial: Any = stream.initial_metadata
                     values = [] if initial is None else initial.getall(key, [])
-                    self._auth.take_registration_metadata(list(values))
+                    self._auth.take_response_metadata(list(values))
                 response = await stream.recv_message()
         except asyncio.CancelledError:
             raise

@@ -117,14 +117,7 @@ class RestCaller(FleetCaller):
         )
         self._answered = False
 
-    async def call(
-        self,
-        rpc: Rpc,
-        request: betterproto2.Message,
-        timeout: float,
-        *,
-        registration: bool = False,
-    ) -> Any:
+    async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """``POST`` one request; return the parsed response or raise (see module docs)."""
         path = rpc.rest_path
         assert path is not None and path.startswith("/") and not path.startswith("//")

@@ -76,21 +76,22 @@ NodeKeys = tuple[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey]
 class NodeAuth(abc.ABC):
     """The client side of one node-authentication scheme, for one session.
 
-    A transport asks it for the metadata of every call; the session tells it what the
-    registration call answered. One object per session: schemes keep per-session state
+    A transport asks it for the metadata of every call and hands it the response
+    metadata it asks for; the session asks it whether registering established what the
+    scheme needs. One object per session: schemes keep per-session state
     (e.g. the HMAC key 1.12 derives from the SuperLink's key).
     """
 
-    #: The response-metadata key whose values :meth:`take_registration_metadata`
-    #: needs from the registration call, or None (transports read it only then).
-    registration_metadata_key: str | None = None
+    #: The response-metadata key whose values :meth:`take_response_metadata` needs, or
+    #: None (transports read response metadata only when it is set).
+    response_metadata_key: str | None = None
 
     @abc.abstractmethod
     def call_metadata(self, rpc: Rpc, request: betterproto2.Message) -> Metadata:
         """What ``request`` carries besides its body (empty when unauthenticated)."""
 
-    def take_registration_metadata(self, values: list[str]) -> None:  # noqa: B027
-        """The registration call's response metadata values of the scheme's key header.
+    def take_response_metadata(self, values: list[str]) -> None:  # noqa: B027
+        """A response's metadata values under :attr:`response_metadata_key` (if any).
 
         Raises:
             flwr_sdk.errors.AuthenticationError: the server's answer is unusable.

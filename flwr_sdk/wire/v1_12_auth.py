@@ -139,7 +139,7 @@ class HmacNodeAuth(NodeAuth):
     leaves a half-registered node and fails later).
     """
 
-    registration_metadata_key = PUBLIC_KEY_HEADER
+    response_metadata_key = PUBLIC_KEY_HEADER
 
     def __init__(self, keys: NodeKeys) -> None:
         self._private_key = keys[0]
@@ -153,9 +153,12 @@ class HmacNodeAuth(NodeAuth):
             metadata[AUTH_TOKEN_HEADER] = auth_token(self._hmac_key, request)
         return metadata
 
-    def take_registration_metadata(self, values: list[str]) -> None:
-        """Derive the HMAC key from the last ``public-key`` value the SuperLink sent."""
-        if not values:
+    def take_response_metadata(self, values: list[str]) -> None:
+        """Derive the HMAC key from the ``public-key`` CreateNode's response carries.
+
+        Only the first key counts (the SuperLink sends it with CreateNode only).
+        """
+        if not values or self._hmac_key is not None:
             return
         try:
             server_key = public_key_from_header(values[-1])

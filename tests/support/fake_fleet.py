@@ -86,14 +86,7 @@ class FakeCaller(FleetCaller):
         self.timeouts: dict[str, float] = {}
         self.metadata: list[tuple[str, dict[str, str | bytes]]] = []
 
-    async def call(
-        self,
-        rpc: Rpc,
-        request: betterproto2.Message,
-        timeout: float,
-        *,
-        registration: bool = False,
-    ) -> Any:
+    async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         await asyncio.sleep(0)
         self.timeouts[rpc.name] = timeout
         self.metadata.append((rpc.name, self.auth.call_metadata(rpc, request)))
