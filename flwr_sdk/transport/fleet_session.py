@@ -7,6 +7,9 @@ means), a :class:`FleetCaller` (one transport's way of making one call) and a
 Below, the calls are named as the 1.12 line names them. The flow (Flower's, with its
 gaps closed):
 
+0. :meth:`FleetConnector.connect` first finds out (or checks) the line the server speaks:
+   one unauthenticated probe per line (:mod:`flwr_sdk.wire.detect`), on a channel of its
+   own that is closed before the session opens.
 1. ``CreateNode(ping_interval=30)`` → the node (:meth:`FleetSession.open`). Not retried
    here: the node loop retries the whole :meth:`FleetConnector.connect` under the retry
    policy. A session that fails while opening is closed (DeleteNode if a node was

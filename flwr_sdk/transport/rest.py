@@ -150,15 +150,19 @@ class RestCaller(FleetCaller):
             raise ProtocolError(f"{what}: cannot parse the response body: {exc}") from exc
 
     async def probe(self, rpc: Rpc) -> Probe:
-        """``POST`` an empty body to ``rpc``'s path; classify the HTTP status."""
+        """``POST`` an empty body to ``rpc``'s path; classify the HTTP status.
+
+        Only the status is used: the response body is never read, so a server cannot
+        make the probe allocate what ``grpc_max_message_length`` would refuse.
+        """
         what = f"{rpc.name} (POST {rpc.rest_path})"
         try:
-            response = await self._client.post(
-                rpc.rest_path or "/", content=b"", timeout=timeouts_for(PROBE_TIMEOUT)
-            )
+            async with self._client.stream(
+                "POST", rpc.rest_path or "/", content=b"", timeout=timeouts_for(PROBE_TIMEOUT)
+            ) as response:
+                status = response.status_code
         except httpx.TransportError as exc:
             raise self._failure(exc, what, PROBE_TIMEOUT) from exc
-        status = response.status_code
         if status in UNAVAILABLE_STATUSES:
             raise ServerUnavailableError(f"{what}: HTTP {status}")
         self._answered = True
