@@ -5,8 +5,8 @@ loop); implement a :class:`Client` or a :class:`NumPyClient`.
 """
 
 from flwr_sdk.app import start_client, start_client_async
-from flwr_sdk.client.client import Client
-from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.clientapp.client import Client
+from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common import legacy_types as _legacy_types
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.legacy_types import *  # noqa: F403  (all of legacy_types.__all__)

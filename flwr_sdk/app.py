@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flwr_sdk.client.client import Client
-from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.clientapp.app import ClientApp
+from flwr_sdk.clientapp.client import Client
+from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.node_loop import NodeLoop
@@ -41,6 +42,7 @@ async def start_client_async(
     max_retries: int | None = None,
     max_wait_time: float | None = None,
     wire: str | None = None,
+    app: ClientApp | None = None,
 ) -> None:
     """Run a client node inside an already running event loop.
 
@@ -95,6 +97,7 @@ def start_client(
     max_retries: int | None = None,
     max_wait_time: float | None = None,
     wire: str | None = None,
+    app: ClientApp | None = None,
 ) -> None:
     """Start a Flower client node that connects to a Flower server; block until done.
 
@@ -104,7 +107,7 @@ def start_client(
             ``http://host:port`` or ``https://host:port``.
         client_fn: called with the node's :class:`Context` for every instruction; returns
             the :class:`Client` (or :class:`NumPyClient`) that handles it. Give exactly
-            one of ``client_fn`` and ``client``.
+            one of ``client_fn``, ``client`` and ``app``.
         client: one client instance used for every instruction.
         grpc_max_message_length: largest gRPC message, in bytes, the node sends or
             accepts (default 512 MiB). Larger messages are refused before they are read.
@@ -127,6 +130,8 @@ def start_client(
             (default) detects it before each registration and logs it. Not one of
             Flower's arguments; only for ``grpc-rere`` and ``rest`` (grpc-bidi is the
             same on every line).
+        app: a :class:`~flwr_sdk.client.ClientApp` (with its mods and handlers) to run
+            instead of ``client_fn`` / ``client``. Not one of Flower's arguments.
 
     Raises:
         TypeError, ValueError: an argument is invalid (raised before connecting).

@@ -70,8 +70,8 @@ def load_app(spec: str) -> tuple[str, Any]:
     or ``NumPyClient`` instance is used as ``client``. The current directory is
     importable (``examples.my_client:client_fn`` works from a checkout).
     """
-    from flwr_sdk.client.client import Client
-    from flwr_sdk.client.numpy_client import NumPyClient
+    from flwr_sdk.clientapp.client import Client
+    from flwr_sdk.clientapp.numpy_client import NumPyClient
 
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:

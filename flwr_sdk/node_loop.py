@@ -3,7 +3,7 @@
 Transport-independent: a :class:`~flwr_sdk.transport.base.Connector` opens sessions,
 each :class:`~flwr_sdk.transport.base.Connection` yields instructions as
 :class:`~flwr_sdk.common.message.Message` objects, and user code answers them through
-:func:`flwr_sdk.client.dispatch.handle_message`.
+:data:`flwr_sdk.clientapp.app.MessageApp` (a ``ClientApp``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from flwr_sdk.client.dispatch import error_reply_for, handle_message
+from flwr_sdk.clientapp.dispatch import error_reply_for
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.message import Message
 from flwr_sdk.common.records import RecordSet
@@ -129,9 +129,9 @@ class NodeLoop:
 
     async def _handle(self, connection: Connection, message: Message) -> Message:
         context = await self._context_for(connection, message.metadata.run_id)
-        client_fn = self._config.client_fn
+        app = self._config.app
         try:
-            return await run_in_daemon_thread(lambda: handle_message(message, context, client_fn))
+            return await run_in_daemon_thread(lambda: app(message, context))
         except Exception as exc:
             log.error(
                 "Client code raised %s while handling a %r instruction",

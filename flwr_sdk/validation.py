@@ -15,8 +15,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flwr_sdk.client.client import Client
-from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.clientapp.app import ClientApp, MessageApp
+from flwr_sdk.clientapp.client import Client
+from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.constants import AUTH_TRANSPORTS, DEFAULT_TRANSPORT, FLEET_TRANSPORTS, TRANSPORTS
 from flwr_sdk.net.tls import load_root_certificates, resolve_insecure
@@ -34,18 +35,32 @@ class ClientConfig:
 
     transport: str
     settings: TransportSettings
-    client_fn: ClientFn
+    #: What the node runs for every message (a ClientApp wrapping client_fn / client).
+    app: MessageApp
     retry: RetryPolicy
     #: The wire line the user chose, or None to detect it (Fleet API transports only).
     wire: str | None = None
 
 
-def _check_client(client_fn: object, client: object) -> ClientFn:
-    if (client_fn is None) == (client is None):
+def _check_app(client_fn: object, client: object, app: object) -> MessageApp:
+    given = [
+        name
+        for name, value in (("client_fn", client_fn), ("client", client), ("app", app))
+        if value is not None
+    ]
+    if len(given) != 1:
         raise ValueError(
-            "exactly one of client_fn and client must be given "
-            f"(got {'both' if client is not None else 'neither'})"
+            "exactly one of client_fn, client and app must be given "
+            f"(got {' and '.join(given) if given else 'none'})"
         )
+    if app is not None:
+        if not isinstance(app, ClientApp):
+            raise TypeError(f"app must be a flwr_sdk.client.ClientApp, got {type(app).__name__}")
+        return app
+    return ClientApp(_check_client(client_fn, client))
+
+
+def _check_client(client_fn: object, client: object) -> ClientFn:
     if client is not None:
         if not isinstance(client, (Client, NumPyClient)):
             raise TypeError(
@@ -164,11 +179,12 @@ def validate(
     max_retries: object,
     max_wait_time: object,
     wire: object = None,
+    app: object = None,
 ) -> ClientConfig:
     """Check every ``start_client`` argument; return the validated configuration."""
     if not isinstance(server_address, str):
         raise TypeError(f"server_address must be a str, got {type(server_address).__name__}")
-    fn = _check_client(client_fn, client)
+    message_app = _check_app(client_fn, client, app)
     kind = _check_transport(transport)
     max_len = _check_max_message_length(grpc_max_message_length)
     if insecure is not None and not isinstance(insecure, bool):
@@ -199,7 +215,7 @@ def validate(
             authentication_keys=keys,
             retry=retry,
         ),
-        client_fn=fn,
+        app=message_app,
         retry=retry,
         wire=_check_wire(wire, kind),
     )

@@ -23,7 +23,7 @@ import flwr_sdk
 from examples.extending.demo_proto.demo import v1 as demo
 from examples.numpy_client import ShiftClient
 from flwr_sdk import Client, Context
-from flwr_sdk.client.handlers import MessageHandlers
+from flwr_sdk.clientapp.handlers import MessageHandlers
 from flwr_sdk.ext import ndarray_from_numpy, ndarray_to_numpy
 
 handlers = MessageHandlers()

@@ -286,7 +286,7 @@ class LegacyKind(Generic[InsT, ResT]):
 
     Attributes:
         message_type: Flower's ``message_type`` (a :class:`MessageType` value).
-        method: the :class:`~flwr_sdk.client.client.Client` method that handles it.
+        method: the :class:`~flwr_sdk.clientapp.client.Client` method that handles it.
         ins_type: the instruction class (``FitIns``, …); its name in lower case is the
             record-key prefix (``"fitins"``).
         res_type: the result class (``FitRes``, …), likewise (``"fitres"``).

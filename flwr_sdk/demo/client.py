@@ -18,7 +18,7 @@ import os
 import numpy as np
 import numpy.typing as npt
 
-from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.legacy_types import Config, Metrics
 from flwr_sdk.demo.model import Dataset, LogisticRegression, client_data

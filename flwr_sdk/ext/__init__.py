@@ -7,7 +7,7 @@
   ``flwr-sdk codegen --proto-path DIR --out DIR`` to and from a
   :class:`~flwr_sdk.common.records.RecordSet`, following the convention of
   :mod:`flwr_sdk.ext.convention`.
-* Typed handlers for such messages: :class:`flwr_sdk.client.handlers.MessageHandlers`.
+* Typed handlers for such messages: :class:`flwr_sdk.clientapp.handlers.MessageHandlers`.
 """
 
 from __future__ import annotations

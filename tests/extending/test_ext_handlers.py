@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flwr_sdk.client import Client, GetPropertiesIns, GetPropertiesRes, Status, handle_message
-from flwr_sdk.client.handlers import MessageHandlers, UnknownMessageTypeError
+from flwr_sdk.clientapp import Client, GetPropertiesIns, GetPropertiesRes, Status, handle_message
+from flwr_sdk.clientapp.handlers import MessageHandlers, UnknownMessageTypeError
 from flwr_sdk.common import legacy_records as lr
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.message import ErrorCode, Message, Metadata

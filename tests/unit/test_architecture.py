@@ -17,7 +17,7 @@ DOC = REPO / "docs" / "architecture.md"
 
 NO_LINE_NAMES = ("flwr_sdk.transport", "flwr_sdk.app", "flwr_sdk.node_loop", "flwr_sdk.validation")
 LINE_MODULE = re.compile(r"^(flwr_sdk_proto\.v\d+_\d+|flwr_sdk\.wire\.v\d+_\d+)")
-SERVER_MUST_NOT_IMPORT = ("flwr_sdk.client", "flwr_sdk.transport")
+SERVER_MUST_NOT_IMPORT = ("flwr_sdk.client", "flwr_sdk.clientapp", "flwr_sdk.transport")
 
 
 def layer_table() -> dict[str, int]:

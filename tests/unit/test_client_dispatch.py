@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flwr_sdk.client import (
+from flwr_sdk.clientapp import (
     Client,
     Code,
     Config,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
-from flwr_sdk.client.client import Client
+from flwr_sdk.clientapp.client import Client
 from flwr_sdk.common import legacy_records as lr
 from flwr_sdk.common.legacy_types import (
     Code,

@@ -59,8 +59,8 @@ def test_valid_defaults() -> None:
 @pytest.mark.parametrize(
     ("overrides", "error", "needle"),
     [
-        ({"client_fn": None}, ValueError, "exactly one of client_fn and client"),
-        ({"client": _Numpy()}, ValueError, "exactly one of client_fn and client"),
+        ({"client_fn": None}, ValueError, "exactly one of client_fn, client and app"),
+        ({"client": _Numpy()}, ValueError, "exactly one of client_fn, client and app"),
         ({"client_fn": None, "client": object()}, TypeError, "client must be"),
         ({"client_fn": 42}, TypeError, "client_fn must be callable"),
         ({"transport": "grpc-adapter"}, ValueError, "unknown transport 'grpc-adapter'"),

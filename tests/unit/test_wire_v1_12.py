@@ -13,7 +13,7 @@ import pytest
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 from support.flower_env import FlowerWorker
 
-from flwr_sdk.client.dispatch import error_reply_for
+from flwr_sdk.clientapp.dispatch import error_reply_for
 from flwr_sdk.common.message import Message
 from flwr_sdk.common.records import ConfigsRecord, RecordSet
 from flwr_sdk.errors import ProtocolError

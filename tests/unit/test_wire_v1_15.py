@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from support.flower_env import FlowerWorker
 from support.strategies import C15, sdk_messages, valid_message_15
 
-from flwr_sdk.client.dispatch import error_reply_for
+from flwr_sdk.clientapp.dispatch import error_reply_for
 from flwr_sdk.common.message import Message
 from flwr_sdk.common.records import Array, ConfigsRecord, ParametersRecord, RecordSet
 from flwr_sdk.errors import ProtocolError

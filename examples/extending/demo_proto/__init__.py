@@ -7,7 +7,7 @@
 * ``demo_proto.adapters``: ``<message>_to_recordset`` /
   ``<message>_from_recordset`` per message, following the convention of
   ``docs/extending.md``. Importing this package registers them with ``flwr_sdk.ext``,
-  which typed handlers (``flwr_sdk.client.handlers``) rely on.
+  which typed handlers (``flwr_sdk.clientapp.handlers``) rely on.
 """
 
 from . import adapters as adapters

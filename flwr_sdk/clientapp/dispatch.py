@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flwr_sdk.client.client import Client
-from flwr_sdk.client.handlers import LEGACY_MESSAGE_TYPES, HandlersClientFn
-from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.clientapp.client import Client
+from flwr_sdk.clientapp.handlers import LEGACY_MESSAGE_TYPES, HandlersClientFn
+from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.legacy_records import LEGACY_KINDS_BY_TYPE
 from flwr_sdk.common.message import Error, ErrorCode, Message
@@ -70,7 +70,7 @@ def handle_message(message: Message, context: Context, client_fn: AnyClientFn) -
     the client's ``context``, dispatches by ``message_type`` (``train`` → ``fit``,
     ``evaluate``, ``get_parameters``, ``get_properties``) and returns
     ``message.create_reply(content)`` with the result stored under the fixed legacy keys.
-    A ``client_fn`` made by :meth:`flwr_sdk.client.handlers.MessageHandlers.client_fn`
+    A ``client_fn`` made by :meth:`flwr_sdk.clientapp.handlers.MessageHandlers.client_fn`
     sends its registered message types to their typed handlers instead (without calling
     ``client_fn``); other types it does not know raise ``UnknownMessageTypeError``.
 

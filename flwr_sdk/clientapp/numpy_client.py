@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from flwr_sdk.client.client import Client, HasContext
+from flwr_sdk.clientapp.client import Client, HasContext
 from flwr_sdk.common import legacy_types as lt
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.legacy_types import Code, Config, Metrics, Properties, Status

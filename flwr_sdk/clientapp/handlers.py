@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flwr_sdk.client.client import Client
-from flwr_sdk.client.numpy_client import NumPyClient
+from flwr_sdk.clientapp.client import Client
+from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.legacy_records import LEGACY_KINDS_BY_TYPE
 from flwr_sdk.common.message import Message, MessageType
