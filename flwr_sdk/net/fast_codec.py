@@ -23,10 +23,10 @@ Buffers and ownership:
   works. Chunked encoding references large ``bytes`` values (and the segments of
   ``NpyPayload`` tensors) instead of copying them: they must not change until sent.
 * Decoding keeps memoryviews of ``data`` inside the returned message. On tuned endpoints
-  with this codec, large bodies arrive as a read-only memoryview of one buffer allocated
-  for that message (:class:`~flwr_sdk.net.limits.SizeLimitedStream`); otherwise
-  grpclib hands ``codec.decode`` a fresh ``bytes``. Either way the views stay valid and
-  read-only for as long as the message lives. Callers passing a ``bytearray`` or writable
+  with this codec, large bodies arrive as a writable memoryview of one buffer allocated
+  for that message alone (:class:`~flwr_sdk.net.limits.SizeLimitedStream`); otherwise
+  grpclib hands ``codec.decode`` a fresh (read-only) ``bytes``. Either way the views stay
+  valid for as long as the message lives. Callers passing a ``bytearray`` or writable
   ``memoryview`` must not mutate it while decoded messages are in use. A ``bytes`` field
   then holds a ``memoryview`` at runtime (betterproto2 does not check field types);
   ``flwr_sdk.common.records.Array`` and ``flwr_sdk.common._npy.load_npy`` accept

@@ -217,10 +217,12 @@ async def read_into(buffer: Any, target: memoryview) -> None:
 
 
 async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:
-    """Read a body announced as ``size`` bytes into one buffer; return a read-only view.
+    """Read a body announced as ``size`` bytes into one buffer; return a writable view of it.
 
     The buffer is allocated uninitialised once (the caller checks ``size`` against its
     limit first) and each chunk is copied into it as it arrives, so no joined copy exists.
+    The buffer belongs to this one body, so the arrays decoded from it are handed to user
+    code writable, without a copy.
 
     Raises:
         ValueError: the body is longer or shorter than announced; the message says which
@@ -237,4 +239,4 @@ async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:
         filled = end
     if filled != size:
         raise ValueError("body is shorter than its Content-Length")
-    return target.toreadonly()
+    return target

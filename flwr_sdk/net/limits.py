@@ -148,9 +148,10 @@ class SizeLimitedStream(Stream):
 
     With ``zero_copy_receive``, a body of at least :data:`PREALLOCATED_BODY_MIN` bytes is
     read into one buffer allocated (uninitialised) from the announced length *after* the
-    limit check, and returned as a read-only ``memoryview`` of it instead of grpclib's
-    ``b"".join`` of the DATA chunks: the codec must accept memoryviews (the fast codec's
-    decoded tensors are then views of that buffer). Sends of
+    limit check, and returned as a writable ``memoryview`` of it instead of grpclib's
+    ``b"".join`` of the DATA chunks (the buffer belongs to this one message, so arrays
+    decoded from it reach user code writable without a copy). The codec must accept
+    memoryviews (the fast codec's decoded tensors are then views of that buffer). Sends of
     :class:`~flwr_sdk.net.framing.EncodedChunks` are written frame by frame
     without joining them (any stream: see :meth:`send_data`).
     """
@@ -179,7 +180,7 @@ class SizeLimitedStream(Stream):
                 target = _np.empty(size, dtype=_np.uint8).data
                 await read_into(self.buffer, target)
                 # grpclib's signature says bytes; the codec takes any bytes-like buffer.
-                return cast(bytes, target.toreadonly())
+                return cast(bytes, target)
             return await super().recv_data(size)
         data = await super().recv_data(size)
         if size == GRPC_PREFIX_LENGTH and len(data) == GRPC_PREFIX_LENGTH:

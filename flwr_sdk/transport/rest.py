@@ -244,7 +244,7 @@ async def _read_at_most(response: httpx.Response, limit: int, what: str) -> byte
     """The whole body; MessageTooLargeError as soon as it is known to exceed ``limit``.
 
     With a ``Content-Length`` header the body is read into one buffer of that size
-    (allocated after the limit check) and returned as a read-only memoryview; otherwise
+    (allocated after the limit check) and returned as a writable memoryview of it; otherwise
     the chunks are joined.
     """
     header = response.headers.get("content-length")
