@@ -10,14 +10,17 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "ClientAppError",
+    "ClientAppUsageError",
     "ConnectionClosedError",
     "FlwrSdkError",
     "MessageTooLargeError",
+    "ModInputError",
     "ProtocolError",
     "RetriesExhaustedError",
     "ServerUnavailableError",
     "TLSError",
     "TransportError",
+    "UnsupportedFeatureError",
     "WireLineError",
 ]
 
@@ -99,3 +102,32 @@ class RetriesExhaustedError(FlwrSdkError):
 
 class ClientAppError(FlwrSdkError):
     """User code (``client_fn`` or a ``Client`` method) raised an exception."""
+
+
+class ClientAppUsageError(FlwrSdkError, ValueError):
+    """A ``ClientApp`` is set up wrongly (raised while it is built, never per message).
+
+    For example a ``client_fn`` that cannot be called with one argument (the Context),
+    a ``client_fn`` together with ``@app.train()``-style functions, or one message type
+    registered twice. A ``ValueError``, as in Flower.
+    """
+
+
+class ModInputError(FlwrSdkError, KeyError, ValueError):
+    """A mod cannot work on this message; the text says which value is missing or wrong.
+
+    For example a clipping mod whose instruction lacks the server's ``clipping_norm``, or
+    whose reply carries different arrays than the instruction. Both a ``KeyError`` and a
+    ``ValueError``, the two types Flower raises in these places.
+    """
+
+    def __str__(self) -> str:
+        """The message itself (``KeyError`` would show its repr)."""
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedFeatureError(FlwrSdkError, ImportError):
+    """A Flower name that flwr-sdk leaves out on purpose; the text says why and what to use.
+
+    Raised when the name is imported, e.g. ``from flwr_sdk.client.mod import secagg_mod``.
+    """
