@@ -1,5 +1,12 @@
-"""Legacy client layer: :class:`Client`, :class:`NumPyClient` and the message adapter."""
+"""The client layer: :class:`ClientApp` and its mods, :class:`Client`, :class:`NumPyClient`.
 
+Also the adapter from a ``client_fn`` to Flower's message API (:func:`handle_message`)
+and the typed handlers (:mod:`flwr_sdk.clientapp.handlers`). Flower users import these
+from :mod:`flwr_sdk.client`, which re-exports them under Flower's names.
+"""
+
+from flwr_sdk.clientapp import mods
+from flwr_sdk.clientapp.app import ClientApp, ClientAppCallable, MessageApp, Mod, make_ffn
 from flwr_sdk.clientapp.client import Client, not_implemented_status
 from flwr_sdk.clientapp.dispatch import (
     AnyClientFn,
@@ -25,8 +32,12 @@ from flwr_sdk.common.ndarrays import (
 __all__ = [
     "AnyClientFn",
     "Client",
+    "ClientApp",
+    "ClientAppCallable",
     "ClientFn",
     "NDArray",
+    "MessageApp",
+    "Mod",
     "NDArrays",
     "NumPyClient",
     "NumPyClientAdapter",
@@ -35,6 +46,8 @@ __all__ = [
     "error_reply_for",
     "handle_message",
     "load_error_reply_for",
+    "make_ffn",
+    "mods",
     "ndarray_to_bytes",
     "ndarrays_to_parameters",
     "not_implemented_status",
