@@ -13,9 +13,11 @@ __all__ = [
     "ClientAppUsageError",
     "ConnectionClosedError",
     "FlwrSdkError",
+    "MalformedMessageError",
     "MessageTooLargeError",
     "ModInputError",
     "ProtocolError",
+    "ReplyRuleError",
     "RetriesExhaustedError",
     "ServerUnavailableError",
     "TLSError",
@@ -77,6 +79,34 @@ class MessageTooLargeError(TransportError):
 
 class ProtocolError(TransportError):
     """The peer sent something the wire protocol does not allow."""
+
+
+class MalformedMessageError(ProtocolError):
+    """A message from the peer has the wrong shape, so it cannot be read.
+
+    A field holds a value its declared type forbids (what a valid protobuf of another
+    message type decodes to), an integer out of its type's range, an enum value the
+    protocol does not define, or a value the reading code could not use. ``what`` names
+    the message (e.g. ``"CreateNode response"``) and ``field`` the offending field's path
+    (e.g. ``"node.node_id"``), or ``""`` when no single field is to blame.
+    """
+
+    def __init__(self, message: str, *, what: str, field: str = "") -> None:
+        super().__init__(message)
+        self.what = what
+        self.field = field
+
+
+class ReplyRuleError(ProtocolError):
+    """A reply does not answer its instruction by the line's reply rules.
+
+    ``rules`` names every rule broken (``"run_id"``, ``"created_at"``, …). The server
+    would drop or refuse such a reply, so it is never sent.
+    """
+
+    def __init__(self, message: str, *, rules: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.rules = rules
 
 
 class WireLineError(TransportError):

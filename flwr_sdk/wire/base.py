@@ -9,7 +9,9 @@ is one node-authentication scheme's client side. :class:`Reconnect` and
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk_proto.rpc import Rpc
 
 from flwr_sdk.common.message import Message
+from flwr_sdk.wire.guard import reader
 
 __all__ = [
     "FleetLine",
@@ -31,6 +34,8 @@ __all__ = [
     "Rpc",
     "RunInfo",
 ]
+
+log = logging.getLogger("flwr_sdk")
 
 ConfigScalar = bool | bytes | float | int | str
 
@@ -116,6 +121,27 @@ class NoNodeAuth(NodeAuth):
         return {}
 
 
+def _names_role(role: str) -> Callable[[Any], str]:
+    def name(line: Any) -> str:
+        rpc: Rpc = getattr(line.rpcs, role)
+        return f"{rpc.name} response"
+
+    return name
+
+
+_READERS: Mapping[str, str] = MappingProxyType(
+    {
+        "node_from_register": "register",
+        "node_id": "register",
+        "heartbeat_accepted": "heartbeat",
+        "instruction_from_pull": "pull",
+        "run_from_response": "get_run",
+        "fab_from_response": "get_fab",
+    }
+)
+"""The methods that read what the server sent → the role of the RPC whose answer it is."""
+
+
 class FleetLine(abc.ABC):
     """Everything one Flower wire line decides about a node's Fleet API session.
 
@@ -124,6 +150,17 @@ class FleetLine(abc.ABC):
     in role names, for each request and for what each response means. A line's
     requests and node references are its own generated classes; the session only
     passes them back to the line and to the transport.
+
+    Every method that reads what the server sent (``node_from_register``, ``node_id``,
+    ``heartbeat_accepted``, ``instruction_from_pull``, ``run_from_response``,
+    ``fab_from_response``) is wrapped, in each subclass that defines it, by
+    :func:`flwr_sdk.wire.guard.reader`: the response's shape is checked first, and a
+    reader never raises anything but :class:`~flwr_sdk.errors.FlwrSdkError` types
+    (:class:`~flwr_sdk.errors.MalformedMessageError` where the answer is unusable).
+
+    An instruction that a line's rules say not to hand on (not for this node, nothing to
+    handle, times that no reply could satisfy) is dropped through :meth:`drop`: logged
+    at WARNING and counted in :attr:`dropped`.
     """
 
     #: Short name, e.g. ``"1.12"``.
@@ -137,6 +174,33 @@ class FleetLine(abc.ABC):
     #: Whether the server may hand out again the id of a node it reported as lost
     #: (then registering anew can only loop, and the connector refuses such an id).
     reissues_lost_node_ids: bool = False
+
+    def __init__(self) -> None:
+        #: Instructions this adapter dropped instead of handing them on, by reason.
+        #: Process-wide: one adapter object serves every session of its line.
+        self.dropped: Counter[str] = Counter()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Guard every reader the subclass defines (see the class docs)."""
+        super().__init_subclass__(**kwargs)
+        for name, role in _READERS.items():
+            function = cls.__dict__.get(name)
+            if function is not None:
+                setattr(cls, name, reader(_names_role(role), position=1)(function))
+
+    def drop(self, reason: str, detail: str) -> None:
+        """Drop a pulled instruction: log a WARNING and count it under ``reason``.
+
+        ``detail`` says which instruction (its id) and why, for the log line.
+        """
+        self.dropped[reason] += 1
+        log.warning(
+            "Dropped an instruction from the %s: %s (%s); %d dropped for this reason",
+            self.title or self.name,
+            reason,
+            detail,
+            self.dropped[reason],
+        )
 
     def node_lost(self, error: Exception) -> bool:
         """Whether a refused call means the server no longer knows the node.
@@ -165,7 +229,8 @@ class FleetLine(abc.ABC):
         """The node reference a registration response gives (used in later requests).
 
         Raises:
-            flwr_sdk.errors.ProtocolError: the response carries no usable node.
+            flwr_sdk.errors.MalformedMessageError: the response is malformed or carries
+                no usable node.
 
         """
 
@@ -179,7 +244,12 @@ class FleetLine(abc.ABC):
 
     @abc.abstractmethod
     def heartbeat_accepted(self, response: Any) -> bool:
-        """False when the server no longer knows the node."""
+        """False when the server no longer knows the node.
+
+        Raises:
+            flwr_sdk.errors.MalformedMessageError: the response is malformed.
+
+        """
 
     @abc.abstractmethod
     def pull_request(self, node: Any) -> betterproto2.Message:
@@ -189,8 +259,11 @@ class FleetLine(abc.ABC):
     def instruction_from_pull(self, response: Any, node_id: int) -> Message | None:
         """The instruction a pull response carries for this node, or None (no work).
 
+        An instruction the line's rules do not hand on is dropped (:meth:`drop`).
+
         Raises:
-            flwr_sdk.errors.ProtocolError: the response is malformed.
+            flwr_sdk.errors.MalformedMessageError: the response, or the instruction for
+                this node, is malformed.
 
         """
 
@@ -201,7 +274,7 @@ class FleetLine(abc.ABC):
         """The request that delivers ``reply`` to ``instruction``; None if it expired.
 
         Raises:
-            flwr_sdk.errors.ProtocolError: the reply does not answer the instruction.
+            flwr_sdk.errors.ReplyRuleError: the reply does not answer the instruction.
 
         """
 
@@ -211,7 +284,12 @@ class FleetLine(abc.ABC):
 
     @abc.abstractmethod
     def run_from_response(self, response: Any, run_id: int) -> RunInfo:
-        """What a run-description response says."""
+        """What a run-description response says.
+
+        Raises:
+            flwr_sdk.errors.MalformedMessageError: the response is malformed.
+
+        """
 
     @abc.abstractmethod
     def get_fab_request(self, node: Any, fab_hash: str, run_id: int) -> betterproto2.Message:
@@ -219,7 +297,12 @@ class FleetLine(abc.ABC):
 
     @abc.abstractmethod
     def fab_from_response(self, response: Any, fab_hash: str) -> bytes | None:
-        """The FAB's bytes, or None when the response has no FAB matching the hash."""
+        """The FAB's bytes, or None when the response has no FAB matching the hash.
+
+        Raises:
+            flwr_sdk.errors.MalformedMessageError: the response is malformed.
+
+        """
 
     @abc.abstractmethod
     def unregister_request(self, node: Any) -> betterproto2.Message:

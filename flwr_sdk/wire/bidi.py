@@ -8,7 +8,12 @@
 * instructions become :class:`~flwr_sdk.common.message.Message` objects with Flower's
   internal bidi metadata (run 0, node 0, a fresh message id, TTL 3600 s) and the legacy record
   keys, so one node loop serves every transport;
-* ``ReconnectIns.seconds`` has no presence: 0 means "do not come back";
+* ``ReconnectIns.seconds`` has no presence: 0 (or less) means "do not come back"; more
+  than :data:`MAX_RECONNECT_SECONDS` (a day) is refused as out of range rather than
+  slept for;
+* a ``ServerMessage`` is read by :func:`server_message_to_instruction`, guarded by
+  :func:`flwr_sdk.wire.guard.reader`: whatever is wrong with it raises
+  :class:`~flwr_sdk.errors.MalformedMessageError` (the protocol has no error reply);
 * the answer to ``ReconnectIns`` is ``DisconnectRes(reason=RECONNECT)``;
 * ``EvaluateRes.loss`` is a 32-bit float on this wire.
 """
@@ -29,8 +34,9 @@ from flwr_sdk_proto.v1_12.flwr import proto as pb
 from flwr_sdk.common import legacy_records as lr
 from flwr_sdk.common.legacy_types import Code, Parameters, Status
 from flwr_sdk.common.message import Message, Metadata
-from flwr_sdk.errors import ProtocolError
+from flwr_sdk.errors import MalformedMessageError, ProtocolError
 from flwr_sdk.wire.base import Reconnect
+from flwr_sdk.wire.guard import reader
 from flwr_sdk.wire.scalars import config_from_wire, config_to_wire
 
 JOIN = fleet_api.FLOWERSERVICE_JOIN
@@ -41,6 +47,9 @@ BIDI_TTL = 3600.0
 
 BIDI_NODE_ID = -1
 """grpc-bidi has no node ids; Flower's Context reports -1."""
+
+MAX_RECONNECT_SECONDS = 86_400
+"""The longest ``ReconnectIns.seconds`` a node honours (one day); more is out of range."""
 
 
 def parameters_from_wire(parameters: pb.Parameters | None) -> Parameters:
@@ -201,15 +210,31 @@ def _kind_of(message: Message, what: str) -> BidiKind:
 # Client side: ServerMessage -> Message, reply -> ClientMessage
 
 
+@reader("ServerMessage")
 def server_message_to_instruction(server_message: pb.ServerMessage) -> Message | Reconnect:
-    """Turn a grpc-bidi ``ServerMessage`` into a Message (or a reconnect request)."""
+    """Turn a grpc-bidi ``ServerMessage`` into a Message (or a reconnect request).
+
+    Raises:
+        MalformedMessageError: the message is malformed, carries no instruction, or asks
+            to reconnect after more than :data:`MAX_RECONNECT_SECONDS`.
+
+    """
     member, body = betterproto2.which_one_of(server_message, "msg")
     if isinstance(body, pb.ServerMessageReconnectIns):
         seconds = body.seconds
+        if seconds > MAX_RECONNECT_SECONDS:
+            raise MalformedMessageError(
+                f"ReconnectIns asks to come back in {seconds} s, more than "
+                f"{MAX_RECONNECT_SECONDS} s",
+                what="ServerMessage",
+                field="reconnect_ins.seconds",
+            )
         return Reconnect(seconds=float(seconds) if seconds > 0 else None)
     kind = _BY_INS_MEMBER.get(member)
     if kind is None:
-        raise ProtocolError("the server sent a ServerMessage with no instruction set")
+        raise MalformedMessageError(
+            "the server sent a ServerMessage with no instruction set", what="ServerMessage"
+        )
     ins = _from_wire(kind.legacy.ins_type, body)
     content = kind.legacy.ins_to_recordset(ins, keep_input=True)
     return Message(_bidi_metadata(kind.legacy.message_type), content=content)

@@ -1,9 +1,12 @@
 """What the request-response Fleet lines share (1.12 and 1.15): reply rules and a base.
 
 Both lines answer an instruction the same way — the reply is checked against it as
-Flower's client checks it, its ttl clipped to the instruction's remaining lifetime, and
-a reply that already expired is not sent (the SuperLink would drop it silently) — and
-both have the same CreateNode / Ping / GetRun / GetFab / DeleteNode messages.
+Flower's client checks it (:func:`check_reply`, :class:`~flwr_sdk.errors.ReplyRuleError`
+naming each rule broken), its ttl clipped to the instruction's remaining lifetime, and
+a reply that already expired is not sent (the SuperLink would drop it silently); an
+instruction no reply could answer (:func:`unanswerable`: its ``created_at`` or ``ttl``
+is not a finite number) is dropped before user code runs — and both have the same
+CreateNode / Ping / GetRun / GetFab / DeleteNode messages.
 :class:`ProtoFleetLine` implements those calls once over a line's generated module;
 each line adds what differs (how work is pulled and replies pushed, node auth).
 """
@@ -11,6 +14,7 @@ each line adds what differs (how work is pulled and replies pushed, node auth).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from types import ModuleType
 from typing import Any, ClassVar
@@ -18,7 +22,7 @@ from typing import Any, ClassVar
 import betterproto2
 
 from flwr_sdk.common.message import Message
-from flwr_sdk.errors import ProtocolError
+from flwr_sdk.errors import ReplyRuleError
 from flwr_sdk.wire.base import FleetLine, FleetRpcs, Rpc, RunInfo
 from flwr_sdk.wire.scalars import config_from_wire
 
@@ -31,6 +35,7 @@ __all__ = [
     "clipped_ttl",
     "expired",
     "fleet_rpcs",
+    "unanswerable",
 ]
 
 PING_INTERVAL = 30.0
@@ -50,7 +55,7 @@ def check_reply(instruction: Message, reply: Message, own_node_id: int) -> None:
     this node; destination = the instruction's source; created after the instruction.
 
     Raises:
-        ProtocolError: naming every rule the reply breaks.
+        ReplyRuleError: naming every rule the reply breaks.
 
     """
     inc, out = instruction.metadata, reply.metadata
@@ -68,7 +73,25 @@ def check_reply(instruction: Message, reply: Message, own_node_id: int) -> None:
         if not ok
     ]
     if problems:
-        raise ProtocolError(f"the reply does not answer its instruction ({', '.join(problems)})")
+        raise ReplyRuleError(
+            f"the reply does not answer its instruction ({', '.join(problems)})",
+            rules=tuple(problems),
+        )
+
+
+def unanswerable(instruction: Message) -> str | None:
+    """Why no reply could ever answer ``instruction`` by the reply rules, or None.
+
+    A ``created_at`` or ``ttl`` that is not a finite number (NaN, ±inf) leaves no reply
+    ``created_at`` later than the instruction's and no ttl to clip: the server would
+    refuse every reply, so the instruction is dropped before user code runs.
+    """
+    md = instruction.metadata
+    bad = [name for name in ("created_at", "ttl") if not math.isfinite(getattr(md, name))]
+    if not bad:
+        return None
+    values = ", ".join(f"{name}={getattr(md, name)!r}" for name in bad)
+    return f"{md.message_type!r} instruction {md.message_id!r} has {values}"
 
 
 def clipped_ttl(instruction: Message, reply: Message) -> float:

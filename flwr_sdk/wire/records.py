@@ -25,7 +25,7 @@ import betterproto2
 
 from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, ParametersRecord, RecordSet
 from flwr_sdk.constants import INT64_MAX
-from flwr_sdk.errors import ProtocolError
+from flwr_sdk.errors import MalformedMessageError
 
 _METRICS_TYPES: tuple[type, ...] = (float, int)
 _CONFIGS_TYPES: tuple[type, ...] = (bool, int, float, str, bytes)
@@ -126,7 +126,7 @@ def recordset_from_wire(message: Any) -> RecordSet:
     """A line's ``pb.RecordSet`` as RecordSet.
 
     Raises:
-        ProtocolError: the record set is malformed (an empty value, keys and values of a
+        MalformedMessageError: the record set is malformed (an empty value, keys and values of a
             ParametersRecord that do not pair up, a value a record cannot hold); the
             message names the record and key.
 
@@ -134,7 +134,7 @@ def recordset_from_wire(message: Any) -> RecordSet:
     try:
         return _recordset_from_wire(message)
     except (ValueError, TypeError) as exc:
-        raise ProtocolError(f"malformed record set: {exc}") from exc
+        raise MalformedMessageError(f"malformed record set: {exc}", what="RecordSet") from exc
 
 
 def _recordset_from_wire(message: Any) -> RecordSet:

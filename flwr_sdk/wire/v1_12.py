@@ -6,7 +6,12 @@ Fleet API (grpc-rere and REST; ``PullTaskIns`` / ``PushTaskRes``):
   ``Node{node_id: 0, anonymous: true}`` and a client ``Node{node_id: id, anonymous:
   false}``; node and run ids are uint64 and routinely >= 2^63;
 * a client uses the first pulled TaskIns only if it is addressed to its own node id and
-  carries a record set (an error-only TaskIns counts as "no work");
+  carries a record set; anything else counts as "no work" (Flower's client drops an
+  error-only TaskIns too; the protocol has no reply for it). The SuperLink never
+  redelivers a pulled TaskIns, so each one not used is dropped with a WARNING and counted
+  (:meth:`~flwr_sdk.wire.base.FleetLine.drop`): no task, not for this node, no record
+  set, times no reply could satisfy (:func:`~flwr_sdk.wire.fleet_rules.unanswerable`),
+  and every entry after the first;
 * the TaskRes has ``task_id=""``, the instruction's group and run, the node as producer,
   the anonymous driver as consumer, ``ancestry=[instruction task_id]``, the same
   ``task_type``, ``created_at`` = now and ``ttl`` = instruction ttl minus the time
@@ -34,7 +39,7 @@ from flwr_sdk_proto.v1_12 import fleet_api
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
-from flwr_sdk.errors import ProtocolError
+from flwr_sdk.errors import MalformedMessageError, ProtocolError
 from flwr_sdk.wire.base import NodeAuth, NodeKeys, NoNodeAuth
 from flwr_sdk.wire.fleet_rules import (
     ProtoFleetLine,
@@ -42,6 +47,7 @@ from flwr_sdk.wire.fleet_rules import (
     clipped_ttl,
     expired,
     fleet_rpcs,
+    unanswerable,
 )
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 from flwr_sdk.wire.v1_12_auth import HmacNodeAuth
@@ -66,13 +72,22 @@ def driver_node() -> pb.Node:
 
 def accept_task_ins(task_ins: pb.TaskIns, own_node_id: int) -> bool:
     """Whether a pulled TaskIns is work for this node (Flower's client-side rule)."""
+    return rejection(task_ins, own_node_id) is None
+
+
+def rejection(task_ins: pb.TaskIns, own_node_id: int) -> tuple[str, str] | None:
+    """Why a pulled TaskIns is not work for this node: ``(reason, detail)``, or None."""
     task = task_ins.task
-    return (
-        task is not None
-        and task.consumer is not None
-        and task.consumer.node_id == own_node_id
-        and task.recordset is not None
-    )
+    what = f"TaskIns {task_ins.task_id!r}"
+    if task is None:
+        return "no task", f"{what} carries no task"
+    consumer = task.consumer.node_id if task.consumer is not None else None
+    if consumer != own_node_id:
+        return "not for this node", f"{what} is addressed to node {consumer}"
+    if task.recordset is None:
+        carries = "an error" if task.error is not None else "neither a record set nor an error"
+        return "no record set", f"{what} carries {carries}"
+    return None
 
 
 def _to_task(message: Message, producer: pb.Node, consumer: pb.Node) -> pb.Task:
@@ -111,14 +126,16 @@ def _from_task(
         return Message(metadata, content=recordset_from_wire(task.recordset))
     if task.error is not None:
         return Message(metadata, error=Error(code=task.error.code, reason=task.error.reason))
-    raise ProtocolError(f"task {message_id!r} carries neither a record set nor an error")
+    raise MalformedMessageError(
+        f"task {message_id!r} carries neither a record set nor an error", what="Task"
+    )
 
 
 def task_ins_to_message(task_ins: pb.TaskIns) -> Message:
     """A TaskIns as the Message the client code sees."""
     task = task_ins.task
     if task is None:
-        raise ProtocolError("TaskIns without a task")
+        raise MalformedMessageError("TaskIns without a task", what="TaskIns", field="task")
     producer = task.producer.node_id if task.producer is not None else DRIVER_NODE_ID
     consumer = task.consumer.node_id if task.consumer is not None else 0
     return _from_task(
@@ -171,7 +188,7 @@ def reply_task_res(instruction: Message, reply: Message, own_node_id: int) -> pb
     and no ``pushed_at``.
 
     Raises:
-        ProtocolError: the reply does not answer the instruction.
+        ReplyRuleError: the reply does not answer the instruction.
 
     """
     check_reply(instruction, reply, own_node_id)
@@ -207,13 +224,20 @@ class FleetLineV1_12(ProtoFleetLine):  # noqa: N801  (the line's version is its 
     def node_from_register(self, response: Any) -> pb.Node:
         """The ``Node`` CreateNode assigned (reused verbatim in later requests).
 
+        Usable means present, not anonymous and not node id 0 (the driver's id: the
+        SuperLink stores no TaskRes whose producer has it).
+
         Raises:
-            ProtocolError: no usable node (Flower: "Node registration failed").
+            MalformedMessageError: no usable node (Flower: "Node registration failed").
 
         """
         node: pb.Node | None = response.node
-        if node is None or node.anonymous:
-            raise ProtocolError(f"CreateNode returned no usable node: {node!r}")
+        if node is None or node.anonymous or node.node_id == DRIVER_NODE_ID:
+            raise MalformedMessageError(
+                f"CreateNode returned no usable node: {node!r}",
+                what="CreateNode response",
+                field="node",
+            )
         return node
 
     def pull_request(self, node: Any) -> pb.PullTaskInsRequest:
@@ -223,13 +247,31 @@ class FleetLineV1_12(ProtoFleetLine):  # noqa: N801  (the line's version is its 
     def instruction_from_pull(self, response: Any, node_id: int) -> Message | None:
         """The first TaskIns if it is work for this node (:func:`accept_task_ins`).
 
-        Only the first entry counts; a rejected one is dropped (the SuperLink never
-        redelivers it).
+        Only the first entry counts; a rejected one, and every entry after it, is
+        dropped with a WARNING and counted (the SuperLink never redelivers it). So is
+        one whose times no reply could satisfy.
+
+        Raises:
+            MalformedMessageError: the response, or the TaskIns for this node, is
+                malformed (e.g. its record set).
+
         """
         entries: list[pb.TaskIns] = response.task_ins_list
-        if not entries or not accept_task_ins(entries[0], node_id):
+        if not entries:
             return None
-        return task_ins_to_message(entries[0])
+        for extra in entries[1:]:
+            self.drop("more than one per pull", f"TaskIns {extra.task_id!r} was not first")
+        first = entries[0]
+        rejected = rejection(first, node_id)
+        if rejected is not None:
+            self.drop(*rejected)
+            return None
+        message = task_ins_to_message(first)
+        why = unanswerable(message)
+        if why is not None:
+            self.drop("unanswerable times", why)
+            return None
+        return message
 
     def push_request(
         self, node: Any, instruction: Message, reply: Message

@@ -5,9 +5,14 @@ Fleet API (grpc-rere and REST; ``PullMessages`` / ``PushMessages``):
 * work arrives and replies leave as ``flwr.proto.Message`` (metadata + record set or
   error); ``Node`` is just ``node_id`` (no ``anonymous``); the SuperLink's own node id
   is 1; node and run ids are uint64 and routinely >= 2^63;
-* a client uses the first pulled Message only if its ``dst_node_id`` is its own node
-  id and it carries a record set (anything else counts as "no work"; the SuperLink
-  never redelivers it);
+* a client uses the first pulled Message if its ``dst_node_id`` is its own node id,
+  and only then (Flower's client checks nothing else). One carrying an error instead of
+  content is handed on like any other: as in Flower, the ClientApp cannot handle it and
+  the node answers with the error reply (code 2, ``CLIENT_APP_RAISED_EXCEPTION``). The
+  SuperLink never redelivers a pulled Message, so each one not used is dropped with a
+  WARNING and counted (:meth:`~flwr_sdk.wire.base.FleetLine.drop`): no metadata, not for
+  this node, times no reply could satisfy
+  (:func:`~flwr_sdk.wire.fleet_rules.unanswerable`), and every entry after the first;
 * the reply has ``message_id=""``, the instruction's run, group and type, the node as
   source and the instruction's source as destination, ``reply_to_message`` = the
   instruction's id, ``created_at`` = now and ``ttl`` clipped to the instruction's
@@ -40,7 +45,7 @@ from flwr_sdk_proto.v1_15 import fleet_api
 from flwr_sdk_proto.v1_15.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
-from flwr_sdk.errors import AuthenticationError, ProtocolError, TransportError
+from flwr_sdk.errors import AuthenticationError, MalformedMessageError, TransportError
 from flwr_sdk.wire.base import NodeAuth, NodeKeys
 from flwr_sdk.wire.fleet_rules import (
     ProtoFleetLine,
@@ -48,6 +53,7 @@ from flwr_sdk.wire.fleet_rules import (
     clipped_ttl,
     expired,
     fleet_rpcs,
+    unanswerable,
 )
 from flwr_sdk.wire.records import recordset_from_wire, recordset_to_wire
 from flwr_sdk.wire.v1_15_auth import SignedTimestampAuth
@@ -64,13 +70,15 @@ def message_from_wire(message: pb.Message) -> Message:
     """A ``flwr.proto.Message`` as the SDK's Message (tensor bytes are not copied).
 
     Raises:
-        ProtocolError: no metadata, or neither / both of content and error.
+        MalformedMessageError: no metadata, or neither / both of content and error.
 
     """
     if message.metadata is None:
-        raise ProtocolError("a Message without metadata")
+        raise MalformedMessageError("a Message without metadata", what="Message", field="metadata")
     if (message.content is None) == (message.error is None):
-        raise ProtocolError("a Message must carry exactly one of content and error")
+        raise MalformedMessageError(
+            "a Message must carry exactly one of content and error", what="Message"
+        )
     metadata = Metadata(**{name: getattr(message.metadata, name) for name in _METADATA_FIELDS})
     if message.content is not None:
         return Message(metadata, content=recordset_from_wire(message.content))
@@ -120,12 +128,17 @@ class FleetLineV1_15(ProtoFleetLine):  # noqa: N801  (the line's version is its 
         """The ``Node`` CreateNode assigned.
 
         Raises:
-            ProtocolError: no node, or node id 0 (Flower: "Node registration failed").
+            MalformedMessageError: no node, or node id 0 (Flower: "Node registration
+                failed").
 
         """
         node: pb.Node | None = response.node
         if node is None or node.node_id == 0:
-            raise ProtocolError(f"CreateNode returned no usable node: {node!r}")
+            raise MalformedMessageError(
+                f"CreateNode returned no usable node: {node!r}",
+                what="CreateNode response",
+                field="node",
+            )
         return node
 
     def pull_request(self, node: Any) -> pb.PullMessagesRequest:
@@ -133,16 +146,40 @@ class FleetLineV1_15(ProtoFleetLine):  # noqa: N801  (the line's version is its 
         return pb.PullMessagesRequest(node=node)
 
     def instruction_from_pull(self, response: Any, node_id: int) -> Message | None:
-        """The first Message if it is addressed to this node and carries content."""
+        """The first Message if it is addressed to this node (with content or an error).
+
+        Only the first entry counts; a rejected one, and every entry after it, is
+        dropped with a WARNING and counted (the SuperLink never redelivers it). So is
+        one whose times no reply could satisfy.
+
+        Raises:
+            MalformedMessageError: the response, or the Message for this node, is
+                malformed (neither or both of content and error, a malformed record set).
+
+        """
         messages: list[pb.Message] = response.messages_list
         if not messages:
             return None
+        for extra in messages[1:]:
+            extra_id = extra.metadata.message_id if extra.metadata is not None else ""
+            self.drop("more than one per pull", f"Message {extra_id!r} was not first")
         first = messages[0]
-        if first.metadata is None or first.metadata.dst_node_id != node_id:
+        if first.metadata is None:
+            self.drop("not for this node", "a Message without metadata names no node")
             return None
-        if first.content is None:
+        if first.metadata.dst_node_id != node_id:
+            self.drop(
+                "not for this node",
+                f"Message {first.metadata.message_id!r} is addressed to node "
+                f"{first.metadata.dst_node_id}",
+            )
             return None
-        return message_from_wire(first)
+        message = message_from_wire(first)
+        why = unanswerable(message)
+        if why is not None:
+            self.drop("unanswerable times", why)
+            return None
+        return message
 
     def push_request(
         self, node: Any, instruction: Message, reply: Message

@@ -284,7 +284,8 @@ def test_reply_to_a_different_run_names_every_broken_rule() -> None:
         ([wire_instruction()], True),
         ([wire_instruction(dst=NODE + 1)], False),  # for another node
         ([wire_instruction(dst=SERVER_NODE_ID)], False),
-        ([wire_instruction(error=pb.Error(code=0, reason="x"))], False),  # error-only
+        # error-only: handed on, as Flower 1.15 does; the app's failure gets an error reply
+        ([wire_instruction(error=pb.Error(code=0, reason="x"))], True),
         ([pb.Message(content=pb.RecordSet())], False),  # no metadata
         ([wire_instruction(dst=NODE + 1), wire_instruction()], False),  # only the first
         ([wire_instruction(), wire_instruction(message_id="second")], True),
