@@ -64,8 +64,13 @@ KEY_NORM_BIT = "norm_bit"
 
 
 def l2_norm(arrays: NDArrays) -> float:
-    """The L2 norm of all ``arrays`` flattened into one vector (Flower's order of sums)."""
-    norms = [np.linalg.norm(np.ravel(array)) for array in arrays]
+    """The L2 norm of all ``arrays`` flattened into one vector.
+
+    Each array's norm is taken in its own precision, then squared and summed as Python
+    floats, in Flower 1.12's order. (Under NumPy 1, which Flower 1.12 requires, squaring a
+    ``float32`` norm gives a ``float64``; NumPy 2 would keep ``float32``.)
+    """
+    norms = [float(np.linalg.norm(np.ravel(array))) for array in arrays]
     return float(np.sqrt(sum(norm**2 for norm in norms)))
 
 
