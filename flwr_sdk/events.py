@@ -6,14 +6,28 @@ event loop thread, in order, with one of the event classes below (the union is
 it is logged at DEBUG and otherwise ignored). The ``flwr-sdk client`` command draws these
 events with rich.
 
-Typical order for one Fleet API session::
+Typical order for one Fleet API session (grpc-bidi has no ``Registered``)::
 
-    Connected → Registered → InstructionReceived → TransferProgress(send)… → ReplySent
-    … → Disconnected → Stopped
+    [Retrying…] → Connected → Registered
+      → [TransferProgress(receive)…] → InstructionReceived
+      → [InstructionFailed] → [TransferProgress(send)…] → ReplySent
+      → … → Disconnected → [Retrying… → Connected → …] → Stopped
 
-``TransferProgress`` events for a message's bytes arrive while they move (receive before
-``InstructionReceived``, send before ``ReplySent``), at most every
-:data:`TRANSFER_PROGRESS_STEP` bytes plus one at the end of the transfer.
+``Retrying`` comes from every call the node waits on (connecting, and on the Fleet API
+transports pulling, pushing and fetching run information); the background heartbeat
+reports none. ``TransferProgress`` events for a message's bytes arrive while they move
+(receive before ``InstructionReceived``, send before ``ReplySent``): one with ``done=0``
+when the body starts moving, then at most one every :data:`TRANSFER_PROGRESS_STEP`
+bytes, and one with ``done == total`` at the end. Only messages of at least
+:data:`TRANSFER_PROGRESS_MIN` bytes report progress (smaller ones move in one go), and
+only on flwr-sdk's tuned gRPC channels (not the stock-grpclib fallback) and on REST
+bodies with a ``Content-Length``. A FAB fetched for a new run reports ``receive``
+progress too (before its first ``InstructionReceived``).
+
+On grpc-bidi a failed instruction has no reply: ``InstructionFailed`` is followed by
+``Disconnected(will_reconnect=True)`` (the stream is dropped so the server counts the
+failure) and the node joins again. ``Stopped`` is always the last event, whatever ended
+the node (the server, an error, ``fail_fast``, Ctrl+C or a cancelled task).
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "TRANSFER_PROGRESS_MIN",
     "TRANSFER_PROGRESS_STEP",
     "Connected",
     "Disconnected",
@@ -41,10 +56,16 @@ __all__ = [
 TRANSFER_PROGRESS_STEP = 4 * 1024 * 1024
 """Bytes between two :class:`TransferProgress` events of one transfer."""
 
+TRANSFER_PROGRESS_MIN = 64 * 1024
+"""Smallest message (in bytes) whose transfer reports :class:`TransferProgress`."""
+
 
 @dataclass(frozen=True)
 class Connected:
-    """A connection to the server is open (before registration)."""
+    """A session with the server is open (on the Fleet API: line detected, node registered).
+
+    Reported once per session, right before :class:`Registered`.
+    """
 
     address: str
     transport: str
@@ -71,11 +92,11 @@ class Retrying:
 
 @dataclass(frozen=True)
 class TransferProgress:
-    """Bytes of one message moved so far."""
+    """Bytes of one message moved so far (the encoded message, as it travels)."""
 
     direction: Literal["receive", "send"]
     done: int
-    #: The message's size in bytes when known up front, else None.
+    #: The message's encoded size in bytes when known up front, else None.
     total: int | None
 
 
@@ -88,7 +109,7 @@ class InstructionReceived:
     message_type: str
     #: Flower's ``group_id`` (the server round as a string on the 1.12/1.15 lines).
     group_id: str
-    #: Size of the instruction's content in bytes (tensor data included).
+    #: Bytes of tensor data the instruction carries (its parameters records).
     size: int
 
 
@@ -108,6 +129,7 @@ class ReplySent:
 
     message_type: str
     group_id: str
+    #: Bytes of tensor data the reply carries (0 for an error reply).
     size: int
     #: Seconds from ``InstructionReceived`` to the reply being sent.
     duration: float
@@ -138,6 +160,34 @@ class NodeSummary:
     def failures(self) -> int:
         """Total failed instructions."""
         return sum(self.failed.values())
+
+    @property
+    def instructions(self) -> int:
+        """Total instructions handed to user code."""
+        return sum(self.handled.values())
+
+    def describe(self) -> str:
+        """What the node did, in one line for people.
+
+        With failures, one part per message type that had any, joined by ``"; "``:
+        ``"12 of 12 train instructions failed (first: ValueError: bad shape)"``.
+        Without: ``"6 instructions handled (3 train, 3 evaluate), none failed"``, or
+        ``"no instructions handled"``.
+        """
+        if not self.handled:
+            return "no instructions handled"
+        if not self.failures:
+            counts = ", ".join(f"{n} {kind}" for kind, n in self.handled.items())
+            plural = "s" if self.instructions != 1 else ""
+            return f"{self.instructions} instruction{plural} handled ({counts}), none failed"
+        parts = []
+        for kind, failed in self.failed.items():
+            if not failed:
+                continue
+            part = f"{failed} of {self.handled.get(kind, failed)} {kind} instructions failed"
+            first = self.first_errors.get(kind)
+            parts.append(f"{part} (first: {first})" if first else part)
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)

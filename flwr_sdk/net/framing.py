@@ -22,6 +22,14 @@ endpoint:
   the size limit was checked) straight from the stream's received DATA chunks, releasing
   each chunk as soon as it is copied.
 
+Transfer progress: a client node sets :data:`TRANSFER_EVENTS` (a context variable) to its
+event callback for as long as it runs; :func:`transfer_meter` then gives the send and
+receive loops above (and the REST transport's body loops) a :class:`TransferMeter` for
+each message of at least :data:`~flwr_sdk.events.TRANSFER_PROGRESS_MIN` bytes, which
+reports :class:`~flwr_sdk.events.TransferProgress` events as the bytes move. Without a
+callback (a server, or a node without ``on_event``) the cost is one context-variable
+lookup per large message; the meter only counts, it never touches the payload.
+
 The grpclib internals these need (the stream's h2 connection and transport, the receive
 buffer's queues) are reached through :mod:`flwr_sdk.net.grpclib_internals`, which names
 each of them and guards them by version; the remaining grpclib attributes used here are
@@ -31,21 +39,33 @@ public-named (``Stream.connection`` / ``window_updated`` / ``data_sent``,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
-from typing import Any
+from collections.abc import AsyncIterable, Callable, Iterable
+from contextvars import ContextVar
+from typing import Any, Literal
 
 import numpy as np
+
+from flwr_sdk.events import (
+    TRANSFER_PROGRESS_MIN,
+    TRANSFER_PROGRESS_STEP,
+    EventCallback,
+    TransferProgress,
+)
 
 # grpclib_internals imports this module too; only its attributes at call time are used here.
 from flwr_sdk.net import grpclib_internals
 
 __all__ = [
+    "TRANSFER_EVENTS",
     "ZERO_COPY_FRAME_MIN",
     "ChunkCursor",
     "EncodedChunks",
+    "Progress",
+    "TransferMeter",
     "read_declared",
     "read_into",
     "send_chunks",
+    "transfer_meter",
 ]
 
 #: DATA frames at least this large go out without a copy when the h2 connection offers
@@ -53,6 +73,70 @@ __all__ = [
 ZERO_COPY_FRAME_MIN = 16 * 1024
 
 Piece = bytes | bytearray | memoryview
+
+Progress = Callable[[int], None]
+"""Told the number of bytes of one message moved so far (see :class:`TransferMeter`)."""
+
+TRANSFER_EVENTS: ContextVar[EventCallback | None] = ContextVar(
+    "flwr_sdk_transfer_events", default=None
+)
+"""The event callback of the client node running in this context (None: report nothing).
+
+Set by the node loop for as long as it runs; the callback must not raise (the node
+passes a guarded one).
+"""
+
+
+class TransferMeter:
+    """Reports one message's transfer as :class:`~flwr_sdk.events.TransferProgress` events.
+
+    Call it with the bytes moved so far (``done``, growing): it reports ``done=0`` when
+    created, then at most every :data:`~flwr_sdk.events.TRANSFER_PROGRESS_STEP` bytes,
+    and once when ``done`` reaches ``total``. ``offset`` bytes at the start of the
+    transfer (a gRPC frame prefix) are not counted.
+    """
+
+    __slots__ = ("_callback", "_direction", "_next", "_offset", "_total")
+
+    def __init__(
+        self,
+        callback: EventCallback,
+        direction: Literal["receive", "send"],
+        total: int,
+        offset: int = 0,
+    ) -> None:
+        self._callback = callback
+        self._direction: Literal["receive", "send"] = direction
+        self._total = total
+        self._offset = offset
+        # The next byte count to report: one step on, never past the end.
+        self._next = min(TRANSFER_PROGRESS_STEP, total)
+        callback(TransferProgress(direction, 0, total))
+
+    def __call__(self, moved: int) -> None:
+        """Note that ``moved`` bytes (prefix included) have moved; report when due."""
+        done = min(max(moved - self._offset, 0), self._total)
+        if done >= self._next:
+            # After the end has been reported, nothing more is.
+            total = self._total
+            self._next = min(done + TRANSFER_PROGRESS_STEP, total) if done < total else total + 1
+            self._callback(TransferProgress(self._direction, done, total))
+
+
+def transfer_meter(
+    direction: Literal["receive", "send"], total: int, offset: int = 0
+) -> TransferMeter | None:
+    """A meter for a message of ``total`` bytes, or None when nothing is to be reported.
+
+    None when no node callback is set in this context (:data:`TRANSFER_EVENTS`) or the
+    message is smaller than :data:`~flwr_sdk.events.TRANSFER_PROGRESS_MIN`.
+    """
+    if total < TRANSFER_PROGRESS_MIN:
+        return None
+    callback = TRANSFER_EVENTS.get()
+    if callback is None:
+        return None
+    return TransferMeter(callback, direction, total, offset)
 
 
 def _as_bytes_view(piece: Piece) -> memoryview:
@@ -158,7 +242,12 @@ class ChunkCursor:
         return b"".join(parts)
 
 
-async def send_chunks(stream: Any, chunks: EncodedChunks, end_stream: bool = False) -> None:
+async def send_chunks(
+    stream: Any,
+    chunks: EncodedChunks,
+    end_stream: bool = False,
+    progress: Progress | None = None,
+) -> None:
     """Write ``chunks`` on a grpclib ``protocol.Stream`` as DATA frames (flow-controlled).
 
     Same behaviour as ``grpclib.protocol.Stream.send_data`` (waits for the transport and
@@ -166,6 +255,7 @@ async def send_chunks(stream: Any, chunks: EncodedChunks, end_stream: bool = Fal
     frames from the pieces instead of one contiguous buffer, and, on a connection with
     ``send_data_frame``, hands frames of at least :data:`ZERO_COPY_FRAME_MIN` bytes to the
     transport as views (the transport copies only what the socket does not take at once).
+    ``progress`` is told the bytes written so far after every frame.
     """
     assert stream.id is not None
     h2, transport = grpclib_internals.stream_parts(stream)
@@ -197,15 +287,18 @@ async def send_chunks(stream: Any, chunks: EncodedChunks, end_stream: bool = Fal
         stream.data_sent += frame_len
         connection.data_sent += frame_len
         connection.data_send_process()
+        if progress is not None:
+            progress(sent)
         if last:
             break
 
 
-async def read_into(buffer: Any, target: memoryview) -> None:
+async def read_into(buffer: Any, target: memoryview, progress: Progress | None = None) -> None:
     """Fill ``target`` from a grpclib ``protocol.Buffer`` (what ``read(len(target))`` reads).
 
     Received chunks are copied into ``target`` and released one by one (and acknowledged
     to the peer's flow control as grpclib does), so no joined copy of the message exists.
+    ``progress`` is told the bytes filled so far after every chunk.
     See :func:`flwr_sdk.net.grpclib_internals.read_into`.
 
     Raises:
@@ -213,7 +306,7 @@ async def read_into(buffer: Any, target: memoryview) -> None:
             own error for this case).
 
     """
-    await grpclib_internals.read_into(buffer, target)
+    await grpclib_internals.read_into(buffer, target, progress)
 
 
 async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:
@@ -222,7 +315,8 @@ async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:
     The buffer is allocated uninitialised once (the caller checks ``size`` against its
     limit first) and each chunk is copied into it as it arrives, so no joined copy exists.
     The buffer belongs to this one body, so the arrays decoded from it are handed to user
-    code writable, without a copy.
+    code writable, without a copy. Progress is reported as described in the module docs
+    (:func:`transfer_meter`).
 
     Raises:
         ValueError: the body is longer or shorter than announced; the message says which
@@ -230,6 +324,7 @@ async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:
 
     """
     target = np.empty(size, dtype=np.uint8).data
+    meter = transfer_meter("receive", size)
     filled = 0
     async for chunk in chunks:
         end = filled + len(chunk)
@@ -237,6 +332,8 @@ async def read_declared(chunks: AsyncIterable[bytes], size: int) -> memoryview:
             raise ValueError("body is longer than its Content-Length")
         target[filled:end] = chunk
         filled = end
+        if meter is not None:
+            meter(filled)
     if filled != size:
         raise ValueError("body is shorter than its Content-Length")
     return target

@@ -385,11 +385,14 @@ def stream_parts(stream: Any) -> tuple[Any, asyncio.Transport]:
     return stream._h2_connection, stream._transport
 
 
-async def read_into(buffer: Any, target: memoryview) -> None:
+async def read_into(
+    buffer: Any, target: memoryview, progress: Callable[[int], None] | None = None
+) -> None:
     """Fill ``target`` from a grpclib ``protocol.Buffer`` (what ``read(len(target))`` reads).
 
     Received chunks are copied into ``target`` and released one by one (and acknowledged
     to the peer's flow control as grpclib does), so no joined copy of the message exists.
+    ``progress`` (if given) is told the bytes filled so far after every chunk copied.
 
     Raises:
         AssertionError: the stream ended before ``len(target)`` bytes arrived (grpclib's
@@ -412,6 +415,8 @@ async def read_into(buffer: Any, target: memoryview) -> None:
                 acked[0] = AckedData(chunk[take:], chunk_size - take)
             buffer._acked_size -= take
             filled += take
+            if progress is not None:
+                progress(filled)
             continue
         if buffer._eof and buffer._unacked.empty():
             raise AssertionError("Received less data than expected")

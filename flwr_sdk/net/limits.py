@@ -51,7 +51,7 @@ from h2.connection import H2Connection
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.errors import MessageTooLargeError
 from flwr_sdk.net import grpclib_internals
-from flwr_sdk.net.framing import EncodedChunks, read_into, send_chunks
+from flwr_sdk.net.framing import EncodedChunks, read_into, send_chunks, transfer_meter
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_LENGTH",
@@ -153,7 +153,8 @@ class SizeLimitedStream(Stream):
     decoded from it reach user code writable without a copy). The codec must accept
     memoryviews (the fast codec's decoded tensors are then views of that buffer). Sends of
     :class:`~flwr_sdk.net.framing.EncodedChunks` are written frame by frame
-    without joining them (any stream: see :meth:`send_data`).
+    without joining them (any stream: see :meth:`send_data`). Both paths report transfer
+    progress when a client node asks for it (:func:`~flwr_sdk.net.framing.transfer_meter`).
     """
 
     def __init__(
@@ -178,7 +179,11 @@ class SizeLimitedStream(Stream):
             self._expect_prefix = True
             if self.zero_copy_receive and size >= PREALLOCATED_BODY_MIN:
                 target = _np.empty(size, dtype=_np.uint8).data
-                await read_into(self.buffer, target)
+                meter = transfer_meter("receive", size)
+                if meter is None:
+                    await read_into(self.buffer, target)
+                else:
+                    await read_into(self.buffer, target, meter)
                 # grpclib's signature says bytes; the codec takes any bytes-like buffer.
                 return cast(bytes, target)
             return await super().recv_data(size)
@@ -195,7 +200,14 @@ class SizeLimitedStream(Stream):
         """Send ``data``; :class:`EncodedChunks` go out piece by piece (no joined copy)."""
         chunks: object = data
         if isinstance(chunks, EncodedChunks):
-            await send_chunks(self, chunks, end_stream=end_stream)
+            # The chunks are the gRPC prefix followed by the message.
+            meter = transfer_meter(
+                "send", len(chunks) - GRPC_PREFIX_LENGTH, offset=GRPC_PREFIX_LENGTH
+            )
+            if meter is None:
+                await send_chunks(self, chunks, end_stream=end_stream)
+            else:
+                await send_chunks(self, chunks, end_stream=end_stream, progress=meter)
             return
         await super().send_data(data, end_stream=end_stream)
 
