@@ -44,6 +44,11 @@ class Connection(abc.ABC):
     supports_error_replies: bool = True
 
     @property
+    def line_name(self) -> str | None:
+        """The Flower wire line the session speaks (``"1.12"``); None where lines agree."""
+        return None
+
+    @property
     @abc.abstractmethod
     def node_id(self) -> int:
         """The id the server gave this node (-1 on transports without node ids)."""

@@ -69,7 +69,7 @@ from flwr_sdk.common.fab import FabError, run_config_from_fab
 from flwr_sdk.common.message import Message
 from flwr_sdk.errors import FlwrSdkError, ServerUnavailableError, TransportError
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
-from flwr_sdk.transport.retry import RetryPolicy
+from flwr_sdk.transport.retry import RetryPolicy, call_failure
 from flwr_sdk.wire.base import FleetLine, NodeAuth, NoNodeAuth, Rpc, RunInfo
 from flwr_sdk.wire.detect import Probe, detect_line
 from flwr_sdk.wire.lines import all_lines
@@ -116,6 +116,9 @@ class FleetCaller(abc.ABC):
 
         The call carries the session's node-auth metadata; where the node-auth object
         names a response-metadata key, the response's values under it go back to it.
+        The message of an error about the call starts with ``"<rpc.name> failed: "``
+        (a :class:`~flwr_sdk.errors.TLSError` names the host instead), so the session
+        never adds the call's name a second time.
 
         Raises:
             flwr_sdk.errors.ServerUnavailableError: unreachable / unavailable (retryable).
@@ -188,6 +191,11 @@ class FleetSession(Connection):
         return self._line
 
     @property
+    def line_name(self) -> str:
+        """The wire line's short name, e.g. ``"1.12"``."""
+        return self._line.name
+
+    @property
     def node_id(self) -> int:
         """The id registration gave this node."""
         if self._node_id is None:
@@ -244,7 +252,10 @@ class FleetSession(Connection):
             return result
 
         response = await self._retry.run(
-            attempt, is_retryable=_unavailable, describe=f"{rpc.name} (node {self.node_id})"
+            attempt,
+            is_retryable=_unavailable,
+            describe=f"{rpc.name} (node {self.node_id})",
+            call=rpc.name,
         )
         if failures:
             # The server was away: find out at once whether it still knows this node.
@@ -312,7 +323,11 @@ class FleetSession(Connection):
         except ServerUnavailableError:
             raise
         except TransportError as exc:
-            log.warning("GetRun for run %d failed (%s); using an empty run config", run_id, exc)
+            log.warning(
+                "%s (run %d); using an empty run config",
+                call_failure(self._rpcs.get_run.name, exc),
+                run_id,
+            )
             info = RunInfo(run_id=run_id)
         else:
             info = self._line.run_from_response(response, run_id)
@@ -328,7 +343,11 @@ class FleetSession(Connection):
         except ServerUnavailableError:
             raise
         except TransportError as exc:
-            log.warning("GetFab %s failed (%s): running without a FAB", info.fab_hash[:12], exc)
+            log.warning(
+                "%s (FAB %s); running without a FAB",
+                call_failure(self._rpcs.get_fab.name, exc),
+                info.fab_hash[:12],
+            )
             return info
         content = self._line.fab_from_response(response, info.fab_hash)
         if content is None:
@@ -347,8 +366,17 @@ class FleetSession(Connection):
         return (self._ping_interval - PING_TIMEOUT) * self._rng.uniform(0.7, 0.9)
 
     async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._ping_now.wait(), timeout=seconds)
+        """Sleep ``seconds`` or until a ping is asked for, whichever comes first.
+
+        ``asyncio.wait`` rather than ``wait_for``: on Python 3.11, ``wait_for`` swallows a
+        cancellation that arrives as the event is set, and the heartbeat then kept
+        :meth:`close` waiting for a whole ping interval.
+        """
+        waiter = asyncio.ensure_future(self._ping_now.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
         self._ping_now.clear()
 
     async def _heartbeat_loop(self) -> None:
@@ -363,7 +391,9 @@ class FleetSession(Connection):
                     self._lost = True
                     return
                 wait = backoff.next_wait()
-                log.warning("Ping failed: %s; next ping in %.1f s", exc, wait)
+                log.warning(
+                    "%s; next ping in %.1f s", call_failure(self._rpcs.heartbeat.name, exc), wait
+                )
                 await self._wait(wait)
                 continue
             backoff.reset()
@@ -399,7 +429,7 @@ class FleetSession(Connection):
         try:
             await self._caller.call(self._rpcs.unregister, request, DELETE_NODE_TIMEOUT)
         except FlwrSdkError as exc:
-            log.warning("DeleteNode for node %d failed: %s", self.node_id, exc)
+            log.warning("%s (node %d)", call_failure(self._rpcs.unregister.name, exc), self.node_id)
         else:
             log.info("Unregistered node %d", self.node_id)
 

@@ -50,7 +50,7 @@ log = logging.getLogger("flwr_sdk")
 
 
 def _no_answer(rpc: Rpc, timeout: float) -> ServerUnavailableError:
-    return ServerUnavailableError(f"{rpc.name} got no answer within {timeout:g} s")
+    return ServerUnavailableError(f"{rpc.name} failed: no answer within {timeout:g} s")
 
 
 class GrpcRereCaller(FleetCaller):
@@ -86,7 +86,7 @@ class GrpcRereCaller(FleetCaller):
         except Exception as exc:
             raise self._error(exc, rpc) from exc
         if response is None:
-            raise ProtocolError(f"{rpc.name}: the server ended the call without a response")
+            raise ProtocolError(f"{rpc.name} failed: the server ended the call without a response")
         self._answered = True
         return response
 

@@ -53,7 +53,7 @@ from flwr_sdk.net.fast_codec import (
     decode_message,
     encode_message_chunks,
 )
-from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared
+from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared, transfer_meter
 from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
 from flwr_sdk.net.tls import classify_tls_error, client_ssl_context
 from flwr_sdk.transport.address import RestTarget, parse_rest_address
@@ -121,7 +121,8 @@ class RestCaller(FleetCaller):
         """``POST`` one request; return the parsed response or raise (see module docs)."""
         path = rpc.rest_path
         assert path is not None and path.startswith("/") and not path.startswith("//")
-        what = f"{rpc.name} (POST {path})"
+        # Every error names the call once: "<rpc> failed: … POST <path> …".
+        what = f"{rpc.name} failed"
         body = encode_message_chunks(request)
         if len(body) > self._max_body:
             raise MessageTooLargeError(
@@ -138,16 +139,18 @@ class RestCaller(FleetCaller):
                 headers=self._headers(rpc, request, len(body)),
                 timeout=timeouts_for(timeout),
             ) as response:
-                data = await self._read_body(response, what)
+                data = await self._read_body(response, what, path)
         except FlwrSdkError:
             raise
         except httpx.TransportError as exc:
-            raise self._failure(exc, what, timeout) from exc
+            raise self._failure(exc, what, path, timeout) from exc
         self._answered = True
         try:
             return decode_message(rpc.response_type, data)
         except Exception as exc:
-            raise ProtocolError(f"{what}: cannot parse the response body: {exc}") from exc
+            raise ProtocolError(
+                f"{what}: cannot parse the response body of POST {path}: {exc}"
+            ) from exc
 
     async def probe(self, rpc: Rpc) -> Probe:
         """``POST`` an empty body to ``rpc``'s path; classify the HTTP status.
@@ -155,24 +158,27 @@ class RestCaller(FleetCaller):
         Only the status is used: the response body is never read, so a server cannot
         make the probe allocate what ``grpc_max_message_length`` would refuse.
         """
-        what = f"{rpc.name} (POST {rpc.rest_path})"
+        what = f"{rpc.name} failed"
+        path = rpc.rest_path or "/"
         try:
             async with self._client.stream(
-                "POST", rpc.rest_path or "/", content=b"", timeout=timeouts_for(PROBE_TIMEOUT)
+                "POST", path, content=b"", timeout=timeouts_for(PROBE_TIMEOUT)
             ) as response:
                 status = response.status_code
         except httpx.TransportError as exc:
-            raise self._failure(exc, what, PROBE_TIMEOUT) from exc
+            raise self._failure(exc, what, path, PROBE_TIMEOUT) from exc
         if status in UNAVAILABLE_STATUSES:
-            raise ServerUnavailableError(f"{what}: HTTP {status}")
+            raise ServerUnavailableError(f"{what}: HTTP {status} from POST {path}")
         self._answered = True
         return Probe(_PROBE_OUTCOMES.get(status, ProbeOutcome.OTHER), f"HTTP {status}")
 
-    def _failure(self, exc: httpx.TransportError, what: str, timeout: float) -> Exception:
+    def _failure(
+        self, exc: httpx.TransportError, what: str, path: str, timeout: float
+    ) -> Exception:
         """A failed HTTP exchange as a TLS error or "unavailable" (retryable)."""
         if isinstance(exc, httpx.TimeoutException):
             return ServerUnavailableError(
-                f"{what}: no answer within {timeout:g} s ({type(exc).__name__})"
+                f"{what}: no answer within {timeout:g} s (POST {path}, {type(exc).__name__})"
             )
         tls = classify_tls_error(
             exc,
@@ -181,7 +187,7 @@ class RestCaller(FleetCaller):
         )
         if tls is not None:
             return tls
-        return ServerUnavailableError(f"{what} failed: {type(exc).__name__}: {exc}")
+        return ServerUnavailableError(f"{what}: POST {path}: {type(exc).__name__}: {exc}")
 
     def _headers(self, rpc: Rpc, request: betterproto2.Message, length: int) -> dict[str, str]:
         headers = {
@@ -192,11 +198,13 @@ class RestCaller(FleetCaller):
         headers["Content-Length"] = str(length)
         return headers
 
-    async def _read_body(self, response: httpx.Response, what: str) -> bytes | memoryview:
+    async def _read_body(
+        self, response: httpx.Response, what: str, path: str
+    ) -> bytes | memoryview:
         status = response.status_code
         if status != 200:
             excerpt = await _read_excerpt(response)
-            detail = f"{what}: HTTP {status}: {excerpt!r}"
+            detail = f"{what}: HTTP {status} from POST {path}: {excerpt!r}"
             if status in UNAVAILABLE_STATUSES:
                 raise ServerUnavailableError(detail)
             if status in AUTH_STATUSES:
@@ -204,7 +212,9 @@ class RestCaller(FleetCaller):
             raise TransportError(detail)
         content_type = response.headers.get("content-type", "")
         if content_type.split(";")[0].strip().lower() != PROTOBUF:
-            raise ProtocolError(f"{what}: expected content-type {PROTOBUF}, got {content_type!r}")
+            raise ProtocolError(
+                f"{what}: POST {path} answered content-type {content_type!r}, not {PROTOBUF}"
+            )
         return await _read_at_most(response, self._max_body, what)
 
     async def close(self) -> None:
@@ -229,15 +239,20 @@ async def _body_stream(body: EncodedChunks) -> AsyncIterator[bytes]:
     """The request body as ~1 MiB pieces (views where possible) for httpx to stream.
 
     httpcore copies a single large ``bytes`` body quadratically; ~1 MiB pieces with an
-    explicit ``Content-Length`` stream at socket speed.
+    explicit ``Content-Length`` stream at socket speed. Progress (when the node asks for
+    it) counts a piece as sent when httpx asks for the next one.
     """
     cursor = ChunkCursor(body.pieces)
-    left = len(body)
+    total = len(body)
+    meter = transfer_meter("send", total)
+    left = total
     while left > 0:
         piece = cursor.take(min(DEFAULT_CHUNK_SIZE, left))
         left -= len(piece)
         # httpx/h11 take any bytes-like chunk; the annotation says bytes.
         yield cast(bytes, piece)
+        if meter is not None:
+            meter(total - left)
 
 
 async def _read_at_most(response: httpx.Response, limit: int, what: str) -> bytes | memoryview:

@@ -10,7 +10,15 @@ Semantics (Flower 1.15's, made explicit):
   with *full jitter*: each wait is uniform in [0, nominal];
 * only failures for which ``is_retryable`` returns ``True`` are retried; any other
   exception propagates at once, unchanged;
-* giving up raises :class:`~flwr_sdk.errors.RetriesExhaustedError` from the last failure.
+* giving up raises :class:`~flwr_sdk.errors.RetriesExhaustedError` from the last failure
+  (logged at DEBUG only: the error itself reaches the caller);
+* every wait is logged (WARNING) and, when the policy has an ``on_event`` callback,
+  reported as a :class:`~flwr_sdk.events.Retrying` event before the wait starts.
+
+Failure texts say once what failed. The transports' errors about one call already start
+with ``"<call> failed: "`` (e.g. ``"Ping failed: UNAVAILABLE: …"``); :func:`failure_reason`
+drops that prefix where a line names the call itself, and :func:`call_failure` adds it
+only where the error does not carry it.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from numbers import Real
 from typing import TypeVar
 
-from flwr_sdk.errors import RetriesExhaustedError
+from flwr_sdk.errors import FlwrSdkError, RetriesExhaustedError
+from flwr_sdk.events import EventCallback, Retrying
 
-__all__ = ["Backoff", "RetryPolicy"]
+__all__ = ["Backoff", "RetryPolicy", "call_failure", "failure_reason"]
 
 _T = TypeVar("_T")
 
@@ -44,9 +53,25 @@ MAX_WAIT = 20.0
 """Longest nominal wait, in seconds."""
 
 
-def _describe_exception(exc: BaseException) -> str:
+def failure_reason(exc: BaseException, call: str | None = None) -> str:
+    """Why something failed, for a line that already says what failed.
+
+    flwr-sdk's own errors give their message (their type adds nothing); other exceptions
+    ``"TypeName: message"``. With ``call`` (e.g. ``"Ping"``), a leading
+    ``"Ping failed: "`` of the message is left out, so ``"Ping (node 5) failed: …"``
+    does not say it twice.
+    """
     text = str(exc)
+    if call is not None and text.startswith(f"{call} failed: "):
+        text = text[len(call) + len(" failed: ") :]
+    if isinstance(exc, FlwrSdkError):
+        return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def call_failure(call: str, exc: BaseException) -> str:
+    """``"<call> failed: <reason>"`` for an exception raised by that call, prefix once."""
+    return f"{call} failed: {failure_reason(exc, call)}"
 
 
 class Backoff:
@@ -82,6 +107,8 @@ class RetryPolicy:
         max_wait_time: total seconds budget (``None``: unlimited); a real number ``>= 0``.
         sleep, clock, random: injectable ``asyncio.sleep``, ``time.monotonic`` and
             ``random.random`` (for fast, deterministic tests).
+        on_event: called with a :class:`~flwr_sdk.events.Retrying` event before each
+            wait (``start_client``'s ``on_event``, already guarded against raising).
 
     """
 
@@ -93,6 +120,7 @@ class RetryPolicy:
         sleep: SleepFn = asyncio.sleep,
         clock: ClockFn = time.monotonic,
         random: RandomFn = _random.random,
+        on_event: EventCallback | None = None,
     ) -> None:
         if max_retries is not None:
             if isinstance(max_retries, bool) or not isinstance(max_retries, int):
@@ -114,6 +142,7 @@ class RetryPolicy:
         self._sleep = sleep
         self._clock = clock
         self._random = random
+        self.on_event = on_event
 
     def __repr__(self) -> str:
         return f"RetryPolicy({self._limits_text()})"
@@ -142,6 +171,7 @@ class RetryPolicy:
         *,
         is_retryable: Callable[[BaseException], bool],
         describe: str,
+        call: str | None = None,
     ) -> _T:
         """Call ``attempt()`` until it succeeds, a non-retryable error occurs, or a limit hits.
 
@@ -150,6 +180,9 @@ class RetryPolicy:
             is_retryable: ``True`` for failures worth retrying (e.g. "unavailable").
             describe: what is being tried, for logs and errors, e.g.
                 ``"Connecting to 127.0.0.1:9092"``.
+            call: the name of the call ``attempt`` makes (e.g. ``"PullTaskIns"``) when
+                ``describe`` already names it: a failure's leading ``"<call> failed: "``
+                is then left out of the texts (see :func:`failure_reason`).
 
         Returns:
             The first successful result.
@@ -175,13 +208,15 @@ class RetryPolicy:
                 if wait is not None and self.max_wait_time is not None:
                     remaining = self.max_wait_time - elapsed
                     wait = None if remaining <= 0 else min(wait, remaining)
+                reason = failure_reason(exc, call)
                 if wait is None:
                     message = (
                         f"{describe} failed {attempts} time{'s' if attempts != 1 else ''} in "
                         f"{elapsed:.2f} s; giving up ({self._limits_text()}). Last error: "
-                        f"{_describe_exception(exc)}"
+                        f"{reason}"
                     )
-                    log.warning("%s", message)
+                    # Not a warning: the error reaches the caller, who reports it once.
+                    log.debug("%s", message)
                     raise RetriesExhaustedError(
                         message, attempts=attempts, elapsed=elapsed
                     ) from exc
@@ -190,9 +225,11 @@ class RetryPolicy:
                     describe,
                     attempts,
                     total,
-                    _describe_exception(exc),
+                    reason,
                     wait,
                 )
+                if self.on_event is not None:
+                    self.on_event(Retrying(wait, f"{describe} failed: {reason}", attempts))
                 await self._sleep(wait)
             else:
                 if attempts > 1:

@@ -424,3 +424,52 @@ def test_other_push_failures_still_raise() -> None:
             await session.close()
 
     run(scenario)
+
+
+# --- failure texts name the failed call once ("Ping failed: Ping failed: …" is gone) -----------
+
+
+def _grpc_failure(call: str, status: Any, message: str) -> Exception:
+    """The error the grpc-rere caller raises for ``call`` failing with ``status``."""
+    from grpclib.exceptions import GRPCError
+
+    from flwr_sdk.transport.grpc_errors import map_grpc_error
+
+    return map_grpc_error(GRPCError(status, message), host="127.0.0.1", what=call)
+
+
+def test_session_failure_lines_name_each_call_once(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from grpclib.const import Status
+
+    fleet = Fleet()
+    fleet.fail("Ping", _grpc_failure("Ping", Status.UNAVAILABLE, "gone"))
+    fleet.fail("PullTaskIns", _grpc_failure("PullTaskIns", Status.UNAVAILABLE, "gone"))
+    fleet.fail("GetRun", _grpc_failure("GetRun", Status.INTERNAL, "oops"))
+    fleet.fail("DeleteNode", _grpc_failure("DeleteNode", Status.NOT_FOUND, "no such node"))
+    policy = RetryPolicy(3, None, sleep=_no_sleep, random=lambda: 0.0)
+
+    async def scenario() -> None:
+        session = ScriptedSession(fleet, retry=policy)
+        await session.open()
+        for _ in range(100):  # the failed ping, then the retried one
+            if fleet.calls.count("Ping") >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert await session.receive() is None
+        await session.run_info(RUN)
+        await session.close()
+
+    with caplog.at_level(logging.WARNING, logger="flwr_sdk"):
+        run(scenario)
+    lines = [r.getMessage() for r in caplog.records]
+    assert "Ping failed: UNAVAILABLE: gone; next ping in 0.0 s" in lines, lines
+    assert (
+        f"PullTaskIns (node {NODE}) failed (attempt 1 of 4): UNAVAILABLE: gone; retrying in 0.00 s"
+    ) in lines, lines
+    assert f"GetRun failed: INTERNAL: oops (run {RUN}); using an empty run config" in lines
+    assert f"DeleteNode failed: NOT_FOUND: no such node (node {NODE})" in lines
+    for line in lines:
+        for call in ("Ping", "PullTaskIns", "GetRun", "DeleteNode"):
+            assert line.count(f"{call} failed") <= 1, line

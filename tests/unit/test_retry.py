@@ -11,7 +11,8 @@ import time
 import pytest
 
 from flwr_sdk.errors import RetriesExhaustedError, ServerUnavailableError
-from flwr_sdk.transport.retry import Backoff, RetryPolicy
+from flwr_sdk.events import NodeEvent, Retrying
+from flwr_sdk.transport.retry import Backoff, RetryPolicy, call_failure, failure_reason
 
 
 def _no_jitter() -> float:
@@ -169,10 +170,8 @@ def test_success_after_retries_logs_each_retry(caplog: pytest.LogCaptureFixture)
     assert fake.sleeps == [1.0, 2.0]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in warnings] == [
-        "Connecting to 127.0.0.1:8080 failed (attempt 1 of 5): ServerUnavailableError: down #1;"
-        " retrying in 1.00 s",
-        "Connecting to 127.0.0.1:8080 failed (attempt 2 of 5): ServerUnavailableError: down #2;"
-        " retrying in 2.00 s",
+        "Connecting to 127.0.0.1:8080 failed (attempt 1 of 5): down #1; retrying in 1.00 s",
+        "Connecting to 127.0.0.1:8080 failed (attempt 2 of 5): down #2; retrying in 2.00 s",
     ]
     assert all(r.name == "flwr_sdk" for r in caplog.records)
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
@@ -352,3 +351,67 @@ def test_real_time_gives_up_against_closed_port() -> None:
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
     assert 3.0 <= elapsed < 3.8
     assert 3.0 <= info.value.elapsed < 3.8
+
+
+# --- failure texts and events ------------------------------------------------------------------
+
+
+def test_failure_texts_name_the_call_once() -> None:
+    error = ServerUnavailableError("Ping failed: UNAVAILABLE: connection refused")
+    assert call_failure("Ping", error) == "Ping failed: UNAVAILABLE: connection refused"
+    assert failure_reason(error, "Ping") == "UNAVAILABLE: connection refused"
+    # Errors that do not name the call get its name once; foreign ones keep their type.
+    assert call_failure("Ping", ServerUnavailableError("TLS handshake failed")) == (
+        "Ping failed: TLS handshake failed"
+    )
+    assert call_failure("DeleteNode", OSError("reset")) == "DeleteNode failed: OSError: reset"
+    assert failure_reason(KeyError()) == "KeyError"
+
+
+def test_a_call_name_in_the_error_is_not_repeated_in_retry_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeTime()
+    errors = [ServerUnavailableError("PullTaskIns failed: UNAVAILABLE: gone")]
+
+    async def attempt() -> str:
+        if errors:
+            raise errors.pop()
+        return "ok"
+
+    policy = _policy(fake, 3, None, random=_no_jitter)
+    with caplog.at_level(logging.WARNING, logger="flwr_sdk"):
+        asyncio.run(
+            policy.run(
+                attempt,
+                is_retryable=_retryable,
+                describe="PullTaskIns (node 5)",
+                call="PullTaskIns",
+            )
+        )
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == (
+        "PullTaskIns (node 5) failed (attempt 1 of 4): UNAVAILABLE: gone; retrying in 1.00 s"
+    )
+
+
+def test_each_wait_is_reported_as_a_retrying_event_and_giving_up_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeTime()
+    events: list[NodeEvent] = []
+    policy = _policy(fake, 2, None, random=_no_jitter, on_event=events.append)
+    with (
+        caplog.at_level(logging.WARNING, logger="flwr_sdk"),
+        pytest.raises(RetriesExhaustedError, match="giving up"),
+    ):
+        asyncio.run(policy.run(Flaky(fake, None), is_retryable=_retryable, describe="Connecting"))
+    assert events == [
+        Retrying(1.0, "Connecting failed: down #1", 1),
+        Retrying(2.0, "Connecting failed: down #2", 2),
+    ]
+    # Two waits logged; the final failure is the error the caller gets, not a log line.
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "Connecting failed (attempt 1 of 3): down #1",
+        "Connecting failed (attempt 2 of 3): down #2",
+    ]
