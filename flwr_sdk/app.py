@@ -1,10 +1,16 @@
-"""``start_client`` and ``start_client_async``: run a Flower client node."""
+"""``start_client`` and ``start_client_async``: run a Flower client node.
+
+Console output: when logging is not configured, both show flwr-sdk's INFO lines on
+stderr while the node runs (:class:`ConsoleLogging`); the root logger is never touched.
+See ``docs/logging-and-events.md``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -15,6 +21,7 @@ from flwr_sdk.clientapp.client import Client
 from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
+from flwr_sdk.events import EventCallback
 from flwr_sdk.node_loop import NodeLoop
 from flwr_sdk.transport import connector_for
 from flwr_sdk.transport.base import Connector
@@ -22,6 +29,66 @@ from flwr_sdk.validation import ClientConfig, validate
 from flwr_sdk.wire.lines import get_line
 
 log = logging.getLogger("flwr_sdk")
+
+CONSOLE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""Format of the console lines :class:`ConsoleLogging` shows."""
+
+
+class ConsoleLogging:
+    """flwr-sdk's console output while nodes run, when logging is not configured.
+
+    The rule: when a node starts and ``logging.getLogger("flwr_sdk").hasHandlers()`` is
+    false (no handler on the ``flwr_sdk`` logger nor on the root logger, i.e. logging
+    was not configured), a ``StreamHandler`` on stderr (format :data:`CONSOLE_FORMAT`)
+    is added to the ``flwr_sdk`` logger, and that logger's level is set to INFO if it
+    was unset (``NOTSET``). When the last running node stops, both are undone. Any
+    handler configured beforehand (``logging.basicConfig``, a handler on ``flwr_sdk``,
+    even a ``NullHandler``) means nothing is added; a level set on ``flwr_sdk`` is kept.
+    The root logger is never changed.
+    """
+
+    _lock = threading.Lock()
+    _users = 0
+    _handler: logging.Handler | None = None
+    _set_level = False
+
+    @classmethod
+    def acquire(cls) -> None:
+        """A node starts: install the console handler if the rule above says so."""
+        logger = logging.getLogger("flwr_sdk")
+        with cls._lock:
+            if cls._users == 0 and not logger.hasHandlers():
+                handler = logging.StreamHandler(sys.stderr)
+                handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+                logger.addHandler(handler)
+                cls._handler = handler
+                cls._set_level = logger.level == logging.NOTSET
+                if cls._set_level:
+                    logger.setLevel(logging.INFO)
+            cls._users += 1
+
+    @classmethod
+    def release(cls) -> None:
+        """A node stopped: remove what :meth:`acquire` installed once no node runs."""
+        logger = logging.getLogger("flwr_sdk")
+        with cls._lock:
+            cls._users -= 1
+            if cls._users > 0 or cls._handler is None:
+                return
+            logger.removeHandler(cls._handler)
+            cls._handler.close()
+            cls._handler = None
+            if cls._set_level and logger.level == logging.INFO:
+                logger.setLevel(logging.NOTSET)
+            cls._set_level = False
+
+
+async def _run_node(config: ClientConfig) -> None:
+    ConsoleLogging.acquire()
+    try:
+        await NodeLoop(config, _connector(config)).run()
+    finally:
+        ConsoleLogging.release()
 
 
 def _connector(config: ClientConfig) -> Connector:
@@ -43,6 +110,8 @@ async def start_client_async(
     max_wait_time: float | None = None,
     wire: str | None = None,
     app: ClientApp | None = None,
+    fail_fast: bool = False,
+    on_event: EventCallback | None = None,
 ) -> None:
     """Run a client node inside an already running event loop.
 
@@ -53,7 +122,7 @@ async def start_client_async(
     """
     # The arguments, exactly as given: validate() checks each by name.
     config = validate(**locals())
-    await NodeLoop(config, _connector(config)).run()
+    await _run_node(config)
 
 
 async def _run_until_signal(config: ClientConfig) -> None:
@@ -74,7 +143,7 @@ async def _run_until_signal(config: ClientConfig) -> None:
         for sig in handled:
             loop.add_signal_handler(sig, stop, sig.name)
     try:
-        await NodeLoop(config, _connector(config)).run()
+        await _run_node(config)
     except asyncio.CancelledError:
         if not received:
             raise
@@ -98,6 +167,8 @@ def start_client(
     max_wait_time: float | None = None,
     wire: str | None = None,
     app: ClientApp | None = None,
+    fail_fast: bool = False,
+    on_event: EventCallback | None = None,
 ) -> None:
     """Start a Flower client node that connects to a Flower server; block until done.
 
@@ -132,6 +203,19 @@ def start_client(
             same on every line).
         app: a :class:`~flwr_sdk.client.ClientApp` (with its mods and handlers) to run
             instead of ``client_fn`` / ``client``. Not one of Flower's arguments.
+        fail_fast: ``True`` stops the node at the first failure of user code
+            (``client_fn`` raising or returning the wrong type, ``fit`` / ``evaluate``
+            raising): on ``grpc-rere`` / ``rest`` the error reply is still sent, the node
+            leaves the server (unregisters) and ``start_client`` raises the user's own
+            exception. ``False`` (default, Flower's behaviour): the failure is logged
+            with its traceback, the server gets an error reply (on grpc-bidi: the
+            stream is dropped and joined again) and the node goes on; the failures are
+            counted and summarised when the node stops. Not one of Flower's arguments.
+        on_event: called with each typed progress event of :mod:`flwr_sdk.events`
+            (connected, registered, retrying, bytes moving, instruction received /
+            failed, reply sent, disconnected, stopped), in order, on the node's event
+            loop thread; it must return quickly. An exception it raises is logged at
+            DEBUG and otherwise ignored. Not one of Flower's arguments.
 
     Raises:
         TypeError, ValueError: an argument is invalid (raised before connecting).
@@ -142,6 +226,15 @@ def start_client(
         flwr_sdk.errors.WireLineError: the server speaks no supported Flower line, or
             not the one ``wire`` names.
         flwr_sdk.errors.TransportError: another connection failure that is not retried.
+        Exception: with ``fail_fast=True``, the exception user code raised first (the
+            original object, with its traceback).
+
+    Logging: one INFO line per instruction received and per reply sent, a user-code
+    failure once with its traceback, and a summary when the node stops (at ERROR when
+    instructions failed, e.g. ``"3 of 3 train instructions failed (first: ValueError:
+    …)"``), on the ``flwr_sdk`` loggers. When logging is not configured at all, these
+    lines go to stderr while the node runs (:class:`ConsoleLogging`); the root logger
+    is never changed. See ``docs/logging-and-events.md``.
 
     Ctrl+C (SIGINT) or SIGTERM stops the node cleanly: the connection is closed (and
     the node unregistered on the Fleet API transports) and ``start_client`` returns.

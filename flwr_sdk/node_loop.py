@@ -4,6 +4,23 @@ Transport-independent: a :class:`~flwr_sdk.transport.base.Connector` opens sessi
 each :class:`~flwr_sdk.transport.base.Connection` yields instructions as
 :class:`~flwr_sdk.common.message.Message` objects, and user code answers them through
 :data:`flwr_sdk.clientapp.app.MessageApp` (a ``ClientApp``).
+
+What the node reports (``docs/logging-and-events.md``):
+
+* on the ``flwr_sdk.node`` logger: one INFO line per instruction received and per reply
+  sent (message type, round, tensor bytes, duration); a user-code failure once, at ERROR
+  with its traceback; one line when the node stops with what it handled and, at ERROR,
+  how many instructions of each type failed and the first error of each;
+* to ``start_client``'s ``on_event`` callback: the events of :mod:`flwr_sdk.events`, in
+  order, ending with :class:`~flwr_sdk.events.Stopped` (whatever ended the node).
+
+A user-code failure (``client_fn`` raising or returning the wrong type, ``fit`` /
+``evaluate`` raising, an app returning something that is not a ``Message``) becomes an
+error reply on the Fleet API transports; on grpc-bidi, which has none, the stream is
+dropped (the server counts a failure) and the node joins again. With ``fail_fast`` the
+node instead stops at the first failure: on the Fleet API the error reply is still sent,
+then the node leaves the server (unregisters) and :meth:`NodeLoop.run` raises the user's
+own exception object.
 """
 
 from __future__ import annotations
@@ -13,7 +30,9 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from flwr_sdk.clientapp.dispatch import error_reply_for
@@ -21,11 +40,25 @@ from flwr_sdk.common.context import Context
 from flwr_sdk.common.message import Message
 from flwr_sdk.common.records import RecordSet
 from flwr_sdk.errors import ServerUnavailableError
+from flwr_sdk.events import (
+    Connected,
+    Disconnected,
+    InstructionFailed,
+    InstructionReceived,
+    NodeEvent,
+    NodeSummary,
+    Registered,
+    ReplySent,
+    Stopped,
+)
+from flwr_sdk.net.framing import TRANSFER_EVENTS
 from flwr_sdk.transport.base import Connection, Connector
 from flwr_sdk.validation import ClientConfig
 from flwr_sdk.wire.base import Reconnect
 
-log = logging.getLogger("flwr_sdk")
+__all__ = ["CLOSE_TIMEOUT", "NodeLoop", "run_in_daemon_thread"]
+
+log = logging.getLogger("flwr_sdk.node")
 
 T = TypeVar("T")
 
@@ -33,8 +66,27 @@ CLOSE_TIMEOUT = 10.0
 """Seconds a connection gets to leave the server cleanly (e.g. DeleteNode)."""
 
 
-class _InstructionFailedError(Exception):
-    """User code failed on a transport that cannot carry an error reply."""
+class _StreamDroppedError(Exception):
+    """User code failed on a transport that cannot carry an error reply (grpc-bidi)."""
+
+
+class _FailFastError(Exception):
+    """User code failed and the node stops at the first failure (``fail_fast``)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How one session ended."""
+
+    reason: str
+    #: Seconds to wait before connecting again; None: the node stops.
+    wait: float | None
+    #: The user's exception to raise once the session is closed (``fail_fast``).
+    failure: Exception | None = None
 
 
 async def run_in_daemon_thread(fn: Callable[[], T]) -> T:
@@ -58,6 +110,37 @@ async def run_in_daemon_thread(fn: Callable[[], T]) -> T:
     return await asyncio.wrap_future(future)
 
 
+def _error_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in tuple("aeiou") else f"a {word}"
+
+
+def _round_text(group_id: str) -> str:
+    if not group_id:
+        return ""
+    return f" for round {group_id}" if group_id.isdigit() else f" for group {group_id!r}"
+
+
+def _size_text(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.2f} GiB"
+
+
+def _tensor_bytes(message: Message) -> int:
+    if not message.has_content():
+        return 0
+    records = message.content.parameters_records
+    return sum(record.count_bytes() for record in records.values())
+
+
 class NodeLoop:
     """Serve one node until the server tells it to leave, or retries run out."""
 
@@ -65,17 +148,57 @@ class NodeLoop:
         self._config = config
         self._connector = connector
         self._contexts: dict[int, Context] = {}
+        self._on_event = config.on_event
+        self._handled: dict[str, int] = {}
+        self._failed: dict[str, int] = {}
+        self._first_errors: dict[str, str] = {}
+
+    def summary(self) -> NodeSummary:
+        """What the node did so far (instructions handled and failed, by message type)."""
+        return NodeSummary(dict(self._handled), dict(self._failed), dict(self._first_errors))
+
+    def _emit(self, event: NodeEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
 
     async def run(self) -> None:
         """Connect, serve, reconnect as told or when the server drops; return when done.
+
+        Whatever ends the node, it logs its summary and reports
+        :class:`~flwr_sdk.events.Stopped` last.
 
         Raises:
             flwr_sdk.errors.RetriesExhaustedError: the server stayed unreachable past
                 ``max_retries`` / ``max_wait_time``.
             flwr_sdk.errors.TransportError: a failure that is not worth retrying
                 (TLS, authentication, message size, protocol).
+            Exception: with ``fail_fast``, the exception the user's code raised first
+                (the original object, with its traceback), after the session was closed.
 
         """
+        # Transfer progress is reported from the network layer through this variable.
+        token = TRANSFER_EVENTS.set(self._on_event)
+        error: BaseException | None = None
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            TRANSFER_EVENTS.reset(token)
+            self._report_stop(error)
+
+    def _report_stop(self, error: BaseException | None) -> None:
+        summary = self.summary()
+        if summary.failures:
+            log.error("Node stopped: %s", summary.describe())
+        else:
+            log.info("Node stopped: %s", summary.describe())
+        self._emit(Stopped(summary, None if error is None else _error_text(error)))
+
+    async def _run(self) -> None:
         address = self._config.settings.server_address
         kind = self._connector.name
         while True:
@@ -85,23 +208,49 @@ class NodeLoop:
                 describe=f"connecting to {address} ({kind})",
             )
             log.info("Connected to %s over %s", address, kind)
-            wait: float | None = 0.0
+            self._emit(Connected(address, kind, connection.line_name))
+            if connection.node_id >= 0:
+                self._emit(Registered(connection.node_id))
+            ending = _Ending("the node was stopped", None)
             try:
-                outcome = await self._serve(connection)
-            except ServerUnavailableError as exc:
-                log.warning("Lost the connection to %s: %s; reconnecting", address, exc)
-            except _InstructionFailedError:
-                log.warning("Dropped the stream after a failed instruction; reconnecting")
-            else:
-                wait = outcome.seconds if outcome.seconds else None
+                ending = await self._session(connection)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                ending = _Ending(f"stopped: {_error_text(exc)}", None)
+                raise
             finally:
-                await _close_quietly(connection)
-            if wait is None:
-                log.info("Disconnected from %s: the server ended the session", address)
+                try:
+                    await _close_quietly(connection)
+                finally:
+                    self._emit(Disconnected(ending.reason, ending.wait is not None))
+            if ending.failure is not None:
+                # Outside any except block: the user's exception object as it was raised.
+                raise ending.failure
+            if ending.wait is None:
                 return
-            if wait > 0:
-                log.info("Server asked to reconnect in %.1f s", wait)
-                await asyncio.sleep(wait)
+            if ending.wait > 0:
+                log.info("Server asked to reconnect in %.1f s", ending.wait)
+                await asyncio.sleep(ending.wait)
+
+    async def _session(self, connection: Connection) -> _Ending:
+        address = self._config.settings.server_address
+        try:
+            outcome = await self._serve(connection)
+        except ServerUnavailableError as exc:
+            log.warning("Lost the connection to %s: %s; reconnecting", address, exc)
+            return _Ending(f"lost the connection: {exc}", 0.0)
+        except _StreamDroppedError:
+            return _Ending("dropped the stream after a failed instruction", 0.0)
+        except _FailFastError as stop:
+            reason = f"stopping at the first failed instruction: {_error_text(stop.error)}"
+            return _Ending(reason, None, stop.error)
+        if outcome.seconds:
+            return _Ending(
+                f"the server asked to reconnect in {outcome.seconds:g} s", outcome.seconds
+            )
+        log.info("Disconnected from %s: the server ended the session", address)
+        return _Ending("the server ended the session", None)
 
     async def _serve(self, connection: Connection) -> Reconnect:
         while True:
@@ -111,8 +260,7 @@ class NodeLoop:
                 continue
             if isinstance(item, Reconnect):
                 return item
-            reply = await self._handle(connection, item)
-            await connection.send(reply)
+            await self._answer(connection, item)
 
     async def _context_for(self, connection: Connection, run_id: int) -> Context:
         context = self._contexts.get(run_id)
@@ -127,21 +275,78 @@ class NodeLoop:
             context.node_id = connection.node_id
         return context
 
-    async def _handle(self, connection: Connection, message: Message) -> Message:
-        context = await self._context_for(connection, message.metadata.run_id)
-        app = self._config.app
+    async def _answer(self, connection: Connection, message: Message) -> None:
+        """Hand one instruction to user code and send the reply; report both."""
+        meta = message.metadata
+        kind, group = meta.message_type, meta.group_id
+        context = await self._context_for(connection, meta.run_id)
+        size = _tensor_bytes(message)
+        log.info("Received %s instruction%s (%s)", _a(kind), _round_text(group), _size_text(size))
+        self._emit(InstructionReceived(meta.run_id, meta.message_id, kind, group, size))
+        started = time.monotonic()
+        self._handled[kind] = self._handled.get(kind, 0) + 1
+        failure: Exception | None = None
         try:
-            return await run_in_daemon_thread(lambda: app(message, context))
+            reply = await self._call_app(message, context)
         except Exception as exc:
+            failure = exc
+            self._report_failure(message, exc, connection.supports_error_replies)
+            if not connection.supports_error_replies:
+                if self._config.fail_fast:
+                    raise _FailFastError(exc) from exc
+                raise _StreamDroppedError from exc
+            reply = error_reply_for(message, exc)
+        await connection.send(reply)
+        duration = time.monotonic() - started
+        if failure is None:
+            reply_size = _tensor_bytes(reply)
+            log.info(
+                "Sent the %s reply%s (%s) after %.2f s",
+                kind,
+                _round_text(group),
+                _size_text(reply_size),
+                duration,
+            )
+        else:
+            reply_size = 0
+            log.info("Sent an error reply to the %s instruction%s", kind, _round_text(group))
+        self._emit(ReplySent(kind, group, reply_size, duration, failure is not None))
+        if failure is not None and self._config.fail_fast:
+            raise _FailFastError(failure)
+
+    async def _call_app(self, message: Message, context: Context) -> Message:
+        app = self._config.app
+        reply = await run_in_daemon_thread(lambda: app(message, context))
+        if not isinstance(reply, Message):
+            raise TypeError(f"the client app must return a Message, got {type(reply).__name__}")
+        return reply
+
+    def _report_failure(self, message: Message, exc: Exception, error_replies: bool) -> None:
+        """Count a user-code failure, log it once and report it."""
+        kind, group = message.metadata.message_type, message.metadata.group_id
+        error = _error_text(exc)
+        self._failed[kind] = self._failed.get(kind, 0) + 1
+        self._first_errors.setdefault(kind, error)
+        where = f"{_a(kind)} instruction{_round_text(group)}"
+        if self._config.fail_fast:
+            # No traceback here: the exception itself reaches start_client's caller.
+            log.error("Client code raised %s while handling %s; stopping (fail_fast)", error, where)
+        elif error_replies:
             log.error(
-                "Client code raised %s while handling a %r instruction",
-                type(exc).__name__,
-                message.metadata.message_type,
+                "Client code raised %s while handling %s; replying with an error",
+                error,
+                where,
                 exc_info=exc,
             )
-            if not connection.supports_error_replies:
-                raise _InstructionFailedError from exc
-            return error_reply_for(message, exc)
+        else:
+            log.error(
+                "Client code raised %s while handling %s; dropping the stream so that the "
+                "server counts a failure, then joining again",
+                error,
+                where,
+                exc_info=exc,
+            )
+        self._emit(InstructionFailed(kind, group, error))
 
 
 async def _close_quietly(connection: Connection) -> None:

@@ -7,6 +7,7 @@ logged-and-ignored: an option that a transport cannot honour is an error.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from flwr_sdk.clientapp.client import Client
 from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common.context import Context
 from flwr_sdk.constants import AUTH_TRANSPORTS, DEFAULT_TRANSPORT, FLEET_TRANSPORTS, TRANSPORTS
+from flwr_sdk.events import EventCallback, NodeEvent
 from flwr_sdk.net.tls import load_root_certificates, resolve_insecure
 from flwr_sdk.transport.address import parse_grpc_address, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
@@ -27,6 +29,8 @@ from flwr_sdk.transport.retry import RetryPolicy
 from flwr_sdk.wire.lines import LINE_MODULES
 
 ClientFn = Callable[[Context], Client | NumPyClient]
+
+log = logging.getLogger("flwr_sdk.node")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,39 @@ class ClientConfig:
     retry: RetryPolicy
     #: The wire line the user chose, or None to detect it (Fleet API transports only).
     wire: str | None = None
+    #: Stop with the user's exception at the first failed instruction.
+    fail_fast: bool = False
+    #: The user's ``on_event`` callback, guarded: it never raises (see :func:`guarded`).
+    on_event: EventCallback | None = None
+
+
+def guarded(callback: EventCallback) -> EventCallback:
+    """``callback`` made safe for the node: an exception from it is logged at DEBUG only."""
+
+    def call(event: NodeEvent) -> None:
+        try:
+            callback(event)
+        except Exception as exc:
+            log.debug(
+                "on_event callback raised %s on %s; ignored",
+                type(exc).__name__,
+                type(event).__name__,
+                exc_info=exc,
+            )
+
+    return call
+
+
+def _check_on_event(on_event: object) -> EventCallback | None:
+    if on_event is None:
+        return None
+    if not callable(on_event):
+        raise TypeError(
+            "on_event must be a callable taking one flwr_sdk.events event, or None; "
+            f"got {type(on_event).__name__}"
+        )
+    callback: EventCallback = on_event
+    return guarded(callback)
 
 
 def _check_app(client_fn: object, client: object, app: object) -> MessageApp:
@@ -180,6 +217,8 @@ def validate(
     max_wait_time: object,
     wire: object = None,
     app: object = None,
+    fail_fast: object = False,
+    on_event: object = None,
 ) -> ClientConfig:
     """Check every ``start_client`` argument; return the validated configuration."""
     if not isinstance(server_address, str):
@@ -204,7 +243,14 @@ def validate(
         parse_grpc_address(server_address)
         use_plaintext = resolve_insecure(insecure, root_pem)
     keys = _check_keys(authentication_keys, kind)
-    retry = RetryPolicy(max_retries=max_retries, max_wait_time=max_wait_time)  # type: ignore[arg-type]
+    if not isinstance(fail_fast, bool):
+        raise TypeError(f"fail_fast must be a bool, got {type(fail_fast).__name__}")
+    callback = _check_on_event(on_event)
+    retry = RetryPolicy(
+        max_retries=max_retries,  # type: ignore[arg-type]
+        max_wait_time=max_wait_time,  # type: ignore[arg-type]
+        on_event=callback,
+    )
     return ClientConfig(
         transport=kind,
         settings=TransportSettings(
@@ -218,4 +264,6 @@ def validate(
         app=message_app,
         retry=retry,
         wire=_check_wire(wire, kind),
+        fail_fast=fail_fast,
+        on_event=callback,
     )
