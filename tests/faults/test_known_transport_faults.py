@@ -1,0 +1,284 @@
+"""Faults of transport code that the fault suite found, each reproduced on its own.
+
+Every test here is ``xfail(strict=True)``: it states the behaviour we want, fails today
+because of the file and function its reason names, and starts *passing* — which then
+fails the suite — once that code is fixed, so whoever fixes it removes the marker (and,
+for faults the seeded fuzz meets, the entry in ``KNOWN`` of test_hostile_frames.py).
+tests/faults/README.md lists them with the fix each needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from flwr_sdk_proto.v1_12.flwr import proto as pb12
+from support.hostile_client import client_config
+from support.hostile_frames import (
+    RESPONSE_HEADERS,
+    Close,
+    Data,
+    Frame,
+    GrpcAnswer,
+    Headers,
+    grpc_frame,
+    grpc_ok,
+    grpc_status,
+)
+from support.hostile_server import HostileGrpcServer
+
+from flwr_sdk.errors import FlwrSdkError, ProtocolError, ServerUnavailableError
+from flwr_sdk.transport import connector_for
+from flwr_sdk.transport.fleet_session import FleetSession
+
+HOLD = GrpcAnswer("no answer at all", ())
+"""Leave the call unanswered (the stream stays open)."""
+
+
+def with_server(
+    answers: dict[str, GrpcAnswer],
+    body: Callable[[HostileGrpcServer, list[BaseException]], Awaitable[Any]],
+    line: str = "1.12",
+) -> list[BaseException]:
+    """Run ``body`` against a hostile gRPC server serving ``answers`` once each.
+
+    Returns what reached the event loop's exception handler.
+    """
+    handled: list[BaseException] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: handled.append(ctx["exception"]))
+        server = HostileGrpcServer()
+        await server.start()
+        server.use(Frame("known", "grpc-rere", line, dict(answers)))
+        try:
+            await body(server, handled)
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+    return handled
+
+
+async def open_session(server: HostileGrpcServer) -> FleetSession:
+    connector = connector_for(
+        "grpc-rere", client_config("grpc-rere", server.address).settings, None
+    )
+    session = await connector.connect()
+    assert isinstance(session, FleetSession)
+    return session
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="missing-trailers: a gRPC response stream ending without trailers (DATA with "
+    "END_STREAM) makes grpclib wait for trailers until the call's deadline (30 s for "
+    "CreateNode, 600 s for a pull). Fix in flwr_sdk/net/grpclib_internals.py: when the "
+    "tuned protocol sees StreamEnded on a client stream whose trailers never came, set "
+    "stream.trailers = [] and stream.trailers_received (grpclib then raises UNKNOWN "
+    "'Missing grpc-status header').",
+)
+def test_response_without_trailers_fails_at_once() -> None:
+    """CreateNode answered with a message and END_STREAM but no grpc-status."""
+    answer = GrpcAnswer(
+        "no trailers",
+        (Headers(RESPONSE_HEADERS), Data(grpc_frame(b"\x0a\x02\x08\x05"), end_stream=True)),
+    )
+
+    async def body(server: HostileGrpcServer, _: list[BaseException]) -> None:
+        with pytest.raises(FlwrSdkError):
+            await asyncio.wait_for(open_session(server), 3)
+
+    with_server({"register": answer}, body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="non-ascii-header: a grpc-message with non-ASCII bytes makes h2 raise "
+    "UnicodeDecodeError inside data_received (grpclib decodes headers as ASCII): asyncio "
+    "logs 'Fatal error', the connection is dropped and the call reports 'Connection lost' "
+    "(retryable) instead of the server's status. Fix in flwr_sdk/net/grpclib_internals.py "
+    "(_receive_frame): catch UnicodeDecodeError from a HEADERS frame and fail that stream "
+    "as a protocol error (or decode grpc-message leniently), keeping the connection.",
+)
+def test_non_ascii_status_message_keeps_the_status() -> None:
+    """CreateNode refused with INTERNAL and a grpc-message that is not ASCII."""
+    answer = grpc_status(13, bytes(range(0x80, 0x90)))
+    failures: list[BaseException] = []
+
+    async def body(server: HostileGrpcServer, handled: list[BaseException]) -> None:
+        try:
+            await asyncio.wait_for(open_session(server), 3)
+        except FlwrSdkError as exc:
+            failures.append(exc)
+        await asyncio.sleep(0.05)
+
+    handled = with_server({"register": answer}, body)
+    assert not handled, handled  # nothing reaches asyncio's "Fatal error" path
+    assert failures and not isinstance(failures[0], ServerUnavailableError), failures
+    assert "INTERNAL" in str(failures[0])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="close-lost-cancel: when the connection dies under a call in flight on the "
+    "heartbeat task, grpclib cancels that task itself and then turns the CancelledError "
+    "into StreamTerminatedError; FleetSession.close()'s heartbeat.cancel() lands in that "
+    "window and is swallowed, the heartbeat pings on, and close() waits for it (17-22 s) "
+    "while its own suppress(asyncio.CancelledError) also swallows the caller's "
+    "cancellation (a lost SIGTERM). Fix in flwr_sdk/transport/fleet_session.py: close() "
+    "sets a closing flag the heartbeat loop checks after every call and wait, cancels the "
+    "heartbeat until it is done, and re-raises a cancellation of its own task.",
+)
+def test_close_after_the_connection_died_under_a_ping_is_prompt() -> None:
+    """Ping unanswered, the pull's answer cut off mid-frame: close() right away."""
+    cut = GrpcAnswer("cut", (Headers(RESPONSE_HEADERS), Data(b"\x00\x00\x00"), Close()))
+
+    async def body(server: HostileGrpcServer, _: list[BaseException]) -> None:
+        session = await open_session(server)
+        with pytest.raises(FlwrSdkError):
+            await session.receive()  # at once, as the node loop does: the Ping goes second
+        # Close at once, in the same task, as a caller's finally: block does; a
+        # watchdog cancels this task after 2 s (close() swallows that, see above).
+        task = asyncio.current_task()
+        assert task is not None
+        watchdog = asyncio.get_running_loop().call_later(2, task.cancel)
+        started = time.monotonic()
+        try:
+            await session.close()
+        finally:
+            watchdog.cancel()
+        overran = time.monotonic() - started >= 2
+        alive = [
+            t for t in asyncio.all_tasks() if t.get_name() == "flwr-sdk-heartbeat" and not t.done()
+        ]
+        for task in alive:
+            task.cancel()
+        if alive:
+            await asyncio.wait(alive, timeout=2)
+        assert not overran and not alive
+
+    with_server({"heartbeat": HOLD, "pull": cut}, body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="decode-internals: a response body betterproto2 cannot parse (here a fixed32 "
+    "where CreateNode's node belongs) surfaces as TransportError 'KeyError: 'message'' "
+    "(also EOFError, KeyError 'map' / 'uint64'): flwr_sdk/net/fast_codec.decode_message "
+    "calls cls.parse unguarded for types the fast codec does not cover. Fix there: check "
+    "the wire format first (as flwr_sdk/server/wire_check.check_wire_format does) and "
+    "raise ProtocolError for any parse failure.",
+)
+def test_undecodable_create_node_answer_is_a_protocol_error() -> None:
+    """``0d 01 00 00 00`` as a CreateNodeResponse."""
+
+    async def body(server: HostileGrpcServer, _: list[BaseException]) -> None:
+        with pytest.raises(ProtocolError):
+            await asyncio.wait_for(open_session(server), 3)
+
+    with_server({"register": grpc_ok(b"\x0d\x01\x00\x00\x00")}, body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="short-frame: a gRPC message whose length prefix declares more bytes than the "
+    "stream carries surfaces as TransportError 'AssertionError: Received less data than "
+    "expected' (grpclib's assert). Fix in flwr_sdk/transport/grpc_errors.map_grpc_error "
+    "(or in flwr_sdk/net): that failure is a truncated message, a ProtocolError.",
+)
+def test_truncated_grpc_message_is_a_protocol_error() -> None:
+    """The prefix declares 100 bytes, 4 come, then trailers with status 0."""
+    answer = GrpcAnswer(
+        "short",
+        (
+            Headers(RESPONSE_HEADERS),
+            Data(grpc_frame(b"\x0a\x02\x08\x05", declared=100)),
+            Headers(((b"grpc-status", b"0"),), end_stream=True),
+        ),
+    )
+
+    async def body(server: HostileGrpcServer, _: list[BaseException]) -> None:
+        with pytest.raises(ProtocolError):
+            await asyncio.wait_for(open_session(server), 3)
+
+    with_server({"register": answer}, body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="compressed-flag: a message with the compressed flag set and no grpc-encoding "
+    "surfaces as TransportError 'NotImplementedError: Compression not implemented'. Fix "
+    "in flwr_sdk/transport/grpc_errors.map_grpc_error: a ProtocolError (the server used "
+    "a compression nobody negotiated).",
+)
+def test_compressed_flag_is_a_protocol_error() -> None:
+    """CreateNode's answer flagged as compressed."""
+    answer = GrpcAnswer(
+        "compressed",
+        (
+            Headers(RESPONSE_HEADERS),
+            Data(grpc_frame(b"\x0a\x02\x08\x05", compressed=1)),
+            Headers(((b"grpc-status", b"0"),), end_stream=True),
+        ),
+    )
+
+    async def body(server: HostileGrpcServer, _: list[BaseException]) -> None:
+        with pytest.raises(ProtocolError):
+            await asyncio.wait_for(open_session(server), 3)
+
+    with_server({"register": answer}, body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="heartbeat-dies: a Ping answer the line cannot read (MalformedMessageError from "
+    "heartbeat_accepted) ends the heartbeat task silently: the node keeps pulling but "
+    "never pings again, and the SuperLink soon stops sampling it. Fix in "
+    "flwr_sdk/transport/fleet_session.py (_heartbeat_loop): read the response inside the "
+    "try, treat a FlwrSdkError from it like a failed ping (log, back off, ping again).",
+)
+def test_malformed_ping_answer_does_not_end_the_heartbeat() -> None:
+    """The first Ping answered with ``success`` as a list; a second Ping must follow."""
+    malformed = grpc_ok(b"\x0a\x02\x08\x01")  # field 1 length-delimited: success=[True, True]
+
+    async def body(server: HostileGrpcServer, _: list[BaseException]) -> None:
+        session = await open_session(server)
+        try:
+            await asyncio.wait_for(server.answered("heartbeat").wait(), 2)
+            await asyncio.sleep(1.5)  # the first backoff wait is at most 1 s
+            pings = [call for call in server.calls if call[0] == "heartbeat"]
+            assert len(pings) >= 2, server.calls
+        finally:
+            await session.close()
+
+    with_server({"heartbeat": malformed}, body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="getrun-malformed: a GetRun answer the line cannot read raises "
+    "MalformedMessageError out of FleetSession.run_info and ends the node, while a GetRun "
+    "that fails is logged and the run gets an empty config (the same holds for GetFab "
+    "and fab_from_response in _with_fab_config). Fix in "
+    "flwr_sdk/transport/fleet_session.py: call run_from_response / fab_from_response "
+    "inside the try that handles TransportError.",
+)
+def test_malformed_get_run_answer_means_an_empty_run_config() -> None:
+    """GetRun answered with a Run whose override_config holds an empty Scalar."""
+    run = pb12.Run(run_id=5, override_config={"lr": pb12.Scalar()})
+    malformed = grpc_ok(bytes(pb12.GetRunResponse(run=run)))
+
+    async def body(server: HostileGrpcServer, _: list[BaseException]) -> None:
+        session = await open_session(server)
+        try:
+            info = await session.run_info(5)
+            assert dict(info.run_config) == {}
+        finally:
+            await session.close()
+
+    with_server({"get_run": malformed}, body)
