@@ -1,31 +1,93 @@
 """The ``flwr-sdk`` command line: ``demo``, ``server``, ``client`` and ``codegen``.
 
 * ``flwr-sdk demo`` runs a whole federation on this machine (reference server + client
-  processes) and shows the training live.
-* ``flwr-sdk server`` runs the reference server (FedAvg) for your own clients.
+  processes) and shows the training live (needs the ``demo`` extra).
+* ``flwr-sdk server`` runs the reference server (FedAvg) for your own clients (REST needs
+  the ``server`` extra).
 * ``flwr-sdk client --app module:attr`` runs a client node; ``attr`` is a
-  ``client_fn(context)`` or a ``Client`` / ``NumPyClient`` instance. The flags mirror
-  :func:`flwr_sdk.start_client`.
+  :class:`~flwr_sdk.client.ClientApp`, a ``client_fn(context)`` or a ``Client`` /
+  ``NumPyClient`` instance. The flags mirror :func:`flwr_sdk.start_client`.
 * ``flwr-sdk codegen …`` regenerates the bindings (needs the ``codegen`` extra).
+
+``python -m flwr_sdk`` is the same command. ``-v`` / ``-q`` (more or less output) go before
+or after the subcommand; ``--version`` prints the version. Expected failures end the command
+with one line on stderr: exit 2 for a bad argument or a missing extra (the line says which
+``pip install`` fixes it), exit 1 for an error while running.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
 from flwr_sdk.errors import FlwrSdkError
 from flwr_sdk.wire.lines import LINE_MODULES
 
 __all__ = ["load_app", "main"]
+
+_EXTRA_OF_MODULE = {
+    "aiohttp": "server",
+    "rich": "demo",
+    "matplotlib": "plot",
+    "jinja2": "codegen",
+    "grpc_tools": "codegen",
+    "betterproto2_compiler": "codegen",
+    "google": "codegen",
+}
+"""Top-level module → the extra of pyproject.toml that installs it."""
+
+_CODEGEN_MODULES = ("jinja2", "grpc_tools", "betterproto2_compiler", "google.protobuf")
+"""What ``flwr-sdk codegen`` imports from the ``codegen`` extra."""
+
+
+class MissingExtraError(Exception):
+    """A command needs an optional dependency that is not installed.
+
+    ``extra`` names the extra of ``flwr-sdk`` that installs it, ``module`` the module
+    that is missing.
+    """
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"needs the {extra!r} extra (module {module!r} is not installed): "
+            f"pip install 'flwr-sdk[{extra}]'"
+        )
+        self.module = module
+        self.extra = extra
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> MissingExtraError | None:
+    """The extra that installs the module ``exc`` did not find, if it is one of ours."""
+    top = (exc.name or "").partition(".")[0]
+    extra = _EXTRA_OF_MODULE.get(top)
+    return None if extra is None else MissingExtraError(top, extra)
+
+
+def _require(module: str, extra: str) -> None:
+    """Raise :class:`MissingExtraError` unless ``module`` can be imported."""
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(module, extra)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("flwr-sdk")
+    except PackageNotFoundError:  # pragma: no cover - a checkout on sys.path, not installed
+        installed = "(not installed)"
+    lines = ", ".join(sorted(LINE_MODULES))
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"flwr-sdk {installed} (Flower wire lines {lines}; Python {python})"
 
 
 def _codegen_main() -> Callable[[list[str]], int] | None:
@@ -50,13 +112,16 @@ def _codegen_main() -> Callable[[list[str]], int] | None:
 
 
 def _codegen(argv: list[str]) -> int:
+    for name in _CODEGEN_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            found = False
+        if not found:
+            raise MissingExtraError(name, "codegen")
     codegen_main = _codegen_main()
     if codegen_main is None:
-        print(
-            "flwr-sdk codegen needs the codegen extra: pip install 'flwr-sdk[codegen]'",
-            file=sys.stderr,
-        )
-        return 2
+        raise MissingExtraError("codegen", "codegen")
     return codegen_main(argv)
 
 
@@ -64,12 +129,20 @@ def _codegen(argv: list[str]) -> int:
 
 
 def load_app(spec: str) -> tuple[str, Any]:
-    """Resolve ``module:attr``; return ``("client_fn" | "client", object)``.
+    """Resolve ``module:attr``; return ``("app" | "client_fn" | "client", object)``.
 
-    A function (or any callable that is not a client) is a ``client_fn``; a ``Client``
-    or ``NumPyClient`` instance is used as ``client``. The current directory is
-    importable (``examples.my_client:client_fn`` works from a checkout).
+    A :class:`~flwr_sdk.client.ClientApp` is ``"app"`` (run with its mods and handlers);
+    a ``Client`` or ``NumPyClient`` instance is ``"client"``; any other callable that is
+    not a class is a ``"client_fn"``. ``attr`` may be dotted (``module:holder.app``). The
+    current directory is importable, so ``examples.cli_client:client_fn`` works from a
+    checkout.
+
+    Raises:
+        ValueError: ``spec`` is not ``module:attr``, the module (or a module it imports)
+            is not installed, the attribute is missing, or it is none of the above.
+
     """
+    from flwr_sdk.clientapp.app import ClientApp
     from flwr_sdk.clientapp.client import Client
     from flwr_sdk.clientapp.numpy_client import NumPyClient
 
@@ -78,37 +151,61 @@ def load_app(spec: str) -> tuple[str, Any]:
         raise ValueError(f"--app must look like module:attr, got {spec!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):
+            raise ValueError(
+                f"--app {spec}: no module named {exc.name!r} "
+                f"(looked in the current directory {os.getcwd()} and on sys.path)"
+            ) from None
+        raise ValueError(f"--app {spec}: importing {module_name!r} failed: {exc}") from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ValueError(f"{module_name!r} has no attribute {attr!r}")
+            raise ValueError(f"--app {spec}: {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    if isinstance(obj, ClientApp):
+        return "app", obj
     if isinstance(obj, (Client, NumPyClient)):
         return "client", obj
     if isinstance(obj, type):
-        raise ValueError(f"{spec} is a class; give a client_fn or a Client/NumPyClient instance")
+        raise ValueError(
+            f"--app {spec} is a class; give a ClientApp, a client_fn or a Client/NumPyClient "
+            "instance"
+        )
     if callable(obj):
         return "client_fn", obj
-    raise ValueError(f"{spec} is neither a client_fn nor a Client/NumPyClient instance")
+    raise ValueError(
+        f"--app {spec} is a {type(obj).__name__}, not a ClientApp, a client_fn or a "
+        "Client/NumPyClient instance"
+    )
 
 
-def _load_private_key(path: str) -> Any:
+def _load_private_key(path: str, flag: str) -> Any:
+    """The private key in ``path`` (OpenSSH or PEM, unencrypted)."""
     from cryptography.hazmat.primitives import serialization
 
     data = Path(path).read_bytes()
-    if b"OPENSSH PRIVATE KEY" in data:
-        return serialization.load_ssh_private_key(data, password=None)
-    return serialization.load_pem_private_key(data, password=None)
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            return serialization.load_ssh_private_key(data, password=None)
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{flag} {path}: not an unencrypted private key ({exc})") from None
 
 
-def _load_public_key(path: str) -> Any:
+def _load_public_key(path: str, flag: str) -> Any:
+    """The public key in ``path`` (OpenSSH or PEM)."""
     from cryptography.hazmat.primitives import serialization
 
     data = Path(path).read_bytes()
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return serialization.load_pem_public_key(data)
-    return serialization.load_ssh_public_key(data)
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return serialization.load_pem_public_key(data)
+        return serialization.load_ssh_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{flag} {path}: not a public key ({exc})") from None
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -119,12 +216,16 @@ def _client(args: argparse.Namespace) -> int:
     if (args.auth_key_private is None) != (args.auth_key_public is None):
         raise ValueError("give both --auth-key-private and --auth-key-public")
     if args.auth_key_private is not None:
-        keys = (_load_private_key(args.auth_key_private), _load_public_key(args.auth_key_public))
+        keys = (
+            _load_private_key(args.auth_key_private, "--auth-key-private"),
+            _load_public_key(args.auth_key_public, "--auth-key-public"),
+        )
     root: bytes | str | None = args.root_certificates
     flwr_sdk.start_client(
         server_address=args.server_address,
         client_fn=app if kind == "client_fn" else None,
         client=app if kind == "client" else None,
+        app=app if kind == "app" else None,
         grpc_max_message_length=args.grpc_max_message_length,
         root_certificates=root,
         insecure=args.insecure,
@@ -167,6 +268,8 @@ def _server(args: argparse.Namespace) -> int:
     from flwr_sdk.server.node_auth import load_public_keys
     from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
 
+    if args.transport == "rest":
+        _require("aiohttp", "server")
     fit_config = _key_values(args.fit_config, "--fit-config")
     tls = None
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
@@ -189,7 +292,7 @@ def _server(args: argparse.Namespace) -> int:
                 "node auth needs --auth-list-public-keys and --auth-server-private-key"
             )
         auth = NodeAuthenticator.create(
-            _load_private_key(args.auth_server_private_key),
+            _load_private_key(args.auth_server_private_key, "--auth-server-private-key"),
             load_public_keys(args.auth_list_public_keys),
         )
     clients = args.min_clients
@@ -233,11 +336,10 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    try:
-        from flwr_sdk.demo.runner import DemoOptions, run_demo
-    except ImportError as exc:
-        print(f"flwr-sdk demo needs the demo extra ({exc}): pip install 'flwr-sdk[demo]'")
-        return 2
+    if args.plot is not None:
+        _require("matplotlib", "plot")
+    from flwr_sdk.demo.runner import DemoOptions, run_demo
+
     fleet = args.auth or args.wire is not None
     transport = args.transport or ("grpc-rere" if fleet else "grpc-bidi")
     options = DemoOptions(
@@ -259,76 +361,147 @@ def _demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ parser
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default after its help, unless there is none worth showing.
+
+    Flags (``--tls``, ``-v``) and options whose default is None or empty (nothing is
+    passed on: the called function's own default applies, which the help says) get none.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or action.nargs == 0
+            or default is None
+            or default is argparse.SUPPRESS
+            or default == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _output_options(parser: argparse.ArgumentParser, default: int | str) -> None:
+    """``-v`` / ``-q``; on subcommands they default to SUPPRESS (keep the global value)."""
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="more log output (-v: INFO, -vv: flwr-sdk's DEBUG, -vvv: all DEBUG)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=default,
+        help="less output (-q: warnings and errors only, no progress display; -qq: errors)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flwr-sdk",
         description="flwr-sdk: a client SDK for Flower, with a reference server and a demo.",
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=_version())
+    _output_options(parser, 0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    demo = sub.add_parser(
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        subparser: argparse.ArgumentParser = sub.add_parser(
+            name, formatter_class=_HelpFormatter, **kwargs
+        )
+        _output_options(subparser, argparse.SUPPRESS)
+        return subparser
+
+    demo = command(
         "demo",
-        help="run a whole federation on this machine",
+        help="run a whole federation on this machine (extra: demo)",
         description="Start the reference server and N client processes on loopback and "
-        "train a multinomial logistic regression on synthetic non-IID data with FedAvg.",
+        "train a multinomial logistic regression on synthetic non-IID data with FedAvg. "
+        "Needs the demo extra: pip install 'flwr-sdk[demo]'.",
     )
-    demo.add_argument("--clients", type=int, default=3, help="client processes (default 3)")
-    demo.add_argument("--rounds", type=int, default=5, help="FedAvg rounds (default 5)")
+    demo.add_argument("--clients", type=int, default=3, help="client processes")
+    demo.add_argument("--rounds", type=int, default=5, help="FedAvg rounds")
     demo.add_argument(
         "--transport",
         choices=TRANSPORTS,
         default=None,
-        help="wire protocol (default grpc-bidi; grpc-rere with --auth or --wire)",
+        help="wire protocol (default: grpc-bidi; grpc-rere with --auth or --wire)",
     )
     demo.add_argument(
         "--wire",
         choices=tuple(LINE_MODULES),
         default=None,
-        help="Flower wire line of the server's Fleet API (default 1.12); the clients detect it",
+        help="Flower wire line of the server's Fleet API (default: 1.12); the clients detect it",
     )
     demo.add_argument("--tls", action="store_true", help="TLS with a throwaway CA")
     demo.add_argument(
         "--auth", action="store_true", help="node authentication with generated client keys"
     )
-    demo.add_argument("--plot", type=Path, default=None, metavar="FILE", help="write a PNG")
+    demo.add_argument(
+        "--plot", type=Path, default=None, metavar="FILE", help="write a PNG (extra: plot)"
+    )
     demo.add_argument("--seed", type=int, default=0, help="dataset seed")
     demo.add_argument("--local-epochs", type=int, default=2, help="local epochs per round")
     demo.add_argument("--lr", type=float, default=0.1, help="learning rate of round 1")
     demo.add_argument("--no-live", action="store_true", help="no live progress bars")
 
-    server = sub.add_parser(
+    server = command(
         "server",
         help="run the reference server (FedAvg)",
         description="Run the reference server (Flower 1.12 or 1.15 wire): FedAvg weighted "
-        "by num_examples, federated evaluation, per-round fit config.",
+        "by num_examples, federated evaluation, per-round fit config. It waits for "
+        "--min-clients nodes, runs --rounds rounds, prints one line per round and exits. "
+        "--transport rest needs the server extra: pip install 'flwr-sdk[server]'.",
     )
-    server.add_argument("--transport", choices=TRANSPORTS, default="grpc-bidi")
+    server.add_argument(
+        "--transport", choices=TRANSPORTS, default="grpc-bidi", help="wire protocol"
+    )
     server.add_argument(
         "--wire",
         choices=tuple(LINE_MODULES),
         default="1.12",
-        help="Flower wire line of the Fleet API (grpc-rere, rest): 1.12 (default) or 1.15",
+        help="Flower wire line of the Fleet API (grpc-rere, rest)",
     )
-    server.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    server.add_argument("--host", default="127.0.0.1", help="listen address")
     server.add_argument(
         "--port", type=int, default=None, help="default: 8080 bidi, 9092 grpc-rere, 9093 rest"
     )
-    server.add_argument("--rounds", type=int, default=3)
+    server.add_argument("--rounds", type=int, default=3, help="FedAvg rounds")
     server.add_argument(
         "--min-clients", type=int, default=2, help="nodes to wait for and sample per round"
     )
-    server.add_argument("--fraction-fit", type=float, default=1.0)
+    server.add_argument(
+        "--fraction-fit", type=float, default=1.0, help="fraction of nodes sampled per round"
+    )
     server.add_argument("--no-evaluate", action="store_true", help="skip federated evaluation")
     server.add_argument(
         "--fit-config",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="added to every round's fit config (also gets 'round')",
+        help="added to every round's fit config (also gets 'round'); repeatable",
     )
-    server.add_argument("--round-timeout", type=float, default=None, metavar="SECONDS")
-    server.add_argument("--wait-timeout", type=float, default=None, metavar="SECONDS")
+    server.add_argument(
+        "--round-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up on a round's missing replies after this long (default: wait)",
+    )
+    server.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up waiting for --min-clients nodes after this long (default: wait)",
+    )
     server.add_argument("--ssl-certfile", default=None, help="server certificate chain (PEM)")
     server.add_argument("--ssl-keyfile", default=None, help="server private key (PEM)")
     server.add_argument(
@@ -339,30 +512,81 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="server EC key (OpenSSH or PEM; 1.12 only)",
     )
-    server.add_argument("--max-message-length", type=int, default=DEFAULT_MAX_MESSAGE_LENGTH)
+    server.add_argument(
+        "--max-message-length",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_LENGTH,
+        help="largest message in bytes, either way",
+    )
     server.add_argument("--report", default=None, metavar="FILE", help="write results as JSON")
 
-    client = sub.add_parser(
+    client = command(
         "client",
         help="run a client node (start_client)",
-        description="Run a client node with flwr_sdk.start_client. --app module:attr names "
-        "a client_fn(context) or a Client/NumPyClient instance.",
+        description="Run a client node with flwr_sdk.start_client and show its progress: a "
+        "line per instruction received and reply sent, a progress bar for big transfers, "
+        "retries, and a summary at the end. --app module:attr names a ClientApp, a "
+        "client_fn(context) or a Client/NumPyClient instance; the current directory is "
+        "importable. Exits 1 when instructions failed or the node stopped with an error.",
     )
-    client.add_argument("--app", required=True, metavar="MODULE:ATTR")
-    client.add_argument("--server-address", required=True)
-    client.add_argument("--transport", choices=TRANSPORTS, default=None)
-    client.add_argument("--root-certificates", default=None, metavar="PATH", help="CA (PEM)")
+    client.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE:ATTR",
+        help="ClientApp, client_fn or Client/NumPyClient instance to run",
+    )
+    client.add_argument(
+        "--server-address",
+        required=True,
+        help="host:port (IPv4, [IPv6]:port or a name); http(s)://host:port for rest",
+    )
+    client.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=None,
+        help="wire protocol (default: grpc-bidi)",
+    )
+    client.add_argument(
+        "--root-certificates", default=None, metavar="PATH", help="CA certificates (PEM)"
+    )
     client.add_argument(
         "--insecure",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="plaintext (--insecure) or TLS (--no-insecure)",
+        help="plaintext (--insecure) or TLS (--no-insecure) (default: TLS only with "
+        "--root-certificates)",
     )
-    client.add_argument("--auth-key-private", default=None, metavar="PATH")
-    client.add_argument("--auth-key-public", default=None, metavar="PATH")
-    client.add_argument("--max-retries", type=int, default=None)
-    client.add_argument("--max-wait-time", type=float, default=None, metavar="SECONDS")
-    client.add_argument("--grpc-max-message-length", type=int, default=DEFAULT_MAX_MESSAGE_LENGTH)
+    client.add_argument(
+        "--auth-key-private",
+        default=None,
+        metavar="PATH",
+        help="node authentication: the node's EC private key (OpenSSH or PEM)",
+    )
+    client.add_argument(
+        "--auth-key-public",
+        default=None,
+        metavar="PATH",
+        help="node authentication: its public key (OpenSSH or PEM)",
+    )
+    client.add_argument(
+        "--max-retries",
+        type=int,
+        default=None,
+        help="retries while the server is unavailable (default: no limit)",
+    )
+    client.add_argument(
+        "--max-wait-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="total time to keep retrying (default: no limit)",
+    )
+    client.add_argument(
+        "--grpc-max-message-length",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_LENGTH,
+        help="largest message in bytes, either way",
+    )
     client.add_argument(
         "--wire",
         choices=tuple(LINE_MODULES),
@@ -372,7 +596,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "codegen",
-        help="regenerate bindings from proto/ (see flwr-sdk codegen --help)",
+        help="regenerate bindings from protos (extra: codegen; see flwr-sdk codegen --help)",
         add_help=False,
     )
     return parser
@@ -384,24 +608,86 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "client": _client,
 }
 
+_BASE_LEVEL = {"demo": logging.WARNING, "server": logging.INFO, "client": logging.INFO}
+"""Each command's log level without ``-v`` / ``-q``."""
+
+
+if TYPE_CHECKING:
+    _StreamHandler = logging.StreamHandler[TextIO]
+else:  # not subscriptable at run time before Python 3.11
+    _StreamHandler = logging.StreamHandler
+
+
+class _StderrHandler(_StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each record (rich's live display wraps it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        """The current ``sys.stderr``."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """Ignored: the stream is always the current ``sys.stderr``."""
+
+
+def _configure_logging(command: str, verbose: int, quiet: int) -> None:
+    """Log to stderr at the command's level, lowered by ``-v`` and raised by ``-q``.
+
+    ``-vv`` shows flwr-sdk's DEBUG records (other libraries stay at INFO); ``-vvv`` every
+    library's.
+    """
+    level = _BASE_LEVEL[command]
+    if verbose:
+        level = min(level, logging.INFO if verbose < 3 else logging.DEBUG)
+    if quiet:
+        level = max(level, logging.WARNING if quiet == 1 else logging.ERROR)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    if verbose >= 2 and not quiet:
+        logging.getLogger("flwr_sdk").setLevel(logging.DEBUG)
+
+
+def _first_command(args: Sequence[str]) -> int | None:
+    """Index of the first argument that is not a global option, or None."""
+    for index, arg in enumerate(args):
+        if not arg.startswith("-"):
+            return index
+    return None
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``flwr-sdk`` command; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["codegen"]:
-        return _codegen(args_list[1:])
+    first = _first_command(args_list)
+    if first is not None and args_list[first] == "codegen":
+        # Everything after "codegen" is the generator's own command line.
+        try:
+            return _codegen(args_list[first + 1 :])
+        except MissingExtraError as exc:
+            print(f"flwr-sdk codegen: {exc}", file=sys.stderr)
+            return 2
     parser = _parser()
     args = parser.parse_args(args_list)
-    level = (
-        logging.INFO if args.verbose or args.command in ("server", "client") else logging.WARNING
-    )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.command, args.verbose, args.quiet)
+    prefix = f"flwr-sdk {args.command}"
     try:
         return _COMMANDS[args.command](args)
+    except MissingExtraError as exc:
+        parser.exit(2, f"{prefix}: {exc}\n")
+    except ModuleNotFoundError as exc:
+        missing = _missing_extra(exc)
+        if missing is None:
+            raise
+        parser.exit(2, f"{prefix}: {missing}\n")
     except (ValueError, TypeError, FileNotFoundError) as exc:
-        parser.exit(2, f"flwr-sdk {args.command}: error: {exc}\n")
-    except FlwrSdkError as exc:
-        parser.exit(1, f"flwr-sdk {args.command}: {type(exc).__name__}: {exc}\n")
+        parser.exit(2, f"{prefix}: error: {exc}\n")
+    except (FlwrSdkError, OSError) as exc:
+        parser.exit(1, f"{prefix}: {type(exc).__name__}: {exc}\n")
     except KeyboardInterrupt:
         return 130
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -217,3 +218,199 @@ def test_cli_client_against_flwr_1_12_superlink(flwr_1_12: FlowerEnv, tmp_path: 
         ev = report["evaluate"][str(rnd)]
         assert ev["results"] == 2 and ev["failures"] == 0, (rnd, ev)
     assert json.dumps(report)  # the ServerApp's report is plain JSON
+
+
+# ------------------------------------------------------------- the command, as run
+
+HERE = Path(__file__).resolve().parent
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
+# Runs `python -m flwr_sdk ARGS` with the comma-separated modules of argv[1] made
+# unimportable, as they are when an extra is not installed.
+WITHOUT_MODULES = (
+    "import runpy, sys\n"
+    "for name in sys.argv[1].split(','):\n"
+    "    sys.modules[name] = None\n"
+    "sys.argv = ['flwr-sdk', *sys.argv[2:]]\n"
+    "runpy.run_module('flwr_sdk', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m flwr_sdk ARGS`` in the checkout, with cli_apps importable."""
+    env = {**sdk_env(), "PYTHONPATH": str(HERE), "COLUMNS": "200"}  # help lines unwrapped
+    return subprocess.run(
+        [sys.executable, "-m", "flwr_sdk", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """stderr without log records: what the command itself printed."""
+    return [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    done = _run("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"flwr-sdk {version('flwr-sdk')} (Flower wire lines 1.12, 1.15")
+
+
+def test_python_dash_m_is_the_command() -> None:
+    done = _run()
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: flwr-sdk ")
+
+
+def test_help_shows_defaults() -> None:
+    client = _run("client", "--help").stdout
+    assert "(default: 536870912)" in client  # --grpc-max-message-length
+    assert "(default: detect it)" in client  # --wire, said in words
+    server = _run("server", "--help").stdout
+    for default in ("(default: grpc-bidi)", "(default: 3)", "(default: 2)", "(default: 1.12)"):
+        assert default in server, (default, server)
+    assert "(default: None)" not in client + server
+    assert "(default: False)" not in client + server
+    demo = _run("demo", "--help").stdout
+    assert "(default: 5)" in demo
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_and_verbose_before_or_after_the_command(where: str) -> None:
+    def server(flag: str) -> subprocess.CompletedProcess[str]:
+        args = ["server", "--rounds", "1", "--min-clients", "1", "--wait-timeout", "0.2"]
+        args += ["--port", str(free_port())]
+        return _run(*([flag, *args] if where == "before" else [*args, flag]))
+
+    quiet = server("-q")
+    assert quiet.returncode == 1
+    assert quiet.stderr.splitlines() == [
+        "flwr-sdk server: TimeoutError: only 0 of 1 nodes connected"
+    ]
+    verbose = server("-v")
+    assert verbose.returncode == 1
+    assert "INFO flwr_sdk.server: waiting for 1 nodes" in verbose.stderr
+    assert "DEBUG" not in verbose.stderr
+    assert "DEBUG asyncio" not in server("-vv").stderr  # -vv: flwr-sdk's DEBUG records only
+    assert "DEBUG asyncio" in server("-vvv").stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "args", "extra"),
+    [
+        ("aiohttp", ["server", "--transport", "rest"], "server"),
+        ("jinja2", ["codegen", "--help"], "codegen"),
+        ("grpc_tools", ["-v", "codegen"], "codegen"),
+        ("rich", ["demo", "--rounds", "1"], "demo"),
+        ("matplotlib", ["demo", "--plot", "curves.png"], "plot"),
+    ],
+)
+def test_a_missing_extra_is_a_one_line_hint(missing: str, args: list[str], extra: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MODULES, missing, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=sdk_env(),
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = _error_lines(done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert f"needs the '{extra}' extra (module '{missing}' is not installed)" in lines[0]
+    assert lines[0].endswith(f"pip install 'flwr-sdk[{extra}]'"), lines[0]
+
+
+@pytest.mark.parametrize("transport", ["grpc-bidi", "grpc-rere", "rest"])
+def test_unreachable_server_is_one_line(transport: str) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    if transport == "rest":
+        address = f"http://{address}"
+    done = _run(
+        "client",
+        "--app",
+        "examples.cli_client:client_fn",
+        "--server-address",
+        address,
+        "--transport",
+        transport,
+        "--max-retries",
+        "1",
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = _error_lines(done.stderr)
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("flwr-sdk client: RetriesExhaustedError: "), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("app", "code", "message"),
+    [
+        ("no_such_module_here:client_fn", 2, "no module named 'no_such_module_here'"),
+        ("examples.cli_client:nothing_here", 2, "has no attribute 'nothing_here'"),
+        ("examples.numpy_client:ShiftClient", 2, "is a class"),
+        ("cli_apps:MODEL_BYTES", 2, "is a int, not a ClientApp"),
+    ],
+)
+def test_bad_app_is_one_line(app: str, code: int, message: str) -> None:
+    done = _run("client", "--app", app, "--server-address", "127.0.0.1:1")
+    assert done.returncode == code, done.stderr
+    lines = _error_lines(done.stderr)
+    assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_bad_key_files_are_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key\n")
+    base = ["client", "--app", "examples.cli_client:client_fn", "--server-address", "127.0.0.1:1"]
+    for private, public, code, message in [
+        (garbage, garbage, 2, f"--auth-key-private {garbage}: not an unencrypted private key"),
+        (tmp_path / "missing", garbage, 2, "No such file or directory"),
+        (tmp_path, garbage, 1, "IsADirectoryError"),
+    ]:
+        done = _run(*base, "--auth-key-private", str(private), "--auth-key-public", str(public))
+        assert done.returncode == code, done.stderr
+        lines = _error_lines(done.stderr)
+        assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_load_app_takes_a_client_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flwr_sdk.client import ClientApp
+
+    monkeypatch.syspath_prepend(str(HERE))
+    kind, app = load_app("cli_apps:app")
+    assert kind == "app" and isinstance(app, ClientApp)
+
+
+def test_the_install_puts_no_top_level_examples_package(tmp_path: Path) -> None:
+    """Only flwr_sdk and flwr_sdk_proto are installed, even by an editable install."""
+    probe = (
+        "import importlib.util, json\n"
+        "names = ['flwr_sdk', 'flwr_sdk_proto', 'examples', 'codegen', 'bench', 'tests']\n"
+        "print(json.dumps({n: importlib.util.find_spec(n) is not None for n in names}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # not the checkout: only what the install provides
+        env={k: v for k, v in sdk_env().items() if k != "PYTHONPATH"},
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout) == {
+        "flwr_sdk": True,
+        "flwr_sdk_proto": True,
+        "examples": False,
+        "codegen": False,
+        "bench": False,
+        "tests": False,
+    }
