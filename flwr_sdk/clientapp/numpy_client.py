@@ -1,10 +1,17 @@
 """The :class:`NumPyClient` convenience API and its adapter to :class:`Client`.
 
 A NumPyClient works with lists of NumPy arrays and plain dicts. :meth:`NumPyClient.to_client`
-wraps it in a :class:`Client` that converts tensors (``.npy``, no copies on the way in),
-checks what the user's methods return and reports ``Status(OK, "Success")``. Methods the
-NumPyClient does not override answer with the matching ``*_NOT_IMPLEMENTED`` status, as in
-Flower.
+wraps it in a :class:`Client` that converts tensors (``.npy``), checks what the user's
+methods return and reports ``Status(OK, "Success")``. Methods the NumPyClient does not
+override answer with the matching ``*_NOT_IMPLEMENTED`` status, as in Flower.
+
+The ``parameters`` that ``fit`` and ``evaluate`` receive are writable arrays, so training
+in place (``self.w = parameters[0]; self.w -= lr * grad``) works as with Flower. From a
+large received message they are views of the buffer it was received into (no copy: that
+buffer belongs to this one message); from a small one, or when the tensors were already
+loaded once (e.g. by a mod), they are fresh copies. The arrays ``fit`` and
+``get_parameters`` return are sent without a copy, so they must not change until the
+reply is sent (the node sends it before calling the client again).
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ class NumPyClient(HasContext):
     def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
         """Train from ``parameters``; return (new parameters, number of examples, metrics).
 
-        Not overriding it answers FIT_NOT_IMPLEMENTED.
+        ``parameters`` are writable and yours: training in place on them is fine (see the
+        module docstring). Not overriding it answers FIT_NOT_IMPLEMENTED.
         """
         return [], 0, {}
 

@@ -11,7 +11,27 @@ shared by :class:`flwr_sdk.common.records.Array` and :mod:`flwr_sdk.common.ndarr
 * :func:`load_npy` parses the header itself and returns a view of the input buffer
   (``numpy.frombuffer``); the tensor data is never copied. The returned array is
   read-only when the buffer is (``bytes``) and writable when the buffer is (for example a
-  ``memoryview`` of a ``bytearray``).
+  ``memoryview`` of a ``bytearray``). It is the internal, zero-copy reader.
+* :func:`load_npy_writable` is what user code gets (``Array.numpy()``,
+  ``bytes_to_ndarray``, ``parameters_to_ndarrays``, the NumPyClient's parameters): always
+  a writable array that shares memory with nothing else handed out, as Flower's fresh
+  arrays do, without copying where that is not needed. The rule:
+
+  - a writable ``memoryview`` is *handed over* the first time: the array is a view of it,
+    no copy. The decoders produce such views for large received messages (each a slice
+    of a buffer allocated for that one message), so training in place on received
+    arrays costs nothing; the changes are visible in that message's tensor, which belongs
+    to the round being handled;
+  - every later conversion of the same ``memoryview`` object gets a copy, so an array
+    handed out earlier never aliases a later one (``before = a.numpy(); after =
+    a.numpy(); after -= step`` leaves ``before`` alone, as in Flower);
+  - read-only buffers (``bytes``: small messages, arrays built with ``Array.from_numpy``
+    or ``ndarray_to_bytes``), ``bytearray`` and :class:`NpyPayload` (the array behind it
+    belongs to whoever made it) always give a copy.
+
+  Handing over is tracked per ``memoryview`` object (weakly: the record disappears with
+  the view), so a message's ``Array.data`` and the legacy ``Parameters.tensors`` made
+  from it, which are the same objects, share one hand-over.
 
 Nothing is ever unpickled: object dtypes are refused with :class:`TypeError` in both
 directions, and the header is parsed with :func:`ast.literal_eval`, limited in size.
@@ -22,13 +42,24 @@ from __future__ import annotations
 import ast
 import io
 import math
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from numpy.lib import format as npy_format
 
-__all__ = ["MAX_HEADER_SIZE", "NPY_MAGIC", "NpyPayload", "dump_npy", "load_npy"]
+__all__ = [
+    "MAX_HEADER_SIZE",
+    "NPY_MAGIC",
+    "NpyPayload",
+    "claim_view",
+    "dump_npy",
+    "is_immutable_bytes",
+    "load_npy",
+    "load_npy_writable",
+]
 
 NPY_MAGIC = b"\x93NUMPY"
 """The six bytes every ``.npy`` file starts with."""
@@ -227,6 +258,67 @@ def load_npy(data: bytes | bytearray | memoryview | NpyPayload) -> npt.NDArray[A
         flat.reshape(shape[::-1]).transpose() if fortran_order else flat.reshape(shape)
     )
     return result
+
+
+# Writable memoryviews already claimed (see claim_view), by id; each entry removes itself
+# when its view is garbage-collected (so a reused id never finds a stale entry). The lock
+# is re-entrant: a collection (and so a callback) can run while it is held.
+_CLAIMED: dict[int, weakref.ref[memoryview]] = {}
+_CLAIMED_LOCK = threading.RLock()
+
+
+def claim_view(view: memoryview) -> bool:
+    """Claim a writable memoryview: True the first time, False on every later call.
+
+    A claim is made when an array viewing ``view`` is handed to user code, or when the
+    Array holding it is kept in ``Context.state`` (after which loads copy).
+    """
+    key = id(view)
+    with _CLAIMED_LOCK:
+        known = _CLAIMED.get(key)
+        if known is not None and known() is view:
+            return False
+        _CLAIMED[key] = weakref.ref(view, lambda _ref: _forget(key, _ref))
+        return True
+
+
+def _forget(key: int, ref: weakref.ref[memoryview]) -> None:
+    with _CLAIMED_LOCK:
+        if _CLAIMED.get(key) is ref:
+            del _CLAIMED[key]
+
+
+def is_immutable_bytes(data: object) -> bool:
+    """True for ``bytes`` and read-only memoryviews of ``bytes``: content that cannot change."""
+    if isinstance(data, bytes):
+        return True
+    return isinstance(data, memoryview) and data.readonly and isinstance(data.obj, bytes)
+
+
+def load_npy_writable(data: bytes | bytearray | memoryview | NpyPayload) -> npt.NDArray[Any]:
+    """Load a ``.npy`` file as a writable array for user code; copy only where needed.
+
+    A writable ``memoryview`` is handed over on its first load (the array is a view of
+    it, nothing copied); later loads of the same memoryview object, read-only buffers,
+    ``bytearray`` and :class:`NpyPayload` give a fresh copy (see the module docstring).
+    A copy keeps the memory order of the file (Fortran-ordered files load
+    Fortran-contiguous, as ``numpy.load`` does).
+
+    Raises:
+        ValueError: ``data`` is not a well-formed ``.npy`` file.
+        TypeError: the header declares an object dtype.
+
+    """
+    array = load_npy(data)
+    if (
+        isinstance(data, memoryview)
+        and not data.readonly
+        and array.flags.writeable
+        and claim_view(data)
+    ):
+        return array
+    copied: npt.NDArray[Any] = array.copy(order="K")
+    return copied
 
 
 def _parse_header(raw: bytes, encoding: str) -> tuple[np.dtype[Any], bool, tuple[int, ...]]:

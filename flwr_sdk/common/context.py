@@ -1,9 +1,8 @@
-"""The :class:`Context` a client's code runs in."""
+"""The :class:`Context` a client's code runs in (Flower 1.12's ``flwr.common.Context``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from flwr_sdk.common.records import RecordSet
 
@@ -15,10 +14,10 @@ UserConfig = dict[str, UserConfigValue]
 """A run or node configuration."""
 
 
-def _check_config(name: str, config: object) -> dict[str, UserConfigValue]:
+def _check_config(name: str, config: object) -> UserConfig:
+    """``config`` itself when it is a valid ``dict``; a dict copy of another mapping."""
     if not isinstance(config, Mapping):
         raise TypeError(f"Context.{name} must be a mapping, got {type(config).__name__}")
-    result: dict[str, UserConfigValue] = {}
     for key, value in config.items():
         if not isinstance(key, str):
             raise TypeError(f"Context.{name} keys must be str, got {type(key).__name__}")
@@ -27,28 +26,48 @@ def _check_config(name: str, config: object) -> dict[str, UserConfigValue]:
                 f"Context.{name} value for key {key!r} must be bool, float, int or str, "
                 f"got {type(value).__name__}"
             )
-        result[key] = value
-    return result
+    return config if isinstance(config, dict) else dict(config)
+
+
+def _check_id(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"Context.{name} must be int, got {type(value).__name__}")
+    return value
 
 
 class Context:
     """Where a client runs: its node, the run's configuration and state kept across messages.
 
-    One Context exists per run: the same object (and so the same ``state`` RecordSet) is
-    passed for every message of that run, so changes to ``state`` persist.
-    ``run_config`` is read-only: item assignment raises :class:`TypeError` and the
-    attribute itself cannot be replaced.
+    As in Flower 1.12, every attribute is a plain, writable attribute: ``run_config`` and
+    ``node_config`` are ordinary dicts (the dicts passed in are kept, not copied) and
+    user code may change them or set attributes of its own. One Context exists per run:
+    the same object (and so the same ``state``, ``run_config`` and attributes) is passed
+    for every message of that run, so changes persist across the run's messages.
+
+    ``state`` outlives single messages, so an Array stored in it is never aliased by an
+    array handed to user code (see :class:`~flwr_sdk.common.records.RecordSet`): arrays
+    you got earlier from a received message cannot change it later, and ``numpy()`` on
+    its Arrays returns copies, as in Flower.
+
+    The constructor takes Flower 1.12's arguments in Flower's order, plus ``run_id``.
 
     Args:
         node_id: this node's id (``-1`` on grpc-bidi, which has no node ids).
         node_config: the node's configuration (``{}`` with ``start_client``).
         state: the run's state, kept across messages.
-        run_config: the run's configuration (copied, then frozen).
-        run_id: the run's id (``0`` on grpc-bidi).
+        run_config: the run's configuration.
+        run_id: the run's id (``0`` on grpc-bidi); not in Flower 1.12 (1.13 added it).
+
+    Raises:
+        TypeError: an argument has the wrong type (the ids must be ``int``, ``state`` a
+            RecordSet, the configs mappings of ``str`` to bool, float, int or str).
 
     """
 
-    __slots__ = ("_run_config", "node_config", "node_id", "run_id", "state")
+    node_id: int
+    node_config: UserConfig
+    run_config: UserConfig
+    run_id: int
 
     def __init__(
         self,
@@ -59,23 +78,23 @@ class Context:
         run_id: int = 0,
     ) -> None:
         """Create a Context (see class docstring)."""
-        for name, value in (("node_id", node_id), ("run_id", run_id)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"Context.{name} must be int, got {type(value).__name__}")
-        if not isinstance(state, RecordSet):
-            raise TypeError(f"Context.state must be RecordSet, got {type(state).__name__}")
-        self.node_id: int = node_id
-        self.node_config: UserConfig = _check_config("node_config", node_config)
-        self.state: RecordSet = state
-        self.run_id: int = run_id
-        self._run_config: Mapping[str, UserConfigValue] = MappingProxyType(
-            _check_config("run_config", run_config)
-        )
+        self.node_id = _check_id("node_id", node_id)
+        self.node_config = _check_config("node_config", node_config)
+        self.state = state
+        self.run_config = _check_config("run_config", run_config)
+        self.run_id = _check_id("run_id", run_id)
 
     @property
-    def run_config(self) -> Mapping[str, UserConfigValue]:
-        """The run's configuration, read-only."""
-        return self._run_config
+    def state(self) -> RecordSet:
+        """The run's state, kept across messages (assignable, as in Flower)."""
+        return self._state
+
+    @state.setter
+    def state(self, state: RecordSet) -> None:
+        if not isinstance(state, RecordSet):
+            raise TypeError(f"Context.state must be RecordSet, got {type(state).__name__}")
+        state._make_shared()
+        self._state = state
 
     def __eq__(self, other: object) -> bool:
         """Equal when every field is equal."""
@@ -85,7 +104,7 @@ class Context:
             self.node_id == other.node_id
             and self.run_id == other.run_id
             and self.node_config == other.node_config
-            and dict(self._run_config) == dict(other._run_config)
+            and self.run_config == other.run_config
             and self.state == other.state
         )
 
@@ -95,6 +114,6 @@ class Context:
         """Show every field."""
         return (
             f"Context(node_id={self.node_id!r}, node_config={self.node_config!r}, "
-            f"state={self.state!r}, run_config={dict(self._run_config)!r}, "
+            f"state={self.state!r}, run_config={self.run_config!r}, "
             f"run_id={self.run_id!r})"
         )

@@ -4,7 +4,8 @@ These are plain Python objects with the semantics of Flower 1.12's records; they
 nothing about protobuf (the ``flwr_sdk.wire`` modules convert them).
 
 * :class:`ParametersRecord` maps ``str`` to :class:`Array` and keeps insertion order
-  (order is significant on the wire and for the legacy mapping).
+  (order is significant on the wire and for the legacy mapping). As in Flower 1.12 it
+  takes its entries *out* of the dict it is built from unless ``keep_input=True``.
 * :class:`MetricsRecord` maps ``str`` to ``int``, ``float``, ``list[int]`` or
   ``list[float]`` (``bool`` is not a metric).
 * :class:`ConfigsRecord` maps ``str`` to ``int``, ``float``, ``str``, ``bytes``, ``bool``
@@ -12,9 +13,18 @@ nothing about protobuf (the ``flwr_sdk.wire`` modules convert them).
 
 Every record checks keys and values when they are stored (constructor, ``[]=``,
 ``update``, ``setdefault``) and raises :class:`TypeError` naming the key and the allowed
-types. Integers must fit the wire: the signed or the unsigned 64-bit range
-(:class:`ValueError` otherwise). Numbers are stored as the builtin types, so a subclass
+types, as Flower does for the same values. Integers must fit the wire: the signed or the
+unsigned 64-bit range (:class:`ValueError` when stored; Flower accepts them and fails
+when the message is serialized). Numbers are stored as the builtin types, so a subclass
 such as ``numpy.float64`` is stored as ``float``; lists are copied on insert.
+
+Arrays and memory: :meth:`Array.numpy` returns a writable array. For an Array decoded
+from a large received message it is a view of the received buffer the first time
+(no copy; modifying it modifies the Array), and a fresh copy otherwise (see
+:func:`flwr_sdk.common._npy.load_npy_writable`). Arrays kept beyond one message, in
+``Context.state``, are never aliased: an Array entering a state RecordSet (directly,
+inside a record, or inside a record stored there earlier) keeps its data read-only
+from then on, and is copied once if an array was already handed out from it.
 """
 
 from __future__ import annotations
@@ -26,7 +36,14 @@ from typing import Any, Generic, TypeVar
 
 import numpy.typing as npt
 
-from flwr_sdk.common._npy import NpyPayload, as_byte_view, dump_npy, load_npy
+from flwr_sdk.common._npy import (
+    NpyPayload,
+    as_byte_view,
+    claim_view,
+    dump_npy,
+    is_immutable_bytes,
+    load_npy_writable,
+)
 from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
 
 __all__ = [
@@ -76,8 +93,9 @@ ConfigsRecordValues = (
 class Array:
     """One tensor: a dtype/shape/serialization-type description plus its raw bytes.
 
-    ``data`` may be ``bytes``, a ``memoryview`` (kept as given, never copied, so that a
-    decoder can hand out views of a received buffer) or an
+    ``data`` may be ``bytes``, a ``bytearray`` (stored as a ``bytes`` copy), a
+    ``memoryview`` (kept as given, never copied, so that a decoder can hand out views of
+    a received buffer) or an
     :class:`~flwr_sdk.common._npy.NpyPayload` (a ``.npy`` file not materialised: header plus a
     view of an array; the transports write it without copying). For NumPy arrays ``stype`` is
     ``"numpy.ndarray"`` and ``data`` holds a complete ``.npy`` file; see
@@ -107,10 +125,17 @@ class Array:
             raise TypeError(f"Array.shape must be a list of int, got {self.shape!r}")
         self.shape = [int(d) for d in shape]
         data: object = self.data
-        if isinstance(data, memoryview):
+        if isinstance(data, bytearray):
+            # A buffer its owner may change: keep a copy (Flower keeps it and copies on load).
+            self.data = bytes(data)
+        elif isinstance(data, memoryview):
             self.data = as_byte_view(data, "Array.data memoryview must be C-contiguous")
         elif not isinstance(data, (bytes, NpyPayload)):
-            raise TypeError(f"Array.data must be bytes or memoryview, got {type(data).__name__}")
+            raise TypeError(
+                f"Array.data must be bytes, bytearray or memoryview, got {type(data).__name__}"
+            )
+        # The data this Array made safe to keep (see _make_shared); not a dataclass field.
+        self._shared_data: bytes | memoryview | NpyPayload | None = None
 
     @classmethod
     def from_numpy(cls, ndarray: npt.NDArray[Any]) -> Array:
@@ -130,9 +155,15 @@ class Array:
         )
 
     def numpy(self) -> npt.NDArray[Any]:
-        """Return the tensor as a NumPy array that views ``data`` (no copy).
+        """Return the tensor as a writable NumPy array.
 
-        The array is read-only when ``data`` is ``bytes`` (or a view of read-only memory).
+        When ``data`` is a writable ``memoryview`` (what the decoders give for the tensors
+        of a large received message: a slice of a buffer received for that message
+        alone) the first call returns a view of it, without a copy: changes to the array
+        are changes to this Array's data. Every other call returns a fresh copy, as Flower
+        does: later calls on the same Array, ``bytes`` data (small messages, Arrays built
+        with :meth:`from_numpy`), Arrays kept in ``Context.state`` and
+        :class:`~flwr_sdk.common._npy.NpyPayload` data.
 
         Raises:
             TypeError: ``stype`` is not ``"numpy.ndarray"``, or the data declares an object
@@ -142,7 +173,25 @@ class Array:
         """
         if self.stype != NUMPY_STYPE:
             raise TypeError(f"Array.numpy() needs stype {NUMPY_STYPE!r}, got {self.stype!r}")
-        return load_npy(self.data)
+        return load_npy_writable(self.data)
+
+    def _make_shared(self) -> None:
+        """Make this Array safe to keep beyond its message (it enters ``Context.state``).
+
+        Afterwards ``data`` cannot change through any array handed out by
+        :meth:`numpy` (or ``parameters_to_ndarrays``), earlier or later: a writable
+        memoryview nobody has claimed yet is claimed (later loads copy) and kept as a
+        read-only view, with no copy; data that may already be aliased (a view handed
+        out before, an NpyPayload, a foreign mutable buffer) is copied once to ``bytes``.
+        """
+        data = self.data
+        if self._shared_data is not None and data is self._shared_data:
+            return
+        if isinstance(data, memoryview) and not data.readonly and claim_view(data):
+            self.data = data.toreadonly()
+        elif not is_immutable_bytes(data):
+            self.data = bytes(data)
+        self._shared_data = self.data
 
     def __eq__(self, other: object) -> bool:
         """Compare field by field; ``data`` by content (bytes vs memoryview is irrelevant)."""
@@ -238,6 +287,19 @@ def _check_value(
     return normalized
 
 
+def _value_size(value: object) -> int:
+    """Bytes a record value counts for in ``count_bytes`` (Flower 1.12's counting)."""
+    if isinstance(value, list):
+        return sum(_value_size(item) for item in value)
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, (int, float)):
+        return 8
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    return 0
+
+
 def _values_equal(a: object, b: object) -> bool:
     """Type-strict equality (1 != 1.0, True != 1) with NaN equal to NaN."""
     if isinstance(a, list) and isinstance(b, list):
@@ -310,6 +372,15 @@ class _Record(_CheckedDict[V]):
         checked: V = _check_value(self._name, key, value, self._allowed, self._allowed_text)
         return checked
 
+    def count_bytes(self) -> int:
+        """Approximate size in bytes, counted as Flower 1.12 counts it.
+
+        Each key counts its length; an ``int`` or ``float`` 8 bytes, a ``bool`` 1, a
+        ``str`` its length in characters, ``bytes`` their length; a list the sum of its
+        elements (an empty list 0).
+        """
+        return sum(len(key) + _value_size(value) for key, value in self._data.items())
+
     def __eq__(self, other: object) -> bool:
         """Equal to a record of the same kind with equal entries (values type-strict)."""
         if not isinstance(other, _Record) or type(other) is not type(self):
@@ -331,17 +402,21 @@ class ParametersRecord(_Record[Array]):
 
     Args:
         array_dict: initial entries (inserted in iteration order).
-        keep_input: if False, entries are removed from ``array_dict`` as they are
-            taken over (frees references to large tensors early).
+        keep_input: if False (the default, as in Flower 1.12), entries are removed from
+            ``array_dict`` as they are taken over, so that large tensors are referenced
+            once; pass True to leave ``array_dict`` as it is. A read-only mapping is
+            never changed.
 
     """
 
     _name = "ParametersRecord"
 
     def __init__(
-        self, array_dict: Mapping[str, Array] | None = None, keep_input: bool = True
+        self, array_dict: Mapping[str, Array] | None = None, keep_input: bool = False
     ) -> None:
         """Create the record from ``array_dict`` (see class docstring)."""
+        # True once the record is part of a Context.state: Arrays stored in it are shared.
+        self._shared = False
         super().__init__(array_dict, keep_input)
 
     def _check(self, key: str, value: object) -> Array:
@@ -349,7 +424,15 @@ class ParametersRecord(_Record[Array]):
             raise TypeError(
                 f"ParametersRecord value for key {key!r} must be Array, got {_type_name(value)}"
             )
+        if self._shared:
+            value._make_shared()
         return value
+
+    def _make_shared(self) -> None:
+        """Keep this record beyond one message: its Arrays, now and later, are shared."""
+        self._shared = True
+        for array in self._data.values():
+            array._make_shared()
 
     def __eq__(self, other: object) -> bool:
         """Equal to another ParametersRecord with the same keys, in order, and equal Arrays."""
@@ -358,8 +441,8 @@ class ParametersRecord(_Record[Array]):
         return list(self._data.items()) == list(other._data.items())
 
     def count_bytes(self) -> int:
-        """Return the total size of the tensor data in bytes."""
-        return sum(len(array.data) for array in self._data.values())
+        """Size in bytes as Flower 1.12 counts it: each Array's data plus each key's length."""
+        return sum(len(key) + len(array.data) for key, array in self._data.items())
 
 
 class MetricsRecord(_Record[MetricsRecordValues]):
@@ -417,6 +500,7 @@ class RecordMapping(_CheckedDict[R], Generic[R]):
         self._value_type = value_type
         self._name = name
         self._data = {}
+        self._shared = False
 
     def _check(self, key: str, value: object) -> R:
         if not isinstance(value, self._value_type):
@@ -424,7 +508,17 @@ class RecordMapping(_CheckedDict[R], Generic[R]):
                 f"{self._name} value for key {key!r} must be "
                 f"{self._value_type.__name__}, got {_type_name(value)}"
             )
-        return value
+        checked: R = value
+        if self._shared and isinstance(value, ParametersRecord):
+            value._make_shared()
+        return checked
+
+    def _make_shared(self) -> None:
+        """Keep this mapping beyond one message: its ParametersRecords, now and later."""
+        self._shared = True
+        for value in self._data.values():
+            if isinstance(value, ParametersRecord):
+                value._make_shared()
 
     def __eq__(self, other: object) -> bool:
         """Equal to a RecordMapping (or plain mapping) with equal entries."""
@@ -451,6 +545,11 @@ class RecordSet:
 
     Each section is a :class:`RecordMapping` keyed by ``str`` that only accepts its
     record type. The mappings passed in are copied (the records themselves are not).
+
+    A RecordSet that is a ``Context.state`` outlives single messages, so the Arrays in it
+    are never aliased by arrays handed to user code: storing an Array there (directly
+    or in a ParametersRecord of it) makes its data read-only, copying it once only if
+    an array viewing it was already handed out; ``numpy()`` on it then returns copies.
     """
 
     __slots__ = ("_configs", "_metrics", "_parameters")
@@ -468,6 +567,14 @@ class RecordSet:
         _fill(self._parameters, parameters_records, "parameters_records")
         _fill(self._metrics, metrics_records, "metrics_records")
         _fill(self._configs, configs_records, "configs_records")
+
+    def _make_shared(self) -> None:
+        """Keep this RecordSet beyond one message (it is a ``Context.state``).
+
+        Every Array stored in it, now or later, directly or through a record stored in
+        it, is made safe from aliasing (see ``Array._make_shared``).
+        """
+        self._parameters._make_shared()
 
     @property
     def parameters_records(self) -> RecordMapping[ParametersRecord]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -197,24 +198,38 @@ def make_context(run_config: dict[str, Any] | None = None) -> Context:
     )
 
 
-def test_context_run_config_is_read_only() -> None:
+def test_context_run_config_is_writable_as_in_flower() -> None:
     context = make_context()
     assert context.run_config["lr"] == 0.1
-    with pytest.raises(TypeError):
-        context.run_config["lr"] = 0.2  # type: ignore[index]
-    with pytest.raises(TypeError):
-        del context.run_config["epochs"]  # type: ignore[attr-defined]
-    with pytest.raises(AttributeError):
-        context.run_config = {}  # type: ignore[misc]
-    assert dict(context.run_config) == {"lr": 0.1, "epochs": 2}
+    context.run_config["lr"] = 0.2
+    del context.run_config["epochs"]
+    assert context.run_config == {"lr": 0.2}
+    context.run_config = {"batch": 32}
+    assert context.run_config == {"batch": 32}
 
 
-def test_context_run_config_is_decoupled_from_caller_dict() -> None:
+def test_context_keeps_the_config_dicts_it_is_given() -> None:
+    # Flower's Context is a dataclass: the dicts passed in are the attributes.
     source: dict[str, Any] = {"a": 1}
     context = make_context(source)
-    source["a"] = 2
-    source["b"] = 3
-    assert dict(context.run_config) == {"a": 1}
+    assert context.run_config is source
+    # A read-only mapping is copied into a dict, which is then writable.
+    proxy_context = make_context(MappingProxyType({"a": 1}))  # type: ignore[arg-type]
+    proxy_context.run_config["b"] = 2
+    assert proxy_context.run_config == {"a": 1, "b": 2}
+
+
+def test_context_takes_flowers_positional_arguments_and_own_attributes() -> None:
+    state = RecordSet()
+    context = Context(7, {"partition-id": 0}, state, {"lr": 0.5})
+    assert (context.node_id, context.node_config, context.state, context.run_config) == (
+        7,
+        {"partition-id": 0},
+        state,
+        {"lr": 0.5},
+    )
+    context.model_cache = [1, 2]  # type: ignore[attr-defined]  # allowed, as in Flower
+    assert context.model_cache == [1, 2]  # type: ignore[attr-defined]
 
 
 def test_context_state_is_the_given_object_and_mutable() -> None:
@@ -231,6 +246,9 @@ def test_context_state_is_the_given_object_and_mutable() -> None:
 def test_context_validation() -> None:
     with pytest.raises(TypeError, match="state"):
         Context(node_id=1, node_config={}, state={}, run_config={})  # type: ignore[arg-type]
+    context = make_context()
+    with pytest.raises(TypeError, match="state"):
+        context.state = {}  # type: ignore[assignment]
     with pytest.raises(TypeError, match="'x'"):
         Context(node_id=1, node_config={}, state=RecordSet(), run_config={"x": [1]})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="node_id"):

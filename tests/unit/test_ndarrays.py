@@ -139,13 +139,12 @@ def test_loader_does_not_copy() -> None:
     assert int.from_bytes(buffer[-32:-24], "little") == 7
 
 
-def test_loader_from_bytes_is_read_only_view() -> None:
+def test_loader_from_bytes_is_a_writable_copy() -> None:
     data = ndarray_to_bytes(np.arange(4, dtype=np.float32))
     loaded = bytes_to_ndarray(data)
-    assert not loaded.flags.writeable
-    assert not loaded.flags.owndata
-    with pytest.raises(ValueError):
-        loaded[0] = 1.0
+    assert loaded.flags.writeable and loaded.flags.owndata
+    loaded[0] = 9.0
+    assert bytes_to_ndarray(data).tolist() == [0.0, 1.0, 2.0, 3.0]  # bytes untouched
 
 
 def test_object_dtype_refused_on_write() -> None:
@@ -164,7 +163,13 @@ def test_object_dtype_refused_on_read() -> None:
 
 def test_non_array_refused() -> None:
     with pytest.raises(TypeError, match=r"numpy\.ndarray"):
-        ndarray_to_bytes([1, 2, 3])  # type: ignore[arg-type]
+        ndarray_to_bytes("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"numpy\.ndarray"):
+        ndarray_to_bytes([1, "a"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="object dtype"):
+        ndarray_to_bytes(np.array([None, 1], dtype=object))
+    with pytest.raises(ValueError, match="rectangular"):
+        ndarray_to_bytes([[1], [2, 3]])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bytes or memoryview"):
         bytes_to_ndarray("not bytes")  # type: ignore[arg-type]
 
@@ -247,5 +252,7 @@ def test_ndarrays_to_parameters_validates_input() -> None:
     with pytest.raises(TypeError, match=r"list of numpy\.ndarray"):
         ndarrays_to_parameters(np.zeros(3))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"ndarrays\[1\]"):
-        ndarrays_to_parameters([np.zeros(3), [1, 2]])  # type: ignore[list-item]
+        ndarrays_to_parameters([np.zeros(3), ["a", "b"]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"ndarrays\[0\]"):
+        ndarrays_to_parameters([None])  # type: ignore[list-item]
     assert ndarrays_to_parameters([]).tensors == []
