@@ -16,7 +16,12 @@ Every record checks keys and values when they are stored (constructor, ``[]=``,
 types, as Flower does for the same values. Integers must fit the wire: the signed or the
 unsigned 64-bit range (:class:`ValueError` when stored; Flower accepts them and fails
 when the message is serialized). Numbers are stored as the builtin types, so a subclass
-such as ``numpy.float64`` is stored as ``float``; lists are copied on insert.
+such as ``numpy.float64`` is stored as ``float``; lists are copied on insert (so a
+later change to the caller's list cannot slip a value of another type into a record).
+
+A record equals a record of the same kind or a plain mapping with the same entries.
+Values compare type-strictly (``1 != 1.0``, ``True != 1``: different values on the
+wire) and NaN equals NaN; ParametersRecords also compare key order.
 
 Arrays and memory: :meth:`Array.numpy` returns a writable array. For an Array decoded
 from a large received message it is a view of the received buffer the first time
@@ -382,11 +387,18 @@ class _Record(_CheckedDict[V]):
         return sum(len(key) + _value_size(value) for key, value in self._data.items())
 
     def __eq__(self, other: object) -> bool:
-        """Equal to a record of the same kind with equal entries (values type-strict)."""
-        if not isinstance(other, _Record) or type(other) is not type(self):
+        """Equal to a record of the same kind, or a plain mapping, with equal entries.
+
+        Values compare type-strictly (``1 != 1.0``, ``True != 1``: they are different
+        values on the wire) and NaN equals NaN. A record of another kind is never equal.
+        """
+        if isinstance(other, _Record):
+            if type(other) is not type(self):
+                return False
+        elif not isinstance(other, Mapping):
             return NotImplemented
-        return self._data.keys() == other._data.keys() and all(
-            _values_equal(v, other._data[k]) for k, v in self._data.items()
+        return self._data.keys() == other.keys() and all(
+            _values_equal(v, other[k]) for k, v in self._data.items()
         )
 
     def __repr__(self) -> str:
@@ -435,10 +447,15 @@ class ParametersRecord(_Record[Array]):
             array._make_shared()
 
     def __eq__(self, other: object) -> bool:
-        """Equal to another ParametersRecord with the same keys, in order, and equal Arrays."""
-        if not isinstance(other, ParametersRecord):
+        """Equal to a ParametersRecord or plain mapping with the same keys, in order.
+
+        The Arrays must be equal too. A record of another kind is never equal.
+        """
+        if isinstance(other, _Record) and not isinstance(other, ParametersRecord):
+            return False
+        if not isinstance(other, Mapping):
             return NotImplemented
-        return list(self._data.items()) == list(other._data.items())
+        return list(self._data.items()) == list(other.items())
 
     def count_bytes(self) -> int:
         """Size in bytes as Flower 1.12 counts it: each Array's data plus each key's length."""

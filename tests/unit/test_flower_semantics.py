@@ -24,10 +24,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from support.flower_env import FlowerEnv
 
+from flwr_sdk.clientapp.numpy_client import NumPyClient
 from flwr_sdk.common import _npy
 from flwr_sdk.common._npy import NpyPayload
 from flwr_sdk.common.context import Context
-from flwr_sdk.common.legacy_types import Parameters
+from flwr_sdk.common.legacy_records import EVALUATE_KIND, FIT_KIND
+from flwr_sdk.common.legacy_types import EvaluateIns, FitIns, Parameters
 from flwr_sdk.common.ndarrays import (
     bytes_to_ndarray,
     ndarray_to_bytes,
@@ -93,6 +95,47 @@ ARRAY_LIKES = [
     "[[1], [2, 3]]",
 ]
 
+# What a NumPyClient's fit / evaluate returns, carried to a RecordSet as on grpc-rere.
+FIT_RETURNS = [
+    "([np.ones(2)], 1, {})",
+    "((np.ones(2),), 1, {})",
+    "([np.ones(2)], np.int64(1), {})",
+    "([[1.0, 2.0]], 1, {})",
+    "([np.ones(2)], 1, {'l': [1, 2]})",
+    "([np.ones(2)], 1, {'n': np.float64(1)})",
+    "([np.ones(2)], 1, {'n': np.float32(1)})",
+    "([np.ones(2)], 1, {'n': np.int64(1)})",
+    "([np.ones(2)], 1.0, {})",
+    "([np.ones(2)], True, {})",
+    "(np.ones(2), 1, {})",
+    "([np.ones(2)], 1)",
+]
+EVALUATE_RETURNS = [
+    "(1.0, 1, {})",
+    "(np.float64(0.5), 1, {})",
+    "(1, 1, {})",
+    "(np.float32(0.5), 1, {})",
+    "('0.5', 1, {})",
+    "(0.5, 1, {'l': [0.1, 0.2]})",
+    "(0.5, 1, None)",
+]
+# Config values the server sends in a FitIns, read back into the legacy dict.
+INS_CONFIGS = ["{'lr': 0.1, 'name': 'x', 'flag': True, 'raw': b'x'}", "{'lrs': [0.1, 0.2]}"]
+
+# Record comparisons, "left == right" evaluated on both sides.
+EQUALITIES = [
+    "ConfigsRecord({'a': 1, 'b': 'x'}) == {'a': 1, 'b': 'x'}",
+    "{'a': 1} == ConfigsRecord({'a': 1})",
+    "MetricsRecord({'a': 0.5}) == MetricsRecord({'a': 0.5})",
+    "MetricsRecord({'a': [1, 2]}) == {'a': [1, 2]}",
+    "ConfigsRecord({'a': 1}) == ConfigsRecord({'a': 2})",
+    "ConfigsRecord({'a': 1}) == {'a': 1.0}",
+    "ConfigsRecord({'a': True}) == ConfigsRecord({'a': 1})",
+    "ParametersRecord({'w': Array('', [], 'x', b'a')}, keep_input=True)"
+    " == {'w': Array('', [], 'x', b'a')}",
+    "RecordSet() == RecordSet()",
+]
+
 # (what, case) pairs where we differ from Flower 1.12 on purpose; each is asserted below.
 DIFFERENCES = {
     # Out of the 64-bit range: Flower accepts the value and fails when serializing the
@@ -117,6 +160,19 @@ DIFFERENCES = {
     # raise TypeError (the value's type is wrong), as for every object dtype.
     ("ndarrays", "None"),
     ("ndarrays", "{'a': 1}"),
+    # NumPyClient returns: we also take a tuple of arrays, a NumPy integer num_examples,
+    # an int or NumPy float loss; each converts without loss.
+    ("fit", "((np.ones(2),), 1, {})"),
+    ("fit", "([np.ones(2)], np.int64(1), {})"),
+    ("evaluate", "(1, 1, {})"),
+    ("evaluate", "(np.float32(0.5), 1, {})"),
+    # Records compare values type-strictly: 1 and 1.0 (or True) are different values on
+    # the wire (sint64, double, bool), so records that compare equal serialize equally.
+    ("equal", "ConfigsRecord({'a': 1}) == {'a': 1.0}"),
+    ("equal", "ConfigsRecord({'a': True}) == ConfigsRecord({'a': 1})"),
+    # Flower converts a list of numbers returned in place of an array; we refuse it (for
+    # now: tests/unit/test_client_dispatch.py pins the refusal).
+    ("fit", "([[1.0, 2.0]], 1, {})"),
 }
 
 FLOWER_SIDE = r"""
@@ -183,12 +239,55 @@ out["context"] = {
 }
 context.run_config = {"replaced": 1}
 out["context"]["replaced"] = context.run_config
+from flwr.client import NumPyClient
+from flwr.common import EvaluateIns, FitIns
+from flwr.common.recordset_compat import (
+    evaluateres_to_recordset, fitins_to_recordset, fitres_to_recordset, recordset_to_fitins,
+)
+
+class Returns(NumPyClient):
+    def __init__(self, result):
+        self.result = result
+    def fit(self, parameters, config):
+        return self.result
+    def evaluate(self, parameters, config):
+        return self.result
+
+fit_ins = FitIns(ndarrays_to_parameters([np.ones(2)]), {})
+evaluate_ins = EvaluateIns(fit_ins.parameters, {})
+out["fit"] = {
+    expr: outcome(lambda: (fitres_to_recordset(
+        Returns(eval(expr)).to_client().fit(fit_ins), True), None)[1])[0]
+    for expr in cases["fit"]
+}
+out["evaluate"] = {
+    expr: outcome(lambda: (evaluateres_to_recordset(
+        Returns(eval(expr)).to_client().evaluate(evaluate_ins)), None)[1])[0]
+    for expr in cases["evaluate"]
+}
+out["equal"] = {expr: outcome(lambda: eval(expr)) for expr in cases["equal"]}
+out["ins_config"] = {
+    expr: outcome(lambda: recordset_to_fitins(
+        fitins_to_recordset(FitIns(fit_ins.parameters, eval(expr)), True), True
+    ).config == eval(expr))
+    for expr in cases["ins_config"]
+}
 print(json.dumps(out))
 """
 
 
+_NAMES = {
+    "np": np,
+    "Array": Array,
+    "ConfigsRecord": ConfigsRecord,
+    "MetricsRecord": MetricsRecord,
+    "ParametersRecord": ParametersRecord,
+    "RecordSet": RecordSet,
+}
+
+
 def _eval(expr: str) -> Any:
-    return eval(expr, {"np": np})  # our own literal test cases, never external input
+    return eval(expr, dict(_NAMES))  # our own literal test cases, never external input
 
 
 def _outcome(fn: Callable[[], Any]) -> list[Any]:
@@ -261,12 +360,52 @@ def ours() -> dict[str, Any]:
     }
     context.run_config = {"replaced": 1}
     out["context"]["replaced"] = context.run_config
+
+    fit_ins = FitIns(ndarrays_to_parameters([np.ones(2)]), {})
+    evaluate_ins = EvaluateIns(fit_ins.parameters, {})
+
+    def fit(expr: str) -> None:
+        res = _Returns(_eval(expr)).to_client().fit(fit_ins)
+        FIT_KIND.res_to_recordset(res, keep_input=True)
+
+    def evaluate(expr: str) -> None:
+        res = _Returns(_eval(expr)).to_client().evaluate(evaluate_ins)
+        EVALUATE_KIND.res_to_recordset(res, keep_input=True)
+
+    def ins_config(expr: str) -> bool:
+        content = FIT_KIND.ins_to_recordset(FitIns(fit_ins.parameters, _eval(expr)), True)
+        return bool(FIT_KIND.recordset_to_ins(content, True).config == _eval(expr))
+
+    out["fit"] = {e: _outcome(lambda e=e: fit(e))[0] for e in FIT_RETURNS}
+    out["evaluate"] = {e: _outcome(lambda e=e: evaluate(e))[0] for e in EVALUATE_RETURNS}
+    out["ins_config"] = {e: _outcome(lambda e=e: ins_config(e)) for e in INS_CONFIGS}
+    out["equal"] = {e: _outcome(lambda e=e: _eval(e)) for e in EQUALITIES}
     return out
+
+
+class _Returns(NumPyClient):
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def fit(self, parameters: Any, config: Any) -> Any:
+        return self.result
+
+    def evaluate(self, parameters: Any, config: Any) -> Any:
+        return self.result
 
 
 @pytest.fixture(scope="module")
 def flower(flwr_1_12: FlowerEnv) -> dict[str, Any]:
-    cases = json.dumps({"records": RECORD_VALUES, "arrays": ARRAY_LIKES})
+    cases = json.dumps(
+        {
+            "records": RECORD_VALUES,
+            "arrays": ARRAY_LIKES,
+            "fit": FIT_RETURNS,
+            "evaluate": EVALUATE_RETURNS,
+            "ins_config": INS_CONFIGS,
+            "equal": EQUALITIES,
+        }
+    )
     done = flwr_1_12.run(
         [flwr_1_12.python, "-c", FLOWER_SIDE],
         input=cases,
@@ -285,7 +424,17 @@ def _without_differences(section: str, table: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "section", ["configs", "metrics", "configs_bytes", "metrics_bytes", "ndarrays"]
+    "section",
+    [
+        "configs",
+        "metrics",
+        "configs_bytes",
+        "metrics_bytes",
+        "ndarrays",
+        "fit",
+        "evaluate",
+        "equal",
+    ],
 )
 def test_same_as_flower_1_12(flower: dict[str, Any], section: str) -> None:
     mine = ours()
