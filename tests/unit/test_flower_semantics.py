@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -667,3 +668,54 @@ def test_run_config_changes_persist_for_the_run() -> None:
     context = Context(1, {}, RecordSet(), {"lr": 0.1})
     context.run_config["lr"] *= 0.5  # e.g. a schedule kept across rounds
     assert context.run_config == {"lr": 0.05}
+
+
+@settings(max_examples=60)
+@given(
+    loads_before=st.integers(min_value=0, max_value=3),
+    loads_after=st.integers(min_value=0, max_value=3),
+    via_legacy=st.booleans(),
+)
+def test_state_content_is_what_it_was_when_stored(
+    loads_before: int, loads_after: int, via_legacy: bool
+) -> None:
+    """Whatever user code does to arrays it loaded, the state keeps what was stored."""
+    weights = np.arange(8, dtype=np.float64)
+    array = _received(weights)
+
+    def load() -> np.ndarray:
+        if via_legacy:
+            return parameters_to_ndarrays(Parameters(tensors=[array.data], tensor_type=""))[0]
+        return array.numpy()
+
+    loaded = [load() for _ in range(loads_before)]
+    for got in loaded:
+        got += 1  # each is the user's own: changes stay in it
+    stored = _npy.load_npy(array.data).copy()  # what the Array holds entering the state
+    context = Context(1, {}, RecordSet(), {})
+    context.state.parameters_records["p"] = ParametersRecord({"w": array})
+    loaded += [load() for _ in range(loads_after)]
+    for got in loaded:
+        got *= -3
+    np.testing.assert_array_equal(context.state.parameters_records["p"]["w"].numpy(), stored)
+    for i, a in enumerate(loaded):
+        for b in loaded[i + 1 :]:
+            assert not np.shares_memory(a, b)
+
+
+def test_concurrent_loads_hand_the_buffer_over_once() -> None:
+    view = memoryview(bytearray(npy_of(np.zeros(1000))))
+    barrier = threading.Barrier(4)
+    got: list[np.ndarray] = []
+
+    def load() -> None:
+        barrier.wait()
+        got.append(bytes_to_ndarray(view))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    whole = np.frombuffer(view, np.uint8)
+    assert sum(np.shares_memory(a, whole) for a in got) == 1
