@@ -32,6 +32,10 @@ shared by :class:`flwr_sdk.common.records.Array` and :mod:`flwr_sdk.common.ndarr
   Handing over is tracked per ``memoryview`` object (weakly: the record disappears with
   the view), so a message's ``Array.data`` and the legacy ``Parameters.tensors`` made
   from it, which are the same objects, share one hand-over.
+* :func:`peek_npy` is for SDK code that only reads a tensor (its size, an aggregate):
+  a read-only view that neither copies nor hands the buffer over, so the user's later
+  load still gets it without a copy. Internal readers must use it (or :func:`load_npy`),
+  never the user-facing functions, which would copy or take the buffer away.
 
 Nothing is ever unpickled: object dtypes are refused with :class:`TypeError` in both
 directions, and the header is parsed with :func:`ast.literal_eval`, limited in size.
@@ -59,6 +63,7 @@ __all__ = [
     "is_immutable_bytes",
     "load_npy",
     "load_npy_writable",
+    "peek_npy",
 ]
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -319,6 +324,22 @@ def load_npy_writable(data: bytes | bytearray | memoryview | NpyPayload) -> npt.
         return array
     copied: npt.NDArray[Any] = array.copy(order="K")
     return copied
+
+
+def peek_npy(data: bytes | bytearray | memoryview | NpyPayload) -> npt.NDArray[Any]:
+    """A read-only view of a ``.npy`` tensor for SDK code that only reads it.
+
+    Never copies the data and never hands a buffer over (see :func:`load_npy_writable`):
+    a user's later load of the same tensor is unaffected.
+
+    Raises:
+        ValueError: ``data`` is not a well-formed ``.npy`` file.
+        TypeError: the header declares an object dtype.
+
+    """
+    view: npt.NDArray[Any] = load_npy(data).view()
+    view.flags.writeable = False
+    return view
 
 
 def _parse_header(raw: bytes, encoding: str) -> tuple[np.dtype[Any], bool, tuple[int, ...]]:

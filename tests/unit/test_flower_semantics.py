@@ -719,3 +719,15 @@ def test_concurrent_loads_hand_the_buffer_over_once() -> None:
         thread.join()
     whole = np.frombuffer(view, np.uint8)
     assert sum(np.shares_memory(a, whole) for a in got) == 1
+
+
+def test_sdk_readers_peek_without_taking_the_buffer() -> None:
+    view = memoryview(bytearray(npy_of(np.arange(6.0))))
+    peeked = _npy.peek_npy(view)  # e.g. a size-logging mod, before the client runs
+    assert not peeked.flags.writeable and peeked.size == 6
+    whole = np.frombuffer(view, np.uint8)
+    assert np.shares_memory(peeked, whole)
+    users = bytes_to_ndarray(view)  # the user still gets the buffer, without a copy
+    assert users.flags.writeable and np.shares_memory(users, whole)
+    mine = np.ones(3)
+    assert np.shares_memory(_npy.peek_npy(NpyPayload(mine)), mine) and mine.flags.writeable
