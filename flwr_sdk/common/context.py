@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from flwr_sdk.common.records import RecordSet
 
@@ -35,14 +36,16 @@ def _check_id(name: str, value: object) -> int:
     return value
 
 
+@dataclass
 class Context:
     """Where a client runs: its node, the run's configuration and state kept across messages.
 
-    As in Flower 1.12, every attribute is a plain, writable attribute: ``run_config`` and
-    ``node_config`` are ordinary dicts (the dicts passed in are kept, not copied) and
-    user code may change them or set attributes of its own. One Context exists per run:
-    the same object (and so the same ``state``, ``run_config`` and attributes) is passed
-    for every message of that run, so changes persist across the run's messages.
+    A dataclass, as in Flower 1.12, and every attribute is a plain, writable attribute:
+    ``run_config`` and ``node_config`` are ordinary dicts (the dicts passed in are kept,
+    not copied) and user code may change them or set attributes of its own. One Context
+    exists per run: the same object (and so the same ``state``, ``run_config`` and
+    attributes) is passed for every message of that run, so changes persist across the
+    run's messages.
 
     ``state`` outlives single messages, so an Array stored in it is never aliased by an
     array handed to user code (see :class:`~flwr_sdk.common.records.RecordSet`): arrays
@@ -54,7 +57,7 @@ class Context:
     Args:
         node_id: this node's id (``-1`` on grpc-bidi, which has no node ids).
         node_config: the node's configuration (``{}`` with ``start_client``).
-        state: the run's state, kept across messages.
+        state: the run's state, kept across messages (also when assigned later).
         run_config: the run's configuration.
         run_id: the run's id (``0`` on grpc-bidi); not in Flower 1.12 (1.13 added it).
 
@@ -66,54 +69,21 @@ class Context:
 
     node_id: int
     node_config: UserConfig
+    state: RecordSet
     run_config: UserConfig
-    run_id: int
+    run_id: int = 0
 
-    def __init__(
-        self,
-        node_id: int,
-        node_config: Mapping[str, UserConfigValue],
-        state: RecordSet,
-        run_config: Mapping[str, UserConfigValue],
-        run_id: int = 0,
-    ) -> None:
-        """Create a Context (see class docstring)."""
-        self.node_id = _check_id("node_id", node_id)
-        self.node_config = _check_config("node_config", node_config)
-        self.state = state
-        self.run_config = _check_config("run_config", run_config)
-        self.run_id = _check_id("run_id", run_id)
+    def __post_init__(self) -> None:
+        """Check the arguments; turn config mappings that are not dicts into dicts."""
+        _check_id("node_id", self.node_id)
+        _check_id("run_id", self.run_id)
+        self.node_config = _check_config("node_config", self.node_config)
+        self.run_config = _check_config("run_config", self.run_config)
 
-    @property
-    def state(self) -> RecordSet:
-        """The run's state, kept across messages (assignable, as in Flower)."""
-        return self._state
-
-    @state.setter
-    def state(self, state: RecordSet) -> None:
-        if not isinstance(state, RecordSet):
-            raise TypeError(f"Context.state must be RecordSet, got {type(state).__name__}")
-        state._make_shared()
-        self._state = state
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when every field is equal."""
-        if not isinstance(other, Context):
-            return NotImplemented
-        return (
-            self.node_id == other.node_id
-            and self.run_id == other.run_id
-            and self.node_config == other.node_config
-            and self.run_config == other.run_config
-            and self.state == other.state
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        """Show every field."""
-        return (
-            f"Context(node_id={self.node_id!r}, node_config={self.node_config!r}, "
-            f"state={self.state!r}, run_config={self.run_config!r}, "
-            f"run_id={self.run_id!r})"
-        )
+    def __setattr__(self, name: str, value: object) -> None:
+        """Set an attribute; a new ``state`` is checked and kept safe from aliasing."""
+        if name == "state":
+            if not isinstance(value, RecordSet):
+                raise TypeError(f"Context.state must be RecordSet, got {type(value).__name__}")
+            value._make_shared()
+        super().__setattr__(name, value)

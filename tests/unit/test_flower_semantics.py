@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import json
@@ -240,6 +241,8 @@ out["context"] = {
 }
 context.run_config = {"replaced": 1}
 out["context"]["replaced"] = context.run_config
+import dataclasses
+out["context"]["dataclass_fields"] = [f.name for f in dataclasses.fields(Context)][:4]
 from flwr.client import NumPyClient
 from flwr.common import EvaluateIns, FitIns
 from flwr.common.recordset_compat import (
@@ -361,6 +364,8 @@ def ours() -> dict[str, Any]:
     }
     context.run_config = {"replaced": 1}
     out["context"]["replaced"] = context.run_config
+    # Flower 1.12's four fields come first; run_id (Flower 1.13+) follows.
+    out["context"]["dataclass_fields"] = [f.name for f in dataclasses.fields(Context)][:4]
 
     fit_ins = FitIns(ndarrays_to_parameters([np.ones(2)]), {})
     evaluate_ins = EvaluateIns(fit_ins.parameters, {})

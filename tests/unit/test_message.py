@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from types import MappingProxyType
@@ -230,6 +231,18 @@ def test_context_takes_flowers_positional_arguments_and_own_attributes() -> None
     )
     context.model_cache = [1, 2]  # type: ignore[attr-defined]  # allowed, as in Flower
     assert context.model_cache == [1, 2]  # type: ignore[attr-defined]
+
+
+def test_context_is_a_dataclass_as_in_flower() -> None:
+    context = make_context()
+    assert dataclasses.is_dataclass(context)
+    names = [field.name for field in dataclasses.fields(context)]
+    assert names == ["node_id", "node_config", "state", "run_config", "run_id"]
+    other = dataclasses.replace(context, run_config={"lr": 1.0})
+    assert other.state is context.state and other.run_config == {"lr": 1.0}
+    assert other != context and dataclasses.replace(context) == context
+    with pytest.raises(TypeError, match="run_config"):
+        dataclasses.replace(context, run_config={"x": None})
 
 
 def test_context_state_is_the_given_object_and_mutable() -> None:
