@@ -208,8 +208,29 @@ def _load_public_key(path: str, flag: str) -> Any:
         raise ValueError(f"{flag} {path}: not a public key ({exc})") from None
 
 
+def _user_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback with only the user's frames (not flwr-sdk's nor the stdlib's)."""
+    import sysconfig
+    import traceback
+
+    skip = (
+        str(Path(__file__).resolve().parent),
+        str(Path(sysconfig.get_paths()["stdlib"]).resolve()),
+    )
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not str(Path(frame.filename).resolve()).startswith(skip)
+    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    return "".join([*lines, *traceback.format_exception_only(type(exc), exc)])
+
+
 def _client(args: argparse.Namespace) -> int:
-    import flwr_sdk
+    """Run ``start_client`` with the node's events drawn; exit 1 if instructions failed."""
+    from flwr_sdk.app import start_client
+    from flwr_sdk.cli_display import ClientDisplay
+    from flwr_sdk.events import NodeEvent, Stopped
 
     kind, app = load_app(args.app)
     keys = None
@@ -221,21 +242,50 @@ def _client(args: argparse.Namespace) -> int:
             _load_public_key(args.auth_key_public, "--auth-key-public"),
         )
     root: bytes | str | None = args.root_certificates
-    flwr_sdk.start_client(
-        server_address=args.server_address,
-        client_fn=app if kind == "client_fn" else None,
-        client=app if kind == "client" else None,
-        app=app if kind == "app" else None,
-        grpc_max_message_length=args.grpc_max_message_length,
-        root_certificates=root,
-        insecure=args.insecure,
-        transport=args.transport,
-        authentication_keys=keys,
-        max_retries=args.max_retries,
-        max_wait_time=args.max_wait_time,
-        wire=args.wire,
-    )
-    return 0
+    # -q: no display; the node's WARNING / ERROR log lines (failures, the summary) remain.
+    display = None if args.quiet else ClientDisplay(show_error=False)
+    stopped: list[Stopped] = []
+
+    def on_event(event: NodeEvent) -> None:
+        if isinstance(event, Stopped):
+            stopped.append(event)
+        if display is not None:
+            display(event)
+
+    try:
+        start_client(
+            server_address=args.server_address,
+            client_fn=app if kind == "client_fn" else None,
+            client=app if kind == "client" else None,
+            app=app if kind == "app" else None,
+            grpc_max_message_length=args.grpc_max_message_length,
+            root_certificates=root,
+            insecure=args.insecure,
+            transport=args.transport,
+            authentication_keys=keys,
+            max_retries=args.max_retries,
+            max_wait_time=args.max_wait_time,
+            wire=args.wire,
+            fail_fast=args.fail_fast,
+            on_event=on_event,
+        )
+    except Exception as exc:
+        end = stopped[-1] if stopped else None
+        if args.fail_fast and end is not None and end.summary.failures:
+            # The user's own exception: where it came from in their code, then one line.
+            sys.stderr.write(_user_traceback(exc))
+            print(
+                f"flwr-sdk client: stopped at the first failure (--fail-fast): "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        raise
+    finally:
+        if display is not None:
+            display.close()
+    # Failed instructions: the node logged each one and the summary (at ERROR).
+    return 1 if stopped and stopped[-1].summary.failures else 0
 
 
 # ------------------------------------------------------------------------------ server
@@ -593,6 +643,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="Flower wire line of the Fleet API (default: detect it)",
     )
+    client.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first failure of user code (start_client(fail_fast=True)) "
+        "instead of sending an error reply and going on",
+    )
 
     sub.add_parser(
         "codegen",
@@ -608,8 +664,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "client": _client,
 }
 
-_BASE_LEVEL = {"demo": logging.WARNING, "server": logging.INFO, "client": logging.INFO}
-"""Each command's log level without ``-v`` / ``-q``."""
+_BASE_LEVEL = {"demo": logging.WARNING, "server": logging.INFO, "client": logging.WARNING}
+"""Each command's log level without ``-v`` / ``-q`` (the client draws its progress instead)."""
 
 
 if TYPE_CHECKING:

@@ -9,8 +9,9 @@ that turns the events of :mod:`flwr_sdk.events` into:
 * a progress bar while a big message moves (``TransferProgress``, at least
   ``bar_min_bytes``);
 * a line per connection made, registration, retry (its delay and reason) and disconnection;
-* a summary when the node stops: instructions handled per message type, and for each type
-  with failures how many failed and the first error.
+* a summary when the node stops (:meth:`~flwr_sdk.events.NodeSummary.describe`: the
+  instructions handled per message type, or for each type with failures how many failed
+  and the first error).
 
 On a terminal it draws with `rich <https://github.com/Textualize/rich>`_ (colours, a live
 progress bar that is erased when the transfer ends); elsewhere (a pipe, a file, a CI log),
@@ -30,7 +31,6 @@ from flwr_sdk.events import (
     InstructionFailed,
     InstructionReceived,
     NodeEvent,
-    NodeSummary,
     Registered,
     ReplySent,
     Retrying,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
-__all__ = ["ClientDisplay", "format_size", "summary_lines"]
+__all__ = ["ClientDisplay", "format_size"]
 
 DisplayStyle = Literal["auto", "rich", "plain"]
 
@@ -64,41 +64,10 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def summary_lines(summary: NodeSummary) -> list[str]:
-    """What a node did, as the lines :class:`ClientDisplay` prints when it stops.
-
-    The first line counts the instructions handled per message type and the failures;
-    one more line per message type with failures says how many of them failed and the
-    first error, e.g. ``"3 of 3 train instructions failed: ValueError: bad shape"``.
-    """
-    total = sum(summary.handled.values())
-    if total == 0 and summary.failures == 0:
-        return ["no instructions were handled"]
-    per_type = ", ".join(f"{kind} {count}" for kind, count in summary.handled.items())
-    failed = "none failed" if summary.failures == 0 else f"{summary.failures} failed"
-    lines = [f"{_plural(total, 'instruction')} handled ({per_type}), {failed}"]
-    for kind, count in summary.failed.items():
-        if count == 0:
-            continue
-        handled = max(summary.handled.get(kind, 0), count)
-        error = summary.first_errors.get(kind)
-        lines.append(
-            f"{count} of {_plural(handled, kind + ' instruction')} failed"
-            + (f": {error}" if error else "")
-        )
-    return lines
-
-
-def _round(group_id: str) -> str:
-    return f"round {group_id}" if group_id else ""
-
-
 def _instruction_line(group_id: str, message_type: str, what: str) -> str:
-    return f"{_round(group_id):<9} {message_type:<14} {what}"
+    # grpc-bidi carries no round: its lines start with the message type.
+    where = f"round {group_id:<3} " if group_id else ""
+    return f"{where}{message_type:<14} {what}"
 
 
 class _Output(Protocol):
@@ -229,6 +198,8 @@ class ClientDisplay:
             otherwise; ``"rich"``: rich even when ``file`` is not a terminal (tests);
             ``"plain"``: plain lines.
         bar_min_bytes: the smallest transfer that gets a progress bar.
+        show_error: whether the summary at the end names the error the node stopped
+            with (``flwr-sdk client`` prints that on stderr instead).
 
     """
 
@@ -238,6 +209,7 @@ class ClientDisplay:
         *,
         style: DisplayStyle = "auto",
         bar_min_bytes: int = 2 * TRANSFER_PROGRESS_STEP,
+        show_error: bool = True,
     ) -> None:
         if style not in ("auto", "rich", "plain"):
             raise ValueError(f"style must be 'auto', 'rich' or 'plain', got {style!r}")
@@ -245,6 +217,7 @@ class ClientDisplay:
         console = _rich_console(target, style)
         self._out: _Output = _PlainOutput(target) if console is None else _RichOutput(console)
         self._bar_min_bytes = bar_min_bytes
+        self._show_error = show_error
         # The transfer drawn now: its direction and the bytes done at its last event.
         self._transfer: tuple[str, int] | None = None
         self._stopped: Stopped | None = None
@@ -267,7 +240,7 @@ class ClientDisplay:
         self._end_transfer()
         if isinstance(event, Connected):
             over = f"{event.address} over {event.transport}"
-            line = f"; the server speaks the Flower {event.line} Fleet API" if event.line else ""
+            line = f"; the SuperLink speaks the Flower {event.line} Fleet API" if event.line else ""
             self._out.line(f"connected to {over}{line}", "green")
         elif isinstance(event, Registered):
             self._out.line(f"registered as node {event.node_id}", "")
@@ -320,10 +293,7 @@ class ClientDisplay:
 
     def _on_stopped(self, event: Stopped) -> None:
         self._stopped = event
-        lines = summary_lines(event.summary)
         failed = event.summary.failures > 0
-        self._out.line(f"stopped: {lines[0]}", "bold red" if failed else "bold")
-        for line in lines[1:]:
-            self._out.line(f"  {line}", "red")
-        if event.error is not None:
+        self._out.line(f"stopped: {event.summary.describe()}", "bold red" if failed else "bold")
+        if event.error is not None and self._show_error:
             self._out.line(f"stopped with an error: {event.error}", "bold red")

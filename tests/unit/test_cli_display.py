@@ -86,7 +86,7 @@ def test_plain_lines_per_round_without_control_codes() -> None:
     lines = text.splitlines()
     assert lines[0] == "retrying in 1.2 s (retry 1): ServerUnavailableError: connection refused"
     assert lines[1] == (
-        "connected to 127.0.0.1:9092 over grpc-rere; the server speaks the Flower 1.12 Fleet API"
+        "connected to 127.0.0.1:9092 over grpc-rere; the SuperLink speaks the Flower 1.12 Fleet API"
     )
     assert lines[2] == "registered as node 42"
     rounds = [line for line in lines if line.startswith("round ")]
@@ -100,10 +100,7 @@ def test_plain_lines_per_round_without_control_codes() -> None:
         "round 2   train          replied   error reply in 0.02 s",
     ]
     assert "disconnected (the server ended the run); not reconnecting" in lines
-    assert lines[-2:] == [
-        "stopped: 3 instructions handled (train 2, evaluate 1), 1 failed",
-        "  1 of 2 train instructions failed: ValueError: bad shape",
-    ]
+    assert lines[-1] == "stopped: 1 of 2 train instructions failed (first: ValueError: bad shape)"
     assert display.stopped is not None and display.stopped.summary.failures == 1
 
 
@@ -146,8 +143,7 @@ def test_rich_draws_a_progress_bar_for_a_64_mib_transfer() -> None:
         "round 1   train          received  64.0 MiB",
         "round 1   train          replied   64.0 MiB in 2.50 s",
         "round 2   train          FAILED    ValueError: bad shape",
-        "stopped: 3 instructions handled (train 2, evaluate 1), 1 failed",
-        "  1 of 2 train instructions failed: ValueError: bad shape",
+        "stopped: 1 of 2 train instructions failed (first: ValueError: bad shape)",
     ):
         assert line in plain, (line, plain)
 
@@ -178,9 +174,11 @@ def test_stopped_with_an_error_and_no_instructions() -> None:
     error = "RetriesExhaustedError: connecting to 127.0.0.1:1 failed 2 times"
     _, text = draw([Stopped(NodeSummary(), error)], style="plain")
     assert text.splitlines() == [
-        "stopped: no instructions were handled",
+        "stopped: no instructions handled",
         f"stopped with an error: {error}",
     ]
+    _, text = draw([Stopped(NodeSummary(), error)], style="plain", show_error=False)
+    assert text.splitlines() == ["stopped: no instructions handled"]
 
 
 def test_auto_style_is_plain_on_a_pipe() -> None:
@@ -204,3 +202,15 @@ def test_bad_style() -> None:
 )
 def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
+
+
+def test_grpc_bidi_lines_have_no_round() -> None:
+    events: list[NodeEvent] = [
+        InstructionReceived(0, "m", "train", "", MODEL),
+        ReplySent("train", "", MODEL, 1.5, False),
+    ]
+    _, text = draw(events, style="plain")
+    assert text.splitlines() == [
+        "train          received  64.0 MiB",
+        "train          replied   64.0 MiB in 1.50 s",
+    ]
