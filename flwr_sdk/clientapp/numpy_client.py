@@ -24,7 +24,12 @@ from flwr_sdk.clientapp.client import Client, HasContext
 from flwr_sdk.common import legacy_types as lt
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.legacy_types import Code, Config, Metrics, Properties, Status
-from flwr_sdk.common.ndarrays import NDArrays, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr_sdk.common.ndarrays import (
+    NDArrays,
+    as_ndarray,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 
 __all__ = ["NumPyClient"]
 
@@ -86,12 +91,19 @@ def _is_real(value: object) -> bool:
 
 
 def _check_ndarrays(value: object, method: str, what: str) -> NDArrays:
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, np.ndarray) for v in value):
+    # Flower serializes whatever numpy.save accepts: lists of numbers pass, as there.
+    if not isinstance(value, (list, tuple)):
         raise TypeError(
             f"NumPyClient.{method} must return {what} as a list of numpy.ndarray, "
             f"got {_describe(value)}"
         )
-    return list(value)
+    try:
+        return [as_ndarray(v, f"NumPyClient.{method} {what}[{i}]") for i, v in enumerate(value)]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"NumPyClient.{method} must return {what} as a list of numpy.ndarray, "
+            f"got {_describe(value)}: {exc}"
+        ) from None
 
 
 def _check_dict(value: object, method: str, what: str) -> dict[str, Any]:

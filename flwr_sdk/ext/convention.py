@@ -29,6 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from flwr_sdk.common._npy import peek_npy
 from flwr_sdk.common.records import (
     NUMPY_STYPE,
     Array,
@@ -212,7 +213,7 @@ def ndarray_fields_from_array(array: Array) -> tuple[str, list[int], bytes]:
     if array.stype != NUMPY_STYPE:
         raise ValueError(f"expected an Array with stype {NUMPY_STYPE!r}, got {array.stype!r}")
     try:
-        tensor = array.numpy()
+        tensor = peek_npy(array.data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"Array data is not a valid .npy file: {exc}") from None
     return str(tensor.dtype), [int(d) for d in tensor.shape], tensor.tobytes(order="C")

@@ -236,12 +236,23 @@ class WrongEvaluate(WrongFit):
         ([np.zeros(2)], 1.5, {}),
         ([np.zeros(2)], True, {}),
         ([np.zeros(2)], 1, [("a", 1)]),
-        ([[1.0, 2.0]], 1, {}),
+        ([[1.0, "a"]], 1, {}),
     ],
 )
 def test_fit_wrong_return_raises_type_error(result: Any) -> None:
     with pytest.raises(TypeError, match=r"NumPyClient\.fit"):
         handle_message(make_message(MessageType.TRAIN), make_context(), lambda _: WrongFit(result))
+
+
+def test_fit_may_return_lists_of_numbers_as_flower_accepts() -> None:
+    reply = handle_message(
+        make_message(MessageType.TRAIN),
+        make_context(),
+        lambda _: WrongFit(([[1.0, 2.0], 3], 1, {})),
+    )
+    fitres = lr.recordset_to_fitres(reply.content, keep_input=True)
+    got = parameters_to_ndarrays(fitres.parameters)
+    assert [a.tolist() for a in got] == [[1.0, 2.0], 3]
 
 
 @pytest.mark.parametrize(

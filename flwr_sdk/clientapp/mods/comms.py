@@ -21,6 +21,7 @@ import logging
 import numpy as np
 
 from flwr_sdk.clientapp.app import ClientAppCallable
+from flwr_sdk.common._npy import peek_npy
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.message import Message
 from flwr_sdk.common.records import (
@@ -96,7 +97,7 @@ def _parameter_count(array: Array) -> int:
         return int(np.prod(array.shape))
     if array.stype == NUMPY_STYPE:
         # Legacy tensors carry no shape: read it from the .npy header (no copy).
-        return int(array.numpy().size)
+        return int(peek_npy(array.data).size)
     return 0  # an opaque tensor: its element count is unknown
 
 
