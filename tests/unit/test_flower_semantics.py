@@ -172,9 +172,6 @@ DIFFERENCES = {
     # the wire (sint64, double, bool), so records that compare equal serialize equally.
     ("equal", "ConfigsRecord({'a': 1}) == {'a': 1.0}"),
     ("equal", "ConfigsRecord({'a': True}) == ConfigsRecord({'a': 1})"),
-    # Flower converts a list of numbers returned in place of an array; we refuse it (for
-    # now: tests/unit/test_client_dispatch.py pins the refusal).
-    ("fit", "([[1.0, 2.0]], 1, {})"),
 }
 
 FLOWER_SIDE = r"""
