@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -112,6 +112,7 @@ async def start_client_async(
     app: ClientApp | None = None,
     fail_fast: bool = False,
     on_event: EventCallback | None = None,
+    node_config: Mapping[str, bool | int | float | str] | None = None,
 ) -> None:
     """Run a client node inside an already running event loop.
 
@@ -169,6 +170,7 @@ def start_client(
     app: ClientApp | None = None,
     fail_fast: bool = False,
     on_event: EventCallback | None = None,
+    node_config: Mapping[str, bool | int | float | str] | None = None,
 ) -> None:
     """Start a Flower client node that connects to a Flower server; block until done.
 
@@ -216,6 +218,10 @@ def start_client(
             failed, reply sent, disconnected, stopped), in order, on the node's event
             loop thread; it must return quickly. An exception it raises is logged at
             DEBUG and otherwise ignored. Not one of Flower's arguments.
+        node_config: ``Context.node_config`` for every run the node serves (e.g.
+            ``{"partition-id": 0, "num-partitions": 2}``), as ``flower-supernode
+            --node-config`` gives it; default empty, as Flower's ``start_client`` has
+            it. Not one of Flower's arguments.
 
     Raises:
         TypeError, ValueError: an argument is invalid (raised before connecting).

@@ -23,10 +23,16 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
 from flwr_sdk.errors import FlwrSdkError
@@ -268,6 +274,7 @@ def _client(args: argparse.Namespace) -> int:
             wire=args.wire,
             fail_fast=args.fail_fast,
             on_event=on_event,
+            node_config=parse_node_config(args.node_config),
         )
     except Exception as exc:
         end = stopped[-1] if stopped else None
@@ -301,6 +308,43 @@ def _scalar(text: str) -> bool | int | float | str:
         except ValueError:
             pass
     return text
+
+
+_NODE_CONFIG_PAIR = re.compile(r"""([^\s=]+)=("(?:[^"\\]|\\.)*"|'[^']*'|\S+)""")
+
+
+def parse_node_config(text: str | None) -> dict[str, bool | int | float | str]:
+    """Parse ``--node-config`` as ``flower-supernode`` does: ``KEY=VALUE`` pairs, TOML values.
+
+    ``'partition-id=0 num-partitions=2 name="a b"'`` → ``{"partition-id": 0,
+    "num-partitions": 2, "name": "a b"}``.
+
+    Raises:
+        ValueError: a pair has no ``=``, or its value is not a TOML bool, number or string.
+
+    """
+    if not text:
+        return {}
+    result: dict[str, bool | int | float | str] = {}
+    position = 0
+    for match in _NODE_CONFIG_PAIR.finditer(text):
+        if text[position : match.start()].strip():
+            raise ValueError(f"--node-config takes KEY=VALUE pairs, got {text[position:]!r}")
+        position = match.end()
+        key, value = match.group(1), match.group(2)
+        try:
+            parsed = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(
+                f"--node-config {key}: {value!r} is not a TOML value (quote strings: "
+                f'{key}="{value}")'
+            ) from None
+        if not isinstance(parsed, (bool, int, float, str)):
+            raise ValueError(f"--node-config {key}: only bool, number and string values")
+        result[key] = parsed
+    if text[position:].strip():
+        raise ValueError(f"--node-config takes KEY=VALUE pairs, got {text[position:]!r}")
+    return result
 
 
 def _key_values(items: Sequence[str], flag: str) -> dict[str, bool | int | float | str]:
@@ -648,6 +692,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop at the first failure of user code (start_client(fail_fast=True)) "
         "instead of sending an error reply and going on",
+    )
+    client.add_argument(
+        "--node-config",
+        default=None,
+        metavar="'KEY=VALUE ...'",
+        help="Context.node_config of the node, as flower-supernode takes it: one string of "
+        "space-separated KEY=VALUE pairs, values in TOML syntax "
+        "(e.g. 'partition-id=0 num-partitions=2 name=\"a b\"')",
     )
 
     sub.add_parser(

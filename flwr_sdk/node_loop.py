@@ -267,8 +267,11 @@ class NodeLoop:
         if context is None:
             info = await connection.run_info(run_id)
             run_config = {k: v for k, v in info.run_config.items() if not isinstance(v, bytes)}
-            # A fresh state and an empty node_config (start_client has none).
-            context = Context(connection.node_id, {}, RecordSet(), run_config, run_id=run_id)
+            # A fresh state; the node_config start_client was given (a copy per run).
+            node_config = dict(self._config.node_config)
+            context = Context(
+                connection.node_id, node_config, RecordSet(), run_config, run_id=run_id
+            )
             self._contexts[run_id] = context
         elif context.node_id != connection.node_id:
             # A new session may bring a new node id; the run's state stays.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -48,6 +48,8 @@ class ClientConfig:
     fail_fast: bool = False
     #: The user's ``on_event`` callback, guarded: it never raises (see :func:`guarded`).
     on_event: EventCallback | None = None
+    #: ``Context.node_config`` of every run this node serves (copied per run).
+    node_config: Mapping[str, bool | int | float | str] = field(default_factory=dict)
 
 
 def guarded(callback: EventCallback) -> EventCallback:
@@ -65,6 +67,27 @@ def guarded(callback: EventCallback) -> EventCallback:
             )
 
     return call
+
+
+def _check_node_config(node_config: object) -> dict[str, bool | int | float | str]:
+    if node_config is None:
+        return {}
+    if not isinstance(node_config, Mapping):
+        raise TypeError(
+            f"node_config must be a mapping of str to bool/int/float/str, "
+            f"got {type(node_config).__name__}"
+        )
+    checked: dict[str, bool | int | float | str] = {}
+    for key, value in node_config.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"node_config keys must be non-empty str, got {key!r}")
+        if not isinstance(value, (bool, int, float, str)):
+            raise TypeError(
+                f"node_config[{key!r}] must be a bool, int, float or str, "
+                f"got {type(value).__name__}"
+            )
+        checked[key] = value
+    return checked
 
 
 def _check_on_event(on_event: object) -> EventCallback | None:
@@ -93,6 +116,11 @@ def _check_app(client_fn: object, client: object, app: object) -> MessageApp:
     if app is not None:
         if not isinstance(app, ClientApp):
             raise TypeError(f"app must be a flwr_sdk.client.ClientApp, got {type(app).__name__}")
+        if app.client_fn is None and not app.message_types:
+            raise ValueError(
+                "app is a ClientApp with nothing to run: give it a client_fn or register "
+                "functions with @app.train() / @app.evaluate() / @app.query()"
+            )
         return app
     return ClientApp(_check_client(client_fn, client))
 
@@ -219,6 +247,7 @@ def validate(
     app: object = None,
     fail_fast: object = False,
     on_event: object = None,
+    node_config: object = None,
 ) -> ClientConfig:
     """Check every ``start_client`` argument; return the validated configuration."""
     if not isinstance(server_address, str):
@@ -266,4 +295,5 @@ def validate(
         wire=_check_wire(wire, kind),
         fail_fast=fail_fast,
         on_event=callback,
+        node_config=_check_node_config(node_config),
     )

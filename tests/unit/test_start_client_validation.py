@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import flwr_sdk
 from flwr_sdk import Client, Context, NumPyClient, start_client
+from flwr_sdk.client import ClientApp
 from flwr_sdk.server.tls_material import make_ca
 from flwr_sdk.validation import validate
 
@@ -63,6 +64,11 @@ def test_valid_defaults() -> None:
         ({"client": _Numpy()}, ValueError, "exactly one of client_fn, client and app"),
         ({"client_fn": None, "client": object()}, TypeError, "client must be"),
         ({"client_fn": 42}, TypeError, "client_fn must be callable"),
+        ({"client_fn": None, "app": _fn}, TypeError, "app must be a flwr_sdk.client.ClientApp"),
+        ({"client_fn": None, "app": ClientApp()}, ValueError, "ClientApp with nothing to run"),
+        ({"node_config": [("partition-id", 0)]}, TypeError, "node_config must be a mapping"),
+        ({"node_config": {1: 0}}, TypeError, "node_config keys"),
+        ({"node_config": {"data": [1, 2]}}, TypeError, "node_config['data']"),
         ({"transport": "grpc-adapter"}, ValueError, "unknown transport 'grpc-adapter'"),
         ({"transport": "GRPC-BIDI"}, ValueError, "unknown transport"),
         ({"transport": 3}, TypeError, "transport must be"),
@@ -97,6 +103,18 @@ def test_invalid_arguments(overrides: dict[str, Any], error: type[Exception], ne
     with pytest.raises(error) as info:
         validate(**_args(**overrides))
     assert needle in str(info.value)
+
+
+def test_node_config_reaches_validated_config_as_a_copy() -> None:
+    given = {"partition-id": 1, "num-partitions": 4, "name": "silo-b", "on": True}
+    config = validate(**_args(node_config=given))
+    given["partition-id"] = 9
+    assert config.node_config == {
+        "partition-id": 1,
+        "num-partitions": 4,
+        "name": "silo-b",
+        "on": True,
+    }
 
 
 def test_insecure_true_with_root_certificates(ca_pem: bytes) -> None:
