@@ -42,7 +42,6 @@ __all__ = ["load_app", "main"]
 
 _EXTRA_OF_MODULE = {
     "aiohttp": "server",
-    "rich": "demo",
     "matplotlib": "plot",
     "jinja2": "codegen",
     "grpc_tools": "codegen",

@@ -14,8 +14,8 @@ that turns the events of :mod:`flwr_sdk.events` into:
   and the first error).
 
 On a terminal it draws with `rich <https://github.com/Textualize/rich>`_ (colours, a live
-progress bar that is erased when the transfer ends); elsewhere (a pipe, a file, a CI log),
-or when rich is not installed, it writes plain lines without control codes, and a big
+progress bar that is erased when the transfer ends; rich is a base dependency); elsewhere
+(a pipe, a file, a CI log) it writes plain lines without control codes, and a big
 transfer's progress as a line at each quarter.
 """
 

@@ -307,7 +307,6 @@ def test_quiet_and_verbose_before_or_after_the_command(where: str) -> None:
         ("aiohttp", ["server", "--transport", "rest"], "server"),
         ("jinja2", ["codegen", "--help"], "codegen"),
         ("grpc_tools", ["-v", "codegen"], "codegen"),
-        ("rich", ["demo", "--rounds", "1"], "demo"),
         ("matplotlib", ["demo", "--plot", "curves.png"], "plot"),
     ],
 )
