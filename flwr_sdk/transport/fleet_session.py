@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
@@ -320,6 +319,8 @@ class FleetSession(Connection):
             response = await self._retrying(
                 self._rpcs.get_run, self._line.get_run_request(self._node, run_id), CALL_TIMEOUT
             )
+            # Read inside the try: an answer the line cannot read degrades like a failure.
+            info = self._line.run_from_response(response, run_id)
         except ServerUnavailableError:
             raise
         except TransportError as exc:
@@ -330,7 +331,6 @@ class FleetSession(Connection):
             )
             info = RunInfo(run_id=run_id)
         else:
-            info = self._line.run_from_response(response, run_id)
             if info.fab_hash:
                 info = await self._with_fab_config(info)
         self._runs[run_id] = info
@@ -340,6 +340,7 @@ class FleetSession(Connection):
         request = self._line.get_fab_request(self._node, info.fab_hash, info.run_id)
         try:
             response = await self._retrying(self._rpcs.get_fab, request, DATA_CALL_TIMEOUT)
+            content = self._line.fab_from_response(response, info.fab_hash)
         except ServerUnavailableError:
             raise
         except TransportError as exc:
@@ -349,7 +350,6 @@ class FleetSession(Connection):
                 info.fab_hash[:12],
             )
             return info
-        content = self._line.fab_from_response(response, info.fab_hash)
         if content is None:
             log.warning("GetFab returned no FAB matching %s: running without one", info.fab_hash)
             return info
@@ -380,12 +380,22 @@ class FleetSession(Connection):
         self._ping_now.clear()
 
     async def _heartbeat_loop(self) -> None:
+        """Ping until the session closes or the SuperLink says it lost the node.
+
+        The closing flag is checked after every call and every wait: grpclib may turn a
+        cancellation that lands while its connection dies into a StreamTerminatedError,
+        so :meth:`close` cannot rely on one ``cancel()`` alone.
+        """
         request = self._line.heartbeat_request(self._node, self._ping_interval)
         backoff = self._retry.backoff()
-        while True:
+        while not self._closed:
             try:
                 response = await self._caller.call(self._rpcs.heartbeat, request, PING_TIMEOUT)
+                # Read inside the try: an answer the line cannot read is a failed ping.
+                accepted = self._line.heartbeat_accepted(response)
             except FlwrSdkError as exc:
+                if self._closed:
+                    return
                 if self._line.node_lost(exc):
                     log.warning("The SuperLink no longer knows node %d (%s)", self.node_id, exc)
                     self._lost = True
@@ -396,8 +406,10 @@ class FleetSession(Connection):
                 )
                 await self._wait(wait)
                 continue
+            if self._closed:
+                return
             backoff.reset()
-            if not self._line.heartbeat_accepted(response):
+            if not accepted:
                 log.warning(
                     "The SuperLink no longer knows node %d (was it restarted?); registering again",
                     self.node_id,
@@ -409,16 +421,22 @@ class FleetSession(Connection):
     # ------------------------------------------------------------------------ close
 
     async def close(self) -> None:
-        """Stop the heartbeat, DeleteNode (once, short deadline), close the transport."""
+        """Stop the heartbeat, DeleteNode (once, short deadline), close the transport.
+
+        Prompt whatever the heartbeat is doing: the heartbeat is cancelled again and again
+        until it has ended (see :meth:`_heartbeat_loop`). A cancellation of the task that
+        calls ``close()`` is never swallowed: the heartbeat is still stopped and the
+        transport closed (DeleteNode is skipped), then :class:`asyncio.CancelledError` is
+        raised again.
+        """
         if self._closed:
             return
         self._closed = True
         heartbeat, self._heartbeat = self._heartbeat, None
         try:
-            if heartbeat is not None:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await heartbeat
+            cancelled = heartbeat is not None and await _stop_task(heartbeat)
+            if cancelled:
+                raise asyncio.CancelledError
             if self._node is not None and not self._lost:
                 await self._unregister()
         finally:
@@ -432,6 +450,29 @@ class FleetSession(Connection):
             log.warning("%s (node %d)", call_failure(self._rpcs.unregister.name, exc), self.node_id)
         else:
             log.info("Unregistered node %d", self.node_id)
+
+
+STOP_POLL = 0.05
+"""Seconds between two cancellations of a background task that is being stopped."""
+
+
+async def _stop_task(task: asyncio.Task[None]) -> bool:
+    """Cancel ``task`` until it has ended; return whether *our* task was cancelled meanwhile.
+
+    One ``cancel()`` is not enough for a task inside a grpclib call: when the connection
+    dies at that moment, grpclib turns the cancellation into StreamTerminatedError.
+    Whatever ``task`` ends with is retrieved (and dropped).
+    """
+    cancelled = False
+    while not task.done():
+        task.cancel()
+        try:
+            await asyncio.wait({task}, timeout=STOP_POLL)
+        except asyncio.CancelledError:
+            cancelled = True
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("The heartbeat ended with %r", task.exception())
+    return cancelled
 
 
 CallerFactory = Callable[[NodeAuth], FleetCaller]

@@ -123,17 +123,6 @@ def test_non_ascii_status_message_keeps_the_status() -> None:
     assert "INTERNAL" in str(failures[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close-lost-cancel: when the connection dies under a call in flight on the "
-    "heartbeat task, grpclib cancels that task itself and then turns the CancelledError "
-    "into StreamTerminatedError; FleetSession.close()'s heartbeat.cancel() lands in that "
-    "window and is swallowed, the heartbeat pings on, and close() waits for it (17-22 s) "
-    "while its own suppress(asyncio.CancelledError) also swallows the caller's "
-    "cancellation (a lost SIGTERM). Fix in flwr_sdk/transport/fleet_session.py: close() "
-    "sets a closing flag the heartbeat loop checks after every call and wait, cancels the "
-    "heartbeat until it is done, and re-raises a cancellation of its own task.",
-)
 def test_close_after_the_connection_died_under_a_ping_is_prompt() -> None:
     """Ping unanswered, the pull's answer cut off mid-frame: close() right away."""
     cut = GrpcAnswer("cut", (Headers(RESPONSE_HEADERS), Data(b"\x00\x00\x00"), Close()))
@@ -234,14 +223,6 @@ def test_compressed_flag_is_a_protocol_error() -> None:
     with_server({"register": answer}, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="heartbeat-dies: a Ping answer the line cannot read (MalformedMessageError from "
-    "heartbeat_accepted) ends the heartbeat task silently: the node keeps pulling but "
-    "never pings again, and the SuperLink soon stops sampling it. Fix in "
-    "flwr_sdk/transport/fleet_session.py (_heartbeat_loop): read the response inside the "
-    "try, treat a FlwrSdkError from it like a failed ping (log, back off, ping again).",
-)
 def test_malformed_ping_answer_does_not_end_the_heartbeat() -> None:
     """The first Ping answered with ``success`` as a list; a second Ping must follow."""
     malformed = grpc_ok(b"\x0a\x02\x08\x01")  # field 1 length-delimited: success=[True, True]
@@ -259,15 +240,6 @@ def test_malformed_ping_answer_does_not_end_the_heartbeat() -> None:
     with_server({"heartbeat": malformed}, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="getrun-malformed: a GetRun answer the line cannot read raises "
-    "MalformedMessageError out of FleetSession.run_info and ends the node, while a GetRun "
-    "that fails is logged and the run gets an empty config (the same holds for GetFab "
-    "and fab_from_response in _with_fab_config). Fix in "
-    "flwr_sdk/transport/fleet_session.py: call run_from_response / fab_from_response "
-    "inside the try that handles TransportError.",
-)
 def test_malformed_get_run_answer_means_an_empty_run_config() -> None:
     """GetRun answered with a Run whose override_config holds an empty Scalar."""
     run = pb12.Run(run_id=5, override_config={"lr": pb12.Scalar()})
