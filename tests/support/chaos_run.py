@@ -1,0 +1,233 @@
+"""Shared pieces of the chaos scenarios (tests/faults/test_chaos_*.py).
+
+* :data:`FULL` / :func:`pick`: the reduced (CI) or full (``FLWR_SDK_FAULTS_FULL=1``) form.
+* :func:`start_chaos_app`: the round-recording ServerApp of ``apps/chaos_app`` against a
+  1.12 SuperLink (one client is enough for a round; rounds end after a round timeout).
+* :func:`served_rounds`: rounds with a result, from that app's or the legacy server's
+  report; :func:`wait_until`: poll with a deadline.
+* :func:`log_lines` / :func:`first_after`: our client's log lines with their wall times.
+* :class:`StormGrpcServer` / :class:`StormRestServer`: the hostile server answering every
+  call of chosen roles with one status, recording when each call came.
+* :class:`ServerThread`: a hostile server on its own loop thread, for subprocess clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flwr_sdk_proto.v1_12.flwr import proto as pb12
+
+from support.chaos_proxy import LoopThread
+from support.federation import Process
+from support.hostile_frames import GrpcAction, GrpcAnswer, HttpAnswer
+from support.hostile_server import HostileGrpcServer, HostileRestServer, HostileServer
+from support.superlink import SuperLink, _popen
+
+SUPPORT = Path(__file__).resolve().parent
+CHAOS_APP = SUPPORT / "apps" / "chaos_app"
+
+FULL = os.environ.get("FLWR_SDK_FAULTS_FULL", "") not in ("", "0")
+"""The full form of the chaos scenarios (longer faults, more repetitions)."""
+
+
+def pick(reduced: Any, full: Any) -> Any:
+    """``full`` under ``FLWR_SDK_FAULTS_FULL=1``, else ``reduced`` (the CI form)."""
+    return full if FULL else reduced
+
+
+def start_chaos_app(
+    superlink: SuperLink,
+    report: Path,
+    *,
+    rounds: int = 1000,
+    round_timeout: float = 10.0,
+    clients: int = 1,
+    name: str = "chaos-serverapp",
+) -> Process:
+    """``flower-server-app apps/chaos_app --superlink D`` (1.12: a run without FAB)."""
+    args = [
+        "flower-server-app",
+        str(CHAOS_APP),
+        "--superlink",
+        superlink.driver_address,
+        *superlink.security_args(),
+    ]
+    extra = {
+        "CHAOS_REPORT": str(report),
+        "CHAOS_ROUNDS": str(rounds),
+        "CHAOS_ROUND_TIMEOUT": str(round_timeout),
+        "CHAOS_CLIENTS": str(clients),
+    }
+    return Process(
+        args, superlink.workdir / f"{name}.log", _popen(superlink.env, superlink.workdir, extra)
+    )
+
+
+def fit_rounds(report: Path) -> dict[int, dict[str, Any]]:
+    """The report's fit rounds (legacy server or chaos app); empty while unreadable."""
+    try:
+        data = json.loads(report.read_text())
+        return {int(k): v for k, v in data.get("fit", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def served_rounds(report: Path) -> int:
+    """How many fit rounds aggregated at least one result."""
+    return sum(1 for r in fit_rounds(report).values() if r.get("results", 0) >= 1)
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    alive: tuple[Process, ...] = (),
+    poll: float = 0.1,
+) -> float:
+    """Poll ``predicate`` until true; seconds it took. Fails after ``timeout`` or when one
+    of ``alive`` exits."""
+    started = time.monotonic()
+    while not predicate():
+        elapsed = time.monotonic() - started
+        for proc in alive:
+            assert proc.proc.poll() is None, f"exited while waiting for {what}:\n{proc.output()}"
+        assert elapsed < timeout, f"no {what} after {timeout:.0f} s"
+        time.sleep(poll)
+    return time.monotonic() - started
+
+
+_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+): (.*)$")
+
+
+def log_lines(text: str) -> list[tuple[float, str, str]]:
+    """``(wall time, level, message)`` of each line of a ``sdk_client.py`` log."""
+    lines = []
+    for line in text.splitlines():
+        found = _LINE.match(line)
+        if found:
+            stamp = dt.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            lines.append((stamp.timestamp(), found.group(2), found.group(4)))
+    return lines
+
+
+FAILURE_MARKERS = (
+    "Lost the connection",
+    "retrying in",
+    "reconnecting",
+    "failed (attempt",
+    "Ping failed",
+)
+
+
+def first_after(
+    text: str, since: float, markers: tuple[str, ...] = FAILURE_MARKERS
+) -> float | None:
+    """Wall time of the first log line at or after ``since`` holding one of ``markers``."""
+    for stamp, _, message in log_lines(text):
+        if stamp >= since - 0.001 and any(m in message for m in markers):
+            return stamp
+    return None
+
+
+# ----------------------------------------------------------------------- storms
+
+
+class _Storm:
+    """What both storm servers add: per-role call times."""
+
+    storm: dict[str, Any]
+    times: dict[str, list[float]]
+
+    def _init_storm(self, storm: dict[str, Any]) -> None:
+        self.storm = dict(storm)
+        self.times = {}
+
+    def stamp(self, role: str) -> None:
+        self.times.setdefault(role, []).append(time.monotonic())
+
+    def rate(self, role: str, since: float, until: float) -> tuple[int, float]:
+        """Calls of ``role`` in ``[since, until)`` and the most in any 1 s window."""
+        times = [t for t in self.times.get(role, []) if since <= t < until]
+        peak = 0
+        for i, start in enumerate(times):
+            peak = max(peak, sum(1 for t in times[i:] if t < start + 1.0))
+        return len(times), float(peak)
+
+
+class StormGrpcServer(_Storm, HostileGrpcServer):
+    """gRPC (Fleet and Join) that ends every call of the ``storm`` roles with its answer.
+
+    Roles as the hostile server names them (``register``, ``pull``, ``heartbeat``…,
+    ``join`` for every Join stream); other calls are answered normally (line 1.12).
+    """
+
+    def __init__(self, storm: dict[str, GrpcAnswer]) -> None:
+        HostileGrpcServer.__init__(self)
+        self._init_storm(storm)
+
+    def route(self, path: str, body: bytes) -> tuple[str, str | None]:
+        """As the hostile server, but a pull that names no node is line detection's probe."""
+        role, line = super().route(path, body)
+        if role == "pull" and line == "1.12":
+            with contextlib.suppress(Exception):
+                node = pb12.PullTaskInsRequest.parse(body).node
+                if node is None or not node.node_id:
+                    return "probe", line
+        return role, line
+
+    def unary_answer(self, path: str, body: bytes) -> GrpcAnswer:
+        role, line = self.route(path, body)
+        if line is None:  # the other line's RPC: UNIMPLEMENTED, as a real server answers
+            return super().unary_answer(path, body)
+        self.stamp(role)
+        if role in self.storm:
+            self.calls.append((role, path))
+            answer: GrpcAnswer = self.storm[role]
+            return answer
+        return super().unary_answer(path, body)
+
+    def join_answer(self, step: int) -> list[GrpcAction]:
+        if step == 0:
+            self.stamp("join")
+            if "join" in self.storm:
+                return list(self.storm["join"].actions)
+        return super().join_answer(step)
+
+
+class StormRestServer(_Storm, HostileRestServer):
+    """REST Fleet that answers every call of the ``storm`` roles with its HTTP answer."""
+
+    def __init__(self, storm: dict[str, HttpAnswer]) -> None:
+        HostileRestServer.__init__(self)
+        self._init_storm(storm)
+
+    def answer(self, path: str, body: bytes) -> HttpAnswer:
+        role, _ = self.route(path, body)
+        self.stamp(role)
+        if role in self.storm:
+            self.calls.append((role, path))
+            answer: HttpAnswer = self.storm[role]
+            return answer
+        return super().answer(path, body)
+
+
+class ServerThread:
+    """A hostile (or storm) server on its own loop thread, for clients in subprocesses."""
+
+    def __init__(self, server: HostileServer) -> None:
+        self.server = server
+        self.thread = LoopThread("hostile-server")
+        self.thread.run(server.start())
+
+    def close(self) -> None:
+        self.thread.run(self.server.close())
+        self.thread.close()
