@@ -21,6 +21,7 @@ __all__ = [
     "RetriesExhaustedError",
     "ServerUnavailableError",
     "TLSError",
+    "TransientServerError",
     "TransportError",
     "UnsupportedFeatureError",
     "WireLineError",
@@ -41,6 +42,21 @@ class ServerUnavailableError(TransportError):
     This is the "unavailable" class of failures: the only kind that the reconnection
     policy (``max_retries`` / ``max_wait_time``) retries.
     """
+
+
+class TransientServerError(ServerUnavailableError):
+    """The server answered with a status that says "try again later".
+
+    gRPC ``UNKNOWN``, ``INTERNAL`` or ``RESOURCE_EXHAUSTED`` sent by the server (for
+    example a SuperLink whose SQLite state answers UNKNOWN "database is locked", or a
+    legacy server ending ``Join`` with INTERNAL). An "unavailable"-class error, so it is
+    retried, but a retry policy may back off from it differently. ``status`` is the gRPC
+    status name (e.g. ``"UNKNOWN"``), or ``None`` when not known.
+    """
+
+    def __init__(self, message: str, *, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConnectionClosedError(TransportError):

@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FAST_CODECS",
     "FastProtoCodec",
+    "check_wire_format",
     "decode_message",
     "encode_message",
     "encode_message_chunks",
@@ -133,19 +134,73 @@ def encode_message_chunks(
     return EncodedChunks(codec.encode_chunks(message, deterministic=deterministic))
 
 
+def _varint_end(view: memoryview, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it."""
+    result = 0
+    for shift in range(0, 70, 7):
+        if pos >= len(view):
+            raise ValueError("truncated varint")
+        byte = view[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+    raise ValueError("varint longer than 10 bytes")
+
+
+def check_wire_format(data: bytes | bytearray | memoryview) -> None:
+    """Raise ``ValueError`` unless ``data`` is a well-formed sequence of protobuf fields.
+
+    Checks the framing only (tags, varints, lengths within the data; no groups), not
+    whether the fields fit the message type.
+    """
+    view = memoryview(data).cast("B")
+    pos, end = 0, len(view)
+    while pos < end:
+        tag, pos = _varint_end(view, pos)
+        field_number, wire_type = tag >> 3, tag & 7
+        if field_number == 0:
+            raise ValueError("field number 0")
+        if wire_type == 0:
+            _, pos = _varint_end(view, pos)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 2:
+            length, pos = _varint_end(view, pos)
+            pos += length
+        elif wire_type == 5:
+            pos += 4
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+        if pos > end:
+            raise ValueError("field runs past the end of the message")
+
+
 def decode_message(cls: type[Any], data: bytes | bytearray | memoryview) -> Any:
     """Parse ``data`` as ``cls``: fast codec when it covers ``cls``, else ``cls.parse``.
 
-    With the fast codec, tensor bytes in the result are memoryviews of ``data``.
+    With the fast codec, tensor bytes in the result are memoryviews of ``data``. Other
+    classes are checked with :func:`check_wire_format` first, then parsed by betterproto2.
 
     Raises:
         ProtocolError: ``data`` is not a valid encoding of ``cls`` (the fast codec's
-            ``DecodeError`` is chained as the cause).
+            ``DecodeError``, the wire-format check's ``ValueError`` or whatever
+            betterproto2 raised is chained as the cause).
 
     """
     codec = _REGISTRY.get(cls)
     if codec is None:
-        return cls.parse(bytes(data) if not isinstance(data, bytes) else data)
+        try:
+            check_wire_format(data)
+        except ValueError as exc:
+            raise ProtocolError(f"malformed {cls.__name__}: {exc}") from exc
+        try:
+            return cls.parse(bytes(data) if not isinstance(data, bytes) else data)
+        except Exception as exc:  # betterproto2 raises KeyError, EOFError, ... on bad input
+            raise ProtocolError(
+                f"malformed {cls.__name__}: a field's wire type or content does not match "
+                "its declaration"
+            ) from exc
     try:
         return codec.decode(cls, data)
     except DECODE_ERRORS as exc:

@@ -30,6 +30,51 @@ exactly like the stock protocol. After advertising the larger frame size,
 ACK: h2 copies that limit into its frame buffer once per received chunk, so a chunk holding
 the ACK *and* a large DATA frame would otherwise be refused as an overlong frame.
 
+**Liveness** (client connections of the tuned path; :class:`ConnectionLiveness`). A
+black-holed connection (the peer stops answering, no FIN, no RST: a NAT timeout, a Wi-Fi
+drop, a crashed host) otherwise leaves a call waiting for its deadline (600 s for a pull)
+and an idle grpc-bidi ``Join`` waiting forever. Two rules, checked about once a second:
+
+* **Keepalive.** When nothing at all has been received on a connection with an open
+  stream for :data:`KEEPALIVE_TIME` (30 s), the client sends an HTTP/2 PING; when its ACK
+  does not come within :data:`KEEPALIVE_TIMEOUT` (20 s, gRPC's own default), the
+  connection is closed and every call on it fails with ``StreamTerminatedError``, which
+  the transports report as ``ServerUnavailableError`` (the retry path reconnects). A
+  dead path is noticed 30-50 s after the last byte, also on a ``Join`` idle between rounds.
+
+  Why these numbers and why it is safe with Flower's servers: Flower's servers (the
+  SuperLink's Fleet API and the legacy grpc-bidi server, both
+  ``flwr.server...generic_create_grpc_server``) are grpcio (grpc-core) servers. They set
+  their *own* keepalive (``grpc.keepalive_time_ms`` 210 000, pings to the client every
+  210 s, ``keepalive_permit_without_calls`` 0, ``http2.max_pings_without_data`` 0) and leave
+  the *received*-ping policy at grpc-core's defaults: ``http2.min_ping_interval_without_data_ms``
+  300 000 (5 min; 2 h when the connection has no call) and ``http2.max_ping_strikes`` 2. A
+  client PING that comes sooner than 5 min after the previous one is a strike; the third
+  strike is answered with GOAWAY ENHANCE_YOUR_CALM "too_many_pings", which kills every call.
+  Strikes (and the 5-min clock) are reset whenever the server sends HEADERS or DATA. So the
+  client never pings again within one stretch of server silence unless the server has sent
+  HEADERS or DATA since its previous PING, or :data:`PEER_MIN_PING_INTERVAL` (330 s: grpc-core's
+  5 min plus 10 % for timer and network jitter) has passed: every PING it sends is one
+  grpc-core accepts without a strike. On a Fleet connection (grpc-rere) every call's answer
+  resets the clock, so each silence gets its 30-s probe; on an idle ``Join`` the first probe
+  comes after 30 s, later ones at most every 330 s (a black hole then takes up to
+  330 + 20 s to notice; the legacy server's own 210-s pings also count as received bytes).
+  PINGs are only sent while a call is open (as ``keepalive_permit_without_calls`` = 0
+  expects); a connection without calls is not checked.
+
+* **Progress deadline.** While a stream is owed bytes by the server — the request is
+  complete and the answer has not ended, a gRPC message is being received in part, or a
+  request body is being sent (it needs WINDOW_UPDATEs) — and *no byte* arrives on the
+  connection for :data:`PROGRESS_TIMEOUT` (60 s), the connection is closed the same way.
+  Flower's Fleet RPCs answer at once (pulls do not long-poll; a SQLite SuperLink's "database
+  is locked" comes after 5 s), so 60 s without a byte while an answer is due means a dead
+  path or a wedged server. A grpc-bidi ``Join`` between rounds owes nothing (the server
+  legitimately holds it open for as long as a round takes), so only keepalive covers it.
+
+Servers do not run these rules. On the stock fallback path (below), client channels use
+grpclib's own keepalive instead: a PING every :data:`PEER_MIN_PING_INTERVAL` while a call is
+open, the same timeout, no progress deadline.
+
 Every private grpclib / h2 attribute this needs is reached in
 :mod:`flwr_sdk.net.grpclib_internals`, which checks the installed versions. When they are
 not the tested ones (or ``FLWR_SDK_STOCK_GRPCLIB=1``), :class:`TunedChannel` and
@@ -43,9 +88,11 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import math
 import socket
 import ssl as _ssl
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
@@ -53,17 +100,26 @@ from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoCodec
-from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol
+from grpclib.protocol import AbstractHandler, Connection, H2Protocol
 from grpclib.server import Server
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.events import (
+    DataReceived,
+    InformationalResponseReceived,
+    PingAckReceived,
+    ResponseReceived,
+    TrailersReceived,
+)
+from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
 from typing_extensions import Unpack
 
 from flwr_sdk.net.fast_codec import FastProtoCodec
 from flwr_sdk.net.grpclib_internals import (
     ChunkHandoffCodec,
+    TunedEventsProcessor,
     TunedH2Connection,
+    connection_parts,
     install_protocol_factory,
     internals_usable,
 )
@@ -76,6 +132,11 @@ from flwr_sdk.net.limits import (
 
 __all__ = [
     "DEFAULT_TUNING",
+    "KEEPALIVE_TIME",
+    "KEEPALIVE_TIMEOUT",
+    "PEER_MIN_PING_INTERVAL",
+    "PROGRESS_TIMEOUT",
+    "ConnectionLiveness",
     "EndpointOptions",
     "TUNED_MAX_FRAME_SIZE",
     "TUNED_WINDOW_SIZE",
@@ -84,6 +145,7 @@ __all__ = [
     "TunedH2Connection",
     "TunedH2Protocol",
     "TunedServer",
+    "stock_keepalive_configuration",
     "tuned_configuration",
     "tuned_server",
 ]
@@ -94,6 +156,16 @@ log = logging.getLogger("flwr_sdk")
 TUNED_WINDOW_SIZE = 64 * 2**20
 #: SETTINGS_MAX_FRAME_SIZE advertised by tuned endpoints (1 MiB; HTTP/2 allows up to 16 MiB-1).
 TUNED_MAX_FRAME_SIZE = 2**20
+#: Seconds without any received byte (on a connection with a call open) before a PING.
+KEEPALIVE_TIME = 30.0
+#: Seconds a PING may wait for its ACK before the connection is declared dead.
+KEEPALIVE_TIMEOUT = 20.0
+#: Seconds between two PINGs without HEADERS / DATA from the server in between (grpc-core
+#: servers' ``min_ping_interval_without_data`` default, 300 s, plus 10 %).
+PEER_MIN_PING_INTERVAL = 330.0
+#: Seconds without any received byte while the server owes a stream bytes before the
+#: connection is declared dead.
+PROGRESS_TIMEOUT = 60.0
 _H2_MIN_FRAME_SIZE = 2**14
 _H2_MAX_FRAME_SIZE = 2**24 - 1
 
@@ -106,11 +178,23 @@ class GrpcTuning:
         max_frame_size: SETTINGS_MAX_FRAME_SIZE to advertise (16 KiB .. 16 MiB-1), or
             ``None`` to keep h2's default (16 KiB).
         quiet_data_frames: skip h2's per-DATA-frame hex dump (see module docs).
+        keepalive_time: seconds of silence before a client PING (``None``: no keepalive).
+        keepalive_timeout: seconds a PING may wait for its ACK.
+        peer_min_ping_interval: seconds between two PINGs when the server sent no HEADERS
+            or DATA in between.
+        progress_timeout: seconds without a received byte while the server owes bytes
+            (``None``: no progress deadline).
+
+    The liveness settings apply to client connections only (see the module docs).
 
     """
 
     max_frame_size: int | None = TUNED_MAX_FRAME_SIZE
     quiet_data_frames: bool = True
+    keepalive_time: float | None = KEEPALIVE_TIME
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    peer_min_ping_interval: float = PEER_MIN_PING_INTERVAL
+    progress_timeout: float | None = PROGRESS_TIMEOUT
 
     def __post_init__(self) -> None:
         size = self.max_frame_size
@@ -124,6 +208,19 @@ class GrpcTuning:
                 )
         if not isinstance(self.quiet_data_frames, bool):
             raise TypeError("quiet_data_frames must be a bool")
+        for name in ("keepalive_time", "progress_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_seconds(name, value)
+        _check_seconds("keepalive_timeout", self.keepalive_timeout)
+        _check_seconds("peer_min_ping_interval", self.peer_min_ping_interval)
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
 
 
 #: What :class:`TunedChannel` and :func:`tuned_server` use unless told otherwise.
@@ -143,6 +240,22 @@ def tuned_configuration(
     )
 
 
+def stock_keepalive_configuration(tuning: GrpcTuning) -> Configuration:
+    """The stock fallback's client configuration: grpclib's defaults and its keepalive.
+
+    grpclib's keepalive pings at a fixed period while a call is open; the period is
+    ``tuning.peer_min_ping_interval`` so that no PING is a strike for a grpc-core server
+    (see the module docs), the ACK timeout ``tuning.keepalive_timeout``.
+    """
+    return Configuration(
+        _keepalive_time=tuning.peer_min_ping_interval,
+        _keepalive_timeout=tuning.keepalive_timeout,
+        _keepalive_permit_without_calls=False,
+        _http2_max_pings_without_data=0,
+        _http2_min_sent_ping_interval_without_data=tuning.peer_min_ping_interval,
+    )
+
+
 def _set_tcp_nodelay(sock: socket.socket) -> None:
     if (
         hasattr(socket, "TCP_NODELAY")
@@ -150,6 +263,130 @@ def _set_tcp_nodelay(sock: socket.socket) -> None:
         and sock.type == socket.SOCK_STREAM
     ):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+#: Received events that mean the server sent HEADERS or DATA (they reset grpc-core's
+#: ping-strike clock; see the module docs).
+_PEER_WROTE = (ResponseReceived, TrailersReceived, DataReceived, InformationalResponseReceived)
+
+
+class ConnectionLiveness:
+    """Keepalive PINGs and the progress deadline of one client connection (module docs).
+
+    :meth:`received` is told about every chunk of bytes and the h2 events it produced;
+    a timer calls :meth:`check` about once a second (more often for short settings).
+    When the connection is found dead, ``fail(reason)`` is called once.
+    """
+
+    def __init__(
+        self,
+        tuning: GrpcTuning,
+        *,
+        ping: Callable[[bytes], None],
+        streams: Callable[[], Iterable[Any]],
+        fail: Callable[[str], None],
+    ) -> None:
+        self.tuning = tuning
+        self._ping = ping
+        self._streams = streams
+        self._fail = fail
+        now = time.monotonic()
+        self.last_received = now
+        self.last_ping_sent: float | None = None
+        self.pings_sent = 0
+        self._ping_payload: bytes | None = None
+        self._ping_deadline: float | None = None
+        self._peer_wrote_since_ping = True
+        self._awaiting_since: dict[int, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._done = False
+        periods = [tuning.keepalive_timeout]
+        periods += [p for p in (tuning.keepalive_time, tuning.progress_timeout) if p]
+        self.tick = min(1.0, max(0.02, min(periods) / 10))
+
+    @property
+    def active(self) -> bool:
+        """Whether any rule is on."""
+        return self.tuning.keepalive_time is not None or self.tuning.progress_timeout is not None
+
+    def start(self) -> None:
+        """Start the timer (in the connection's event loop)."""
+        if self.active and not self._done:
+            self._handle = asyncio.get_running_loop().call_later(self.tick, self._on_timer)
+
+    def stop(self) -> None:
+        """Stop the timer (the connection is closed)."""
+        self._done = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def received(self, events: Iterable[object]) -> None:
+        """Note bytes from the peer and the events they produced."""
+        self.last_received = time.monotonic()
+        for event in events:
+            if isinstance(event, _PEER_WROTE):
+                self._peer_wrote_since_ping = True
+            elif isinstance(event, PingAckReceived) and event.ping_data == self._ping_payload:
+                self._ping_payload = None
+                self._ping_deadline = None
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        if self._done:
+            return
+        self.check(time.monotonic())
+        if not self._done:
+            self._handle = asyncio.get_running_loop().call_later(self.tick, self._on_timer)
+
+    def check(self, now: float) -> None:
+        """Apply the rules at time ``now`` (``time.monotonic()``)."""
+        tuning = self.tuning
+        if self._ping_deadline is not None and now >= self._ping_deadline:
+            self._dead(f"no answer to a keepalive PING within {tuning.keepalive_timeout:g} s")
+            return
+        streams = list(self._streams())
+        if not streams:
+            self._awaiting_since.clear()
+            return
+        silence = now - self.last_received
+        if tuning.progress_timeout is not None:
+            awaiting: dict[int, float] = {}
+            for stream in streams:
+                if getattr(stream, "awaiting_peer", False) and stream.id is not None:
+                    awaiting[stream.id] = self._awaiting_since.get(stream.id, now)
+            self._awaiting_since = awaiting
+            if awaiting:
+                stalled = now - max(self.last_received, min(awaiting.values()))
+                if stalled >= tuning.progress_timeout:
+                    self._dead(
+                        f"no byte received for {tuning.progress_timeout:g} s while the "
+                        "server owed an answer"
+                    )
+                    return
+        if (
+            tuning.keepalive_time is not None
+            and self._ping_payload is None
+            and silence >= tuning.keepalive_time
+            and self._may_ping(now)
+        ):
+            self.pings_sent += 1
+            self._ping_payload = self.pings_sent.to_bytes(8, "big")
+            self._ping_deadline = now + tuning.keepalive_timeout
+            self.last_ping_sent = now
+            self._peer_wrote_since_ping = False
+            self._ping(self._ping_payload)
+
+    def _may_ping(self, now: float) -> bool:
+        """Whether a PING now cannot be a strike for a grpc-core server (module docs)."""
+        if self.last_ping_sent is None or self._peer_wrote_since_ping:
+            return True
+        return now - self.last_ping_sent >= self.tuning.peer_min_ping_interval
+
+    def _dead(self, reason: str) -> None:
+        self.stop()
+        log.warning("gRPC connection declared dead: %s", reason)
+        self._fail(reason)
 
 
 class TunedH2Protocol(H2Protocol):
@@ -175,6 +412,8 @@ class TunedH2Protocol(H2Protocol):
         self.tuning = tuning
         self.max_message_length = max_message_length
         self.zero_copy_receive = zero_copy_receive
+        self.liveness: ConnectionLiveness | None = None
+        self._failed_reason: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Set up the HTTP/2 connection (called by asyncio)."""
@@ -183,11 +422,9 @@ class TunedH2Protocol(H2Protocol):
         if sock is not None:
             _set_tcp_nodelay(sock)
 
-        h2_conn: H2Connection
-        if self.tuning.quiet_data_frames:
-            h2_conn = TunedH2Connection(config=self.h2_config)
-        else:
-            h2_conn = H2Connection(config=self.h2_config)
+        h2_conn = TunedH2Connection(
+            config=self.h2_config, quiet_data_frames=self.tuning.quiet_data_frames
+        )
         h2_conn.initiate_connection()
 
         settings: dict[SettingCodes | int, int] = {}
@@ -220,7 +457,49 @@ class TunedH2Protocol(H2Protocol):
         self.connection = connection
         connection.flush()
         connection.initialize()
-        self.processor = EventsProcessor(self.handler, connection)
+        client_side = bool(self.h2_config.client_side)
+        self.processor = TunedEventsProcessor(self.handler, connection, client_side=client_side)
+        if client_side:
+            self.liveness = ConnectionLiveness(
+                self.tuning,
+                ping=self._send_ping,
+                streams=lambda: tuple(self.processor.streams.values()),
+                fail=self._fail_connection,
+            )
+            self.liveness.start()
+
+    def _send_ping(self, payload: bytes) -> None:
+        if not self.connection.is_closing():
+            h2_conn, _transport = connection_parts(self.connection)
+            h2_conn.ping(payload)
+            self.connection.flush()
+
+    def _fail_connection(self, reason: str) -> None:
+        """Close the connection; every call on it fails with ``reason``."""
+        self._failed_reason = reason
+        self.processor.close(reason)
+
+    def data_received(self, data: bytes) -> None:
+        """Feed received bytes to h2 and grpclib (as the stock protocol); note liveness."""
+        try:
+            events = self.connection.feed(data)
+        except H2ProtocolError:
+            log.debug("HTTP/2 protocol error", exc_info=True)
+            self.processor.close("Protocol error")
+            return
+        if self.liveness is not None:
+            self.liveness.received(events)
+        self.connection.flush()
+        for event in events:
+            self.processor.process(event)
+        self.connection.flush()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The transport closed: fail the calls (unless liveness already did)."""
+        if self.liveness is not None:
+            self.liveness.stop()
+        if self._failed_reason is None:
+            super().connection_lost(exc)
 
 
 def _status_details_codec_default() -> StatusDetailsCodecBase | None:
@@ -265,6 +544,8 @@ class _EndpointSetup:
         status_details_codec: StatusDetailsCodecBase | None = None,
         max_message_length: int | None = None,
         tuning: GrpcTuning = DEFAULT_TUNING,
+        *,
+        client: bool = False,
     ) -> _EndpointSetup:
         if max_message_length is not None:
             validate_max_message_length(max_message_length)
@@ -272,7 +553,12 @@ class _EndpointSetup:
             raise TypeError(f"tuning must be a GrpcTuning, got {type(tuning).__name__}")
         tuned = internals_usable()
         if config is None:
-            config = tuned_configuration() if tuned else Configuration()
+            if tuned:
+                config = tuned_configuration()
+            elif client and tuning.keepalive_time is not None:
+                config = stock_keepalive_configuration(tuning)
+            else:
+                config = Configuration()
         zero_copy = tuned and _accepts_views(codec)
         if max_message_length is not None:
             if codec is None:
@@ -371,7 +657,7 @@ class TunedChannel(_TunedEndpoint, Channel):
         ssl: _ssl.SSLContext | None = None,
         **options: Unpack[EndpointOptions],
     ) -> None:
-        setup = _EndpointSetup.prepare(**options)
+        setup = _EndpointSetup.prepare(**options, client=True)
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise TypeError(f"ssl must be an ssl.SSLContext or None, got {type(ssl).__name__}")
         super().__init__(

@@ -33,10 +33,31 @@ Private accesses (owner.attribute: what for):
   (overridden): received DATA frames become :class:`_QuietDataFrame`, whose ``repr`` does not
   serialize and hex-dump the body (h2 evaluates ``repr(frame)`` for every frame it receives).
 
+* ``grpclib.client.Stream._stream``: :func:`received_status` reads the HEADERS a call
+  received (``protocol.Stream.headers`` / ``.trailers``), so a status the server sent
+  before resetting the stream is not lost (grpclib reports only "Stream reset by remote
+  party" then). Checked by a probe: grpclib's ``send_request`` must still assign it.
+
+Received headers are decoded leniently (:class:`TunedH2Connection`): h2 decodes header
+values with ``str.decode("ascii")`` and a non-ASCII byte (e.g. in ``grpc-message``) raised
+``UnicodeDecodeError`` out of ``data_received``, which killed the whole connection and lost
+the status. The tuned connection asks h2 for bytes (``H2Configuration.header_encoding =
+None``, on a copy of grpclib's configuration) and decodes each received header itself with
+``backslashreplace``, so such a status reaches the caller (and a non-ASCII content type is
+refused by grpclib like any other wrong one).
+
+:class:`TunedEventsProcessor` (a subclass of grpclib's public ``EventsProcessor``) ends a
+client call whose response stream ended (END_STREAM) without trailers at once: it gives the
+stream empty trailers, so grpclib raises UNKNOWN "Missing grpc-status header" (mapped to a
+protocol error) instead of waiting for trailers until the call's deadline.
+
 Undocumented but public-named attributes relied on (also checked by the guard):
 ``H2Connection.state_machine`` / ``.streams`` / ``.outbound_flow_control_window`` and
 ``H2Stream.state_machine`` / ``.outbound_flow_control_window`` (the bookkeeping of
-:meth:`TunedH2Connection.send_data_frame`); ``grpclib.protocol.Stream.buffer`` /
+:meth:`TunedH2Connection.send_data_frame`); ``H2Connection.config`` (lenient header
+decoding); ``grpclib.protocol.Stream.headers`` / ``.trailers`` / ``.trailers_received`` and
+``EventsProcessor.streams`` / ``.process_stream_ended`` (:class:`TunedEventsProcessor`,
+:func:`received_status`); ``grpclib.protocol.Stream.buffer`` /
 ``.window_updated`` / ``.connection`` and ``Connection.write_ready`` / ``.data_sent`` /
 ``.data_send_process`` (send and receive loops); ``grpclib.stream.send_message`` (below).
 
@@ -64,6 +85,7 @@ forced with the environment variable ``FLWR_SDK_STOCK_GRPCLIB=1`` or
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import importlib.metadata
 import logging
@@ -76,11 +98,12 @@ from typing import Any, cast
 
 from grpclib.client import Channel
 from grpclib.encoding.base import CodecBase
-from grpclib.protocol import Connection, H2Protocol
+from grpclib.protocol import Connection, EventsProcessor, H2Protocol
 from grpclib.server import Server
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, H2Connection
 from h2.events import Event as H2Event
+from h2.events import StreamEnded
 from h2.exceptions import FlowControlError, FrameTooLargeError
 from h2.stream import StreamInputs
 from hyperframe.frame import DataFrame, Frame
@@ -95,6 +118,7 @@ __all__ = [
     "ChunkHandoffCodec",
     "GrpclibBody",
     "PrivateAccess",
+    "TunedEventsProcessor",
     "TunedH2Connection",
     "bound_port",
     "connection_parts",
@@ -104,6 +128,7 @@ __all__ = [
     "internals_problems",
     "internals_usable",
     "read_into",
+    "received_status",
     "stream_parts",
 ]
 
@@ -156,6 +181,15 @@ PRIVATE_ACCESSES: tuple[PrivateAccess, ...] = (
     PrivateAccess("grpclib.protocol.Connection", "write_ready", "chunked sends", False),
     PrivateAccess("grpclib.protocol.Connection", "data_send_process", "chunked sends", False),
     PrivateAccess("grpclib.stream", "send_message", "chunked send hand-off", False),
+    PrivateAccess("grpclib.client.Stream", "_stream", "statuses sent before a reset"),
+    PrivateAccess("h2.connection.H2Connection", "config", "lenient header decoding", False),
+    PrivateAccess("grpclib.protocol.Stream", "headers", "statuses sent before a reset", False),
+    PrivateAccess("grpclib.protocol.Stream", "trailers", "missing trailers", False),
+    PrivateAccess("grpclib.protocol.Stream", "trailers_received", "missing trailers", False),
+    PrivateAccess("grpclib.protocol.EventsProcessor", "streams", "missing trailers", False),
+    PrivateAccess(
+        "grpclib.protocol.EventsProcessor", "process_stream_ended", "missing trailers", False
+    ),
 )
 
 # --- the guard --------------------------------------------------------------------------------
@@ -204,8 +238,11 @@ def _sample_objects() -> dict[str, object]:
             server = Server([], loop=loop)
     finally:
         loop.close()
+    processor = grpclib.protocol.EventsProcessor(cast(Any, None), connection)
     return {
         "grpclib.client.Channel": Channel,
+        "grpclib.client.Stream": _ClientStreamAttributes(),
+        "grpclib.protocol.EventsProcessor": processor,
         "grpclib.server.Server": server,
         "grpclib.protocol": grpclib.protocol,
         "grpclib.protocol.Connection": connection,
@@ -257,6 +294,21 @@ def _probe_send_handoff() -> str | None:
     return None
 
 
+class _ClientStreamAttributes:
+    """Stands for a ``grpclib.client.Stream`` in the guard: the attributes its code assigns.
+
+    ``grpclib.client.Stream._stream`` is set in ``send_request`` (not in ``__init__``), so
+    the guard looks for the assignment in the method's code instead of on an instance.
+    """
+
+    def __getattr__(self, name: str) -> object:
+        from grpclib.client import Stream as ClientStream
+
+        if name in ClientStream.send_request.__code__.co_names:
+            return True
+        raise AttributeError(name)
+
+
 def _probe_quiet_frames() -> str | None:
     frame = DataFrame(1, b"abc")
     frame.__class__ = _QuietDataFrame
@@ -282,7 +334,7 @@ def internals_problems() -> tuple[str, ...]:
     for access in PRIVATE_ACCESSES:
         if not hasattr(samples[access.owner], access.attribute):
             problems.append(f"{access.owner}.{access.attribute} is missing")
-    for probe in (_probe_send_handoff, _probe_quiet_frames):
+    for probe in (_probe_send_handoff, _probe_quiet_frames, _probe_lenient_headers):
         try:
             problem = probe()
         except Exception as exc:  # a probe that fails is a problem, not a crash
@@ -428,6 +480,62 @@ async def read_into(
         buffer._ack_callback(ack_size)
 
 
+def received_status(call: Any) -> tuple[int, str | None] | None:
+    """The gRPC status a grpclib client call (``grpclib.client.Stream``) received, if any.
+
+    Reads the trailers, or a trailers-only response's headers, that arrived on the call's
+    HTTP/2 stream, also when the stream was reset afterwards (then grpclib itself raises
+    only ``StreamTerminatedError``). Returns ``(code, message)`` with the
+    ``grpc-message`` percent-decoded, or ``None`` when no ``grpc-status`` arrived or it is
+    not a number.
+    """
+    from grpclib.metadata import decode_grpc_message
+
+    stream = getattr(call, "_stream", None)
+    if stream is None:
+        return None
+    for headers in (stream.trailers, stream.headers):
+        if not headers:
+            continue
+        fields = dict(headers)
+        status = fields.get("grpc-status")
+        if status is None:
+            continue
+        try:
+            code = int(status)
+        except ValueError:
+            return None
+        message = fields.get("grpc-message")
+        return code, (decode_grpc_message(message) if message is not None else None)
+    return None
+
+
+class TunedEventsProcessor(EventsProcessor):
+    """grpclib's ``EventsProcessor``; a client stream ending without trailers fails at once.
+
+    grpclib waits for trailers after END_STREAM until the call's deadline. Here a client
+    stream that ends (END_STREAM on DATA, not on trailers or on a trailers-only response)
+    gets empty trailers, so grpclib raises UNKNOWN "Missing grpc-status header" right away.
+    """
+
+    def __init__(self, handler: Any, connection: Connection, *, client_side: bool) -> None:
+        super().__init__(handler, connection)
+        self.client_side = client_side
+
+    def process_stream_ended(self, event: StreamEnded) -> None:
+        """Mark the stream's input ended; on a client, supply missing trailers."""
+        stream = self.streams.get(event.stream_id) if self.client_side else None
+        if (
+            stream is not None
+            and stream.trailers is None
+            and stream.headers is not None
+            and "grpc-status" not in dict(stream.headers)
+        ):
+            stream.trailers = []
+            stream.trailers_received.set()
+        super().process_stream_ended(event)
+
+
 # --- the chunked send hand-off -----------------------------------------------------------------
 
 
@@ -506,7 +614,12 @@ class TunedH2Connection(H2Connection):
     """An ``h2`` connection that moves DATA frame bodies without copying them.
 
     * Received ``DataFrame`` objects are re-classed to a subclass with a cheap ``repr``
-      before h2 handles them; the subclass is dispatched to the same DATA handler.
+      before h2 handles them; the subclass is dispatched to the same DATA handler
+      (``quiet_data_frames=False`` keeps h2's frames).
+    * Received headers are decoded leniently: with a ``header_encoding`` configured, h2
+      is asked for bytes and each name and value is decoded here with that encoding and
+      ``errors="backslashreplace"`` (a non-ASCII ``grpc-message`` no longer kills the
+      connection; see the module docs).
     * :meth:`send_data_frame` does the bookkeeping of ``send_data`` (checks, state machines,
       flow-control windows) but returns the frame header instead of queuing header and
       body in h2's output buffer, so the caller can hand the body to the transport as the
@@ -516,14 +629,32 @@ class TunedH2Connection(H2Connection):
     Everything else is stock h2.
     """
 
-    def __init__(self, config: H2Configuration | None = None) -> None:
+    def __init__(
+        self, config: H2Configuration | None = None, *, quiet_data_frames: bool = True
+    ) -> None:
+        encoding: str | None = None
+        if config is not None and isinstance(config.header_encoding, str):
+            encoding = config.header_encoding
+            config = copy.copy(config)
+            config.header_encoding = None
         super().__init__(config=config)
+        self.event_header_encoding = encoding
+        self.quiet_data_frames = quiet_data_frames
         self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
 
     def _receive_frame(self, frame: Frame) -> list[H2Event]:
-        if frame.__class__ is DataFrame:
+        if self.quiet_data_frames and frame.__class__ is DataFrame:
             frame.__class__ = _QuietDataFrame
         events: list[H2Event] = super()._receive_frame(frame)
+        encoding = self.event_header_encoding
+        if encoding is not None:
+            for event in events:
+                headers = getattr(event, "headers", None)
+                if headers:
+                    event.headers = [  # type: ignore[attr-defined]
+                        (_lenient(name, encoding), _lenient(value, encoding))
+                        for name, value in headers
+                    ]
         return events
 
     def send_data_frame(self, stream_id: int, body: memoryview) -> bytes:
@@ -553,6 +684,34 @@ class TunedH2Connection(H2Connection):
         self.outbound_flow_control_window -= size
         header = _DATA_HEADER.pack(size >> 8, size & 0xFF, _DATA_FRAME_TYPE, 0, stream_id)
         return self.data_to_send() + header
+
+
+def _lenient(value: object, encoding: str) -> object:
+    """``value`` decoded with ``encoding`` (undecodable bytes escaped); ``str`` unchanged."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode(encoding, "backslashreplace")
+    return value
+
+
+def _probe_lenient_headers() -> str | None:
+    """Check that h2 hands received headers over as bytes with ``header_encoding=None``."""
+    server_config = H2Configuration(client_side=False, header_encoding=None)
+    client = TunedH2Connection(H2Configuration(client_side=True, header_encoding="ascii"))
+    server = H2Connection(server_config)
+    client.initiate_connection()
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "x")]
+    client.send_headers(1, headers)
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(b":status", b"200"), (b"grpc-message", b"\xff")], end_stream=True)
+    events = client.receive_data(server.data_to_send())
+    received = [getattr(event, "headers", None) for event in events]
+    if [(":status", "200"), ("grpc-message", "\\xff")] not in received:
+        return f"lenient header decoding gave {received!r}"
+    return None
 
 
 #: HTTP/2 frame header: 24-bit length (as 16 + 8 bits), type, flags, 31-bit stream id.

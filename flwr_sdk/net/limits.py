@@ -155,6 +155,10 @@ class SizeLimitedStream(Stream):
     :class:`~flwr_sdk.net.framing.EncodedChunks` are written frame by frame
     without joining them (any stream: see :meth:`send_data`). Both paths report transfer
     progress when a client node asks for it (:func:`~flwr_sdk.net.framing.transfer_meter`).
+
+    For the progress deadline of :mod:`flwr_sdk.net.grpc_tuning` the stream tells
+    whether it is :attr:`awaiting_peer`: a body send in progress, a gRPC message received
+    in part, or its own side ended while the peer's answer has not ended yet.
     """
 
     def __init__(
@@ -172,21 +176,41 @@ class SizeLimitedStream(Stream):
         self.max_message_length = max_message_length
         self.zero_copy_receive = zero_copy_receive
         self._expect_prefix = True
+        self._sending = 0
+        self._receiving_body = False
+        self._local_ended = False
+        self._remote_ended = False
+
+    @property
+    def awaiting_peer(self) -> bool:
+        """Whether the peer owes this stream bytes now (see the class docs).
+
+        ``False`` for a stream both sides keep open between messages (a bidi ``Join``
+        waiting for the server's next instruction): only keepalive covers those.
+        """
+        if self._remote_ended:
+            return False
+        return self._sending > 0 or self._receiving_body or self._local_ended
+
+    def __ended__(self) -> None:
+        """The peer ended its side (END_STREAM received)."""
+        self._remote_ended = True
+        super().__ended__()
+
+    async def end(self) -> None:
+        """End this side of the stream (END_STREAM without data)."""
+        await super().end()
+        self._local_ended = True
 
     async def recv_data(self, size: int) -> bytes:
         """Read ``size`` bytes; if they are a gRPC prefix, enforce the limit on its length."""
         if not self._expect_prefix:
             self._expect_prefix = True
-            if self.zero_copy_receive and size >= PREALLOCATED_BODY_MIN:
-                target = _np.empty(size, dtype=_np.uint8).data
-                meter = transfer_meter("receive", size)
-                if meter is None:
-                    await read_into(self.buffer, target)
-                else:
-                    await read_into(self.buffer, target, meter)
-                # grpclib's signature says bytes; the codec takes any bytes-like buffer.
-                return cast(bytes, target)
-            return await super().recv_data(size)
+            self._receiving_body = True
+            try:
+                return await self._recv_body(size)
+            finally:
+                self._receiving_body = False
         data = await super().recv_data(size)
         if size == GRPC_PREFIX_LENGTH and len(data) == GRPC_PREFIX_LENGTH:
             _compressed, length = _PREFIX.unpack(data)
@@ -196,8 +220,30 @@ class SizeLimitedStream(Stream):
             self._expect_prefix = False
         return data
 
+    async def _recv_body(self, size: int) -> bytes:
+        """Read a message body of ``size`` bytes (into one buffer when large enough)."""
+        if self.zero_copy_receive and size >= PREALLOCATED_BODY_MIN:
+            target = _np.empty(size, dtype=_np.uint8).data
+            meter = transfer_meter("receive", size)
+            if meter is None:
+                await read_into(self.buffer, target)
+            else:
+                await read_into(self.buffer, target, meter)
+            # grpclib's signature says bytes; the codec takes any bytes-like buffer.
+            return cast(bytes, target)
+        return await super().recv_data(size)
+
     async def send_data(self, data: bytes, end_stream: bool = False) -> None:
         """Send ``data``; :class:`EncodedChunks` go out piece by piece (no joined copy)."""
+        self._sending += 1
+        try:
+            await self._send_data(data, end_stream)
+        finally:
+            self._sending -= 1
+        if end_stream:
+            self._local_ended = True
+
+    async def _send_data(self, data: bytes, end_stream: bool) -> None:
         chunks: object = data
         if isinstance(chunks, EncodedChunks):
             # The chunks are the gRPC prefix followed by the message.

@@ -1,10 +1,11 @@
 """Faults of transport code that the fault suite found, each reproduced on its own.
 
-Every test here is ``xfail(strict=True)``: it states the behaviour we want, fails today
-because of the file and function its reason names, and starts *passing* — which then
-fails the suite — once that code is fixed, so whoever fixes it removes the marker (and,
-for faults the seeded fuzz meets, the entry in ``KNOWN`` of test_hostile_frames.py).
-tests/faults/README.md lists them with the fix each needs.
+A new fault gets an ``xfail(strict=True)`` test here: it states the behaviour we want,
+fails because of the file and function its reason names, and starts *passing* — which
+then fails the suite — once that code is fixed, so whoever fixes it removes the marker
+(and, for faults the seeded fuzz meets, the entry in ``KNOWN`` of test_hostile_frames.py).
+tests/faults/README.md lists them with the fix each needs. Every fault listed there is
+fixed now; these tests keep it so.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from support.hostile_frames import (
 )
 from support.hostile_server import HostileGrpcServer
 
-from flwr_sdk.errors import FlwrSdkError, ProtocolError, ServerUnavailableError
+from flwr_sdk.errors import FlwrSdkError, ProtocolError, TransientServerError
 from flwr_sdk.transport import connector_for
 from flwr_sdk.transport.fleet_session import FleetSession
 
@@ -73,15 +74,6 @@ async def open_session(server: HostileGrpcServer) -> FleetSession:
     return session
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing-trailers: a gRPC response stream ending without trailers (DATA with "
-    "END_STREAM) makes grpclib wait for trailers until the call's deadline (30 s for "
-    "CreateNode, 600 s for a pull). Fix in flwr_sdk/net/grpclib_internals.py: when the "
-    "tuned protocol sees StreamEnded on a client stream whose trailers never came, set "
-    "stream.trailers = [] and stream.trailers_received (grpclib then raises UNKNOWN "
-    "'Missing grpc-status header').",
-)
 def test_response_without_trailers_fails_at_once() -> None:
     """CreateNode answered with a message and END_STREAM but no grpc-status."""
     answer = GrpcAnswer(
@@ -96,15 +88,6 @@ def test_response_without_trailers_fails_at_once() -> None:
     with_server({"register": answer}, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="non-ascii-header: a grpc-message with non-ASCII bytes makes h2 raise "
-    "UnicodeDecodeError inside data_received (grpclib decodes headers as ASCII): asyncio "
-    "logs 'Fatal error', the connection is dropped and the call reports 'Connection lost' "
-    "(retryable) instead of the server's status. Fix in flwr_sdk/net/grpclib_internals.py "
-    "(_receive_frame): catch UnicodeDecodeError from a HEADERS frame and fail that stream "
-    "as a protocol error (or decode grpc-message leniently), keeping the connection.",
-)
 def test_non_ascii_status_message_keeps_the_status() -> None:
     """CreateNode refused with INTERNAL and a grpc-message that is not ASCII."""
     answer = grpc_status(13, bytes(range(0x80, 0x90)))
@@ -119,8 +102,10 @@ def test_non_ascii_status_message_keeps_the_status() -> None:
 
     handled = with_server({"register": answer}, body)
     assert not handled, handled  # nothing reaches asyncio's "Fatal error" path
-    assert failures and not isinstance(failures[0], ServerUnavailableError), failures
-    assert "INTERNAL" in str(failures[0])
+    # The server's status, not "Connection lost": INTERNAL is a transient server error.
+    assert failures and isinstance(failures[0], TransientServerError), failures
+    assert failures[0].status == "INTERNAL"
+    assert "INTERNAL" in str(failures[0]) and "\\x80" in str(failures[0])
 
 
 def test_close_after_the_connection_died_under_a_ping_is_prompt() -> None:
@@ -154,15 +139,6 @@ def test_close_after_the_connection_died_under_a_ping_is_prompt() -> None:
     with_server({"heartbeat": HOLD, "pull": cut}, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decode-internals: a response body betterproto2 cannot parse (here a fixed32 "
-    "where CreateNode's node belongs) surfaces as TransportError 'KeyError: 'message'' "
-    "(also EOFError, KeyError 'map' / 'uint64'): flwr_sdk/net/fast_codec.decode_message "
-    "calls cls.parse unguarded for types the fast codec does not cover. Fix there: check "
-    "the wire format first (as flwr_sdk/server/wire_check.check_wire_format does) and "
-    "raise ProtocolError for any parse failure.",
-)
 def test_undecodable_create_node_answer_is_a_protocol_error() -> None:
     """``0d 01 00 00 00`` as a CreateNodeResponse."""
 
@@ -173,13 +149,6 @@ def test_undecodable_create_node_answer_is_a_protocol_error() -> None:
     with_server({"register": grpc_ok(b"\x0d\x01\x00\x00\x00")}, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="short-frame: a gRPC message whose length prefix declares more bytes than the "
-    "stream carries surfaces as TransportError 'AssertionError: Received less data than "
-    "expected' (grpclib's assert). Fix in flwr_sdk/transport/grpc_errors.map_grpc_error "
-    "(or in flwr_sdk/net): that failure is a truncated message, a ProtocolError.",
-)
 def test_truncated_grpc_message_is_a_protocol_error() -> None:
     """The prefix declares 100 bytes, 4 come, then trailers with status 0."""
     answer = GrpcAnswer(
@@ -198,13 +167,6 @@ def test_truncated_grpc_message_is_a_protocol_error() -> None:
     with_server({"register": answer}, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compressed-flag: a message with the compressed flag set and no grpc-encoding "
-    "surfaces as TransportError 'NotImplementedError: Compression not implemented'. Fix "
-    "in flwr_sdk/transport/grpc_errors.map_grpc_error: a ProtocolError (the server used "
-    "a compression nobody negotiated).",
-)
 def test_compressed_flag_is_a_protocol_error() -> None:
     """CreateNode's answer flagged as compressed."""
     answer = GrpcAnswer(
