@@ -126,17 +126,34 @@ async def start_client_async(
     await _run_node(config)
 
 
+STOP_RECANCEL = 0.2
+"""Seconds between two cancellations of a node that a signal stopped and that still runs."""
+
+
 async def _run_until_signal(config: ClientConfig) -> None:
+    """Run the node as a task of its own; SIGINT / SIGTERM cancel it, until it has ended.
+
+    One ``cancel()`` is not always enough: grpclib turns a cancellation that lands while
+    its connection dies into a StreamTerminatedError (which would look like a lost
+    connection and a re-join), so after a signal the node is cancelled again every
+    :data:`STOP_RECANCEL` s until it has stopped. Its close gets a short grace for
+    DeleteNode (:data:`flwr_sdk.node_loop.STOP_CLOSE_GRACE`), so the process exits within
+    a second of the signal in every state.
+    """
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
+    node = asyncio.create_task(_run_node(config), name="flwr-sdk-node")
     received: list[str] = []
+
+    def cancel_until_done() -> None:
+        if not node.done():
+            node.cancel()
+            loop.call_later(STOP_RECANCEL, cancel_until_done)
 
     def stop(name: str) -> None:
         if not received:
             log.info("Received %s: leaving the server and stopping", name)
             received.append(name)
-            task.cancel()
+            cancel_until_done()
 
     handled = (signal.SIGINT, signal.SIGTERM)
     install = threading.current_thread() is threading.main_thread()
@@ -144,14 +161,23 @@ async def _run_until_signal(config: ClientConfig) -> None:
         for sig in handled:
             loop.add_signal_handler(sig, stop, sig.name)
     try:
-        await _run_node(config)
-    except asyncio.CancelledError:
-        if not received:
+        try:
+            await asyncio.wait({node})
+        except asyncio.CancelledError:
+            # Our own task was cancelled (not by a signal): stop the node, then go.
+            while not node.done():
+                node.cancel()
+                await asyncio.wait({node}, timeout=STOP_RECANCEL)
             raise
     finally:
         if install:
             for sig in handled:
                 loop.remove_signal_handler(sig)
+    if node.cancelled():
+        if received:
+            return
+        raise asyncio.CancelledError
+    node.result()
 
 
 def start_client(

@@ -39,7 +39,6 @@ from flwr_sdk.clientapp.dispatch import error_reply_for
 from flwr_sdk.common.context import Context
 from flwr_sdk.common.message import Message
 from flwr_sdk.common.records import RecordSet
-from flwr_sdk.errors import ServerUnavailableError
 from flwr_sdk.events import (
     Connected,
     Disconnected,
@@ -53,10 +52,11 @@ from flwr_sdk.events import (
 )
 from flwr_sdk.net.framing import TRANSFER_EVENTS
 from flwr_sdk.transport.base import Connection, Connector
+from flwr_sdk.transport.retry import Action, RetryBudget, rule_for
 from flwr_sdk.validation import ClientConfig
 from flwr_sdk.wire.base import Reconnect
 
-__all__ = ["CLOSE_TIMEOUT", "NodeLoop", "run_in_daemon_thread"]
+__all__ = ["CLOSE_TIMEOUT", "STOP_CLOSE_GRACE", "NodeLoop", "run_in_daemon_thread"]
 
 log = logging.getLogger("flwr_sdk.node")
 
@@ -64,6 +64,16 @@ T = TypeVar("T")
 
 CLOSE_TIMEOUT = 10.0
 """Seconds a connection gets to leave the server cleanly (e.g. DeleteNode)."""
+
+STOP_CLOSE_GRACE = 0.5
+"""Seconds a connection still gets to leave the server once the node is stopped.
+
+Short, so that a node honours SIGINT / SIGTERM within a second in every state; enough
+for a DeleteNode on a working network.
+"""
+
+STOP_POLL = 0.05
+"""Seconds between two cancellations of a close that overran its grace."""
 
 
 class _StreamDroppedError(Exception):
@@ -87,6 +97,16 @@ class _Ending:
     wait: float | None
     #: The user's exception to raise once the session is closed (``fail_fast``).
     failure: Exception | None = None
+    #: Whether the server asked for the wait (ReconnectIns), rather than the retry budget.
+    asked: bool = False
+
+
+_VERBS = {
+    Action.RETRY: "reconnecting",
+    Action.REGISTER_AGAIN: "registering again",
+    Action.REJOIN: "joining again",
+}
+"""What the node does next, by the retry table's action, for the log line."""
 
 
 async def run_in_daemon_thread(fn: Callable[[], T]) -> T:
@@ -201,11 +221,18 @@ class NodeLoop:
     async def _run(self) -> None:
         address = self._config.settings.server_address
         kind = self._connector.name
+        policy = self._config.retry
+        # One streak for connecting, registering again and joining again; it starts anew
+        # only once the server served the node (see _serve), so a server that accepts
+        # each connection and fails it at once is retried with growing waits and given
+        # up on per max_retries / max_wait_time (issue 16: no loop without a delay).
+        budget = policy.budget()
         while True:
-            connection = await self._config.retry.run(
+            connection = await policy.run(
                 self._connector.connect,
-                is_retryable=lambda exc: isinstance(exc, ServerUnavailableError),
                 describe=f"connecting to {address} ({kind})",
+                budget=budget,
+                reset_on_success=False,
             )
             log.info("Connected to %s over %s", address, kind)
             self._emit(Connected(address, kind, connection.line_name))
@@ -213,7 +240,7 @@ class NodeLoop:
                 self._emit(Registered(connection.node_id))
             ending = _Ending("the node was stopped", None)
             try:
-                ending = await self._session(connection)
+                ending = await self._session(connection, budget)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
@@ -230,31 +257,49 @@ class NodeLoop:
             if ending.wait is None:
                 return
             if ending.wait > 0:
-                log.info("Server asked to reconnect in %.1f s", ending.wait)
-                await asyncio.sleep(ending.wait)
+                if ending.asked:
+                    log.info("Server asked to reconnect in %.1f s", ending.wait)
+                await policy.sleep(ending.wait)
 
-    async def _session(self, connection: Connection) -> _Ending:
+    async def _session(self, connection: Connection, budget: RetryBudget) -> _Ending:
+        """Serve one session; say how it ended and how long to wait before the next.
+
+        A failure that ends the session is looked up in the retry table: where its row
+        says register again / join again / retry, the streak ``budget`` gives the wait
+        (or raises :class:`~flwr_sdk.errors.RetriesExhaustedError`); otherwise it
+        propagates and ends the node.
+        """
         address = self._config.settings.server_address
+        kind = self._connector.name
         try:
-            outcome = await self._serve(connection)
-        except ServerUnavailableError as exc:
-            log.warning("Lost the connection to %s: %s; reconnecting", address, exc)
-            return _Ending(f"lost the connection: {exc}", 0.0)
+            outcome = await self._serve(connection, budget)
         except _StreamDroppedError:
             return _Ending("dropped the stream after a failed instruction", 0.0)
         except _FailFastError as stop:
             reason = f"stopping at the first failed instruction: {_error_text(stop.error)}"
             return _Ending(reason, None, stop.error)
+        except Exception as exc:
+            rule = rule_for(exc)
+            action = None if rule is None else rule.action(kind)
+            if action is None or not action.retries:
+                raise
+            wait = budget.failed(exc, describe=f"The session with {address} ({kind})")
+            log.warning("Lost the connection to %s: %s; %s", address, exc, _VERBS[action])
+            return _Ending(f"lost the connection: {exc}", wait)
         if outcome.seconds:
             return _Ending(
-                f"the server asked to reconnect in {outcome.seconds:g} s", outcome.seconds
+                f"the server asked to reconnect in {outcome.seconds:g} s",
+                outcome.seconds,
+                asked=True,
             )
         log.info("Disconnected from %s: the server ended the session", address)
         return _Ending("the server ended the session", None)
 
-    async def _serve(self, connection: Connection) -> Reconnect:
+    async def _serve(self, connection: Connection, budget: RetryBudget) -> Reconnect:
         while True:
             item = await connection.receive()
+            # The server served the node: a new failure starts a new streak.
+            budget.reset()
             if item is None:
                 await asyncio.sleep(connection.poll_interval)
                 continue
@@ -353,14 +398,38 @@ class NodeLoop:
 
 
 async def _close_quietly(connection: Connection) -> None:
-    """Close a connection even while the surrounding task is being cancelled."""
+    """Close a connection, also while the surrounding task is being cancelled.
+
+    Normally the close gets :data:`CLOSE_TIMEOUT`. When the node is stopped (cancelled:
+    SIGINT / SIGTERM, a cancelled task) it gets :data:`STOP_CLOSE_GRACE` from then on,
+    whatever further cancellations arrive, and is then cancelled until it has ended; the
+    cancellation is raised again.
+    """
     closing = asyncio.ensure_future(connection.close())
     try:
         await asyncio.wait_for(asyncio.shield(closing), timeout=CLOSE_TIMEOUT)
     except asyncio.CancelledError:
-        # A stop signal arrived while closing: finish closing, then stop.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(closing, timeout=CLOSE_TIMEOUT)
+        await _finish_within(closing, STOP_CLOSE_GRACE)
         raise
     except Exception as exc:
         log.debug("Closing the connection failed: %s", exc)
+        await _finish_within(closing, 0.0)
+
+
+async def _finish_within(closing: asyncio.Future[None], grace: float) -> None:
+    """Let ``closing`` run for ``grace`` s more, then cancel it until it has ended.
+
+    Cancellations of the calling task meanwhile are absorbed (the caller re-raises its
+    own); whatever ``closing`` ends with is retrieved and logged at DEBUG.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while not closing.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            closing.cancel()
+            remaining = STOP_POLL
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({closing}, timeout=remaining)
+    if not closing.cancelled() and closing.exception() is not None:
+        log.debug("Closing the connection failed: %s", closing.exception())

@@ -42,14 +42,19 @@ session lost like ``Ping -> success=false``, and the node registers again; a pus
 because the run is no longer running (1.15: ``PERMISSION_DENIED "Run is finished."``) drops
 the reply with a warning and the node keeps serving.
 
-Failures mid-session: PullTaskIns, PushTaskRes, GetRun and GetFab are each retried under
-the ``max_retries`` / ``max_wait_time`` policy when they fail with an "unavailable"-class
-error (:class:`~flwr_sdk.errors.ServerUnavailableError`), keeping the node, its
-registration and a computed reply; when the policy gives up,
-:class:`~flwr_sdk.errors.RetriesExhaustedError` ends ``start_client``. After a call
-succeeded only on a retry, the heartbeat pings at once to find out whether the node
-survived the outage. Every other failure (authentication, protocol, message size) is
-raised at once and never retried.
+Failures mid-session follow the retry table (:data:`~flwr_sdk.transport.retry.RETRY_TABLE`,
+``docs/reliability.md``): PullTaskIns, PushTaskRes, GetRun and GetFab are each retried
+with backoff under the ``max_retries`` / ``max_wait_time`` budget when they fail as
+"unreachable" (:class:`~flwr_sdk.errors.ServerUnavailableError`) or with a transient
+server error (:class:`~flwr_sdk.errors.TransientServerError`, at most
+:data:`~flwr_sdk.transport.retry.TRANSIENT_RETRIES` times), keeping the node, its
+registration and a computed reply; when the budget is spent,
+:class:`~flwr_sdk.errors.RetriesExhaustedError` ends ``start_client`` (GetRun and GetFab
+degrade instead, except when the server is unreachable:
+:data:`~flwr_sdk.transport.retry.CALL_RULES`). After a call succeeded only on a retry,
+the heartbeat pings at once to find out whether the node survived the outage. Every
+other failure (authentication, protocol, message size) is raised at once and never
+retried.
 """
 
 from __future__ import annotations
@@ -66,9 +71,18 @@ import betterproto2
 
 from flwr_sdk.common.fab import FabError, run_config_from_fab
 from flwr_sdk.common.message import Message
-from flwr_sdk.errors import FlwrSdkError, ServerUnavailableError, TransportError
+from flwr_sdk.errors import FlwrSdkError, RetriesExhaustedError, TransportError
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
-from flwr_sdk.transport.retry import RetryPolicy, call_failure
+from flwr_sdk.transport.retry import (
+    CALL_RULES,
+    TRANSIENT_RETRIES,
+    Action,
+    NodeLostError,
+    RetryPolicy,
+    RunEndedError,
+    call_failure,
+    rule_for,
+)
 from flwr_sdk.wire.base import FleetLine, NodeAuth, NoNodeAuth, Rpc, RunInfo
 from flwr_sdk.wire.detect import Probe, detect_line
 from flwr_sdk.wire.lines import all_lines
@@ -141,14 +155,6 @@ class FleetCaller(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the channel or HTTP client (never raises)."""
-
-
-def _unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, ServerUnavailableError) and not isinstance(exc, NodeLostError)
-
-
-class NodeLostError(ServerUnavailableError):
-    """The SuperLink no longer knows this node (e.g. it restarted); register again."""
 
 
 class FleetSession(Connection):
@@ -230,31 +236,39 @@ class FleetSession(Connection):
             raise
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="flwr-sdk-heartbeat")
 
-    async def _retrying(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
-        """Make a call, retrying "unavailable" failures under the session's policy."""
+    async def _retrying(self, role: str, request: betterproto2.Message, timeout: float) -> Any:
+        """Make the call of ``role`` (``"pull"``, …), retrying as the retry table says.
+
+        What the line reads as "node unknown" becomes :class:`NodeLostError`, and on a
+        push what it reads as "run not running" :class:`RunEndedError`, so that the
+        table can tell them apart from other refusals.
+        """
+        rpc: Rpc = getattr(self._rpcs, role)
         failures = 0
 
         async def attempt() -> Any:
             nonlocal failures
             try:
-                result = await self._caller.call(rpc, request, timeout)
-            except ServerUnavailableError:
-                failures += 1
-                raise
+                return await self._caller.call(rpc, request, timeout)
             except TransportError as exc:
                 if self._line.node_lost(exc):
                     self._lost = True
                     raise NodeLostError(
                         f"the SuperLink no longer knows node {self.node_id}: {exc}"
                     ) from exc
+                if role == "push" and self._line.run_ended(exc):
+                    raise RunEndedError(str(exc)) from exc
+                rule = rule_for(exc)
+                if rule is not None and rule.fleet is Action.RETRY:
+                    failures += 1
                 raise
-            return result
 
+        special = CALL_RULES.get(role)
         response = await self._retry.run(
             attempt,
-            is_retryable=_unavailable,
             describe=f"{rpc.name} (node {self.node_id})",
             call=rpc.name,
+            transient_retries=TRANSIENT_RETRIES if special is None else special.transient_retries,
         )
         if failures:
             # The server was away: find out at once whether it still knows this node.
@@ -271,7 +285,7 @@ class FleetSession(Connection):
         if self._lost:
             raise NodeLostError(f"the SuperLink no longer knows node {self.node_id}")
         response = await self._retrying(
-            self._rpcs.pull, self._line.pull_request(self._node), DATA_CALL_TIMEOUT
+            "pull", self._line.pull_request(self._node), DATA_CALL_TIMEOUT
         )
         message = self._line.instruction_from_pull(response, self.node_id)
         if message is None:
@@ -299,10 +313,8 @@ class FleetSession(Connection):
             )
             return
         try:
-            await self._retrying(self._rpcs.push, request, DATA_CALL_TIMEOUT)
-        except TransportError as exc:
-            if not self._line.run_ended(exc):
-                raise
+            await self._retrying("push", request, DATA_CALL_TIMEOUT)
+        except RunEndedError as exc:
             log.warning(
                 "Dropped the %s reply: run %d is no longer running (%s)",
                 reply.metadata.message_type,
@@ -317,16 +329,16 @@ class FleetSession(Connection):
             return cached
         try:
             response = await self._retrying(
-                self._rpcs.get_run, self._line.get_run_request(self._node, run_id), CALL_TIMEOUT
+                "get_run", self._line.get_run_request(self._node, run_id), CALL_TIMEOUT
             )
             # Read inside the try: an answer the line cannot read degrades like a failure.
             info = self._line.run_from_response(response, run_id)
-        except ServerUnavailableError:
-            raise
-        except TransportError as exc:
+        except (TransportError, RetriesExhaustedError) as exc:
+            if not CALL_RULES["get_run"].degrades(exc):
+                raise
             log.warning(
                 "%s (run %d); using an empty run config",
-                call_failure(self._rpcs.get_run.name, exc),
+                call_failure(self._rpcs.get_run.name, _last_failure(exc)),
                 run_id,
             )
             info = RunInfo(run_id=run_id)
@@ -339,14 +351,14 @@ class FleetSession(Connection):
     async def _with_fab_config(self, info: RunInfo) -> RunInfo:
         request = self._line.get_fab_request(self._node, info.fab_hash, info.run_id)
         try:
-            response = await self._retrying(self._rpcs.get_fab, request, DATA_CALL_TIMEOUT)
+            response = await self._retrying("get_fab", request, DATA_CALL_TIMEOUT)
             content = self._line.fab_from_response(response, info.fab_hash)
-        except ServerUnavailableError:
-            raise
-        except TransportError as exc:
+        except (TransportError, RetriesExhaustedError) as exc:
+            if not CALL_RULES["get_fab"].degrades(exc):
+                raise
             log.warning(
                 "%s (FAB %s); running without a FAB",
-                call_failure(self._rpcs.get_fab.name, exc),
+                call_failure(self._rpcs.get_fab.name, _last_failure(exc)),
                 info.fab_hash[:12],
             )
             return info
@@ -450,6 +462,13 @@ class FleetSession(Connection):
             log.warning("%s (node %d)", call_failure(self._rpcs.unregister.name, exc), self.node_id)
         else:
             log.info("Unregistered node %d", self.node_id)
+
+
+def _last_failure(exc: BaseException) -> BaseException:
+    """The failure a give-up was about (a RetriesExhaustedError's cause), else ``exc``."""
+    if isinstance(exc, RetriesExhaustedError) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
 
 
 STOP_POLL = 0.05

@@ -11,7 +11,11 @@ this module only makes calls:
   (httpcore copies one large ``bytes`` body quadratically); headers
   ``Content-Type: application/protobuf`` and ``Accept: application/protobuf`` (the
   SuperLink answers 400 to anything else);
-* every request has explicit timeouts (:func:`timeouts_for`; Flower sets none);
+* every request has explicit timeouts (:func:`timeouts_for`; Flower sets none): connect
+  :data:`CONNECT_TIMEOUT`, and read / write :data:`PROGRESS_TIMEOUT` — no byte moved
+  for that long while sending the request or waiting for / reading the answer means the
+  server is unreachable (the meaning of the gRPC transports' progress deadline), which
+  the retry table retries; a large model moving steadily is never cut off;
 * ``https://`` uses TLS, verified against ``root_certificates`` (bytes or a path, both
   already loaded as PEM) or, without them, the system trust store; HTTP/1.1 only;
 * responses: 200 with ``content-type: application/protobuf`` is success (an empty body
@@ -20,6 +24,8 @@ this module only makes calls:
 
   - connection failures, timeouts, 502/503/504 →
     :class:`~flwr_sdk.errors.ServerUnavailableError` (retried by the policy);
+  - 500 → :class:`~flwr_sdk.errors.TransientServerError` (retried a bounded number of
+    times: :data:`~flwr_sdk.transport.retry.TRANSIENT_RETRIES`);
   - 401/403 → :class:`~flwr_sdk.errors.AuthenticationError`;
   - other statuses, a wrong content type or an unparsable body →
     :class:`~flwr_sdk.errors.ProtocolError` / :class:`~flwr_sdk.errors.TransportError`
@@ -46,6 +52,7 @@ from flwr_sdk.errors import (
     MessageTooLargeError,
     ProtocolError,
     ServerUnavailableError,
+    TransientServerError,
     TransportError,
 )
 from flwr_sdk.net.fast_codec import (
@@ -72,7 +79,11 @@ PROTOBUF = "application/protobuf"
 CONNECT_TIMEOUT = 10.0
 """Seconds to establish a TCP (and TLS) connection."""
 
+PROGRESS_TIMEOUT = 60.0
+"""Seconds without a byte moved, either way, after which a call counts as unreachable."""
+
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+TRANSIENT_STATUSES = frozenset({500})
 AUTH_STATUSES = frozenset({401, 403})
 _PROBE_OUTCOMES = {
     200: ProbeOutcome.ANSWERED,
@@ -85,12 +96,20 @@ _BODY_EXCERPT = 200
 
 
 def timeouts_for(call_timeout: float) -> httpx.Timeout:
-    """Timeouts for a call: connect :data:`CONNECT_TIMEOUT`, the rest ``call_timeout``.
+    """Timeouts for a call: connect, read, write and pool, none above ``call_timeout``.
 
-    httpx read/write timeouts bound each network operation (inactivity), not the whole
-    transfer, so a large model moving steadily is never cut off.
+    Connect :data:`CONNECT_TIMEOUT`; read and write :data:`PROGRESS_TIMEOUT`. httpx's
+    read / write timeouts bound each network operation (inactivity), not the whole
+    transfer, so a large model moving steadily is never cut off, while a peer that
+    stops answering (a black hole) is noticed within :data:`PROGRESS_TIMEOUT`.
     """
-    return httpx.Timeout(call_timeout, connect=min(CONNECT_TIMEOUT, call_timeout))
+    progress = min(PROGRESS_TIMEOUT, call_timeout)
+    return httpx.Timeout(
+        call_timeout,
+        connect=min(CONNECT_TIMEOUT, call_timeout),
+        read=progress,
+        write=progress,
+    )
 
 
 class RestCaller(FleetCaller):
@@ -176,9 +195,17 @@ class RestCaller(FleetCaller):
         self, exc: httpx.TransportError, what: str, path: str, timeout: float
     ) -> Exception:
         """A failed HTTP exchange as a TLS error or "unavailable" (retryable)."""
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout)):
+            progress = min(PROGRESS_TIMEOUT, timeout)
             return ServerUnavailableError(
-                f"{what}: no answer within {timeout:g} s (POST {path}, {type(exc).__name__})"
+                f"{what}: no byte moved for {progress:g} s (POST {path}, {type(exc).__name__})"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            limit = (
+                min(CONNECT_TIMEOUT, timeout) if isinstance(exc, httpx.ConnectTimeout) else timeout
+            )
+            return ServerUnavailableError(
+                f"{what}: no answer within {limit:g} s (POST {path}, {type(exc).__name__})"
             )
         tls = classify_tls_error(
             exc,
@@ -207,6 +234,8 @@ class RestCaller(FleetCaller):
             detail = f"{what}: HTTP {status} from POST {path}: {excerpt!r}"
             if status in UNAVAILABLE_STATUSES:
                 raise ServerUnavailableError(detail)
+            if status in TRANSIENT_STATUSES:
+                raise TransientServerError(detail)
             if status in AUTH_STATUSES:
                 raise AuthenticationError(detail)
             raise TransportError(detail)

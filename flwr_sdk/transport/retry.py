@@ -1,19 +1,35 @@
-"""The reconnection policy shared by all transports.
+"""The one retry policy of every transport: a table of failure classes, and the budget.
 
-Semantics (Flower 1.15's, made explicit):
+:data:`RETRY_TABLE` says, for every class of failure (recognised by its exception type,
+which the transports derive from the gRPC status, the HTTP status or what the socket
+did), what the node does: retry the call after a backoff wait, register a new node,
+join again, drop a reply, or give up with which typed error. :func:`rule_for` looks a
+failure up; :meth:`RetryPolicy.run`, the Fleet session and the node loop act on the
+row's action, so the table is the policy (``docs/reliability.md`` renders it, and a test
+checks that the two agree row by row). :data:`CALL_RULES` says where single calls
+deviate from it (Ping, GetRun, GetFab, DeleteNode).
 
-* at most ``max_retries + 1`` attempts (``None``: unlimited);
-* the total time is bounded by ``max_wait_time`` seconds (``None``: unlimited): each wait
-  is clipped to the time that remains, and no attempt starts once the budget is spent
-  (the last attempt itself may run past it; attempts are not cancelled);
+The budget (Flower 1.15's semantics, made explicit and applied to every retried path):
+
+* at most ``max_retries + 1`` attempts (``None``: unlimited) in one *streak* of failures;
+  a transient server error (:class:`~flwr_sdk.errors.TransientServerError`) is retried
+  at most :data:`TRANSIENT_RETRIES` times even when ``max_retries`` is ``None``;
+* the streak's total time is bounded by ``max_wait_time`` seconds (``None``: unlimited):
+  each wait is clipped to the time that remains, and no attempt starts once the budget
+  is spent (the last attempt itself may run past it; attempts are not cancelled);
 * waits grow exponentially from 1 s by a factor of 2 up to 20 s (Flower's fixed values),
   with *full jitter*: each wait is uniform in [0, nominal];
-* only failures for which ``is_retryable`` returns ``True`` are retried; any other
-  exception propagates at once, unchanged;
+* failures whose row does not retry propagate at once, unchanged;
 * giving up raises :class:`~flwr_sdk.errors.RetriesExhaustedError` from the last failure
   (logged at DEBUG only: the error itself reaches the caller);
 * every wait is logged (WARNING) and, when the policy has an ``on_event`` callback,
   reported as a :class:`~flwr_sdk.events.Retrying` event before the wait starts.
+
+A streak is a :class:`RetryBudget`. A single call (pull, push, GetRun, GetFab) has one
+of its own; the node loop keeps one across connecting, re-registering and re-joining,
+started again only once the server has served the node (a pull answered, a server
+message received), so a server that accepts connections and then fails each one at once
+is retried with growing waits and given up on, never in a loop without a delay.
 
 Failure texts say once what failed. The transports' errors about one call already start
 with ``"<call> failed: "`` (e.g. ``"Ping failed: UNAVAILABLE: …"``); :func:`failure_reason`
@@ -24,18 +40,47 @@ only where the error does not carry it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import random as _random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from numbers import Real
 from typing import TypeVar
 
-from flwr_sdk.errors import FlwrSdkError, RetriesExhaustedError
+from flwr_sdk.errors import (
+    AuthenticationError,
+    FlwrSdkError,
+    MessageTooLargeError,
+    ProtocolError,
+    RetriesExhaustedError,
+    ServerUnavailableError,
+    TLSError,
+    TransientServerError,
+    TransportError,
+    WireLineError,
+)
 from flwr_sdk.events import EventCallback, Retrying
 
-__all__ = ["Backoff", "RetryPolicy", "call_failure", "failure_reason"]
+__all__ = [
+    "CALL_RULES",
+    "RETRY_TABLE",
+    "TRANSIENT_RETRIES",
+    "Action",
+    "Backoff",
+    "CallRule",
+    "NodeLostError",
+    "RetryBudget",
+    "RetryPolicy",
+    "Rule",
+    "RunEndedError",
+    "call_failure",
+    "failure_reason",
+    "rule_for",
+]
 
 _T = TypeVar("_T")
 
@@ -51,6 +96,232 @@ WAIT_FACTOR = 2.0
 """Factor by which each nominal wait grows."""
 MAX_WAIT = 20.0
 """Longest nominal wait, in seconds."""
+
+
+TRANSIENT_RETRIES = 4
+"""Most retries of a transient server error in one streak, whatever ``max_retries`` says.
+
+A SuperLink whose SQLite state is busy answers UNKNOWN "database is locked" for a few
+seconds (after its own 5 s busy wait); four retries wait up to 1 + 2 + 4 + 8 s.
+"""
+
+
+class NodeLostError(ServerUnavailableError):
+    """The SuperLink no longer knows this node (e.g. it restarted); register again."""
+
+
+class RunEndedError(TransportError):
+    """The server refused a reply because its run is no longer running; drop the reply."""
+
+
+class Action(enum.Enum):
+    """What the node does about a failure (the values are the docs' words)."""
+
+    RETRY = "retry the call"
+    REGISTER_AGAIN = "register a new node"
+    REJOIN = "join again"
+    DROP_REPLY = "drop the reply, serve on"
+    GIVE_UP = "give up"
+
+    @property
+    def retries(self) -> bool:
+        """Whether the action tries again (after a backoff wait, under the budget)."""
+        return self in (Action.RETRY, Action.REGISTER_AGAIN, Action.REJOIN)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of :data:`RETRY_TABLE`: a failure class and what the node does about it.
+
+    ``errors`` recognise the class (``isinstance``; the first row that matches wins);
+    ``recognised_by`` says in words what on the wire becomes those errors; ``fleet`` is
+    the action on the Fleet API transports (grpc-rere, rest) and ``bidi`` the one on
+    grpc-bidi (``None``: the class does not occur there); ``retries`` bounds the retries
+    of this class in one streak beyond ``max_retries`` / ``max_wait_time`` (``None``: only
+    those); ``gives_up_with`` is the error ``start_client`` raises when the class ends
+    the node (``None``: it never does).
+    """
+
+    failure: str
+    errors: tuple[type[Exception], ...]
+    recognised_by: str
+    fleet: Action
+    bidi: Action | None
+    retries: int | None
+    gives_up_with: type[Exception] | None
+
+    def action(self, transport: str) -> Action:
+        """The action on ``transport`` (``"grpc-bidi"``, ``"grpc-rere"``, ``"rest"``)."""
+        if transport == "grpc-bidi":
+            return self.bidi if self.bidi is not None else Action.GIVE_UP
+        return self.fleet
+
+
+RETRY_TABLE: tuple[Rule, ...] = (
+    Rule(
+        "node lost",
+        (NodeLostError,),
+        'Ping answered success=false; a call the line reads as "node unknown" '
+        '(1.15: UNAUTHENTICATED "Invalid node ID")',
+        Action.REGISTER_AGAIN,
+        None,
+        None,
+        RetriesExhaustedError,
+    ),
+    Rule(
+        "run ended",
+        (RunEndedError,),
+        'a push the line reads as "run not running" (1.15: PERMISSION_DENIED "Run is finished.")',
+        Action.DROP_REPLY,
+        None,
+        None,
+        None,
+    ),
+    Rule(
+        "TLS",
+        (TLSError,),
+        "the TLS handshake fails (unknown authority, hostname mismatch, no TLS)",
+        Action.GIVE_UP,
+        Action.GIVE_UP,
+        0,
+        TLSError,
+    ),
+    Rule(
+        "too large",
+        (MessageTooLargeError,),
+        "a message over grpc_max_message_length (either way)",
+        Action.GIVE_UP,
+        Action.GIVE_UP,
+        0,
+        MessageTooLargeError,
+    ),
+    Rule(
+        "wire line",
+        (WireLineError,),
+        "the server speaks no supported Flower line, or not the one chosen",
+        Action.GIVE_UP,
+        None,
+        0,
+        WireLineError,
+    ),
+    Rule(
+        "refused credentials",
+        (AuthenticationError,),
+        "gRPC UNAUTHENTICATED, PERMISSION_DENIED; HTTP 401, 403",
+        Action.GIVE_UP,
+        Action.GIVE_UP,
+        0,
+        AuthenticationError,
+    ),
+    Rule(
+        "transient server error",
+        (TransientServerError,),
+        "gRPC UNKNOWN, INTERNAL, RESOURCE_EXHAUSTED sent by the server; HTTP 500",
+        Action.RETRY,
+        Action.REJOIN,
+        TRANSIENT_RETRIES,
+        RetriesExhaustedError,
+    ),
+    Rule(
+        "unreachable",
+        (ServerUnavailableError,),
+        "gRPC UNAVAILABLE; no answer within the call's deadline; no byte moved within "
+        "the progress deadline; connection refused, reset or cut; GOAWAY; the server "
+        "ended the Join stream; HTTP 502, 503, 504",
+        Action.RETRY,
+        Action.REJOIN,
+        None,
+        RetriesExhaustedError,
+    ),
+    Rule(
+        "protocol violation",
+        (ProtocolError,),
+        "an answer the protocol does not allow: undecodable, wrong shape, truncated, "
+        "not gRPC, a reply rule broken",
+        Action.GIVE_UP,
+        Action.GIVE_UP,
+        0,
+        ProtocolError,
+    ),
+    Rule(
+        "other refusal",
+        (TransportError,),
+        "any other gRPC status (INVALID_ARGUMENT, NOT_FOUND, UNIMPLEMENTED, ...) or "
+        "HTTP status (400, 404, ...)",
+        Action.GIVE_UP,
+        Action.GIVE_UP,
+        0,
+        TransportError,
+    ),
+)
+"""Every failure class a transport reports, most specific first: the retry policy."""
+
+
+def rule_for(exc: BaseException) -> Rule | None:
+    """The first row of :data:`RETRY_TABLE` whose errors ``exc`` is; None for none.
+
+    ``None`` (not a transport failure, e.g. :class:`~flwr_sdk.errors.RetriesExhaustedError`
+    itself or a bug) means: propagate unchanged.
+    """
+    for rule in RETRY_TABLE:
+        if isinstance(exc, rule.errors):
+            return rule
+    return None
+
+
+@dataclass(frozen=True)
+class CallRule:
+    """One row of :data:`CALL_RULES`: where one call deviates from :data:`RETRY_TABLE`.
+
+    ``degrades_on`` names the failure classes that, when they end the call (at once or
+    after its retries), do not end the node; ``degrades_to`` says what happens instead.
+    ``transient_retries`` replaces :data:`TRANSIENT_RETRIES` for the call.
+    """
+
+    call: str
+    degrades_on: frozenset[str]
+    degrades_to: str
+    transient_retries: int = TRANSIENT_RETRIES
+
+    def degrades(self, exc: BaseException) -> bool:
+        """Whether ``exc`` ending the call means :attr:`degrades_to`, not the node's end."""
+        if isinstance(exc, RetriesExhaustedError) and exc.__cause__ is not None:
+            exc = exc.__cause__
+        rule = rule_for(exc)
+        return rule is not None and rule.failure in self.degrades_on
+
+
+_NOT_THE_SERVER_GONE = frozenset(
+    {"transient server error", "refused credentials", "protocol violation", "other refusal"}
+)
+
+CALL_RULES: dict[str, CallRule] = {
+    "heartbeat": CallRule(
+        "Ping",
+        frozenset(rule.failure for rule in RETRY_TABLE) - {"node lost"},
+        "ping again after the next backoff wait; the heartbeat never gives up (the "
+        "main calls decide when the server is gone)",
+    ),
+    "get_run": CallRule(
+        "GetRun",
+        _NOT_THE_SERVER_GONE,
+        "the run gets an empty run config (logged)",
+    ),
+    "get_fab": CallRule(
+        "GetFab",
+        _NOT_THE_SERVER_GONE,
+        "the run has no FAB (logged); a transient error is retried once only, as the 1.12 "
+        "SuperLink answers every REST get-fab with HTTP 500",
+        transient_retries=1,
+    ),
+    "unregister": CallRule(
+        "DeleteNode",
+        frozenset(rule.failure for rule in RETRY_TABLE),
+        "one try with a 3 s deadline; a failure is logged",
+        transient_retries=0,
+    ),
+}
+"""Calls whose failures do not end the node (by line role), and what they mean instead."""
 
 
 def failure_reason(exc: BaseException, call: str | None = None) -> str:
@@ -165,78 +436,167 @@ class RetryPolicy:
             produced += 1
             yield backoff.next_wait()
 
+    def budget(self) -> RetryBudget:
+        """A fresh :class:`RetryBudget` (one streak of failures) under this policy."""
+        return RetryBudget(self)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` with the policy's (injectable) sleep."""
+        await self._sleep(seconds)
+
     async def run(
         self,
         attempt: Callable[[], Awaitable[_T]],
         *,
-        is_retryable: Callable[[BaseException], bool],
         describe: str,
         call: str | None = None,
+        budget: RetryBudget | None = None,
+        reset_on_success: bool = True,
+        transient_retries: int = TRANSIENT_RETRIES,
     ) -> _T:
-        """Call ``attempt()`` until it succeeds, a non-retryable error occurs, or a limit hits.
+        """Call ``attempt()`` until it succeeds, a failure its row does not retry, or a limit.
 
         Args:
             attempt: makes one try; called anew for every attempt.
-            is_retryable: ``True`` for failures worth retrying (e.g. "unavailable").
             describe: what is being tried, for logs and errors, e.g.
                 ``"Connecting to 127.0.0.1:9092"``.
             call: the name of the call ``attempt`` makes (e.g. ``"PullTaskIns"``) when
                 ``describe`` already names it: a failure's leading ``"<call> failed: "``
                 is then left out of the texts (see :func:`failure_reason`).
+            budget: the streak the failures count in; a fresh one when ``None``.
+            reset_on_success: start the streak again after a success (the node loop
+                says ``False`` for connecting: a session that fails at once is no success).
+            transient_retries: the bound on transient server errors for this call.
 
         Returns:
             The first successful result.
 
         Raises:
             RetriesExhaustedError: a limit was reached; ``__cause__`` is the last failure.
-            Exception: any failure for which ``is_retryable`` is ``False``, unchanged.
+            Exception: any failure whose :data:`RETRY_TABLE` row does not retry, unchanged.
 
         """
-        start = self._clock()
-        waits = self.waits()
-        total = "" if self.max_retries is None else f" of {self.max_retries + 1}"
-        attempts = 0
+        streak = budget if budget is not None else self.budget()
+        streak.begin()
         while True:
-            attempts += 1
             try:
                 result = await attempt()
             except Exception as exc:
-                if not is_retryable(exc):
+                rule = rule_for(exc)
+                if rule is None or rule.fleet is not Action.RETRY:
                     raise
-                elapsed = self._clock() - start
-                wait = next(waits, None)
-                if wait is not None and self.max_wait_time is not None:
-                    remaining = self.max_wait_time - elapsed
-                    wait = None if remaining <= 0 else min(wait, remaining)
-                reason = failure_reason(exc, call)
-                if wait is None:
-                    message = (
-                        f"{describe} failed {attempts} time{'s' if attempts != 1 else ''} in "
-                        f"{elapsed:.2f} s; giving up ({self._limits_text()}). Last error: "
-                        f"{reason}"
-                    )
-                    # Not a warning: the error reaches the caller, who reports it once.
-                    log.debug("%s", message)
-                    raise RetriesExhaustedError(
-                        message, attempts=attempts, elapsed=elapsed
-                    ) from exc
-                log.warning(
-                    "%s failed (attempt %d%s): %s; retrying in %.2f s",
-                    describe,
-                    attempts,
-                    total,
-                    reason,
-                    wait,
+                wait = streak.failed(
+                    exc, describe=describe, call=call, transient_retries=transient_retries
                 )
-                if self.on_event is not None:
-                    self.on_event(Retrying(wait, f"{describe} failed: {reason}", attempts))
                 await self._sleep(wait)
             else:
-                if attempts > 1:
-                    log.info(
-                        "%s succeeded after %d attempts in %.2f s",
-                        describe,
-                        attempts,
-                        self._clock() - start,
-                    )
+                if reset_on_success:
+                    streak.succeeded(describe)
                 return result
+
+
+class RetryBudget:
+    """One streak of failures: counts them, keeps its backoff, bounds it by the policy.
+
+    :meth:`failed` is told of each failure (retried ones only) and returns the wait
+    before the next attempt, or raises :class:`~flwr_sdk.errors.RetriesExhaustedError`
+    when a limit is reached; :meth:`succeeded` (or :meth:`reset`) ends the streak.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._start: float | None = None
+        self._backoff = policy.backoff()
+        self.failures = 0
+        self._by_class: Counter[str] = Counter()
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The policy whose limits bound this streak."""
+        return self._policy
+
+    def begin(self) -> None:
+        """Start the streak's clock, unless it already runs."""
+        if self._start is None:
+            self._start = self._policy._clock()
+
+    def reset(self) -> None:
+        """End the streak: the next failure starts a new one, from the first wait."""
+        self._start = None
+        self._backoff.reset()
+        self.failures = 0
+        self._by_class.clear()
+
+    def succeeded(self, describe: str) -> None:
+        """An attempt succeeded: log it when it took retries, and end the streak."""
+        if self.failures and self._start is not None:
+            log.info(
+                "%s succeeded after %d attempts in %.2f s",
+                describe,
+                self.failures + 1,
+                self._policy._clock() - self._start,
+            )
+        self.reset()
+
+    def failed(
+        self,
+        exc: Exception,
+        *,
+        describe: str,
+        call: str | None = None,
+        transient_retries: int = TRANSIENT_RETRIES,
+    ) -> float:
+        """Count a retried failure; return the wait before the next attempt.
+
+        Logs the wait (WARNING) and reports a :class:`~flwr_sdk.events.Retrying` event.
+
+        Raises:
+            RetriesExhaustedError: ``max_retries``, ``max_wait_time`` or the failure
+                class's own bound is reached (from ``exc``).
+
+        """
+        policy = self._policy
+        self.begin()
+        assert self._start is not None
+        self.failures += 1
+        rule = rule_for(exc)
+        bound: int | None = None
+        if rule is not None:
+            self._by_class[rule.failure] += 1
+            bound = rule.retries
+            if bound is not None and isinstance(exc, TransientServerError):
+                bound = min(bound, transient_retries)  # a call's own bound (CALL_RULES)
+        elapsed = policy._clock() - self._start
+        reason = failure_reason(exc, call)
+        limits = policy._limits_text()
+        wait: float | None = self._backoff.next_wait()
+        if policy.max_retries is not None and self.failures > policy.max_retries:
+            wait = None
+        if rule is not None and bound is not None and self._by_class[rule.failure] > bound:
+            wait = None
+            limits += f"; at most {bound} retr{'y' if bound == 1 else 'ies'} of a {rule.failure}"
+        if wait is not None and policy.max_wait_time is not None:
+            remaining = policy.max_wait_time - elapsed
+            wait = None if remaining <= 0 else min(wait, remaining)
+        if wait is None:
+            attempts = self.failures
+            message = (
+                f"{describe} failed {attempts} time{'s' if attempts != 1 else ''} in "
+                f"{elapsed:.2f} s; giving up ({limits}). Last error: {reason}"
+            )
+            # Not a warning: the error reaches the caller, who reports it once.
+            log.debug("%s", message)
+            self.reset()
+            raise RetriesExhaustedError(message, attempts=attempts, elapsed=elapsed) from exc
+        total = "" if policy.max_retries is None else f" of {policy.max_retries + 1}"
+        log.warning(
+            "%s failed (attempt %d%s): %s; retrying in %.2f s",
+            describe,
+            self.failures,
+            total,
+            reason,
+            wait,
+        )
+        if policy.on_event is not None:
+            policy.on_event(Retrying(wait, f"{describe} failed: {reason}", self.failures))
+        return wait

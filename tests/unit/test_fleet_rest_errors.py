@@ -19,6 +19,7 @@ from flwr_sdk.errors import (
     MessageTooLargeError,
     ProtocolError,
     ServerUnavailableError,
+    TransientServerError,
     TransportError,
 )
 from flwr_sdk.transport.address import parse_rest_address
@@ -107,7 +108,7 @@ def test_empty_body_is_the_default_message() -> None:
 @pytest.mark.parametrize(
     ("answer", "error", "text"),
     [
-        ((500, "text/plain", b"Internal Server Error"), TransportError, "HTTP 500"),
+        ((500, "text/plain", b"Internal Server Error"), TransientServerError, "HTTP 500"),
         ((404, "text/plain", b"Not Found"), TransportError, "HTTP 404"),
         ((503, "text/plain", b"busy"), ServerUnavailableError, "HTTP 503"),
         ((200, "text/plain", b"hello"), ProtocolError, "content-type"),

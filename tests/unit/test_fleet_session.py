@@ -446,7 +446,7 @@ def test_session_failure_lines_name_each_call_once(caplog: pytest.LogCaptureFixt
     fleet = Fleet()
     fleet.fail("Ping", _grpc_failure("Ping", Status.UNAVAILABLE, "gone"))
     fleet.fail("PullTaskIns", _grpc_failure("PullTaskIns", Status.UNAVAILABLE, "gone"))
-    fleet.fail("GetRun", _grpc_failure("GetRun", Status.INTERNAL, "oops"))
+    fleet.fail("GetRun", _grpc_failure("GetRun", Status.FAILED_PRECONDITION, "oops"))
     fleet.fail("DeleteNode", _grpc_failure("DeleteNode", Status.NOT_FOUND, "no such node"))
     policy = RetryPolicy(3, None, sleep=_no_sleep, random=lambda: 0.0)
 
@@ -468,7 +468,9 @@ def test_session_failure_lines_name_each_call_once(caplog: pytest.LogCaptureFixt
     assert (
         f"PullTaskIns (node {NODE}) failed (attempt 1 of 4): UNAVAILABLE: gone; retrying in 0.00 s"
     ) in lines, lines
-    assert f"GetRun failed: INTERNAL: oops (run {RUN}); using an empty run config" in lines
+    assert (
+        f"GetRun failed: FAILED_PRECONDITION: oops (run {RUN}); using an empty run config"
+    ) in lines
     assert f"DeleteNode failed: NOT_FOUND: no such node (node {NODE})" in lines
     for line in lines:
         for call in ("Ping", "PullTaskIns", "GetRun", "DeleteNode"):

@@ -72,10 +72,6 @@ def _policy(
     )
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ServerUnavailableError)
-
-
 # --- validation ------------------------------------------------------------------------------
 
 
@@ -149,9 +145,7 @@ def test_success_first_try(caplog: pytest.LogCaptureFixture) -> None:
     fake = FakeTime()
     attempt = Flaky(fake, 0)
     with caplog.at_level(logging.DEBUG, logger="flwr_sdk"):
-        result = asyncio.run(
-            _policy(fake, 3, None).run(attempt, is_retryable=_retryable, describe="Connecting")
-        )
+        result = asyncio.run(_policy(fake, 3, None).run(attempt, describe="Connecting"))
     assert result == "ok"
     assert fake.sleeps == []
     assert caplog.records == []
@@ -162,9 +156,7 @@ def test_success_after_retries_logs_each_retry(caplog: pytest.LogCaptureFixture)
     attempt = Flaky(fake, 2)
     policy = _policy(fake, 4, None, random=_no_jitter)
     with caplog.at_level(logging.INFO, logger="flwr_sdk"):
-        result = asyncio.run(
-            policy.run(attempt, is_retryable=_retryable, describe="Connecting to 127.0.0.1:8080")
-        )
+        result = asyncio.run(policy.run(attempt, describe="Connecting to 127.0.0.1:8080"))
     assert result == "ok"
     assert len(attempt.started_at) == 3
     assert fake.sleeps == [1.0, 2.0]
@@ -182,9 +174,7 @@ def test_unlimited_retries_log_without_total(caplog: pytest.LogCaptureFixture) -
     fake = FakeTime()
     with caplog.at_level(logging.WARNING, logger="flwr_sdk"):
         asyncio.run(
-            _policy(fake, None, None, random=lambda: 0.5).run(
-                Flaky(fake, 1), is_retryable=_retryable, describe="Pinging"
-            )
+            _policy(fake, None, None, random=lambda: 0.5).run(Flaky(fake, 1), describe="Pinging")
         )
     assert caplog.records[0].getMessage().startswith("Pinging failed (attempt 1): ")
     assert caplog.records[0].getMessage().endswith("retrying in 0.50 s")
@@ -195,7 +185,7 @@ def test_max_retries_exhausted() -> None:
     attempt = Flaky(fake, None)
     policy = _policy(fake, 2, None, random=_no_jitter)
     with pytest.raises(RetriesExhaustedError) as info:
-        asyncio.run(policy.run(attempt, is_retryable=_retryable, describe="Connecting to x:1"))
+        asyncio.run(policy.run(attempt, describe="Connecting to x:1"))
     error = info.value
     assert error.attempts == 3
     assert len(attempt.started_at) == 3
@@ -214,7 +204,7 @@ def test_zero_retries_means_one_attempt() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, None)
     with pytest.raises(RetriesExhaustedError) as info:
-        asyncio.run(_policy(fake, 0, None).run(attempt, is_retryable=_retryable, describe="x"))
+        asyncio.run(_policy(fake, 0, None).run(attempt, describe="x"))
     assert info.value.attempts == 1
     assert fake.sleeps == []
 
@@ -223,7 +213,7 @@ def test_non_retryable_propagates_immediately() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, None, error=PermissionError)
     with pytest.raises(PermissionError, match="down #1"):
-        asyncio.run(_policy(fake, 5, None).run(attempt, is_retryable=_retryable, describe="x"))
+        asyncio.run(_policy(fake, 5, None).run(attempt, describe="x"))
     assert len(attempt.started_at) == 1
     assert fake.sleeps == []
 
@@ -236,7 +226,7 @@ def test_non_retryable_after_retryable_propagates_unchanged() -> None:
         raise errors.pop(0)
 
     with pytest.raises(KeyError, match="b"):
-        asyncio.run(_policy(fake, 5, None).run(attempt, is_retryable=_retryable, describe="x"))
+        asyncio.run(_policy(fake, 5, None).run(attempt, describe="x"))
     assert len(fake.sleeps) == 1
 
 
@@ -245,7 +235,7 @@ def test_max_wait_time_clips_last_wait() -> None:
     attempt = Flaky(fake, None)
     policy = _policy(fake, None, 2.5, random=_no_jitter)
     with pytest.raises(RetriesExhaustedError) as info:
-        asyncio.run(policy.run(attempt, is_retryable=_retryable, describe="x"))
+        asyncio.run(policy.run(attempt, describe="x"))
     assert fake.sleeps == [1.0, 1.5]
     starts = [t - 100.0 for t in attempt.started_at]
     assert starts == [0.0, 1.0, 2.5]
@@ -260,7 +250,7 @@ def test_no_attempt_starts_after_budget_with_slow_attempts() -> None:
     attempt = Flaky(fake, None, duration=1.0)
     policy = _policy(fake, 10, 3.0, random=_no_jitter)
     with pytest.raises(RetriesExhaustedError) as info:
-        asyncio.run(policy.run(attempt, is_retryable=_retryable, describe="x"))
+        asyncio.run(policy.run(attempt, describe="x"))
     starts = [t - 100.0 for t in attempt.started_at]
     assert starts == [0.0, 2.0]  # fail at 1, wait 1, attempt at 2 fails at 3 = budget
     assert all(s <= 3.0 for s in starts)
@@ -271,7 +261,7 @@ def test_zero_wait_time_means_one_attempt() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, None)
     with pytest.raises(RetriesExhaustedError):
-        asyncio.run(_policy(fake, None, 0).run(attempt, is_retryable=_retryable, describe="x"))
+        asyncio.run(_policy(fake, None, 0).run(attempt, describe="x"))
     assert len(attempt.started_at) == 1
 
 
@@ -279,11 +269,7 @@ def test_both_limits_first_one_wins() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, None)
     with pytest.raises(RetriesExhaustedError) as info:
-        asyncio.run(
-            _policy(fake, 100, 10.0, random=_no_jitter).run(
-                attempt, is_retryable=_retryable, describe="x"
-            )
-        )
+        asyncio.run(_policy(fake, 100, 10.0, random=_no_jitter).run(attempt, describe="x"))
     # waits 1, 2, 4, then clipped to 3 -> attempts at 0, 1, 3, 7, 10
     assert [t - 100.0 for t in attempt.started_at] == [0.0, 1.0, 3.0, 7.0, 10.0]
     assert info.value.attempts == 5
@@ -292,11 +278,7 @@ def test_both_limits_first_one_wins() -> None:
 def test_unlimited_keeps_going_with_capped_waits() -> None:
     fake = FakeTime()
     attempt = Flaky(fake, 30)
-    result = asyncio.run(
-        _policy(fake, None, None, random=_no_jitter).run(
-            attempt, is_retryable=_retryable, describe="x"
-        )
-    )
+    result = asyncio.run(_policy(fake, None, None, random=_no_jitter).run(attempt, describe="x"))
     assert result == "ok"
     assert len(attempt.started_at) == 31
     assert max(fake.sleeps) == 20.0
@@ -309,7 +291,7 @@ def test_cancellation_during_wait_propagates() -> None:
         async def attempt() -> None:
             raise ServerUnavailableError("down")
 
-        task = asyncio.create_task(policy.run(attempt, is_retryable=_retryable, describe="x"))
+        task = asyncio.create_task(policy.run(attempt, describe="x"))
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -332,7 +314,10 @@ def test_real_time_gives_up_against_closed_port() -> None:
     async def connect() -> None:
         nonlocal attempts
         attempts += 1
-        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError as exc:
+            raise ServerUnavailableError(f"connection refused: {exc}") from exc
         writer.close()  # pragma: no cover - the port is closed
 
     policy = RetryPolicy(2, None, random=_no_jitter)
@@ -341,14 +326,13 @@ def test_real_time_gives_up_against_closed_port() -> None:
         asyncio.run(
             policy.run(
                 connect,
-                is_retryable=lambda exc: isinstance(exc, ConnectionRefusedError),
                 describe=f"Connecting to 127.0.0.1:{port}",
             )
         )
     elapsed = time.monotonic() - start
     assert attempts == 3
     assert info.value.attempts == 3
-    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    assert isinstance(info.value.__cause__, ServerUnavailableError)
     assert 3.0 <= elapsed < 3.8
     assert 3.0 <= info.value.elapsed < 3.8
 
@@ -384,7 +368,6 @@ def test_a_call_name_in_the_error_is_not_repeated_in_retry_lines(
         asyncio.run(
             policy.run(
                 attempt,
-                is_retryable=_retryable,
                 describe="PullTaskIns (node 5)",
                 call="PullTaskIns",
             )
@@ -405,7 +388,7 @@ def test_each_wait_is_reported_as_a_retrying_event_and_giving_up_is_not_logged(
         caplog.at_level(logging.WARNING, logger="flwr_sdk"),
         pytest.raises(RetriesExhaustedError, match="giving up"),
     ):
-        asyncio.run(policy.run(Flaky(fake, None), is_retryable=_retryable, describe="Connecting"))
+        asyncio.run(policy.run(Flaky(fake, None), describe="Connecting"))
     assert events == [
         Retrying(1.0, "Connecting failed: down #1", 1),
         Retrying(2.0, "Connecting failed: down #2", 2),
