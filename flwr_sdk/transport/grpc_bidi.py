@@ -5,6 +5,15 @@ The server speaks first and the node answers every ``ServerMessage`` with exactl
 replies: a failed instruction is reported by dropping the stream (the server counts the
 round as a failure for this client) and the node joins again. ``ReconnectIns`` ends the
 session; the node answers ``DisconnectRes`` and, if asked, comes back after N seconds.
+
+Statuses are never lost: a server that ends ``Join`` with an error status also resets
+the stream afterwards (the client never ends its side), and grpclib then reports only
+"Stream reset by remote party". Whenever receiving or sending fails, or the stream ends,
+the status the server sent (trailers, or a trailers-only answer) is looked up first
+(:func:`flwr_sdk.net.grpclib_internals.received_status`) and mapped like any gRPC status
+(:func:`~flwr_sdk.transport.grpc_errors.map_grpc_error`: UNAUTHENTICATED /
+PERMISSION_DENIED → ``AuthenticationError``, UNAVAILABLE → ``ServerUnavailableError``,
+UNKNOWN / INTERNAL / RESOURCE_EXHAUSTED → ``TransientServerError``).
 """
 
 from __future__ import annotations
@@ -13,8 +22,12 @@ import contextlib
 import logging
 from typing import Any
 
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
 from flwr_sdk.common.message import Message
 from flwr_sdk.errors import ProtocolError, ServerUnavailableError
+from flwr_sdk.net.grpclib_internals import received_status
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
@@ -58,6 +71,9 @@ class GrpcBidiConnection(Connection):
             raise self._error(exc, "Join", connecting=True) from exc
 
     def _error(self, exc: BaseException, what: str, *, connecting: bool = False) -> Exception:
+        status = self._server_status()
+        if status is not None:
+            exc = status
         return map_grpc_error(
             exc,
             host=self._factory.target.host,
@@ -72,11 +88,27 @@ class GrpcBidiConnection(Connection):
         except Exception as exc:
             raise self._error(exc, "receiving from the Join stream") from exc
         if server_message is None:
+            status = self._server_status()
+            if status is not None:
+                raise self._error(status, "the Join stream")
             raise ServerUnavailableError("the server ended the Join stream")
         instruction = bidi.server_message_to_instruction(server_message)
         if isinstance(instruction, Reconnect):
             await self._say_goodbye()
         return instruction
+
+    def _server_status(self) -> GRPCError | None:
+        """The error status the server ended ``Join`` with, if one arrived."""
+        if self._stream is None:
+            return None
+        received = received_status(self._stream)
+        if received is None or received[0] == Status.OK.value:
+            return None
+        code, message = received
+        try:
+            return GRPCError(Status(code), message)
+        except ValueError:  # grpclib's own words: a protocol error, not a server status
+            return GRPCError(Status.UNKNOWN, f"Invalid grpc-status: {str(code)!r}")
 
     async def _say_goodbye(self) -> None:
         try:
