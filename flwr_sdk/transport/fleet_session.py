@@ -268,7 +268,9 @@ class FleetSession(Connection):
             attempt,
             describe=f"{rpc.name} (node {self.node_id})",
             call=rpc.name,
-            transient_retries=TRANSIENT_RETRIES if special is None else special.transient_retries,
+            transient_retries=TRANSIENT_RETRIES
+            if special is None or special.transient_retries is None
+            else special.transient_retries,
         )
         if failures:
             # The server was away: find out at once whether it still knows this node.

@@ -78,8 +78,10 @@ __all__ = [
     "Rule",
     "RunEndedError",
     "call_failure",
+    "call_rule_rows",
     "failure_reason",
     "rule_for",
+    "table_rows",
 ]
 
 _T = TypeVar("_T")
@@ -174,7 +176,7 @@ RETRY_TABLE: tuple[Rule, ...] = (
         'a push the line reads as "run not running" (1.15: PERMISSION_DENIED "Run is finished.")',
         Action.DROP_REPLY,
         None,
-        None,
+        0,
         None,
     ),
     Rule(
@@ -275,13 +277,14 @@ class CallRule:
 
     ``degrades_on`` names the failure classes that, when they end the call (at once or
     after its retries), do not end the node; ``degrades_to`` says what happens instead.
-    ``transient_retries`` replaces :data:`TRANSIENT_RETRIES` for the call.
+    ``transient_retries`` replaces :data:`TRANSIENT_RETRIES` for the call (``None``: the
+    call is not made under the budget at all).
     """
 
     call: str
     degrades_on: frozenset[str]
     degrades_to: str
-    transient_retries: int = TRANSIENT_RETRIES
+    transient_retries: int | None = TRANSIENT_RETRIES
 
     def degrades(self, exc: BaseException) -> bool:
         """Whether ``exc`` ending the call means :attr:`degrades_to`, not the node's end."""
@@ -301,6 +304,7 @@ CALL_RULES: dict[str, CallRule] = {
         frozenset(rule.failure for rule in RETRY_TABLE) - {"node lost"},
         "ping again after the next backoff wait; the heartbeat never gives up (the "
         "main calls decide when the server is gone)",
+        transient_retries=None,
     ),
     "get_run": CallRule(
         "GetRun",
@@ -322,6 +326,60 @@ CALL_RULES: dict[str, CallRule] = {
     ),
 }
 """Calls whose failures do not end the node (by line role), and what they mean instead."""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def table_rows() -> list[str]:
+    """:data:`RETRY_TABLE` as Markdown table rows, as ``docs/reliability.md`` shows it."""
+    rows = [
+        "| failure | recognised by | error | grpc-rere, rest | grpc-bidi | retries | "
+        "gives up with |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rule in RETRY_TABLE:
+        errors = ", ".join(f"`{error.__name__}`" for error in rule.errors)
+        bidi = "—" if rule.bidi is None else rule.bidi.value
+        if rule.retries is None:
+            retries = "`max_retries`, `max_wait_time`"
+        elif rule.retries == 0:
+            retries = "none"
+        else:
+            retries = f"at most {rule.retries}, within `max_retries`, `max_wait_time`"
+        gives_up = (
+            "never ends the node"
+            if rule.gives_up_with is None
+            else f"`{rule.gives_up_with.__name__}`"
+        )
+        rows.append(
+            f"| {rule.failure} | {_cell(rule.recognised_by)} | {errors} | {rule.fleet.value} "
+            f"| {bidi} | {retries} | {gives_up} |"
+        )
+    return rows
+
+
+def call_rule_rows() -> list[str]:
+    """:data:`CALL_RULES` as Markdown table rows, as ``docs/reliability.md`` shows it."""
+    every = frozenset(rule.failure for rule in RETRY_TABLE)
+    rows = [
+        "| call | failures that do not end the node | what they mean instead | transient retries |",
+        "|---|---|---|---|",
+    ]
+    for special in CALL_RULES.values():
+        if special.degrades_on == every:
+            classes = "every failure"
+        elif special.degrades_on == every - {"node lost"}:
+            classes = "every failure but node lost"
+        else:
+            order = [rule.failure for rule in RETRY_TABLE if rule.failure in special.degrades_on]
+            classes = ", ".join(order)
+        rows.append(
+            f"| {special.call} | {classes} | {_cell(special.degrades_to)} "
+            f"| {'—' if special.transient_retries is None else special.transient_retries} |"
+        )
+    return rows
 
 
 def failure_reason(exc: BaseException, call: str | None = None) -> str:
