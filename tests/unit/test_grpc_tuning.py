@@ -17,11 +17,18 @@ from grpclib.encoding.base import CodecBase
 from grpclib.server import Server, Stream
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from h2.events import DataReceived, PingAckReceived
 from hyperframe.frame import DataFrame
 
 from flwr_sdk.net.grpc_tuning import (
+    DEFAULT_TUNING,
+    KEEPALIVE_TIME,
+    KEEPALIVE_TIMEOUT,
+    PEER_MIN_PING_INTERVAL,
+    PROGRESS_TIMEOUT,
     TUNED_MAX_FRAME_SIZE,
     TUNED_WINDOW_SIZE,
+    ConnectionLiveness,
     GrpcTuning,
     TunedChannel,
     TunedH2Connection,
@@ -381,3 +388,103 @@ def test_send_data_frame_enforces_window_and_frame_size() -> None:
         window -= chunk.nbytes
     with pytest.raises(FlowControlError):
         tuned.send_data_frame(sid, chunk)
+
+
+# --- liveness rules (ConnectionLiveness, with a fake clock) ---------------------------------
+
+
+class _FakeStream:
+    def __init__(self, stream_id: int, *, awaiting: bool) -> None:
+        self.id = stream_id
+        self.awaiting_peer = awaiting
+
+
+def _liveness(
+    streams: list[_FakeStream], **settings: Any
+) -> tuple[ConnectionLiveness, list[bytes], list[str]]:
+    pings: list[bytes] = []
+    failures: list[str] = []
+    tuning = GrpcTuning(**settings)
+    liveness = ConnectionLiveness(
+        tuning, ping=pings.append, streams=lambda: streams, fail=failures.append
+    )
+    liveness.last_received = 0.0
+    return liveness, pings, failures
+
+
+def test_default_liveness_numbers() -> None:
+    """The documented defaults (module docs, docs/reliability.md)."""
+    assert DEFAULT_TUNING.keepalive_time == KEEPALIVE_TIME == 30.0
+    assert DEFAULT_TUNING.keepalive_timeout == KEEPALIVE_TIMEOUT == 20.0
+    assert DEFAULT_TUNING.peer_min_ping_interval == PEER_MIN_PING_INTERVAL == 330.0
+    assert DEFAULT_TUNING.progress_timeout == PROGRESS_TIMEOUT == 60.0
+    # grpc-core servers count a PING within 300 s of the previous one as a strike.
+    assert PEER_MIN_PING_INTERVAL > 300.0
+
+
+def test_no_ping_without_an_open_call() -> None:
+    """keepalive_permit_without_calls = 0 on Flower's servers: nothing to probe."""
+    liveness, pings, failures = _liveness([])
+    liveness.check(1000.0)
+    assert pings == [] and failures == []
+
+
+def test_pings_never_strike_a_grpc_core_server() -> None:
+    """In one stretch of server silence, PINGs are at least peer_min_ping_interval apart."""
+    liveness, pings, failures = _liveness([_FakeStream(1, awaiting=False)])
+    liveness.check(29.0)
+    assert pings == []
+    liveness.check(30.0)
+    assert len(pings) == 1  # the first PING of a silence is free
+    liveness.received([PingAckReceived(ping_data=b"other-id")])  # not this PING's ACK
+    liveness.check(49.0)
+    assert failures == []
+    liveness.received([PingAckReceived(ping_data=pings[0])])
+    liveness.last_received = 50.0  # the ACK came at 50 s (received() reads the real clock)
+    liveness.check(80.0)
+    assert len(pings) == 1  # the server sent no HEADERS/DATA: a second PING would strike
+    liveness.check(30.0 + 330.0)
+    assert len(pings) == 2  # 330 s after the first: allowed
+    liveness.received([PingAckReceived(ping_data=pings[1])])
+    liveness.received([DataReceived(stream_id=1)])  # the server wrote: strike clock reset
+    liveness.last_received = 400.0
+    liveness.check(430.0)
+    assert len(pings) == 3 and failures == []
+
+
+def test_unanswered_ping_declares_the_connection_dead() -> None:
+    liveness, _pings, failures = _liveness([_FakeStream(1, awaiting=False)])
+    liveness.check(30.0)
+    liveness.check(49.9)
+    assert failures == []
+    liveness.check(50.0)
+    assert len(failures) == 1 and "PING" in failures[0]
+
+
+def test_progress_deadline_only_while_the_server_owes_bytes() -> None:
+    idle = _FakeStream(1, awaiting=False)
+    liveness, _pings, failures = _liveness([idle], keepalive_time=None)
+    liveness.check(1000.0)
+    assert failures == []  # an idle Join may be held for as long as a round takes
+    idle.awaiting_peer = True  # e.g. the node starts sending its reply at 1000 s
+    liveness.check(1000.0)
+    liveness.check(1059.0)
+    assert failures == []  # measured from when the stream began to wait, not from 0
+    liveness.check(1060.0)
+    assert len(failures) == 1 and "no byte received for 60 s" in failures[0]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"keepalive_time": 0},
+        {"keepalive_timeout": float("nan")},
+        {"progress_timeout": -1.0},
+        {"peer_min_ping_interval": float("inf")},
+    ],
+)
+def test_liveness_settings_are_validated(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        GrpcTuning(**settings)
+    with pytest.raises(TypeError):
+        GrpcTuning(keepalive_time="30")  # type: ignore[arg-type]
