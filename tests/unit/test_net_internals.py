@@ -15,6 +15,7 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import grpclib.stream
@@ -444,3 +445,75 @@ def test_fallback_without_limit_or_codec() -> None:
         assert tensors(reply) == tensors(payload)
 
     run(main)
+
+
+# --- statuses, headers, trailers ---------------------------------------------------------------
+
+
+def test_client_stream_attribute_is_checked_on_grpclib_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """grpclib.client.Stream._stream is assigned in send_request; a rename is noticed."""
+    import grpclib.client
+
+    async def renamed(self: Any, *, end: bool = False) -> None:
+        self._h2_stream = None
+
+    monkeypatch.setattr(grpclib.client.Stream, "send_request", renamed)
+    problems = internals.internals_problems()
+    assert problems == ("grpclib.client.Stream._stream is missing",)
+    assert not internals.internals_usable()
+
+
+def test_changed_header_decoding_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "_lenient", lambda value, encoding: value)
+    problems = internals.internals_problems()
+    assert len(problems) == 1 and "lenient header decoding" in problems[0]
+
+
+class _Call:
+    """Stands for a grpclib client call: ``_stream`` holds what was received."""
+
+    def __init__(self, headers: Any = None, trailers: Any = None) -> None:
+        self._stream = SimpleNamespace(headers=headers, trailers=trailers)
+
+
+@pytest.mark.parametrize(
+    ("call", "status"),
+    [
+        (
+            _Call([(":status", "200")], [("grpc-status", "13"), ("grpc-message", "a%20b")]),
+            (13, "a b"),
+        ),
+        (_Call([(":status", "200"), ("grpc-status", "16")]), (16, None)),
+        (_Call([(":status", "200")], [("grpc-status", "0")]), (0, None)),
+        (_Call([(":status", "200")]), None),
+        (_Call([(":status", "200")], [("grpc-status", "x")]), None),
+        (_Call(), None),
+        (SimpleNamespace(), None),
+    ],
+)
+def test_received_status(call: Any, status: Any) -> None:
+    assert internals.received_status(call) == status
+
+
+def test_stock_fallback_channels_use_grpclibs_keepalive() -> None:
+    """Untested versions: grpclib's keepalive, at a strike-safe period."""
+    from flwr_sdk.net.grpc_tuning import DEFAULT_TUNING
+
+    internals.force_stock_grpclib(True)
+    try:
+
+        async def main() -> None:
+            channel = TunedChannel("127.0.0.1", 1)
+            try:
+                config = channel._config
+                assert config._keepalive_time == DEFAULT_TUNING.peer_min_ping_interval
+                assert config._keepalive_timeout == DEFAULT_TUNING.keepalive_timeout
+                assert config._keepalive_permit_without_calls is False
+            finally:
+                channel.close()
+
+        asyncio.run(main())
+    finally:
+        internals.force_stock_grpclib(None)
