@@ -220,11 +220,13 @@ def start_client(
             (request-response Fleet API over gRPC) or ``"rest"`` (Fleet API over HTTP).
         authentication_keys: ``(private_key, public_key)`` EC key pair for node
             authentication (``grpc-rere`` only).
-        max_retries: how many times to retry connecting when the server is unavailable
-            before giving up; ``None`` retries without limit. At most
-            ``max_retries + 1`` connection attempts are made.
-        max_wait_time: how many seconds in total to keep trying to reach an unavailable
-            server; ``None`` means no limit.
+        max_retries: how many times to retry when the server is unavailable or answers
+            with a transient error (connecting, registering again, re-joining, and each
+            pull, push, GetRun, GetFab) before giving up; ``None`` retries without limit
+            (a transient server error at most 4 times). At most ``max_retries + 1``
+            attempts are made in a row. See ``docs/reliability.md``.
+        max_wait_time: how many seconds in total to keep trying in a row; ``None``
+            means no limit.
         wire: the Flower wire line of the Fleet API (``"1.12"``, ``"1.15"``); ``None``
             (default) detects it before each registration and logs it. Not one of
             Flower's arguments; only for ``grpc-rere`` and ``rest`` (grpc-bidi is the
@@ -268,8 +270,9 @@ def start_client(
     lines go to stderr while the node runs (:class:`ConsoleLogging`); the root logger
     is never changed. See ``docs/logging-and-events.md``.
 
-    Ctrl+C (SIGINT) or SIGTERM stops the node cleanly: the connection is closed (and
-    the node unregistered on the Fleet API transports) and ``start_client`` returns.
+    Ctrl+C (SIGINT) or SIGTERM stops the node cleanly within a second, whatever it is
+    doing: the connection is closed (and the node unregistered on the Fleet API
+    transports, given 0.5 s) and ``start_client`` returns.
 
     """
     # The arguments, exactly as given: validate() checks each by name.
