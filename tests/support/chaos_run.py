@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -23,12 +24,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from flwr_sdk_proto.v1_12.flwr import proto as pb12
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.encoding.base import CodecBase
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server, Stream
 
 from support.chaos_proxy import LoopThread
 from support.federation import Process
-from support.hostile_frames import GrpcAction, GrpcAnswer, HttpAnswer
-from support.hostile_server import HostileGrpcServer, HostileRestServer, HostileServer
+from support.hostile_frames import GrpcAction, GrpcAnswer, HttpAnswer, http_response
+from support.hostile_server import (
+    HostileGrpcServer,
+    HostileRestServer,
+    HostileServer,
+    _read_request,
+)
 from support.superlink import SuperLink, _popen
 
 SUPPORT = Path(__file__).resolve().parent
@@ -231,3 +243,208 @@ class ServerThread:
     def close(self) -> None:
         self.thread.run(self.server.close())
         self.thread.close()
+
+
+# ------------------------------------------------- protocol-aware fault proxies
+
+
+class _RawCodec(CodecBase):
+    """Pass gRPC messages through as bytes (no decoding in the proxy)."""
+
+    __content_subtype__ = "proto"
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        return bytes(message)
+
+    def decode(self, data: bytes, message_type: Any) -> bytes:
+        return bytes(data)
+
+
+class _Mapping:
+    def __init__(self, mapping: dict[str, Handler]) -> None:
+        self._mapping = mapping
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return self._mapping
+
+
+def _is_node_pull(body: bytes) -> bool:
+    """Whether a 1.12 PullTaskIns request names a node (not line detection's probe)."""
+    with contextlib.suppress(Exception):
+        node = pb12.PullTaskInsRequest.parse(body).node
+        return node is not None and bool(node.node_id)
+    return False
+
+
+LOCKED = "database is locked"
+"""What a SuperLink with SQLite state answers a pull with under a write lock (UNKNOWN)."""
+
+
+class LockedFleetProxy:
+    """A gRPC proxy in front of a real 1.12 SuperLink's Fleet API (grpc-rere).
+
+    Every Fleet call (both lines' paths) is passed through as raw bytes, except that the
+    next ``lock(n)`` PullTaskIns calls that name a node are ended with UNKNOWN
+    "database is locked" without reaching the SuperLink. ``locked`` counts those sent,
+    ``pulls`` every node pull seen.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.locked = 0
+        self.pulls = 0
+        self.locked_at: list[float] = []
+        self._to_lock = 0
+        self._thread = LoopThread("locked-proxy")
+        self._server: Server | None = None
+        self._channel: Channel | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def lock(self, n: int) -> None:
+        """End the next ``n`` node pulls with UNKNOWN "database is locked"."""
+        self._thread.call(lambda: setattr(self, "_to_lock", self._to_lock + n))
+
+    def start(self) -> LockedFleetProxy:
+        self._thread.run(self._start())
+        return self
+
+    async def _start(self) -> None:
+        self._channel = Channel(*self.target, codec=_RawCodec())
+        paths = {path for path in HostileGrpcServer()._paths}  # every Fleet path, both lines
+        mapping = {
+            path: Handler(self._handler(path), Cardinality.UNARY_UNARY, None, None)
+            for path in paths
+        }
+        self._server = Server([_Mapping(mapping)], codec=_RawCodec())
+        await self._server.start("127.0.0.1", 0)
+        sockets = self._server._server.sockets if self._server._server else ()
+        self.port = int(next(iter(sockets)).getsockname()[1])
+
+    def _handler(self, path: str) -> Callable[[Stream[Any, Any]], Any]:
+        async def forward(stream: Stream[Any, Any]) -> None:
+            body = await stream.recv_message()
+            assert body is not None
+            if path.endswith("/PullTaskIns") and _is_node_pull(body):
+                self.pulls += 1
+                if self._to_lock > 0:
+                    self._to_lock -= 1
+                    self.locked += 1
+                    self.locked_at.append(time.monotonic())
+                    raise GRPCError(Status.UNKNOWN, LOCKED)
+            assert self._channel is not None
+            try:
+                async with self._channel.request(
+                    path, Cardinality.UNARY_UNARY, None, None, timeout=60
+                ) as upstream:
+                    await upstream.send_message(body, end=True)
+                    reply = await upstream.recv_message()
+            except GRPCError as exc:
+                raise GRPCError(exc.status, exc.message) from None
+            assert reply is not None
+            await stream.send_message(reply)
+
+        return forward
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._server.wait_closed(), 5)
+            if self._channel is not None:
+                self._channel.close()
+
+        with contextlib.suppress(Exception):
+            self._thread.run(close())
+        self._thread.close()
+
+    def __enter__(self) -> LockedFleetProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LockedRestProxy:
+    """The REST twin of :class:`LockedFleetProxy`: an HTTP/1.1 proxy in front of a 1.12
+    SuperLink's REST Fleet API whose next ``lock(n)`` node pulls get HTTP 500 (what the
+    SuperLink's REST API answers when its state raises)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = f"http://{target_host}:{target_port}"
+        self.port = 0
+        self.locked = 0
+        self.pulls = 0
+        self.locked_at: list[float] = []
+        self._to_lock = 0
+        self._thread = LoopThread("locked-rest-proxy")
+        self._server: asyncio.Server | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def lock(self, n: int) -> None:
+        self._thread.call(lambda: setattr(self, "_to_lock", self._to_lock + n))
+
+    def start(self) -> LockedRestProxy:
+        async def start() -> None:
+            self._client = httpx.AsyncClient(base_url=self.target, timeout=60)
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+            self.port = int(self._server.sockets[0].getsockname()[1])
+
+        self._thread.run(start())
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_request(reader)
+                if request is None:
+                    return
+                path, body = request
+                writer.write(await self._answer(path, body))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            return
+        finally:
+            writer.transport.abort()
+
+    async def _answer(self, path: str, body: bytes) -> bytes:
+        if path.endswith("/pull-task-ins") and _is_node_pull(body):
+            self.pulls += 1
+            if self._to_lock > 0:
+                self._to_lock -= 1
+                self.locked += 1
+                self.locked_at.append(time.monotonic())
+                text = b"Internal Server Error"
+                return http_response(500, text, content_type=b"text/plain").raw
+        assert self._client is not None
+        kind = "application/protobuf"
+        reply = await self._client.post(
+            path, content=body, headers={"Content-Type": kind, "Accept": kind}
+        )
+        content_type = reply.headers.get("content-type", "").encode() or None
+        return http_response(reply.status_code, reply.content, content_type=content_type).raw
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            if self._client is not None:
+                await self._client.aclose()
+
+        with contextlib.suppress(Exception):
+            self._thread.run(close())
+        self._thread.close()
+
+    def __enter__(self) -> LockedRestProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
