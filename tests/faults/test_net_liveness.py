@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -149,12 +150,17 @@ async def _unary_under_black_hole(tuning: GrpcTuning) -> tuple[BaseException, fl
         try:
             method = UnaryUnaryMethod[bytes, bytes](channel, HOLD, bytes, bytes)
             call = asyncio.create_task(method(b"ping me"))
-            await asyncio.sleep(0.2)  # the request is out, the answer is held
+            other = asyncio.create_task(method(b"me too"))
+            await asyncio.sleep(0.2)  # the requests are out, the answers are held
             proxy.black_hole()
             started = time.monotonic()
             with pytest.raises(Exception) as caught:
                 await asyncio.wait_for(call, 10)
-            return caught.value, time.monotonic() - started
+            elapsed = time.monotonic() - started
+            # Every call on the dead connection fails, with the same reason.
+            with pytest.raises(type(caught.value), match=re.escape(str(caught.value))):
+                await asyncio.wait_for(other, 1)
+            return caught.value, elapsed
         finally:
             channel.close()
 
