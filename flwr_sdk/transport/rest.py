@@ -12,10 +12,13 @@ this module only makes calls:
   ``Content-Type: application/protobuf`` and ``Accept: application/protobuf`` (the
   SuperLink answers 400 to anything else);
 * every request has explicit timeouts (:func:`timeouts_for`; Flower sets none): connect
-  :data:`CONNECT_TIMEOUT`, and read / write :data:`PROGRESS_TIMEOUT` — no byte moved
-  for that long while sending the request or waiting for / reading the answer means the
-  server is unreachable (the meaning of the gRPC transports' progress deadline), which
-  the retry table retries; a large model moving steadily is never cut off;
+  :data:`CONNECT_TIMEOUT`, and read / write a progress deadline of
+  :data:`PROGRESS_TIMEOUT` — no byte moved for that long while sending the request or
+  waiting for / reading the answer means the server is unreachable (the meaning of the
+  gRPC transports' progress deadline), which the retry table retries. The wait for the
+  answer's first byte also gets 1 s per :data:`SERVER_RATE` bytes of request (a server
+  parses and stores a large reply before it answers); a large model moving steadily
+  is never cut off;
 * ``https://`` uses TLS, verified against ``root_certificates`` (bytes or a path, both
   already loaded as PEM) or, without them, the system trust store; HTTP/1.1 only;
 * responses: 200 with ``content-type: application/protobuf`` is success (an empty body
@@ -69,7 +72,7 @@ from flwr_sdk.transport.fleet_session import PROBE_TIMEOUT, FleetCaller, FleetCo
 from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
 from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
-__all__ = ["PROTOBUF", "RestCaller", "connector", "timeouts_for"]
+__all__ = ["PROTOBUF", "RestCaller", "connector", "progress_deadline", "timeouts_for"]
 
 log = logging.getLogger("flwr_sdk")
 
@@ -79,8 +82,16 @@ PROTOBUF = "application/protobuf"
 CONNECT_TIMEOUT = 10.0
 """Seconds to establish a TCP (and TLS) connection."""
 
-PROGRESS_TIMEOUT = 60.0
-"""Seconds without a byte moved, either way, after which a call counts as unreachable."""
+PROGRESS_TIMEOUT = 20.0
+"""Seconds without a byte moved, either way, after which a call counts as unreachable.
+
+Shorter than gRPC's (which has keepalive PINGs to notice a black hole earlier): a pull
+sent into a black hole fails after 20 s, so a node is back serving well within 60 s of
+the network returning.
+"""
+
+SERVER_RATE = 10 * 2**20
+"""Bytes of request per extra second the wait for the answer gets (server processing)."""
 
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 TRANSIENT_STATUSES = frozenset({500})
@@ -95,15 +106,25 @@ _PROBE_OUTCOMES = {
 _BODY_EXCERPT = 200
 
 
-def timeouts_for(call_timeout: float) -> httpx.Timeout:
+def progress_deadline(call_timeout: float, request_size: int = 0) -> float:
+    """Seconds a call may go without a byte moved (its progress deadline).
+
+    :data:`PROGRESS_TIMEOUT`, plus 1 s per :data:`SERVER_RATE` bytes of request (the
+    server parses and stores a large request before it answers), never above
+    ``call_timeout``.
+    """
+    return min(call_timeout, PROGRESS_TIMEOUT + request_size / SERVER_RATE)
+
+
+def timeouts_for(call_timeout: float, request_size: int = 0) -> httpx.Timeout:
     """Timeouts for a call: connect, read, write and pool, none above ``call_timeout``.
 
-    Connect :data:`CONNECT_TIMEOUT`; read and write :data:`PROGRESS_TIMEOUT`. httpx's
+    Connect :data:`CONNECT_TIMEOUT`; read and write :func:`progress_deadline`. httpx's
     read / write timeouts bound each network operation (inactivity), not the whole
     transfer, so a large model moving steadily is never cut off, while a peer that
-    stops answering (a black hole) is noticed within :data:`PROGRESS_TIMEOUT`.
+    stops answering (a black hole) is noticed within the progress deadline.
     """
-    progress = min(PROGRESS_TIMEOUT, call_timeout)
+    progress = progress_deadline(call_timeout, request_size)
     return httpx.Timeout(
         call_timeout,
         connect=min(CONNECT_TIMEOUT, call_timeout),
@@ -156,13 +177,13 @@ class RestCaller(FleetCaller):
                 path,
                 content=_body_stream(body),
                 headers=self._headers(rpc, request, len(body)),
-                timeout=timeouts_for(timeout),
+                timeout=timeouts_for(timeout, len(body)),
             ) as response:
                 data = await self._read_body(response, what, path)
         except FlwrSdkError:
             raise
         except httpx.TransportError as exc:
-            raise self._failure(exc, what, path, timeout) from exc
+            raise self._failure(exc, what, path, timeout, len(body)) from exc
         self._answered = True
         try:
             return decode_message(rpc.response_type, data)
@@ -192,11 +213,16 @@ class RestCaller(FleetCaller):
         return Probe(_PROBE_OUTCOMES.get(status, ProbeOutcome.OTHER), f"HTTP {status}")
 
     def _failure(
-        self, exc: httpx.TransportError, what: str, path: str, timeout: float
+        self,
+        exc: httpx.TransportError,
+        what: str,
+        path: str,
+        timeout: float,
+        request_size: int = 0,
     ) -> Exception:
         """A failed HTTP exchange as a TLS error or "unavailable" (retryable)."""
         if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout)):
-            progress = min(PROGRESS_TIMEOUT, timeout)
+            progress = progress_deadline(timeout, request_size)
             return ServerUnavailableError(
                 f"{what}: no byte moved for {progress:g} s (POST {path}, {type(exc).__name__})"
             )
