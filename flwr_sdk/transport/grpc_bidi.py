@@ -18,6 +18,7 @@ UNKNOWN / INTERNAL / RESOURCE_EXHAUSTED → ``TransientServerError``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -37,6 +38,10 @@ from flwr_sdk.wire.base import FleetLine, Reconnect
 log = logging.getLogger("flwr_sdk")
 
 JOIN = bidi.JOIN
+#: Seconds to open ``Join``: TCP connect, TLS handshake, request headers written (gRPC's
+#: connection-backoff spec uses the same 20 s as its minimum connect timeout). A call
+#: that is open is watched by keepalive instead (:mod:`flwr_sdk.net.grpc_tuning`).
+CONNECT_TIMEOUT = 20.0
 
 
 class GrpcBidiConnection(Connection):
@@ -56,19 +61,47 @@ class GrpcBidiConnection(Connection):
         return bidi.BIDI_NODE_ID
 
     async def open(self) -> None:
-        """Start the ``Join`` stream (this is where the TCP/TLS connection is made)."""
+        """Start the ``Join`` stream (this is where the TCP/TLS connection is made).
+
+        Raises:
+            ServerUnavailableError: no connection within :data:`CONNECT_TIMEOUT` (a
+                black-holed address), or the server cannot be reached.
+
+        """
         self._stream = self._channel.request(
             JOIN.grpc_path,
             JOIN.cardinality,
             JOIN.request_type,
             JOIN.response_type,
         )
+        # asyncio.wait, not wait_for: wait_for can swallow a cancellation of this task.
+        opening = asyncio.ensure_future(self._start_stream())
+        interrupted = False
         try:
-            await self._stream.__aenter__()
-            await self._stream.send_request()
+            await asyncio.wait({opening}, timeout=CONNECT_TIMEOUT)
+        except BaseException:  # this task was cancelled: stop opening, drop the channel
+            interrupted = True
+            raise
+        finally:
+            if not opening.done():
+                opening.cancel()
+                await asyncio.wait({opening})
+            if interrupted:
+                self._closed = True
+                self._channel.close()
+        try:
+            if opening.cancelled():
+                raise ServerUnavailableError(
+                    f"Join failed: no connection to the server within {CONNECT_TIMEOUT:g} s"
+                )
+            opening.result()
         except Exception as exc:
             await self.close()
             raise self._error(exc, "Join", connecting=True) from exc
+
+    async def _start_stream(self) -> None:
+        await self._stream.__aenter__()
+        await self._stream.send_request()
 
     def _error(self, exc: BaseException, what: str, *, connecting: bool = False) -> Exception:
         status = self._server_status()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator
@@ -264,3 +265,32 @@ def test_idle_join_is_not_killed_by_the_progress_deadline(short_liveness: GrpcTu
                 await connection.close()
 
     asyncio.run(main())
+
+
+def test_join_into_a_silent_tls_listener_fails_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TCP is accepted by the kernel, the TLS handshake is never answered."""
+    import socket
+
+    from flwr_sdk.server.tls_material import make_tls_material
+    from flwr_sdk.transport import grpc_bidi
+
+    monkeypatch.setattr(grpc_bidi, "CONNECT_TIMEOUT", 0.5)
+    material = make_tls_material()
+
+    async def main(port: int) -> float:
+        plaintext = client_config("grpc-bidi", f"127.0.0.1:{port}").settings
+        settings = dataclasses.replace(
+            plaintext, root_certificates=material.ca_cert_pem, insecure=False
+        )
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailableError, match=r"within 0\.5 s"):
+            await asyncio.wait_for(connector_for("grpc-bidi", settings, None).connect(), 10)
+        return time.monotonic() - started
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        elapsed = asyncio.run(main(silent.getsockname()[1]))
+    assert elapsed < 0.5 + SLACK, elapsed
