@@ -79,7 +79,12 @@ configuration, contiguous messages) which is correct, only slower; message-size 
 then enforced by the codec (:class:`~flwr_sdk.net.limits.SizeLimitedCodec` checks sends
 before they are framed and received bodies before they are decoded). The fallback can be
 forced with the environment variable ``FLWR_SDK_STOCK_GRPCLIB=1`` or
-:func:`force_stock_grpclib` (for tests).
+:func:`force_stock_grpclib` (for tests). What the fallback gives up besides speed: a
+response without trailers waits for the call's deadline again, a non-ASCII header kills
+the connection (its calls fail as unavailable, the status is lost), a grpc-bidi status
+sent before a reset is reported as the reset, and liveness is grpclib's own periodic
+keepalive (:func:`flwr_sdk.net.grpc_tuning.stock_keepalive_configuration`) without the
+progress deadline.
 """
 
 from __future__ import annotations
@@ -487,10 +492,12 @@ def received_status(call: Any) -> tuple[int, str | None] | None:
     HTTP/2 stream, also when the stream was reset afterwards (then grpclib itself raises
     only ``StreamTerminatedError``). Returns ``(code, message)`` with the
     ``grpc-message`` percent-decoded, or ``None`` when no ``grpc-status`` arrived or it is
-    not a number.
+    not a number. Always ``None`` on the stock fallback (:func:`internals_usable` false).
     """
     from grpclib.metadata import decode_grpc_message
 
+    if not internals_usable():
+        return None
     stream = getattr(call, "_stream", None)
     if stream is None:
         return None

@@ -517,3 +517,13 @@ def test_stock_fallback_channels_use_grpclibs_keepalive() -> None:
         asyncio.run(main())
     finally:
         internals.force_stock_grpclib(None)
+
+
+def test_received_status_is_not_read_on_the_stock_fallback() -> None:
+    call = _Call([(":status", "200")], [("grpc-status", "13")])
+    internals.force_stock_grpclib(True)
+    try:
+        assert internals.received_status(call) is None
+    finally:
+        internals.force_stock_grpclib(None)
+    assert internals.received_status(call) == (13, None)
