@@ -7,9 +7,9 @@ gRPC UNKNOWN "database is locked" (REST: HTTP 500, what the SuperLink's REST API
 answers when its state raises) and passes everything else through. The node must not
 give up: it keeps serving and a round completes after the locked answers.
 
-The full form locks ``BURSTS`` times during the run. Figures printed (``-s``): locked
-answers sent, node pulls seen, seconds from the first locked answer to the next round
-served, rounds served.
+The CI form runs grpc-rere; the full form rest too, and locks ``BURSTS`` times a run.
+Figures printed (``-s``): locked answers sent, node pulls seen, seconds from the first
+locked answer to the next round served, rounds served, retries the node logged.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ LOCKS = 3
 BURSTS = pick(1, 3)
 
 
-@pytest.mark.parametrize("transport", ["grpc-rere", "rest"])
+@pytest.mark.parametrize("transport", pick(["grpc-rere"], ["grpc-rere", "rest"]))
 def test_database_is_locked_a_few_times_round_completes(
     flwr_1_12: FlowerEnv, tmp_path: Path, transport: str
 ) -> None:

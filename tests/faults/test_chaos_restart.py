@@ -7,7 +7,8 @@
   (in-memory state: it has forgotten the node) starts on the same ports with a new run;
   the node must register again and serve its rounds.
 
-``RESTARTS`` kills per run (1 in the CI form, 5 in the full form). Figures printed
+``RESTARTS`` kills per run (1 in the CI form, 5 in the full form); the CI form restarts
+a grpc-rere SuperLink, the full form a rest one too. Figures printed
 (``-s``): per restart, seconds from the new server listening to the node's first round
 served there; rounds served in all.
 """
@@ -33,6 +34,9 @@ pytestmark = pytest.mark.interop
 
 RESTARTS = pick(1, 5)
 BACK_WITHIN = 60.0
+ROUND_TIMEOUT = 30.0
+"""Generous: with a 1.12 SuperLink, a TaskIns whose short TTL (= round timeout) runs out
+while its result is in flight leaves the legacy ServerApp waiting past its round timeout."""
 """Seconds after the restarted server listens by which the node must serve a round."""
 
 
@@ -82,7 +86,7 @@ def test_legacy_server_sigkill_restart_rounds_complete(
         assert result["fit"][rnd]["failures"] == 0, result["fit"]
 
 
-@pytest.mark.parametrize("transport", ["grpc-rere", "rest"])
+@pytest.mark.parametrize("transport", pick(["grpc-rere"], ["grpc-rere", "rest"]))
 def test_superlink_sigkill_restart_node_serves_again(
     flwr_1_12: FlowerEnv, tmp_path: Path, transport: str
 ) -> None:
@@ -92,7 +96,7 @@ def test_superlink_sigkill_restart_node_serves_again(
         link = start_superlink(flwr_1_12, tmp_path / "link0", fleet_api_type=transport)
         procs.append(link.process)
         report = tmp_path / "rounds0.json"
-        app = start_chaos_app(link, report, round_timeout=5, name="app0")
+        app = start_chaos_app(link, report, round_timeout=ROUND_TIMEOUT, name="app0")
         procs.append(app)
         client = start_sdk_client(
             tmp_path, link.fleet_address, 0, "--transport", transport, "--fit-delay", "0.2"
@@ -115,7 +119,7 @@ def test_superlink_sigkill_restart_node_serves_again(
             )
             procs.append(link.process)
             report = tmp_path / f"rounds{restart}.json"
-            app = start_chaos_app(link, report, round_timeout=5, name=f"app{restart}")
+            app = start_chaos_app(link, report, round_timeout=ROUND_TIMEOUT, name=f"app{restart}")
             procs.append(app)
             recoveries.append(
                 wait_until(

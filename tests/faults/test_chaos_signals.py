@@ -49,8 +49,10 @@ pytestmark = pytest.mark.interop
 
 BOUND = 1.0
 """Seconds from SIGTERM to the process's exit, at most."""
-STORM_TRIES = pick(3, 8)
+STORM_TRIES = pick(2, 8)
 TRANSPORTS = ("grpc-bidi", "grpc-rere", "rest")
+FIT_TRANSPORTS = pick(("grpc-bidi",), TRANSPORTS)
+"""The CI form measures fit on grpc-bidi (a legacy server starts fastest)."""
 
 
 def _address(transport: str, hostport: str) -> str:
@@ -137,7 +139,7 @@ def test_sigterm_registered_idle(
         _sigterm(client, "idle", transport)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", FIT_TRANSPORTS)
 def test_sigterm_in_fit(flwr_1_12: FlowerEnv, tmp_path: Path, transport: str) -> None:
     with processes() as procs:
         if transport == "grpc-bidi":

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,15 +105,18 @@ def wait_until(
     *,
     alive: tuple[Process, ...] = (),
     poll: float = 0.1,
+    abort: threading.Event | None = None,
 ) -> float:
-    """Poll ``predicate`` until true; seconds it took. Fails after ``timeout`` or when one
-    of ``alive`` exits."""
+    """Poll ``predicate`` until true; seconds it took. Fails after ``timeout``, when one
+    of ``alive`` exits, or (RuntimeError) once ``abort`` is set."""
     started = time.monotonic()
     while not predicate():
         elapsed = time.monotonic() - started
         for proc in alive:
             assert proc.proc.poll() is None, f"exited while waiting for {what}:\n{proc.output()}"
         assert elapsed < timeout, f"no {what} after {timeout:.0f} s"
+        if abort is not None and abort.is_set():
+            raise RuntimeError(f"aborted while waiting for {what}")
         time.sleep(poll)
     return time.monotonic() - started
 
