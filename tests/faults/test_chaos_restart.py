@@ -34,9 +34,7 @@ pytestmark = pytest.mark.interop
 
 RESTARTS = pick(1, 5)
 BACK_WITHIN = 60.0
-ROUND_TIMEOUT = 30.0
-"""Generous: with a 1.12 SuperLink, a TaskIns whose short TTL (= round timeout) runs out
-while its result is in flight leaves the legacy ServerApp waiting past its round timeout."""
+ROUND_TIMEOUT = 10.0
 """Seconds after the restarted server listens by which the node must serve a round."""
 
 

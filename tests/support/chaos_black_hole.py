@@ -28,13 +28,8 @@ HOLE = pick(8.0, 60.0)
 """Seconds the path stays black-holed."""
 RECOVERY = 60.0
 """The issue's bound: serving rounds again within this many seconds of healing."""
-ROUND_TIMEOUT = {"grpc-bidi": 5.0, "grpc-rere": 5.0, "rest": 30.0}
-"""The server's round timeout (the ServerApp's TaskIns TTL too): a round sent into the
-black hole ends after it. A 1.12 SuperLink's legacy ServerApp waits for a reply without
-end (``send_and_receive`` without timeout) when a TaskIns expires unpulled while its node
-stays registered: the REST node keeps its node id after the hole, so its round timeout
-must outlast the REST progress deadline (20 s) for the instruction to still be there;
-gRPC nodes register anew and the SuperLink answers the old node's TaskIns with an error."""
+ROUND_TIMEOUT = 5.0
+"""The server's round timeout: a round sent into the black hole ends after it."""
 MODULE = "test_chaos_black_hole.py"
 TRANSPORTS = ("grpc-bidi", "grpc-rere", "rest")
 
@@ -52,7 +47,7 @@ def scenario(
                 address,
                 rounds=100_000,
                 clients=1,
-                extra=["--round-timeout", str(ROUND_TIMEOUT[transport])],
+                extra=["--round-timeout", str(ROUND_TIMEOUT)],
             )
             procs.append(server)
             target_port = int(address.rsplit(":", 1)[1])
@@ -60,7 +55,7 @@ def scenario(
             superlink = start_superlink(flwr_1_12, tmp_path / "superlink", fleet_api_type=transport)
             procs.append(superlink.process)
             report = tmp_path / "rounds.json"
-            server = start_chaos_app(superlink, report, round_timeout=ROUND_TIMEOUT[transport])
+            server = start_chaos_app(superlink, report, round_timeout=ROUND_TIMEOUT)
             procs.append(server)
             target_port = superlink.fleet_port
         with ChaosProxy("127.0.0.1", target_port, seed=f"black-hole-{transport}") as proxy:

@@ -2,7 +2,8 @@
 
 * :data:`FULL` / :func:`pick`: the reduced (CI) or full (``FLWR_SDK_FAULTS_FULL=1``) form.
 * :func:`start_chaos_app`: the round-recording ServerApp of ``apps/chaos_app`` against a
-  1.12 SuperLink (one client is enough for a round; rounds end after a round timeout).
+  1.12 SuperLink (every registered node gets each round; a round ends after its timeout
+  even when an instruction or reply was lost).
 * :func:`served_rounds`: rounds with a result, from that app's or the legacy server's
   report; :func:`wait_until`: poll with a deadline.
 * :func:`log_lines` / :func:`first_after`: our client's log lines with their wall times.
@@ -62,7 +63,6 @@ def start_chaos_app(
     *,
     rounds: int = 1000,
     round_timeout: float = 10.0,
-    clients: int = 1,
     name: str = "chaos-serverapp",
 ) -> Process:
     """``flower-server-app apps/chaos_app --superlink D`` (1.12: a run without FAB)."""
@@ -77,7 +77,6 @@ def start_chaos_app(
         "CHAOS_REPORT": str(report),
         "CHAOS_ROUNDS": str(rounds),
         "CHAOS_ROUND_TIMEOUT": str(round_timeout),
-        "CHAOS_CLIENTS": str(clients),
     }
     return Process(
         args, superlink.workdir / f"{name}.log", _popen(superlink.env, superlink.workdir, extra)

@@ -1,11 +1,20 @@
-"""A legacy FedAvg ServerApp that records when every round ended (fault suite).
+"""A ServerApp that runs fit rounds with a real timeout and records them (fault suite).
 
-Runs INSIDE a flwr 1.12.0 virtualenv, started by ``flower-server-app``. Environment:
-``CHAOS_REPORT`` (JSON report path, rewritten after every round), ``CHAOS_ROUNDS``
-(default 1000), ``CHAOS_ROUND_TIMEOUT`` (seconds; default 10) and ``CHAOS_CLIENTS``
-(clients a round waits for; default 1). The report::
+Runs INSIDE a flwr 1.12.0 virtualenv, started by ``flower-server-app``. It uses the
+low-level ``@app.main()`` API: every round pushes a ``train`` message (legacy ``FitIns``
+content, config ``round``) to each node the SuperLink lists and pulls replies every
+0.2 s until all came or the round timeout passed, so a round whose instruction or reply
+was lost in transit ends after the timeout; the report is rewritten as each reply comes
+(a round counts as served from its first result on). (The legacy ``ServerApp(server_fn=...)``
+of 1.12 waits without end for a reply to a TaskIns that expired unpulled or whose pull
+answer was lost: its round timeout is only the messages' TTL.)
 
-    {"fit": {"1": {"results": 1, "failures": 0, "at": <time.time()>, "nodes": [...]}}}
+Environment: ``CHAOS_REPORT`` (JSON report path, rewritten after every round),
+``CHAOS_ROUNDS`` (default 1000), ``CHAOS_ROUND_TIMEOUT`` (seconds; default 10). The
+report::
+
+    {"fit": {"1": {"results": 1, "failures": 0, "at": <time.time()>, "nodes": [...],
+                   "seen": [<round each node reported>]}}}
 """
 
 from __future__ import annotations
@@ -16,57 +25,77 @@ import time
 from pathlib import Path
 
 import numpy as np
-from flwr.common import Context, ndarrays_to_parameters
-from flwr.server import ServerApp, ServerAppComponents, ServerConfig
-from flwr.server.strategy import FedAvg
+from flwr.common import Context, FitIns, MessageType, ndarrays_to_parameters
+from flwr.common.recordset_compat import fitins_to_recordset, recordset_to_fitres
+from flwr.server import Driver, ServerApp
 
 INITIAL = [np.zeros(3, dtype=np.float32), np.arange(4, dtype=np.float64).reshape(2, 2)]
 
+app = ServerApp()
 
-class TimedFedAvg(FedAvg):
-    """FedAvg that writes, per round, its result count and wall-clock end time."""
 
-    def __init__(self, report_path: Path, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.report_path = report_path
-        self.report: dict = {"fit": {}}
-        self.flush()
+@app.main()
+def main(driver: Driver, context: Context) -> None:
+    path = Path(os.environ["CHAOS_REPORT"])
+    rounds = int(os.environ.get("CHAOS_ROUNDS", "1000"))
+    timeout = float(os.environ.get("CHAOS_ROUND_TIMEOUT", "10"))
+    report: dict = {"fit": {}}
 
-    def flush(self) -> None:
-        tmp = self.report_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.report))
-        tmp.replace(self.report_path)
+    def flush() -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report))
+        tmp.replace(path)
 
-    def aggregate_fit(self, server_round, results, failures):
-        params, metrics = super().aggregate_fit(server_round, results, failures)
-        self.report["fit"][str(server_round)] = {
-            "results": len(results),
-            "failures": len(failures),
+    def record(rnd: int, replies: list, sent: int) -> None:
+        good = [r for r in replies if not r.has_error()]
+        results = [recordset_to_fitres(r.content, keep_input=False) for r in good]
+        report["fit"][str(rnd)] = {
+            "results": len(good),
+            "failures": sent - len(good),
             "at": time.time(),
-            "nodes": sorted(str(proxy.cid) for proxy, _ in results),
+            "nodes": sorted(str(r.metadata.src_node_id) for r in good),
+            "seen": [int(res.metrics.get("seen", -1)) for res in results],
         }
-        self.flush()
-        return params, metrics
+        flush()
 
-
-def server_fn(context: Context) -> ServerAppComponents:
-    clients = int(os.environ.get("CHAOS_CLIENTS", "1"))
-    strategy = TimedFedAvg(
-        Path(os.environ["CHAOS_REPORT"]),
-        fraction_fit=1.0,
-        fraction_evaluate=0.0,
-        min_fit_clients=clients,
-        min_evaluate_clients=0,
-        min_available_clients=clients,
-        accept_failures=True,
-        initial_parameters=ndarrays_to_parameters(INITIAL),
-        on_fit_config_fn=lambda rnd: {"round": rnd, "lr": 0.5, "tag": "fit"},
-    )
-    config = ServerConfig(
-        num_rounds=int(os.environ.get("CHAOS_ROUNDS", "1000")),
-        round_timeout=float(os.environ.get("CHAOS_ROUND_TIMEOUT", "10")),
-    )
-    return ServerAppComponents(strategy=strategy, config=config)
-
-
-app = ServerApp(server_fn=server_fn)
+    flush()
+    parameters = ndarrays_to_parameters(INITIAL)
+    for rnd in range(1, rounds + 1):
+        nodes = driver.get_node_ids()
+        while not nodes:
+            time.sleep(0.5)
+            nodes = driver.get_node_ids()
+        config = {"round": rnd, "lr": 0.5, "tag": "fit"}
+        messages = [
+            driver.create_message(
+                content=fitins_to_recordset(FitIns(parameters, config), keep_input=True),
+                message_type=MessageType.TRAIN,
+                dst_node_id=node,
+                group_id=str(rnd),
+                ttl=timeout,
+            )
+            for node in nodes
+        ]
+        ids = [i for i in driver.push_messages(messages) if i]
+        replies: dict[str, object] = {}
+        deadline = time.time() + timeout
+        while len(replies) < len(ids) and time.time() < deadline:
+            try:
+                pulled = driver.pull_messages([i for i in ids if i not in replies])
+            except Exception as exc:
+                # 1.12 SuperLink: KeyError on a TaskIns that expired while its reply was
+                # pulled; the round ends here.
+                report.setdefault("pull_errors", []).append(f"round {rnd}: {exc!r}")
+                break
+            fresh = False
+            for reply in pulled:
+                if reply.metadata.reply_to_message not in replies:
+                    replies[reply.metadata.reply_to_message] = reply
+                    fresh = True
+            if fresh:
+                record(rnd, list(replies.values()), len(nodes))
+            time.sleep(0.2)
+        record(rnd, list(replies.values()), len(nodes))
+        good = [r for r in replies.values() if not r.has_error()]
+        if good:
+            parameters = recordset_to_fitres(good[0].content, keep_input=False).parameters
