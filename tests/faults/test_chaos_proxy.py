@@ -38,7 +38,7 @@ def echo() -> Iterator[tuple[LoopThread, int]]:
     try:
         yield thread, int(server.sockets[0].getsockname()[1])
     finally:
-        server.close()
+        thread.call(server.close)
         thread.close()
 
 

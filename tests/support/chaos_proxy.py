@@ -366,15 +366,15 @@ class ChaosProxy:
                     return
                 if self._cut_remaining is not None:
                     if len(data) >= self._cut_remaining:
-                        writer.write(data[: self._cut_remaining])
                         self._count(self._cut_remaining, up=up)
+                        writer.write(data[: self._cut_remaining])
                         self._cut_remaining = None
                         self.cuts += 1
                         conn.close(rst=self._cut_rst)
                         return
                     self._cut_remaining -= len(data)
+                self._count(len(data), up=up)  # before the bytes can reach the peer
                 writer.write(data)
-                self._count(len(data), up=up)
                 await writer.drain()
         except (ConnectionError, OSError):
             if not conn.dead:
