@@ -249,6 +249,9 @@ def _client(args: argparse.Namespace) -> int:
     root: bytes | str | None = args.root_certificates
     # -q: no display; the node's WARNING / ERROR log lines (failures, the summary) remain.
     display = None if args.quiet else ClientDisplay(show_error=False)
+    if display is not None and not args.verbose:
+        # The display draws each retry (Retrying event); its log line would repeat it.
+        logging.getLogger("flwr_sdk.retry").setLevel(logging.ERROR)
     stopped: list[Stopped] = []
 
     def on_event(event: NodeEvent) -> None:

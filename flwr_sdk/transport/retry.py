@@ -87,6 +87,9 @@ __all__ = [
 _T = TypeVar("_T")
 
 log = logging.getLogger("flwr_sdk")
+# The "retrying in N s" lines, on their own logger: a program that draws the Retrying
+# event itself (flwr-sdk client) quiets this one without losing anything else.
+retry_log = logging.getLogger("flwr_sdk.retry")
 
 SleepFn = Callable[[float], Awaitable[object]]
 ClockFn = Callable[[], float]
@@ -647,7 +650,7 @@ class RetryBudget:
             self.reset()
             raise RetriesExhaustedError(message, attempts=attempts, elapsed=elapsed) from exc
         total = "" if policy.max_retries is None else f" of {policy.max_retries + 1}"
-        log.warning(
+        retry_log.warning(
             "%s failed (attempt %d%s): %s; retrying in %.2f s",
             describe,
             self.failures,

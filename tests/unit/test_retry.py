@@ -165,7 +165,8 @@ def test_success_after_retries_logs_each_retry(caplog: pytest.LogCaptureFixture)
         "Connecting to 127.0.0.1:8080 failed (attempt 1 of 5): down #1; retrying in 1.00 s",
         "Connecting to 127.0.0.1:8080 failed (attempt 2 of 5): down #2; retrying in 2.00 s",
     ]
-    assert all(r.name == "flwr_sdk" for r in caplog.records)
+    assert {r.name for r in caplog.records} == {"flwr_sdk", "flwr_sdk.retry"}
+    assert all(r.name == "flwr_sdk.retry" for r in warnings)
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert infos == ["Connecting to 127.0.0.1:8080 succeeded after 3 attempts in 3.00 s"]
 
