@@ -59,7 +59,11 @@ def test_server_killed_and_restarted_run_completes(flwr_1_12: FlowerEnv, tmp_pat
         first.proc.wait(timeout=10)
         assert all(c.proc.poll() is None for c in clients), "clients must outlive the server"
 
-        second, second_report = start_legacy_server(flwr_1_12, tmp_path, address, name="second")
+        # No wait for it to listen: the waiting clients can finish its 3 rounds before a
+        # listening check runs; its exit code below says whether it served them.
+        second, second_report = start_legacy_server(
+            flwr_1_12, tmp_path, address, name="second", wait=False
+        )
         procs.append(second)
         assert second.wait(timeout=180) == 0, second.output()
         for client in clients:
