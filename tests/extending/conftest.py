@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
 import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-TEST_PROTOS = HERE / "proto"
-
-
-def run_codegen(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """``python -m codegen ARGS`` with the checkout's codegen."""
-    return subprocess.run(
-        [sys.executable, "-m", "codegen", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+from ext_support import TEST_PROTOS, run_codegen
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TEST_PROTOS, run_codegen
+from ext_support import REPO, TEST_PROTOS, run_codegen
 
 EXAMPLE_PROTOS = REPO / "examples" / "extending" / "proto"
 EXAMPLE_PACKAGE = REPO / "examples" / "extending" / "demo_proto"
