@@ -722,11 +722,14 @@ def test_flwr_sdk_records_accept_decoded_views() -> None:
 
     array = np.linspace(0, 1, 1000, dtype=np.float64).reshape(10, 100)
     wire = pb15.Array(dtype="", shape=[], stype="numpy.ndarray", data=_npy_bytes(array))
-    buffer = bytes(
-        fc15.encode(
-            pb15.Message(
-                content=pb15.RecordSet(
-                    parameters={"p": pb15.ParametersRecord(data_keys=["w"], data_values=[wire])}
+    # A writable buffer owned by this one message, as the tuned receive path hands over.
+    buffer = memoryview(
+        bytearray(
+            fc15.encode(
+                pb15.Message(
+                    content=pb15.RecordSet(
+                        parameters={"p": pb15.ParametersRecord(data_keys=["w"], data_values=[wire])}
+                    )
                 )
             )
         )
@@ -735,6 +738,7 @@ def test_flwr_sdk_records_accept_decoded_views() -> None:
     rebuilt = Array(dtype=wire.dtype, shape=list(wire.shape), stype=wire.stype, data=data)
     out = rebuilt.numpy()
     np.testing.assert_array_equal(out, array)
+    assert out.flags.writeable
     assert np.shares_memory(out, np.frombuffer(buffer, dtype=np.uint8))
 
 
