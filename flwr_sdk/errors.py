@@ -13,16 +13,25 @@ __all__ = [
     "ClientAppUsageError",
     "ConnectionClosedError",
     "FlwrSdkError",
+    "InvalidReplyError",
+    "LegacyStatusError",
     "MalformedMessageError",
+    "MalformedRequestError",
     "MessageTooLargeError",
     "ModInputError",
+    "NodeAppError",
+    "NodeReplyError",
+    "NodeRequestError",
+    "NodeUnavailableError",
     "ProtocolError",
     "ReplyRuleError",
+    "ReplyTimeoutError",
     "RetriesExhaustedError",
     "ServerUnavailableError",
     "TLSError",
     "TransientServerError",
     "TransportError",
+    "UnhandledMessageTypeError",
     "UnsupportedFeatureError",
     "WireLineError",
 ]
@@ -177,3 +186,84 @@ class UnsupportedFeatureError(FlwrSdkError, ImportError):
 
     Raised when the name is imported, e.g. ``from flwr_sdk.client.mod import secagg_mod``.
     """
+
+
+# ----------------------------------------------------------------------------------------
+# The reference server: what one server → node request can end in
+
+
+class NodeRequestError(FlwrSdkError):
+    """A request the reference server sent to one node did not produce a usable reply.
+
+    ``node_id`` is the node asked (``None`` when not known where it was raised).
+    """
+
+    def __init__(self, message: str, *, node_id: int | None = None) -> None:
+        super().__init__(message)
+        self.node_id = node_id
+
+
+class NodeUnavailableError(NodeRequestError):
+    """The node is not connected, or left (stream closed, deleted, missed pings) first."""
+
+
+class ReplyTimeoutError(NodeRequestError, TimeoutError):
+    """The node did not reply within the request's timeout."""
+
+
+class InvalidReplyError(NodeRequestError):
+    """The node replied, but its content is not the reply type asked for.
+
+    ``__cause__`` holds the decoding error (e.g. a ``RecordSetDecodeError``).
+    """
+
+
+class LegacyStatusError(NodeRequestError):
+    """A legacy result (``FitRes``, ``EvaluateRes``, …) reports a status other than OK.
+
+    ``code`` is the status code number, ``status_message`` its message.
+    """
+
+    def __init__(self, message: str, *, node_id: int, code: int, status_message: str) -> None:
+        super().__init__(message, node_id=node_id)
+        self.code = code
+        self.status_message = status_message
+
+
+class NodeReplyError(NodeRequestError):
+    """The node answered with an ``Error`` instead of content.
+
+    ``code`` is ``Error.code`` (1: the node could not load its app, 2: the app raised),
+    ``reason`` the full ``Error.reason``. For the Flower form
+    ``<class 'pkg.ErrorType'>:<'text'>``, ``error_type`` is ``"pkg.ErrorType"`` and
+    ``detail`` is ``"text"``; otherwise ``error_type`` is ``""`` and ``detail`` the reason.
+    The reference server raises the most specific subclass that fits.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        node_id: int,
+        code: int,
+        reason: str,
+        error_type: str,
+        detail: str,
+    ) -> None:
+        super().__init__(message, node_id=node_id)
+        self.code = code
+        self.reason = reason
+        self.error_type = error_type
+        self.detail = detail
+
+
+class UnhandledMessageTypeError(NodeReplyError):
+    """The node has no handler for the request's ``message_type`` (``Invalid message type``)."""
+
+
+class MalformedRequestError(NodeReplyError):
+    """The node could not decode the request's content (a ``RecordSetDecodeError``)."""
+
+
+class NodeAppError(NodeReplyError):
+    """The node's handler or client code raised an exception while answering."""
