@@ -72,7 +72,14 @@ from flwr_sdk.transport.fleet_session import PROBE_TIMEOUT, FleetCaller, FleetCo
 from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
 from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
-__all__ = ["PROTOBUF", "RestCaller", "connector", "progress_deadline", "timeouts_for"]
+__all__ = [
+    "PROTOBUF",
+    "RestCaller",
+    "connector",
+    "http_client",
+    "progress_deadline",
+    "timeouts_for",
+]
 
 log = logging.getLogger("flwr_sdk")
 
@@ -133,28 +140,53 @@ def timeouts_for(call_timeout: float, request_size: int = 0) -> httpx.Timeout:
     )
 
 
+def http_client(
+    target: RestTarget, settings: TransportSettings, *, limits: httpx.Limits | None = None
+) -> httpx.AsyncClient:
+    """The HTTP client of REST sessions to ``target`` (TLS, headers, default timeouts).
+
+    ``limits``: the connection pool's size (httpx's default when None); a client shared
+    by many sessions needs a larger pool.
+    """
+    verify: Any = (
+        client_ssl_context(settings.root_certificates, alpn=["http/1.1"])
+        if target.uses_tls
+        else False
+    )
+    return httpx.AsyncClient(
+        base_url=target.base_url,
+        verify=verify,
+        http1=True,
+        http2=False,
+        trust_env=False,
+        follow_redirects=False,
+        headers={"Content-Type": PROTOBUF, "Accept": PROTOBUF},
+        timeout=timeouts_for(30.0),
+        limits=limits if limits is not None else httpx.Limits(),
+    )
+
+
 class RestCaller(FleetCaller):
     """Fleet calls as HTTP POSTs over one ``httpx.AsyncClient``, for one session."""
 
-    def __init__(self, target: RestTarget, settings: TransportSettings, auth: NodeAuth) -> None:
+    def __init__(
+        self,
+        target: RestTarget,
+        settings: TransportSettings,
+        auth: NodeAuth,
+        *,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """One session's caller; its own HTTP client unless ``client`` is given.
+
+        ``client``: an HTTP client from :func:`http_client` that many sessions share
+        (``flwr_sdk.swarm``); closing it is then left to its owner.
+        """
         self._target = target
         self._auth = auth
         self._max_body = settings.max_message_length
-        verify: Any = (
-            client_ssl_context(settings.root_certificates, alpn=["http/1.1"])
-            if target.uses_tls
-            else False
-        )
-        self._client = httpx.AsyncClient(
-            base_url=target.base_url,
-            verify=verify,
-            http1=True,
-            http2=False,
-            trust_env=False,
-            follow_redirects=False,
-            headers={"Content-Type": PROTOBUF, "Accept": PROTOBUF},
-            timeout=timeouts_for(30.0),
-        )
+        self._owns_client = client is None
+        self._client = client if client is not None else http_client(target, settings)
         self._answered = False
 
     async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
@@ -273,7 +305,9 @@ class RestCaller(FleetCaller):
         return await _read_at_most(response, self._max_body, what)
 
     async def close(self) -> None:
-        """Close the HTTP client."""
+        """Close the HTTP client (unless it is a shared one, given to the constructor)."""
+        if not self._owns_client:
+            return
         try:
             await self._client.aclose()
         except Exception as exc:  # closing must never fail the caller
