@@ -42,6 +42,12 @@ def flwr_1_15() -> FlowerEnv:
 
 
 @pytest.fixture(scope="session")
+def flwr_1_42() -> FlowerEnv:
+    """Virtualenv with the real flwr 1.42.0 (built on first use, then cached)."""
+    return FlowerEnv.get("1.42.0")
+
+
+@pytest.fixture(scope="session")
 def flwr_1_12_worker(flwr_1_12: FlowerEnv) -> Iterator[FlowerWorker]:
     """A `flwr_worker.py` process in the flwr 1.12.0 venv, shared by the session."""
     yield from _worker(flwr_1_12, "1.12.0")
