@@ -37,11 +37,19 @@ ROOTS: tuple[str, ...] = (
     "flwr.proto.ServerMessage",
     "flwr.proto.ClientMessage",
     "flwr.proto.Scalar",
+    "flwr.proto.PushObjectRequest",
+    "flwr.proto.PullObjectResponse",
 )
 """Tensor-bearing messages (and the envelopes that carry them); roots a line lacks are skipped."""
 
 ZERO_COPY: frozenset[tuple[str, str]] = frozenset(
-    {("flwr.proto.Array", "data"), ("flwr.proto.Parameters", "tensors")}
+    {
+        ("flwr.proto.Array", "data"),
+        ("flwr.proto.Parameters", "tensors"),
+        # 1.42: array chunks travel as object contents.
+        ("flwr.proto.PushObjectRequest", "object_content"),
+        ("flwr.proto.PullObjectResponse", "object_content"),
+    }
 )
 """(message, field) pairs of ``bytes`` fields decoded as memoryviews of the input buffer."""
 

@@ -47,6 +47,8 @@ ROOT_PACKAGE = "flwr_sdk_proto"
 # The Fleet API is also served over HTTP at this prefix, one kebab-case path per RPC.
 REST_PREFIX = "/api/v0/fleet/"
 REST_SERVICE = "flwr.proto.Fleet"
+# Lines whose HTTP Fleet API lives elsewhere (1.42: protobuf-over-HTTP on the SuperLink's port).
+REST_PREFIX_BY_LINE: dict[str, str] = {"v1_42": "/v1/fleet/"}
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,13 @@ def _kebab(name: str) -> str:
     return _snake(name).replace("_", "-")
 
 
-def build_schema(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str]) -> SchemaModel:
-    """Collect messages, enums and services of the files named in ``wanted``."""
+def build_schema(
+    fds: descriptor_pb2.FileDescriptorSet, wanted: set[str], rest_prefix: str = REST_PREFIX
+) -> SchemaModel:
+    """Collect messages, enums and services of the files named in ``wanted``.
+
+    Fleet RPCs get an HTTP path: ``rest_prefix`` plus the kebab-case method name.
+    """
     messages: list[tuple[str, str]] = []
     enums: list[tuple[str, str]] = []
     services: list[ServiceModel] = []
@@ -174,7 +181,7 @@ def build_schema(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str]) -> Sch
                         response=class_name(m.output_type.lstrip("."), pkg),
                         client_streaming=m.client_streaming,
                         server_streaming=m.server_streaming,
-                        rest_path=REST_PREFIX + _kebab(m.name)
+                        rest_path=rest_prefix + _kebab(m.name)
                         if full_name == REST_SERVICE
                         else None,
                     )
@@ -228,7 +235,7 @@ def generate_line(line: WireLine) -> GeneratedTree:
             tree[f"{pkg_dir}/{rel}"] = (banner + body).encode()
 
     fds = compile_descriptor_set(line.proto_root, files)
-    schema = build_schema(fds, set(names))
+    schema = build_schema(fds, set(names), REST_PREFIX_BY_LINE.get(line.name, REST_PREFIX))
     env = jinja_environment()
     context = {"header": banner, "line": line, "schema": schema, "proto_files": names}
     for template, target in (

@@ -70,6 +70,8 @@ CLIENT_FACING = (
     "fab",
     "error",
     "grpcadapter",
+    "recorddict",  # 1.17+ (replaces recordset)
+    "heartbeat",  # 1.19+
 )
 
 
