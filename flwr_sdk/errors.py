@@ -23,6 +23,7 @@ __all__ = [
     "NodeReplyError",
     "NodeRequestError",
     "NodeUnavailableError",
+    "ObjectIntegrityError",
     "ProtocolError",
     "ReplyRuleError",
     "ReplyTimeoutError",
@@ -120,6 +121,19 @@ class MalformedMessageError(ProtocolError):
         super().__init__(message)
         self.what = what
         self.field = field
+
+
+class ObjectIntegrityError(MalformedMessageError):
+    """A content-addressed object (Flower 1.42 line) is not the object its id names.
+
+    Its SHA-256 differs from its id, or it is not the object the message's object tree
+    says belongs there. ``object_id`` is the id that was asked for; the object is refused
+    and never reaches user code.
+    """
+
+    def __init__(self, message: str, *, object_id: str, what: str = "object") -> None:
+        super().__init__(message, what=what, field="object_id")
+        self.object_id = object_id
 
 
 class ReplyRuleError(ProtocolError):
