@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -133,24 +134,14 @@ def _codegen(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------ client
 
 
-def load_app(spec: str) -> tuple[str, Any]:
-    """Resolve ``module:attr``; return ``("app" | "client_fn" | "client", object)``.
-
-    A :class:`~flwr_sdk.client.ClientApp` is ``"app"`` (run with its mods and handlers);
-    a ``Client`` or ``NumPyClient`` instance is ``"client"``; any other callable that is
-    not a class is a ``"client_fn"``. ``attr`` may be dotted (``module:holder.app``). The
-    current directory is importable, so ``examples.cli_client:client_fn`` works from a
-    checkout.
+def _import_attr(spec: str) -> Any:
+    """The object ``module:attr`` names (``attr`` may be dotted); the cwd is importable.
 
     Raises:
         ValueError: ``spec`` is not ``module:attr``, the module (or a module it imports)
-            is not installed, the attribute is missing, or it is none of the above.
+            is not installed, or the attribute is missing.
 
     """
-    from flwr_sdk.clientapp.app import ClientApp
-    from flwr_sdk.clientapp.client import Client
-    from flwr_sdk.clientapp.numpy_client import NumPyClient
-
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--app must look like module:attr, got {spec!r}")
@@ -170,6 +161,28 @@ def load_app(spec: str) -> tuple[str, Any]:
         if not hasattr(obj, part):
             raise ValueError(f"--app {spec}: {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    return obj
+
+
+def load_app(spec: str) -> tuple[str, Any]:
+    """Resolve ``module:attr``; return ``("app" | "client_fn" | "client", object)``.
+
+    A :class:`~flwr_sdk.client.ClientApp` is ``"app"`` (run with its mods and handlers);
+    a ``Client`` or ``NumPyClient`` instance is ``"client"``; any other callable that is
+    not a class is a ``"client_fn"``. ``attr`` may be dotted (``module:holder.app``). The
+    current directory is importable, so ``examples.cli_client:client_fn`` works from a
+    checkout.
+
+    Raises:
+        ValueError: ``spec`` is not ``module:attr``, the module (or a module it imports)
+            is not installed, the attribute is missing, or it is none of the above.
+
+    """
+    from flwr_sdk.clientapp.app import ClientApp
+    from flwr_sdk.clientapp.client import Client
+    from flwr_sdk.clientapp.numpy_client import NumPyClient
+
+    obj = _import_attr(spec)
     if isinstance(obj, ClientApp):
         return "app", obj
     if isinstance(obj, (Client, NumPyClient)):
@@ -185,6 +198,27 @@ def load_app(spec: str) -> tuple[str, Any]:
         f"--app {spec} is a {type(obj).__name__}, not a ClientApp, a client_fn or a "
         "Client/NumPyClient instance"
     )
+
+
+def load_server_app(spec: str) -> Any:
+    """Resolve ``module:attr`` to a server app: ``async def main(driver, context)``.
+
+    An object whose ``__call__`` is ``async def`` (like
+    :class:`~flwr_sdk.server.fedavg_app.FedAvgApp`) is accepted too.
+
+    Raises:
+        ValueError: as :func:`load_app`, or the object is not an async callable (a
+            synchronous function would block the server's event loop).
+
+    """
+    obj = _import_attr(spec)
+    call = obj if inspect.isroutine(obj) else getattr(obj, "__call__", None)  # noqa: B004
+    if isinstance(obj, type) or not inspect.iscoroutinefunction(call):
+        raise ValueError(
+            f"--app {spec} must be an async function main(driver, context) (it runs on the "
+            f"server's event loop), got {type(obj).__name__} {obj!r}"
+        )
+    return obj
 
 
 def _load_private_key(path: str, flag: str) -> Any:
@@ -366,6 +400,8 @@ def _server(args: argparse.Namespace) -> int:
 
     if args.transport == "rest":
         _require("aiohttp", "server")
+    app = load_server_app(args.app) if args.app else None
+    run_config = _key_values(args.run_config, "--run-config")
     fit_config = _key_values(args.fit_config, "--fit-config")
     tls = None
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
@@ -414,7 +450,15 @@ def _server(args: argparse.Namespace) -> int:
         max_message_length=args.max_message_length,
         record_parameters=args.report is not None,
         wire=args.wire,
+        run_config=run_config,
     )
+    if app is not None:
+        result = run_server(config, None, app)
+        if args.report:
+            Path(args.report).write_text(json.dumps(result, indent=1, default=repr))
+        if result is not None:
+            print(f"app result: {result!r}")
+        return 0
     history = run_server(config)
     summary = history.to_dict()
     if args.report:
@@ -550,10 +594,13 @@ def _parser() -> argparse.ArgumentParser:
 
     server = command(
         "server",
-        help="run the reference server (FedAvg)",
-        description="Run the reference server (Flower 1.12 or 1.15 wire): FedAvg weighted "
-        "by num_examples, federated evaluation, per-round fit config. It waits for "
-        "--min-clients nodes, runs --rounds rounds, prints one line per round and exits. "
+        help="run the reference server (FedAvg, or your server app)",
+        description="Run the reference server (Flower 1.12 or 1.15 wire) and a server app "
+        "on it. By default the app is FedAvg weighted by num_examples, with federated "
+        "evaluation and per-round fit config: it waits for --min-clients nodes, runs "
+        "--rounds rounds, prints one line per round and exits. --app module:main runs "
+        "your own app instead (async def main(driver, context), see docs/server-apps.md; "
+        "the FedAvg options then do nothing) and exits when it returns. "
         "--transport rest needs the server extra: pip install 'flwr-sdk[server]'.",
     )
     server.add_argument(
@@ -564,6 +611,20 @@ def _parser() -> argparse.ArgumentParser:
         choices=tuple(LINE_MODULES),
         default="1.12",
         help="Flower wire line of the Fleet API (grpc-rere, rest)",
+    )
+    server.add_argument(
+        "--app",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="server app to run: async def main(driver, context); the current directory "
+        "is importable (default: FedAvg)",
+    )
+    server.add_argument(
+        "--run-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the app's context.run_config (numbers and true/false parsed); repeatable",
     )
     server.add_argument("--host", default="127.0.0.1", help="listen address")
     server.add_argument(

@@ -7,8 +7,14 @@ SuperLink does, so real Flower clients of either release can use it. FedAvg weig
 (1.12: opt-in ECDH + HMAC; 1.15: signed timestamps, always on for grpc-rere) and
 message-size limits enforced before allocation.
 
+Server apps: ``main(driver, context)`` coroutines on the typed app API of
+:mod:`~flwr_sdk.server.app_api` (:class:`AppDriver`: typed requests to nodes, fan-out,
+legacy ``fit``/``evaluate``, typed errors); FedAvg is the default app
+(:mod:`~flwr_sdk.server.fedavg_app`). See ``docs/server-apps.md``.
+
 Modules: :mod:`~flwr_sdk.server.strategy` (FedAvg), :mod:`~flwr_sdk.server.driver` (the
-round loop over a node pool), :mod:`~flwr_sdk.server.bidi` (``FlowerService.Join``),
+node pool apps run on, FedAvg's history), :mod:`~flwr_sdk.server.bidi`
+(``FlowerService.Join``),
 :mod:`~flwr_sdk.server.fleet_state` (Fleet API state and rules over the SDK's own
 Messages, line-neutral), :mod:`~flwr_sdk.server.fleet_line` (what a wire line's Fleet
 servicer provides), :mod:`~flwr_sdk.server.fleet_servicer` (what every line's servicer
@@ -21,18 +27,25 @@ serving a line's typed methods), :mod:`~flwr_sdk.server.node_auth` and
 """
 
 from flwr_sdk.server.app import ReferenceServer, ServerConfig, ServerTLS, run_server, serve
+from flwr_sdk.server.app_api import AppContext, AppDriver, NodeResult, ServerAppMain
 from flwr_sdk.server.driver import DriverListener, History, RoundResult
+from flwr_sdk.server.fedavg_app import FedAvgApp
 from flwr_sdk.server.node_auth import NodeAuthenticator, load_public_keys
 from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 
 __all__ = [
+    "AppContext",
+    "AppDriver",
     "DriverListener",
     "FedAvg",
+    "FedAvgApp",
     "History",
     "NodeAuthenticator",
+    "NodeResult",
     "ReferenceServer",
     "RoundResult",
+    "ServerAppMain",
     "ServerConfig",
     "ServerTLS",
     "SignedTimestampAuthenticator",

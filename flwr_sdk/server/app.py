@@ -16,11 +16,16 @@ or, inside an event loop::
     async with ReferenceServer(config) as server:
         print(server.address)
         history = await server.run()
+
+``run()`` runs FedAvg (:class:`~flwr_sdk.server.fedavg_app.FedAvgApp` from the config's
+strategy and rounds); ``run(main)`` runs any server app of
+:mod:`flwr_sdk.server.app_api` instead and returns what it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import logging
 import ssl
@@ -28,15 +33,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, overload
 
+from flwr_sdk.common.legacy_types import Scalar
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
 from flwr_sdk.net.grpc_tuning import TunedServer, tuned_server
 from flwr_sdk.net.grpclib_internals import bound_port
 from flwr_sdk.net.limits import validate_max_message_length
 from flwr_sdk.net.tls import server_ssl_context
+from flwr_sdk.server.app_api import AppContext, AppDriver, ServerAppMain
 from flwr_sdk.server.bidi import BidiNodePool, FlowerServiceServicer
-from flwr_sdk.server.driver import Driver, DriverListener, History, NodePool
+from flwr_sdk.server.driver import DriverListener, History, NodePool
+from flwr_sdk.server.fedavg_app import FedAvgApp
 from flwr_sdk.server.fleet_grpc import GuardedFleetService, RequestGuard
 from flwr_sdk.server.fleet_line import FleetLineServicer, FleetRoute
 from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
@@ -61,6 +69,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("flwr_sdk.server")
+
+T = TypeVar("T")
 
 DEFAULT_PORTS = {"grpc-bidi": 8080, "grpc-rere": 9092, "rest": 9093}
 """Flower's default ports: legacy server 8080, Fleet grpc-rere 9092, Fleet REST 9093."""
@@ -123,10 +133,12 @@ class ServerConfig:
         transport: ``grpc-bidi``, ``grpc-rere`` or ``rest``.
         host: address to listen on (loopback by default).
         port: TCP port; ``None`` = Flower's default for the transport, 0 = any free port.
-        num_rounds: FedAvg rounds.
-        strategy: sampling, configs and aggregation.
-        round_timeout: seconds a node gets per instruction (``None``: no limit).
-        wait_timeout: seconds to wait for enough nodes before a round (``None``: forever).
+        num_rounds: FedAvg rounds (the default app).
+        strategy: sampling, configs and aggregation (the default app).
+        round_timeout: seconds a node gets per instruction (``None``: no limit); an app's
+            default request timeout.
+        wait_timeout: seconds to wait for enough nodes before a round (``None``: forever);
+            an app's default for ``wait_for_nodes``.
         tls: certificate and key; ``None`` = plaintext.
         auth: node authentication (grpc-rere only) of the wire line: 1.12, a
             :class:`NodeAuthenticator` (``None`` = off; needs TLS); 1.15, a
@@ -134,6 +146,7 @@ class ServerConfig:
             key: 1.15 authenticates every grpc-rere call regardless).
         max_message_length: largest gRPC message / REST body accepted or sent, in bytes.
         record_parameters: keep every round's model in the history (tests).
+        run_config: what a server app reads from ``context.run_config``.
         wire: the Flower wire line of the Fleet API, ``"1.12"`` or ``"1.15"``
             (grpc-bidi is the same on every line).
 
@@ -151,6 +164,7 @@ class ServerConfig:
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
     record_parameters: bool = False
     wire: str = "1.12"
+    run_config: Mapping[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -260,20 +274,49 @@ class ReferenceServer:
             self.address,
         )
 
-    async def run(self) -> History:
-        """Run every round; return the history."""
+    @overload
+    async def run(self, app: None = None) -> History: ...
+
+    @overload
+    async def run(self, app: ServerAppMain[T]) -> T: ...
+
+    async def run(self, app: ServerAppMain[T] | None = None) -> History | T:
+        """Run ``app`` (default: FedAvg from the config) to its end; return its result.
+
+        The nodes are told the run is over afterwards (grpc-bidi: ``ReconnectIns``).
+
+        Raises:
+            TypeError: ``app`` did not return an awaitable (a synchronous function).
+
+        """
         config = self.config
-        driver = Driver(
-            self.pool,
+        main: ServerAppMain[History | T] = app or FedAvgApp(
             config.strategy,
             num_rounds=config.num_rounds,
-            run_id=self.run_id,
-            round_timeout=config.round_timeout,
-            wait_timeout=config.wait_timeout,
             record_parameters=config.record_parameters,
-            listener=self.listener,
         )
-        return await driver.run()
+        driver = AppDriver(
+            self.pool,
+            run_id=self.run_id,
+            timeout=config.round_timeout,
+            wait_timeout=config.wait_timeout,
+        )
+        context = AppContext(
+            run_id=self.run_id,
+            run_config=dict(config.run_config),
+            transport=config.transport,
+            listener=self.listener or DriverListener(),
+        )
+        try:
+            pending = main(driver, context)
+            if not inspect.isawaitable(pending):
+                raise TypeError(
+                    "a server app must be an async function (it runs on the server's event "
+                    f"loop), got a {type(main).__name__} returning {type(pending).__name__}"
+                )
+            return await pending
+        finally:
+            await self.pool.finish()
 
     async def stop(self) -> None:
         """Close the listener and the open connections."""
@@ -301,12 +344,46 @@ class ReferenceServer:
         await self.stop()
 
 
-async def serve(config: ServerConfig, listener: DriverListener | None = None) -> History:
-    """Start, run every round, stop; return the history."""
+@overload
+async def serve(
+    config: ServerConfig, listener: DriverListener | None = None, app: None = None
+) -> History: ...
+
+
+@overload
+async def serve(
+    config: ServerConfig, listener: DriverListener | None, app: ServerAppMain[T]
+) -> T: ...
+
+
+async def serve(
+    config: ServerConfig,
+    listener: DriverListener | None = None,
+    app: ServerAppMain[T] | None = None,
+) -> History | T:
+    """Start, run ``app`` (default: FedAvg), stop; return the app's result."""
     async with ReferenceServer(config, listener) as server:
-        return await server.run()
+        return await server.run(app)
 
 
-def run_server(config: ServerConfig, listener: DriverListener | None = None) -> History:
+@overload
+def run_server(
+    config: ServerConfig, listener: DriverListener | None = None, app: None = None
+) -> History: ...
+
+
+@overload
+def run_server(
+    config: ServerConfig, listener: DriverListener | None, app: ServerAppMain[T]
+) -> T: ...
+
+
+def run_server(
+    config: ServerConfig,
+    listener: DriverListener | None = None,
+    app: ServerAppMain[T] | None = None,
+) -> History | T:
     """Blocking :func:`serve`."""
-    return asyncio.run(serve(config, listener))
+    if app is None:
+        return asyncio.run(serve(config, listener))
+    return asyncio.run(serve(config, listener, app))
