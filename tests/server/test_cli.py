@@ -40,6 +40,8 @@ def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
         "server": [
             "--transport",
             "--wire",
+            "--app",
+            "--run-config",
             "--rounds",
             "--min-clients",
             "--fit-config",

@@ -25,6 +25,13 @@ import pytest
 from support.federation import free_port, sdk_env
 
 from flwr_sdk.cli import load_server_app
+from flwr_sdk.errors import (
+    MalformedRequestError,
+    NodeAppError,
+    NodeReplyError,
+    UnhandledMessageTypeError,
+)
+from flwr_sdk.server.app_api import reply_error
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "server-apps.md"
@@ -150,3 +157,36 @@ def test_a_synchronous_app_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match="must be an async function"):
         load_server_app("sync_app:main")
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected", "error_type"),
+    [
+        # Flower's own clients word an unknown type this way (a ValueError).
+        (
+            2,
+            "<class 'ValueError'>:<'Invalid message type: calc.v1.X'>",
+            UnhandledMessageTypeError,
+            "ValueError",
+        ),
+        (
+            2,
+            "<class 'flwr_sdk.ext.convention.RecordSetDecodeError'>:<'cannot read'>",
+            MalformedRequestError,
+            "flwr_sdk.ext.convention.RecordSetDecodeError",
+        ),
+        (2, "<class 'KeyError'>:<'x'>", NodeAppError, "KeyError"),
+        (1, "Error while loading ClientApp", NodeReplyError, ""),
+    ],
+)
+def test_error_replies_map_to_their_types(
+    code: int, reason: str, expected: type[NodeReplyError], error_type: str
+) -> None:
+    error = reply_error(7, code, reason)
+    assert type(error) is expected
+    assert (error.node_id, error.code, error.reason, error.error_type) == (
+        7,
+        code,
+        reason,
+        error_type,
+    )
