@@ -28,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from argparse import Namespace
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from bench import codec, rounds  # noqa: E402
+from bench import codec, rounds, rounds_142  # noqa: E402
 from bench.rounds import Measurement, MiB  # noqa: E402
 
 
@@ -77,7 +78,7 @@ def machine(transports: Sequence[str] = rounds.TRANSPORTS) -> list[str]:
 
     from importlib.metadata import version
 
-    releases = sorted({rounds.FLOWER[t] for t in transports})
+    releases = sorted({rounds.FLOWER.get(t, rounds_142.RELEASE) for t in transports})
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores (`nproc`); RAM {mem_kib / 2**20:.1f} GiB",
         f"- OS: {platform.platform()}",
@@ -286,7 +287,8 @@ def _reps_text(reps: dict[str, dict[int, int]], sizes: Sequence[int]) -> str:
     for counts, transports in groups.items():
         text = ", ".join(f"{mib} MiB: {n}" for mib, n in zip(sizes, counts, strict=True))
         if len(groups) > 1:
-            text = ", ".join(rounds.LABELS[t] for t in transports) + ": " + text
+            labels = (rounds.LABELS.get(t, rounds_142.LABEL) for t in transports)
+            text = ", ".join(labels) + ": " + text
         parts.append(text)
     text = "; ".join(parts)
     if len(groups) > 1 and "grpc-rere-1.15" in reps:
@@ -305,9 +307,11 @@ def main() -> None:
         "--reps-1.15",
         dest="reps_1_15",
         default=REPS_1_15,
-        help="at most this many reps per size on grpc-rere-1.15 (keeps the run near 15 min)",
+        help="at most this many reps per size on grpc-rere-1.15 and http-1.42 (keeps the run "
+        "near 15 min)",
     )
     parser.add_argument("--arrays", type=int, default=10)
+    known = (*rounds.TRANSPORTS, rounds_142.KEY)
     parser.add_argument("--transports", default=",".join(rounds.TRANSPORTS))
     parser.add_argument("--codec-repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=BENCH)
@@ -318,20 +322,26 @@ def main() -> None:
     cap = _reps(args.reps_1_15, sizes)
     reps_1_15 = {mib: min(reps[mib], cap[mib]) for mib in sizes}
     transports = [t for t in args.transports.split(",") if t]
-    unknown = [t for t in transports if t not in rounds.TRANSPORTS]
+    unknown = [t for t in transports if t not in known]
     if unknown:
-        parser.error(f"unknown transports {unknown}; known: {', '.join(rounds.TRANSPORTS)}")
-    per_transport = {t: reps_1_15 if t == "grpc-rere-1.15" else reps for t in transports}
+        parser.error(f"unknown transports {unknown}; known: {', '.join(known)}")
+    capped = ("grpc-rere-1.15", rounds_142.KEY)
+    per_transport = {t: reps_1_15 if t in capped else reps for t in transports}
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="flwr-sdk-bench-"))
 
     started = time.monotonic()
     print("round benchmark", flush=True)
-    results = rounds.run(sizes, per_transport, args.arrays, transports, args.workdir)
+    older = [t for t in transports if t in rounds.FLOWER]
+    results = rounds.run(sizes, per_transport, args.arrays, older, workdir)
+    if rounds_142.KEY in transports:
+        reps_142 = per_transport[rounds_142.KEY]
+        results += rounds_142.run(sizes, reps_142, args.arrays, workdir, rounds_142.log)
     print("codec benchmark", flush=True)
     codec_lines, codec_raw = codec_tables(sizes, args.arrays, args.codec_repeat)
     elapsed = time.monotonic() - started
 
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(results, sizes, args.out / "round_time.png")
+    plot([m for m in results if m.transport in rounds.FLOWER], sizes, args.out / "round_time.png")
     (args.out / "results.json").write_text(
         json.dumps({"rounds": [m.__dict__ for m in results], "codec": codec_raw}, indent=1)
     )
@@ -410,6 +420,7 @@ def render(
         "message, the reply the PushMessages request whose `reply_to_message` names it; "
         "*server sees* runs from that PullMessages request received to the PushMessages "
         "request parsed.",
+        *([rounds_142.METHOD] if any(m.transport == rounds_142.KEY for m in results) else []),
         "- Peak RSS: `VmHWM` from `/proc/<pid>/status` of the client process, read once its "
         "round is complete (then the process is killed). It includes the interpreter, "
         "numpy, grpc/grpclib and everything imported: about 60 MiB for flwr-sdk, 85 MiB "
@@ -426,6 +437,7 @@ def render(
         "## Round time and peak memory",
         "",
         *round_tables(results, sizes),
+        *rounds_142.table([m for m in results if m.transport == rounds_142.KEY], sizes),
         "![round time vs payload](round_time.png)",
         "",
         "## Codec only",
