@@ -38,8 +38,9 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+from flwr_sdk_proto.v1_42 import fastcodec
 from flwr_sdk_proto.v1_42.flwr import proto as pb
 
 from flwr_sdk.common._npy import NpyPayload, as_byte_view
@@ -97,6 +98,12 @@ _ID = re.compile(r"[0-9a-f]{64}")
 _HEAD_SCAN_START: Final = 4096
 
 Buffer = bytes | memoryview
+
+_ENCODERS: dict[type, Any] = {
+    pb.Message: fastcodec.encode_Message,
+    pb.MetricRecord: fastcodec.encode_MetricRecord,
+    pb.ConfigRecord: fastcodec.encode_ConfigRecord,
+}
 
 
 def is_object_id(value: str) -> bool:
@@ -362,9 +369,14 @@ def _chunks(data: bytes | memoryview | NpyPayload, size: int) -> Iterator[tuple[
         yield tuple(pieces)
 
 
+def _encode(message: pb.Message | pb.MetricRecord | pb.ConfigRecord) -> bytes:
+    """Deterministic protobuf bytes (field order by number, as Flower serializes)."""
+    return bytes(_ENCODERS[type(message)](message, deterministic=True))
+
+
 def metrics_record_body(record: MetricsRecord) -> bytes:
     """The body of a ``MetricRecord`` object: protobuf ``MetricRecord``, items in order."""
-    return bytes(
+    return _encode(
         pb.MetricRecord(
             items=[
                 pb.MetricRecordItem(
@@ -378,7 +390,7 @@ def metrics_record_body(record: MetricsRecord) -> bytes:
 
 def configs_record_body(record: ConfigsRecord) -> bytes:
     """The body of a ``ConfigRecord`` object: protobuf ``ConfigRecord``, items in order."""
-    return bytes(
+    return _encode(
         pb.ConfigRecord(
             items=[
                 pb.ConfigRecordItem(
@@ -447,7 +459,7 @@ def encode_message(
         body_message.error = error_to_wire(message.error)
     else:
         children.append(encoder.record_set(message.content))
-    tree = encoder.add(MESSAGE, children, (bytes(body_message),))
+    tree = encoder.add(MESSAGE, children, (_encode(body_message),))
     wire = pb.Message(
         metadata=metadata_to_wire(
             message.metadata,

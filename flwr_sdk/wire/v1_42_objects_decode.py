@@ -29,10 +29,11 @@ so few are). A single-chunk array's data is a view of the pulled object, not a c
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flwr_sdk_proto.v1_42 import fastcodec
 from flwr_sdk_proto.v1_42.flwr import proto as pb
 
 from flwr_sdk.common.message import Error, Message, Metadata
@@ -70,6 +71,10 @@ _LEVEL_TYPES: tuple[frozenset[str], ...] = (
     frozenset({ARRAY}),
     frozenset({ARRAY_CHUNK}),
 )
+_RECORD_DECODERS: dict[str, Callable[[memoryview], pb.MetricRecord | pb.ConfigRecord]] = {
+    METRIC_RECORD: fastcodec.decode_MetricRecord,
+    CONFIG_RECORD: fastcodec.decode_ConfigRecord,
+}
 _ARRAY_KEYS = frozenset({"dtype", "shape", "stype", "arraychunk_ids"})
 
 
@@ -229,7 +234,7 @@ class MessageAssembler:
             raise RuntimeError(f"{len(self.missing())} object(s) of the message are missing")
         root = self._objects[self.message_id]
         try:
-            body = pb.Message.parse(bytes(root.body))
+            body = fastcodec.decode_Message(root.body)
         except Exception as exc:
             raise _malformed(
                 root.object_id, f"Message body is not a protobuf Message: {exc}"
@@ -339,9 +344,9 @@ class MessageAssembler:
                     arrays = {k: self._array(a) for k, a in _json_body(child).items()}
                     parameters[name] = ParametersRecord(arrays, keep_input=True)
                 elif child.type == METRIC_RECORD:
-                    metrics[name] = MetricsRecord(_items(child, pb.MetricRecord), keep_input=True)
+                    metrics[name] = MetricsRecord(_items(child), keep_input=True)
                 else:
-                    configs[name] = ConfigsRecord(_items(child, pb.ConfigRecord), keep_input=True)
+                    configs[name] = ConfigsRecord(_items(child), keep_input=True)
             except (TypeError, ValueError) as exc:
                 raise _malformed(child_id, f"record {name!r}: {exc}") from exc
         return RecordSet(
@@ -390,17 +395,15 @@ def _check_body(parsed: ParsedObject) -> None:
             raise _malformed(
                 parsed.object_id, f"{parsed.type} body does not map names to its children"
             )
-    elif parsed.type == METRIC_RECORD:
-        _items(parsed, pb.MetricRecord)
-    elif parsed.type == CONFIG_RECORD:
-        _items(parsed, pb.ConfigRecord)
+    elif parsed.type in _RECORD_DECODERS:
+        _items(parsed)
 
 
-def _items(
-    parsed: ParsedObject, cls: type[pb.MetricRecord] | type[pb.ConfigRecord]
-) -> dict[str, Any]:
+def _items(parsed: ParsedObject) -> dict[str, Any]:
+    """The items of a MetricRecord / ConfigRecord object (strict protobuf decoding)."""
+    decode = _RECORD_DECODERS[parsed.type]
     try:
-        record = cls.parse(bytes(parsed.body))
+        record = decode(parsed.body)
         items = {item.key: _item_value(item.value, item.key) for item in record.items}
     except Exception as exc:
         raise _malformed(parsed.object_id, f"{parsed.type} body is unreadable: {exc}") from exc
