@@ -16,7 +16,11 @@ initial metadata. Failures map to the status a Flower SuperLink sends:
   ID"``, …);
 * a request the SuperLink fails on (:class:`~flwr_sdk.server.fleet_state.FleetError`:
   unknown node in DeleteNode, empty push, non-UUID reply reference, unknown FAB) →
-  ``UNKNOWN "Exception calling application: …"``.
+  ``UNKNOWN "Exception calling application: …"``;
+* a coded refusal (:class:`~flwr_sdk.server.fleet_state.FleetRefusedError`, Flower 1.42)
+  → the gRPC status of its HTTP status (:data:`REFUSAL_STATUS`: 400 ``INVALID_ARGUMENT``,
+  403 ``PERMISSION_DENIED``, 412 ``FAILED_PRECONDITION``) with the details JSON
+  ``{"code": …, "public_message": …, "public_details": null}``.
 
 The Fleet methods of the other wire lines, which this line lacks, are answered
 ``UNIMPLEMENTED "Method not found!"`` as grpcio does (with a ``content-type``, unlike
@@ -29,9 +33,11 @@ in service handler!"`` (what grpcio answers when the 1.15 interceptor finds no m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -42,7 +48,7 @@ from grpclib.const import Status
 
 from flwr_sdk.errors import MessageTooLargeError
 from flwr_sdk.server.fleet_line import FleetLineServicer
-from flwr_sdk.server.fleet_state import FleetError, FleetState
+from flwr_sdk.server.fleet_state import FleetError, FleetRefusedError, FleetState
 from flwr_sdk.wire.base import Rpc
 from flwr_sdk.wire.lines import all_lines
 
@@ -51,11 +57,14 @@ __all__ = [
     "DESERIALIZING",
     "METHOD_NOT_FOUND",
     "NO_SERVICE_HANDLER",
+    "REFUSAL_STATUS",
     "AccessDeniedError",
     "GuardedFleetService",
     "RequestCheck",
     "RequestGuard",
     "caller_public_key",
+    "calling_as",
+    "refusal_to_grpc",
 ]
 
 log = logging.getLogger("flwr_sdk.server")
@@ -72,6 +81,30 @@ _caller_key: ContextVar[bytes | None] = ContextVar("flwr_sdk_fleet_caller_key", 
 def caller_public_key() -> bytes | None:
     """The authenticated caller's public key (PEM) inside a guarded call, else None."""
     return _caller_key.get()
+
+
+@contextlib.contextmanager
+def calling_as(public_key: bytes | None) -> Iterator[None]:
+    """Make ``public_key`` the caller's key for the calls inside (other front ends)."""
+    token = _caller_key.set(public_key)
+    try:
+        yield
+    finally:
+        _caller_key.reset(token)
+
+
+REFUSAL_STATUS: Mapping[int, Status] = {
+    400: Status.INVALID_ARGUMENT,
+    403: Status.PERMISSION_DENIED,
+    412: Status.FAILED_PRECONDITION,
+}
+"""HTTP status of a coded refusal → the gRPC status the SuperLink sends instead."""
+
+
+def refusal_to_grpc(exc: FleetRefusedError) -> grpclib.GRPCError:
+    """A coded refusal as the SuperLink's gRPC error (details: a JSON object)."""
+    details = json.dumps({"code": exc.code, "public_message": exc.detail, "public_details": None})
+    return grpclib.GRPCError(REFUSAL_STATUS.get(exc.status, Status.UNKNOWN), details)
 
 
 class AccessDeniedError(Exception):
@@ -167,6 +200,7 @@ def _fleet_rpcs_of_every_line() -> dict[str, Rpc]:
         rpc.grpc_path: rpc
         for line in all_lines()
         for rpc in (getattr(line.rpcs, f.name) for f in dataclasses.fields(line.rpcs))
+        if rpc is not None  # a role the line does not have
     }
 
 
@@ -199,6 +233,9 @@ class GuardedFleetService:
             try:
                 check = self._admit(name, stream)
                 await handler(_GuardedStream(stream, name, self.guard, check))
+            except FleetRefusedError as exc:
+                log.warning("%s refused: %s", name, exc)
+                raise refusal_to_grpc(exc) from None
             except FleetError as exc:
                 log.warning("%s failed: %s", name, exc)
                 raise grpclib.GRPCError(

@@ -48,7 +48,7 @@ from flwr_sdk.server.fleet_line import FleetRoute
 from flwr_sdk.server.fleet_state import FleetError
 from flwr_sdk.server.wire_check import strict_decode
 
-__all__ = ["PROTOBUF", "RestFleetServer"]
+__all__ = ["PROTOBUF", "RestFleetServer", "stream_protobuf"]
 
 log = logging.getLogger("flwr_sdk.server")
 
@@ -147,10 +147,10 @@ class RestFleetServer:
         except FleetError as exc:
             log.warning("%s failed: %s", rpc.name, exc)
             return _text(500, "Internal Server Error")
-        return await _stream_protobuf(request, encode_message_chunks(response))
+        return await stream_protobuf(request, encode_message_chunks(response))
 
 
-async def _stream_protobuf(request: web.Request, body: EncodedChunks) -> web.StreamResponse:
+async def stream_protobuf(request: web.Request, body: EncodedChunks) -> web.StreamResponse:
     """A 200 response with ``body`` written piece by piece (tensor bytes not joined)."""
     response = web.StreamResponse(status=200)
     response.content_type = PROTOBUF

@@ -149,6 +149,8 @@ class FleetServicerBase:
         routes: dict[str, FleetRoute] = {}
         rpcs = self.line.rpcs
         for rpc in (getattr(rpcs, f.name) for f in dataclasses.fields(rpcs)):
+            if rpc is None:  # a role the line does not have
+                continue
             call: Callable[[Any], Awaitable[Any]] = getattr(self, method_name(rpc.name))
             if rpc.rest_path is not None:
                 routes[rpc.rest_path] = FleetRoute(rpc.name, rpc.request_type, call)

@@ -15,6 +15,16 @@ and the answers back to its wire. The rules are those of the Flower SuperLink:
   a rejected reply is silently dropped (no id), except that a ``reply_to_message`` that is
   not a UUID is an error.
 * :meth:`FleetState.delete_node` of an unknown node is an error.
+
+The lifecycle of lines with separate registration and activation (Flower 1.42):
+:meth:`~FleetState.register_node` binds a key to a new node that is *offline* until
+:meth:`~FleetState.activate_node` (or a heartbeat, :meth:`~FleetState.ping`) puts it
+online for a window (the line's ``2 * heartbeat_interval``);
+:meth:`~FleetState.deactivate_node` takes an online node offline at once (an awaited
+reply then fails with :class:`~flwr_sdk.server.driver.NodeUnavailableError`) and
+:meth:`~FleetState.unregister_node` removes it for good: its key stays bound to the
+removed id, so it can neither register again nor act as that node. Only online nodes
+are sampled (:meth:`~FleetState.online_nodes`).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ __all__ = [
     "MIN_CREATED_AT",
     "FleetError",
     "FleetNodePool",
+    "FleetRefusedError",
     "FleetState",
     "Instruction",
     "Run",
@@ -50,6 +61,20 @@ LIVENESS_CHECK = 0.5
 
 class FleetError(Exception):
     """A request the SuperLink would fail with a server exception (gRPC UNKNOWN / HTTP 500)."""
+
+
+class FleetRefusedError(FleetError):
+    """A request the SuperLink refuses with a coded error (Flower 1.42's Fleet API).
+
+    ``status`` is the HTTP status it answers with (the gRPC front end maps it to a gRPC
+    status), ``code`` its numeric error code and ``detail`` the public message.
+    """
+
+    def __init__(self, status: int, code: int, detail: str) -> None:
+        super().__init__(f"{status} code {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
 
 
 def _new_id(taken: object) -> int:
@@ -163,6 +188,51 @@ class FleetState:
         log.info("node %d unregistered (%d nodes)", node_id, len(self.nodes))
         self._notify()
 
+    def register_node(self, public_key: bytes) -> int | None:
+        """Bind ``public_key`` to a new, offline node; None when the key was ever bound."""
+        if public_key in self.key_to_node:
+            return None
+        node_id = _new_id(self.nodes)
+        while node_id in (0, 1):
+            node_id = _new_id(self.nodes)
+        self.nodes[node_id] = _Node(node_id, 0.0, public_key)
+        self.key_to_node[public_key] = node_id
+        log.info("node %d registered, offline until activated", node_id)
+        return node_id
+
+    def node_of_key(self, public_key: bytes) -> int | None:
+        """The registered (not unregistered) node bound to ``public_key``, or None."""
+        node_id = self.key_to_node.get(public_key)
+        return node_id if node_id is not None and node_id in self.nodes else None
+
+    def activate_node(self, public_key: bytes, window: float) -> int | None:
+        """Put the key's offline node online for ``window`` seconds; return its id.
+
+        None when the key has no registered node or its node is already online.
+        """
+        node_id = self.node_of_key(public_key)
+        if node_id is None or self.is_online(node_id):
+            return None
+        self.ping(node_id, window)
+        log.info("node %d activated", node_id)
+        return node_id
+
+    def deactivate_node(self, node_id: int) -> bool:
+        """Take an online node offline now; False when it is not online."""
+        if not self.is_online(node_id):
+            return False
+        self.nodes[node_id].online_until = time.time()
+        log.info("node %d deactivated", node_id)
+        self._notify()
+        return True
+
+    def unregister_node(self, node_id: int) -> bool:
+        """Remove a node for good (its key stays bound); False when it is unknown."""
+        if node_id not in self.nodes:
+            return False
+        self.delete_node(node_id)
+        return True
+
     def ping(self, node_id: int, ping_interval: float) -> bool:
         """Extend a node's online window; False for an unknown node."""
         if node_id not in self.nodes:
@@ -234,6 +304,18 @@ class FleetState:
         if not entry.future.done():
             entry.future.set_result(reply)
         return message_id
+
+    def reply_reject_reason(self, reply: Message, ttl_tolerance: float = 0.0) -> str | None:
+        """Why :meth:`push_reply` would drop ``reply`` now; None when it would be stored.
+
+        Also refuses a reply to an instruction that is already answered. For lines that
+        accept a reply's envelope before its content arrives. Raises FleetError as
+        :meth:`push_reply` does.
+        """
+        reason = self._reject_reason(reply, ttl_tolerance)
+        if reason is None and self._instructions[reply.metadata.reply_to_message].future.done():
+            return "the instruction was already answered"
+        return reason
 
     def _reject_reason(self, reply: Message, ttl_tolerance: float) -> str | None:
         md = reply.metadata
