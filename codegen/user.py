@@ -11,11 +11,24 @@
 * ``adapters.py``: per message ``<name>_to_recordset`` / ``<name>_from_recordset`` and a
   :class:`flwr_sdk.ext.convention.MessageCodec` (jinja2, ``user_adapters.py.j2``),
   following the RecordSet convention of ``docs/extending.md``;
-* ``__init__.py``: imports the adapters, which registers the codecs (jinja2).
+* ``flwr_records.py``: ``to_flwr_recordset`` / ``from_flwr_recordset``, the same
+  convention on Flower's own ``flwr.common.RecordSet`` (jinja2, the same template), with
+  the convention's rules in ``_flwr_convention.py`` (``convention_core.py.j2`` rendered
+  for the ``flwr.common`` records; flwr-sdk's own copy is the same template rendered for
+  ``flwr_sdk.common``, in ``generated/flwr_sdk_proto/ext/convention_core.py``), so that
+  plain-Flower code needs neither flwr-sdk nor a copy of its rules;
+* ``_sdk_ext.py`` and ``flwr_sdk/ext/v1``: the ``NdArray`` class, flwr-sdk's own where it
+  is installed, else the package's copy;
+* ``__init__.py``: imports the adapters where flwr-sdk is installed, which registers the
+  codecs (jinja2).
 
-Unsupported schema features (map fields, groups, types from outside ``--proto-path``
-other than ``flwr_sdk.ext.v1.NdArray``, files without a package) stop generation with
-a :class:`UserCodegenError` that names the field.
+Maps (``map<K, V>``: every key type, values scalar, enum, message, NdArray or a
+supported well-known type) and the well-known types ``Timestamp``, ``Duration``, the
+wrappers and ``Struct`` / ``Value`` / ``ListValue`` are supported (layout in
+``docs/extending.md``). Unsupported schema features (groups, ``google.protobuf.Any`` and
+the other well-known types, types from outside ``--proto-path`` other than
+``flwr_sdk.ext.v1.NdArray``, files without a package) stop generation with a
+:class:`UserCodegenError` that names the field and says why.
 
 :func:`generate_sdk_ext` builds ``generated/flwr_sdk_proto/ext`` from
 ``proto/flwr_sdk`` (the SDK's own extension protos); ``python -m codegen`` includes it.
@@ -73,10 +86,19 @@ NDARRAY_TYPE = "flwr_sdk.ext.v1.NdArray"
 """The SDK's array marker type."""
 ADAPTERS_MODULE = "adapters"
 """Module of a user package holding the RecordSet adapters."""
+FLWR_MODULE = "flwr_records"
+"""Module of a user package converting to and from ``flwr.common.RecordSet``."""
+CORE_MODULE = "_flwr_convention"
+"""Module of a user package holding the convention's rules for ``flwr.common`` records."""
+SHIM_MODULE = "_sdk_ext"
+"""Module of a user package that picks the ``NdArray`` class."""
+_RESERVED = (ADAPTERS_MODULE, FLWR_MODULE, CORE_MODULE, SHIM_MODULE, "message_pool", "flwr_sdk")
 EXT_PACKAGE = f"{ROOT_PACKAGE}/ext"
 """Where the SDK's extension package goes under ``generated/``."""
 SDK_EXT_IMPORT = f"{ROOT_PACKAGE}.ext"
 """Import name of that package."""
+SDK_ERRORS_MODULE = "flwr_sdk.ext.convention"
+"""Public home of the convention's error types in flwr-sdk (error reasons name it)."""
 
 _FD = descriptor_pb2.FieldDescriptorProto
 _SCALARS: dict[int, str] = {
@@ -97,12 +119,40 @@ _SCALARS: dict[int, str] = {
     _FD.TYPE_BYTES: "bytes",
 }
 # betterproto2 imports a package outside the file's own as
-# `from <dots><package> import <last> as <alias>`; we point the SDK's package at the
-# SDK's generated module instead of a private copy.
-_SDK_IMPORT = re.compile(r"^from \.+(flwr_sdk(?:\.\w+)*) import (\w+) as (\w+)$", re.MULTILINE)
+# `from <dots><package> import <last> as <alias>`; the SDK's package goes through the
+# shim module, which prefers the SDK's generated module to the package's own copy.
+_SDK_IMPORT = re.compile(r"^from (\.+)flwr_sdk\.ext import (v1) as (\w+)$", re.MULTILINE)
 # Generated modules are not the user's to lint; betterproto2's MessagePool() is untyped,
 # which would fail users' `mypy --strict` runs.
-_PRAGMAS = '# ruff: noqa\n# mypy: disable-error-code="no-untyped-call"\n'
+_PRAGMAS = '# ruff: noqa\n# mypy: disable-error-code="no-untyped-call, unused-ignore"\n'
+
+_WKT = "google.protobuf."
+_WRAPPERS: dict[str, str] = {
+    f"{_WKT}DoubleValue": "double",
+    f"{_WKT}FloatValue": "float",
+    f"{_WKT}Int64Value": "int64",
+    f"{_WKT}UInt64Value": "uint64",
+    f"{_WKT}Int32Value": "int32",
+    f"{_WKT}UInt32Value": "uint32",
+    f"{_WKT}BoolValue": "bool",
+    f"{_WKT}StringValue": "string",
+    f"{_WKT}BytesValue": "bytes",
+}
+"""Wrapper types (betterproto2 unwraps them to ``T | None``) → the scalar they carry."""
+_JSON_WKT: dict[str, str] = {
+    f"{_WKT}Struct": "struct",
+    f"{_WKT}Value": "value",
+    f"{_WKT}ListValue": "list_value",
+}
+"""JSON-like types, carried as JSON text → their convention kind."""
+_TIME_WKT: dict[str, str] = {f"{_WKT}Timestamp": "timestamp", f"{_WKT}Duration": "duration"}
+"""Unwrapped to ``datetime`` / ``timedelta``; carried as ``seconds`` and ``nanos``."""
+_REFUSED_WKT: dict[str, str] = {
+    f"{_WKT}Any": "an Any packs a message of any type (a type URL and its serialized bytes), "
+    "which has no fixed layout in records; use a oneof of your own message types",
+    f"{_WKT}FieldMask": "FieldMask is not supported; use a repeated string of paths",
+    f"{_WKT}Empty": "Empty is not supported; declare an empty message of your own",
+}
 
 
 class UserCodegenError(RuntimeError):
@@ -162,7 +212,33 @@ def generate_sdk_ext(repo_root: Path) -> GeneratedTree:
         .render(header=banner, proto_files=names, proto_sources=sources)
     )
     tree[f"{EXT_PACKAGE}/__init__.py"] = ruff_format(init).encode()
+    tree[f"{EXT_PACKAGE}/convention_core.py"] = render_convention_core(
+        header("codegen/templates/convention_core.py.j2", ["records backend flwr_sdk"]), "flwr_sdk"
+    )
     return tree
+
+
+_CORE_BACKENDS: dict[str, tuple[str, str]] = {
+    "flwr_sdk": ("flwr-sdk's records (``flwr_sdk.common.records``)", SDK_ERRORS_MODULE),
+    "flwr": ("Flower's own records (``flwr.common``)", ""),
+}
+"""Records backend → (how the rendered module's docstring names it, error types' module)."""
+
+
+def render_convention_core(banner: str, backend: str) -> bytes:
+    """``convention_core.py.j2`` for ``backend``: the one source of the convention's rules.
+
+    ``flwr_sdk``: flwr-sdk's copy (``flwr_sdk.ext.convention`` re-exports it; its error
+    types keep that module's name); ``flwr``: the copy inside each generated package,
+    for ``flwr.common`` records.
+    """
+    doc, error_module = _CORE_BACKENDS[backend]
+    text = (
+        jinja_environment()
+        .get_template("convention_core.py.j2")
+        .render(header=banner, backend=backend, backend_doc=doc, error_module=error_module)
+    )
+    return ruff_format(text).encode()
 
 
 # --------------------------------------------------------------------------------------
@@ -178,9 +254,10 @@ class FieldModel:
     attr: str
     """Python attribute name."""
     kind: str
-    """``scalar``, ``enum``, ``message`` or ``ndarray``."""
+    """``scalar`` (wrappers and JSON types included), ``enum``, ``message``, ``ndarray``,
+    ``timestamp`` or ``duration``; for a map, the kind of its values."""
     scalar: str
-    """Convention scalar kind (``int32``, ``enum``, ...); empty for messages."""
+    """Convention scalar kind (``int32``, ``enum``, ``struct``, ...); empty otherwise."""
     repeated: bool
     presence: str
     """``plain``; ``optional`` (proto3 ``optional``); ``oneof`` (member of a oneof)."""
@@ -188,6 +265,8 @@ class FieldModel:
     """Python expression of the enum or message class; empty for scalars."""
     target: str
     """Identifier of the target message's read/write functions (messages only)."""
+    map_key: str = ""
+    """Scalar kind of the keys of a map field; empty for other fields."""
 
 
 @dataclass
@@ -232,6 +311,8 @@ class PackageModel:
     messages: list[MessageModel]
     imports: list[ImportModel]
     uses_arrays: bool
+    wkt_module: str = ""
+    """Alias of the package's ``google.protobuf`` module, when JSON types need it."""
 
 
 def _alias(package: str) -> str:
@@ -248,6 +329,7 @@ def build_package_model(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str])
     """Collect every message of the files in ``wanted``; raise on unsupported features."""
     owner: dict[str, tuple[str, str]] = {}  # full type name → (package, local name)
     kinds: dict[str, str] = {}  # full type name → "message" | "enum" | "map"
+    entries: dict[str, descriptor_pb2.DescriptorProto] = {}  # map entry types
     user_files = [fd for fd in fds.file if fd.name in wanted]
 
     def index(pkg: str, prefix: str, msg: descriptor_pb2.DescriptorProto) -> None:
@@ -255,6 +337,7 @@ def build_package_model(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str])
         full = f"{pkg}.{local}" if pkg else local
         owner[full] = (pkg, local)
         kinds[full] = "map" if msg.options.map_entry else "message"
+        entries[full] = msg
         for enum in msg.enum_type:
             owner[f"{full}.{enum.name}"] = (pkg, f"{local}.{enum.name}")
             kinds[f"{full}.{enum.name}"] = "enum"
@@ -267,7 +350,7 @@ def build_package_model(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str])
                 f"{fd.name}: declare a package (e.g. `package myapp.v1;`); the generated "
                 "module path and the record names come from it"
             )
-        if fd.package.split(".")[0] in (ADAPTERS_MODULE, "message_pool", "flwr_sdk"):
+        if fd.package.split(".")[0] in _RESERVED:
             raise UserCodegenError(
                 f"{fd.name}: package {fd.package!r} clashes with a generated module name"
             )
@@ -286,10 +369,42 @@ def build_package_model(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str])
 
     messages: list[MessageModel] = []
     packages: set[str] = set()
-    uses_arrays = False
+    uses_arrays = uses_json = False
+
+    def classify(where: str, f: descriptor_pb2.FieldDescriptorProto) -> tuple[str, str, str, str]:
+        """``(kind, scalar, type_ref, target)`` of a field's (or a map value's) type."""
+        if f.type in _SCALARS:
+            return "scalar", _SCALARS[f.type], "", ""
+        target = f.type_name.lstrip(".")
+        if target == NDARRAY_TYPE:
+            return "ndarray", "", "", ""
+        if target in _TIME_WKT:
+            return _TIME_WKT[target], "", "", ""
+        if target in _WRAPPERS:
+            return "scalar", _WRAPPERS[target], "", ""
+        if target in _JSON_WKT:
+            return "scalar", _JSON_WKT[target], "", ""
+        if target in _REFUSED_WKT:
+            raise UserCodegenError(f"field {where}: type {target}: {_REFUSED_WKT[target]}")
+        if target.startswith(_WKT):
+            raise UserCodegenError(
+                f"field {where}: type {target} is not supported; the well-known types the "
+                "RecordSet convention carries are Timestamp, Duration, the wrappers "
+                "(DoubleValue ... BytesValue), Struct, Value and ListValue"
+            )
+        if target not in owner:
+            raise UserCodegenError(
+                f"field {where}: type {target} is not defined under --proto-path; only your "
+                f"own messages and enums, {NDARRAY_TYPE} and the supported well-known types "
+                "(Timestamp, Duration, the wrappers, Struct, Value, ListValue) can be "
+                "carried in a RecordSet"
+            )
+        if f.type == _FD.TYPE_ENUM:
+            return "enum", "enum", ref(target), ""
+        return "message", "", ref(target), ident(target)
 
     def walk(pkg: str, prefix: str, msg: descriptor_pb2.DescriptorProto) -> None:
-        nonlocal uses_arrays
+        nonlocal uses_arrays, uses_json
         local = f"{prefix}{msg.name}"
         full = f"{pkg}.{local}"
         if msg.options.map_entry:
@@ -310,42 +425,24 @@ def build_package_model(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str])
             repeated = f.label == _FD.LABEL_REPEATED
             if f.type == _FD.TYPE_GROUP:
                 raise UserCodegenError(f"field {where}: groups are not supported")
-            if f.type in _SCALARS:
-                fm = FieldModel(
-                    f.name, pythonize_field_name(f.name), "scalar", _SCALARS[f.type],
-                    repeated, presence, "", "",
-                )  # fmt: skip
-            else:
-                target = f.type_name.lstrip(".")
-                if f.type == _FD.TYPE_MESSAGE and target == NDARRAY_TYPE:
-                    uses_arrays = True
-                    model.has_arrays = True
-                    fm = FieldModel(
-                        f.name, pythonize_field_name(f.name), "ndarray", "", repeated,
-                        presence, "NdArray", "",
-                    )  # fmt: skip
-                elif target not in owner:
-                    raise UserCodegenError(
-                        f"field {where}: type {target} is not defined under --proto-path; "
-                        f"only your own messages and enums and {NDARRAY_TYPE} can be "
-                        "carried in a RecordSet (well-known types are not supported)"
-                    )
-                elif kinds[target] == "map":
-                    raise UserCodegenError(
-                        f"field {where}: map fields are not supported; use a repeated "
-                        "message with key and value fields instead"
-                    )
-                elif f.type == _FD.TYPE_ENUM:
-                    fm = FieldModel(
-                        f.name, pythonize_field_name(f.name), "enum", "enum", repeated,
-                        presence, ref(target), "",
-                    )  # fmt: skip
-                else:
-                    model.field_types.append(target)
-                    fm = FieldModel(
-                        f.name, pythonize_field_name(f.name), "message", "", repeated,
-                        presence, ref(target), ident(target),
-                    )  # fmt: skip
+            target = f.type_name.lstrip(".")
+            map_key = ""
+            value: descriptor_pb2.FieldDescriptorProto = f
+            if f.type == _FD.TYPE_MESSAGE and kinds.get(target) == "map":
+                key_field, value = entries[target].field[0], entries[target].field[1]
+                map_key, repeated = _SCALARS[key_field.type], False
+            kind, scalar, type_ref, target = classify(where, value)
+            if kind in ("scalar", "enum") and value.type == _FD.TYPE_MESSAGE and not map_key:
+                presence = "oneof" if in_oneof else "optional"  # wrappers, JSON: `T | None`
+            if kind == "message":
+                model.field_types.append(value.type_name.lstrip("."))
+            if kind == "ndarray":
+                uses_arrays = model.has_arrays = True
+            uses_json = uses_json or scalar in _JSON_WKT.values()
+            fm = FieldModel(
+                f.name, pythonize_field_name(f.name), kind, scalar, repeated, presence,
+                type_ref, target, map_key,
+            )  # fmt: skip
             if in_oneof:
                 oneof_name = msg.oneof_decl[f.oneof_index].name
                 real_oneofs.setdefault(f.oneof_index, OneofModel(oneof_name, [])).members.append(
@@ -379,8 +476,15 @@ def build_package_model(fds: descriptor_pb2.FileDescriptorSet, wanted: set[str])
             m.public = m.ident
 
     messages.sort(key=lambda m: m.full_name)
+    if uses_json:
+        packages.add(_WKT.rstrip("."))
     imports = [_import_for(p) for p in sorted(packages)]
-    return PackageModel(messages=messages, imports=imports, uses_arrays=uses_arrays)
+    return PackageModel(
+        messages=messages,
+        imports=imports,
+        uses_arrays=uses_arrays,
+        wkt_module=_alias(_WKT.rstrip(".")) if uses_json else "",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -413,9 +517,10 @@ def generate_user_package(proto_path: Path, package_name: str) -> GeneratedTree:
         model = build_package_model(fds, set(names))
         generated = run_betterproto([proto_path, sdk_root], files)
     for rel, body in generated.items():
-        if rel == "__init__.py" or rel.split("/")[0] == "flwr_sdk":
-            continue  # root: our template; flwr_sdk/: the SDK's own package is used
-        body = _SDK_IMPORT.sub(rf"from {SDK_EXT_IMPORT}.\1 import \2 as \3", body)
+        if rel == "__init__.py":
+            continue  # root: our template
+        # flwr_sdk/ (NdArray) is kept as the fallback copy the shim module imports.
+        body = _SDK_IMPORT.sub(rf"from \1{SHIM_MODULE} import \2 as \3", body)
         if rel.endswith(".py"):
             body = ruff_format(banner + _PRAGMAS + body)
         tree[rel] = body.encode()
@@ -427,11 +532,16 @@ def generate_user_package(proto_path: Path, package_name: str) -> GeneratedTree:
         "model": model,
         "proto_files": names,
         "adapters_module": ADAPTERS_MODULE,
+        "flwr_module": FLWR_MODULE,
     }
-    adapters = env.get_template("user_adapters.py.j2").render(context)
-    init = env.get_template("user_init.py.j2").render(context)
+    adapters = env.get_template("user_adapters.py.j2")
     # Formatted with ruff (line length 100) so that formatting a project leaves them be.
-    tree[f"{ADAPTERS_MODULE}.py"] = ruff_format(adapters).encode()
+    for module, backend in ((ADAPTERS_MODULE, "flwr_sdk"), (FLWR_MODULE, "flwr")):
+        tree[f"{module}.py"] = ruff_format(adapters.render(context, backend=backend)).encode()
+    tree[f"{CORE_MODULE}.py"] = render_convention_core(banner, "flwr")
+    shim = env.get_template("user_sdk_shim.py.j2").render(context)
+    tree[f"{SHIM_MODULE}.py"] = ruff_format(shim).encode()
+    init = env.get_template("user_init.py.j2").render(context)
     tree["__init__.py"] = ruff_format(init).encode()
     return dict(sorted(tree.items()))
 

@@ -150,6 +150,8 @@ def _check_headers(generated: Path) -> int:
         if line in line_names:
             protos = proto_files(generated.parent / "proto" / "flower" / line)
             expected = f"# Source: proto/flower/{line}: {', '.join(protos)}"
+        elif rel == "ext/convention_core.py":  # the convention's rules (codegen/user.py)
+            expected = "# Source: codegen/templates/convention_core.py.j2: records backend flwr_sdk"
         elif line == "ext":  # the SDK's own extension protos (codegen/user.py)
             protos = proto_files(generated.parent / "proto" / "flwr_sdk")
             expected = f"# Source: proto/flwr_sdk: {', '.join(protos)}"
