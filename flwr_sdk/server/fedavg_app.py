@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from flwr_sdk.common.legacy_types import Parameters
@@ -44,20 +44,26 @@ def _failures(server_round: int, phase: str, results: Sequence[NodeResult[Any]])
     return reasons
 
 
-def _progress(
-    listener: DriverListener, server_round: int, phase: str
-) -> Callable[[NodeResult[Any]], None]:
-    """Tell the listener about each node's outcome as it arrives."""
+async def _phase(
+    listener: DriverListener,
+    server_round: int,
+    phase: str,
+    count: int,
+    fan_out: Callable[[Callable[[NodeResult[R]], None]], Awaitable[list[NodeResult[R]]]],
+) -> tuple[list[tuple[int, R]], list[str]]:
+    """Run one phase's fan-out; return its replies by node id and its failure reasons.
 
-    def report(outcome: NodeResult[Any]) -> None:
+    ``fan_out`` sends the phase's instructions, given the callback that reports progress.
+    """
+    listener.on_phase(server_round, phase, count)
+    log.info("round %d: %s on %d nodes", server_round, phase, count)
+
+    def report(outcome: NodeResult[R]) -> None:
         listener.on_reply(server_round, phase, outcome.ok)
 
-    return report
-
-
-def _replies(results: Sequence[NodeResult[R]]) -> list[tuple[int, R]]:
-    """The successful replies, by node id."""
-    return sorted(((r.node_id, r.value()) for r in results if r.ok), key=lambda item: item[0])
+    results = await fan_out(report)
+    replies = sorted(((r.node_id, r.value()) for r in results if r.ok), key=lambda item: item[0])
+    return replies, _failures(server_round, phase, results)
 
 
 class FedAvgApp:
@@ -141,13 +147,13 @@ class FedAvgApp:
         # ---- fit
         nodes = await self._nodes(driver, listener)
         fit_ins = dict(self.strategy.configure_fit(server_round, parameters, nodes))
-        listener.on_phase(server_round, "fit", len(fit_ins))
-        log.info("round %d: fit on %d nodes", server_round, len(fit_ins))
-        fits = await driver.fit_many(
-            fit_ins, group_id=group, on_result=_progress(listener, server_round, "fit")
+        fit_ok, fit_failures = await _phase(
+            listener,
+            server_round,
+            "fit",
+            len(fit_ins),
+            lambda report: driver.fit_many(fit_ins, group_id=group, on_result=report),
         )
-        fit_ok = _replies(fits)
-        fit_failures = _failures(server_round, "fit", fits)
         result.fit_results = len(fit_ok)
         result.fit_failures = len(fit_failures)
         result.failure_reasons.extend(fit_failures)
@@ -171,13 +177,13 @@ class FedAvgApp:
             self.strategy.configure_evaluate(server_round, parameters, driver.node_ids())
         )
         if eval_ins:
-            listener.on_phase(server_round, "evaluate", len(eval_ins))
-            log.info("round %d: evaluate on %d nodes", server_round, len(eval_ins))
-            evals = await driver.evaluate_many(
-                eval_ins, group_id=group, on_result=_progress(listener, server_round, "evaluate")
+            eval_ok, eval_failures = await _phase(
+                listener,
+                server_round,
+                "evaluate",
+                len(eval_ins),
+                lambda report: driver.evaluate_many(eval_ins, group_id=group, on_result=report),
             )
-            eval_ok = _replies(evals)
-            eval_failures = _failures(server_round, "evaluate", evals)
             result.evaluate_results = len(eval_ok)
             result.evaluate_failures = len(eval_failures)
             result.failure_reasons.extend(eval_failures)
