@@ -3,7 +3,8 @@
 Each client process is ``python -m flwr_sdk.cli client --app
 flwr_sdk.demo.client:client_fn …`` (the SDK's own ``start_client``), told its data share
 through the environment; the clients are not told the server's wire line
-(``DemoOptions.wire``, 1.12 or 1.15): they detect it. The server runs FedAvg with
+(``DemoOptions.wire``, 1.12 or 1.15): they detect it. The server runs its default app,
+FedAvg (:class:`~flwr_sdk.server.fedavg_app.FedAvgApp` on the typed app API), with
 server-side evaluation on a held-out test set and federated evaluation on the clients'
 local test rows; a rich live view shows each round, a table sums the run up, ``plot``
 writes the curves as a PNG.
