@@ -85,6 +85,8 @@ Rep = TypeVar("Rep")
 Ins = TypeVar("Ins", bound="DataclassInstance")
 Res = TypeVar("Res", bound="DataclassInstance")
 
+_CODE_VALUES = frozenset(int(code) for code in Code)
+
 DEFAULT_TTL = 3600.0
 """TTL (seconds) of a request sent without a timeout (Flower's default)."""
 
@@ -415,8 +417,9 @@ class AppDriver:
             ) from exc
         status = getattr(decoded, "status", None) if exchange.legacy else None
         if status is not None and status.code != Code.OK:
+            name = Code(status.code).name if status.code in _CODE_VALUES else status.code
             raise LegacyStatusError(
-                f"node {node_id}: status {Code(status.code).name}: {status.message}",
+                f"node {node_id}: status {name}: {status.message}",
                 node_id=node_id,
                 code=int(status.code),
                 status_message=status.message,

@@ -6,10 +6,15 @@ calc_app:main`` starts with three of the documented nodes, as the doc's last ``s
 block does (on a free port instead of 9092). The app exchanges calc.v1.ScaleRequest /
 ScaleReply with every node and provokes each failure; the test reads the app's result
 (``--report``) and asserts the type each failure reached the app as.
+
+Fast ones: a synchronous app is refused; error replies map to their types; a legacy
+status and a reply of the wrong type reach the app typed (the test plays the nodes on
+the real Fleet state, no network).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,20 +23,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.federation import free_port, sdk_env
 
 from flwr_sdk.cli import load_server_app
+from flwr_sdk.common.legacy_records import FIT_KIND
+from flwr_sdk.common.legacy_types import Code, EvaluateIns, FitIns, FitRes, Parameters, Status
+from flwr_sdk.common.message import Message
 from flwr_sdk.errors import (
+    InvalidReplyError,
+    LegacyStatusError,
     MalformedRequestError,
     NodeAppError,
     NodeReplyError,
     UnhandledMessageTypeError,
 )
-from flwr_sdk.server.app_api import reply_error
+from flwr_sdk.server.app_api import AppDriver, reply_error
+from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "server-apps.md"
@@ -190,3 +201,48 @@ def test_error_replies_map_to_their_types(
         reason,
         error_type,
     )
+
+
+async def _play_node(state: FleetState, node_id: int, answer: Callable[[Message], Message]) -> None:
+    """Be node ``node_id`` on the real Fleet state: answer each instruction it pulls."""
+    while True:
+        entry = state.pull_instruction(node_id)
+        if entry is None:
+            await asyncio.sleep(0.01)
+            continue
+        assert state.push_reply(answer(entry.message)) is not None
+
+
+def _fit_res(code: Code) -> FitRes:
+    empty = Parameters(tensors=[], tensor_type="numpy.ndarray")
+    return FitRes(status=Status(code, "no"), parameters=empty, num_examples=1, metrics={})
+
+
+def test_legacy_status_and_wrong_reply_type_reach_the_app_as_typed_errors() -> None:
+    async def scenario() -> None:
+        state = FleetState()
+        run_id = state.create_run()
+        ok_node, refusing_node = state.create_node(60.0), state.create_node(60.0)
+        driver = AppDriver(FleetNodePool(state, 0), run_id=run_id, timeout=5.0)
+        answers = {
+            ok_node: lambda m: m.create_reply(FIT_KIND.res_to_recordset(_fit_res(Code.OK), False)),
+            refusing_node: lambda m: m.create_reply(
+                FIT_KIND.res_to_recordset(_fit_res(Code.FIT_NOT_IMPLEMENTED), False)
+            ),
+        }
+        nodes = [asyncio.create_task(_play_node(state, n, a)) for n, a in answers.items()]
+        try:
+            ins = FitIns(parameters=Parameters(tensors=[], tensor_type=""), config={})
+            ok, refused = await driver.fit_many({ok_node: ins, refusing_node: ins})
+            assert ok.ok and ok.value().num_examples == 1
+            assert isinstance(refused.error, LegacyStatusError)
+            assert (refused.node_id, refused.error.code) == (refusing_node, 3)
+            # a FitRes where an EvaluateRes was asked for
+            with pytest.raises(InvalidReplyError) as caught:
+                await driver.evaluate(ok_node, EvaluateIns(parameters=ins.parameters, config={}))
+            assert caught.value.node_id == ok_node
+        finally:
+            for task in nodes:
+                task.cancel()
+
+    asyncio.run(scenario())
