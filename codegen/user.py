@@ -125,6 +125,9 @@ _SDK_IMPORT = re.compile(r"^from (\.+)flwr_sdk\.ext import (v1) as (\w+)$", re.M
 # Generated modules are not the user's to lint; betterproto2's MessagePool() is untyped,
 # which would fail users' `mypy --strict` runs.
 _PRAGMAS = '# ruff: noqa\n# mypy: disable-error-code="no-untyped-call, unused-ignore"\n'
+# betterproto2's own well-known types module is not written for `mypy --strict` (untyped
+# defs, untyped dateutil): its types are used as they are, its insides not checked.
+_WKT_PRAGMAS = "# ruff: noqa\n# mypy: ignore-errors\n"
 
 _WKT = "google.protobuf."
 _WRAPPERS: dict[str, str] = {
@@ -522,7 +525,8 @@ def generate_user_package(proto_path: Path, package_name: str) -> GeneratedTree:
         # flwr_sdk/ (NdArray) is kept as the fallback copy the shim module imports.
         body = _SDK_IMPORT.sub(rf"from \1{SHIM_MODULE} import \2 as \3", body)
         if rel.endswith(".py"):
-            body = ruff_format(banner + _PRAGMAS + body)
+            pragmas = _WKT_PRAGMAS if rel.startswith("google/") else _PRAGMAS
+            body = ruff_format(banner + pragmas + body)
         tree[rel] = body.encode()
 
     env = jinja_environment()

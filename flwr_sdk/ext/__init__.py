@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-import numpy as np
 import numpy.typing as npt
+from flwr_sdk_proto.ext.convention_core import ndarray_parts
 from flwr_sdk_proto.ext.flwr_sdk.ext.v1 import NdArray
 
 from flwr_sdk.common.records import RecordSet
@@ -55,10 +55,8 @@ def ndarray_from_numpy(array: npt.ArrayLike) -> NdArray:
         ValueError: ``array`` has an object dtype.
 
     """
-    tensor = np.asarray(array)
-    if tensor.dtype.hasobject:
-        raise ValueError(f"object arrays are refused (dtype {tensor.dtype})")
-    return NdArray(dtype=str(tensor.dtype), shape=list(tensor.shape), data=tensor.tobytes())
+    dtype, shape, data = ndarray_parts(array)
+    return NdArray(dtype=dtype, shape=shape, data=data)
 
 
 def to_recordset(message: Any) -> RecordSet:

@@ -9,7 +9,7 @@ generated from the same proto) is used.
 """
 
 try:
-    from flwr_sdk_proto.ext.flwr_sdk.ext import v1 as v1
+    from flwr_sdk_proto.ext.flwr_sdk.ext import v1 as v1  # type: ignore[import-not-found, unused-ignore]
 except ModuleNotFoundError as _missing:
     if _missing.name is None or _missing.name.split(".")[0] != "flwr_sdk_proto":
         raise

@@ -18,12 +18,16 @@ from typing import Any, TypeVar
 
 from flwr.common import RecordSet
 
+import numpy.typing as npt
+
 from ._flwr_convention import (
     ConventionError,
     RecordReader,
     RecordSetDecodeError,
     RecordSetEncodeError,
     RecordWriter,
+    ndarray_parts,
+    ndarray_to_numpy,
 )
 from ._sdk_ext import v1 as _ndarray
 
@@ -34,6 +38,9 @@ __all__ = [
     "RecordSetDecodeError",
     "RecordSetEncodeError",
     "from_flwr_recordset",
+    "message_type",
+    "ndarray_from_numpy",
+    "ndarray_to_numpy",
     "to_flwr_recordset",
 ]
 
@@ -286,6 +293,41 @@ _READERS: dict[type[Any], Callable[[RecordSet], Any]] = {
     _pkg_demo_v1.StatsRequest: _demo_v1_statsrequest_from_recordset,
     _pkg_demo_v1.Summary: _demo_v1_summary_from_recordset,
 }
+_NAMES: dict[type[Any], str] = {
+    _pkg_demo_v1.SquareReply: "demo.v1.SquareReply",
+    _pkg_demo_v1.SquareRequest: "demo.v1.SquareRequest",
+    _pkg_demo_v1.StatsReply: "demo.v1.StatsReply",
+    _pkg_demo_v1.StatsRequest: "demo.v1.StatsRequest",
+    _pkg_demo_v1.Summary: "demo.v1.Summary",
+}
+
+
+def message_type(message_class: type[Any]) -> str:
+    """The full protobuf name of ``message_class``: its records' name and the default
+    ``message_type`` a flwr-sdk node registers a handler under.
+
+    Raises:
+        TypeError: ``message_class`` is not a message class of this package.
+
+    """
+    name = _NAMES.get(message_class)
+    if name is None:
+        raise TypeError(
+            f"{getattr(message_class, '__qualname__', message_class)!s} is not a message "
+            "class of demo_proto"
+        )
+    return name
+
+
+def ndarray_from_numpy(array: npt.ArrayLike) -> _ndarray.NdArray:
+    """An ``NdArray`` message holding a copy of ``array`` (C order).
+
+    Raises:
+        ValueError: ``array`` has an object dtype.
+
+    """
+    dtype, shape, data = ndarray_parts(array)
+    return _ndarray.NdArray(dtype=dtype, shape=shape, data=data)
 
 
 def to_flwr_recordset(message: object) -> RecordSet:

@@ -51,6 +51,7 @@ __all__ = [
     "RecordWriter",
     "array_from_ndarray",
     "ndarray_fields_from_array",
+    "ndarray_parts",
     "ndarray_to_numpy",
 ]
 
@@ -200,7 +201,7 @@ def _json_of_value(value: Any) -> object:
             f"got {', '.join(set_kinds) or 'none'}"
         )
     name = set_kinds[0]
-    item = kinds[name]
+    item: Any = kinds[name]
     if name == "null_value":
         return None
     if name == "number_value":
@@ -428,6 +429,19 @@ def ndarray_to_numpy(message: NdArrayLike) -> npt.NDArray[Any]:
         )
     flat: npt.NDArray[Any] = np.frombuffer(data, dtype=dtype, count=math.prod(shape))
     return flat.reshape(shape)
+
+
+def ndarray_parts(array: npt.ArrayLike) -> tuple[str, list[int], bytes]:
+    """``(dtype, shape, data)`` of an ``NdArray`` message holding a copy of ``array``.
+
+    Raises:
+        ValueError: ``array`` has an object dtype.
+
+    """
+    tensor = np.asarray(array)
+    if tensor.dtype.hasobject:
+        raise ValueError(f"object arrays are refused (dtype {tensor.dtype})")
+    return str(tensor.dtype), [int(d) for d in tensor.shape], tensor.tobytes(order="C")
 
 
 def array_from_ndarray(message: NdArrayLike) -> Array:
