@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar, overload
 
+from flwr_sdk.common.legacy_records import LEGACY_KINDS_BY_TYPE
 from flwr_sdk.common.legacy_types import Scalar
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
 from flwr_sdk.net.grpc_tuning import TunedServer, tuned_server
@@ -74,6 +75,11 @@ T = TypeVar("T")
 
 DEFAULT_PORTS = {"grpc-bidi": 8080, "grpc-rere": 9092, "rest": 9093}
 """Flower's default ports: legacy server 8080, Fleet grpc-rere 9092, Fleet REST 9093."""
+
+CARRIED_MESSAGE_TYPES: dict[str, frozenset[str]] = {
+    "grpc-bidi": frozenset(LEGACY_KINDS_BY_TYPE),
+}
+"""Transports that carry only some message types (the others carry any)."""
 
 RUN_FAB_ID = "flwr-sdk/reference-server"
 RUN_FAB_VERSION = "1.0.0"
@@ -300,6 +306,7 @@ class ReferenceServer:
             run_id=self.run_id,
             timeout=config.round_timeout,
             wait_timeout=config.wait_timeout,
+            message_types=CARRIED_MESSAGE_TYPES.get(config.transport),
         )
         context = AppContext(
             run_id=self.run_id,

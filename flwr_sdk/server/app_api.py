@@ -38,7 +38,7 @@ import enum
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
@@ -64,6 +64,7 @@ from flwr_sdk.errors import (
     NodeAppError,
     NodeReplyError,
     NodeRequestError,
+    ProtocolError,
     UnhandledMessageTypeError,
 )
 from flwr_sdk.ext import codec_for, from_recordset
@@ -221,6 +222,9 @@ class AppDriver:
         timeout: default seconds a node gets to reply (``None``: no limit); also the
             request's TTL (:data:`DEFAULT_TTL` without a limit).
         wait_timeout: default seconds :meth:`wait_for_nodes` waits (``None``: forever).
+        message_types: the message types the transport can carry (``None``: any);
+            grpc-bidi carries only the legacy ones, and a request of another type raises
+            ``ValueError`` before it is sent.
 
     """
 
@@ -231,10 +235,12 @@ class AppDriver:
         run_id: int,
         timeout: float | None = None,
         wait_timeout: float | None = None,
+        message_types: Collection[str] | None = None,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout!r}")
         self._pool = pool
+        self._message_types = None if message_types is None else frozenset(message_types)
         self.run_id = run_id
         self.timeout = timeout
         self.wait_timeout = wait_timeout
@@ -397,6 +403,12 @@ class AppDriver:
     async def _exchange(
         self, node_id: int, exchange: _Exchange[Rep], timeout: Timeout, group_id: str
     ) -> Rep:
+        if self._message_types is not None and exchange.message_type not in self._message_types:
+            raise ValueError(
+                f"this transport cannot carry message type {exchange.message_type!r}; it "
+                f"carries {', '.join(sorted(self._message_types))} (custom message types need "
+                "grpc-rere or rest)"
+            )
         wait = self.timeout if timeout is _UNSET else timeout
         ttl = DEFAULT_TTL if wait is None else wait
         message = self._message(node_id, exchange.message_type, exchange.content, ttl, group_id)
@@ -406,6 +418,8 @@ class AppDriver:
             if exc.node_id is None:
                 exc.node_id = node_id
             raise
+        except ProtocolError as exc:  # grpc-bidi: the answer does not fit the instruction
+            raise InvalidReplyError(f"node {node_id}: {exc}", node_id=node_id) from exc
         if answer.has_error():
             raise reply_error(node_id, answer.error.code, answer.error.reason)
         try:

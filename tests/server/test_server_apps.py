@@ -33,6 +33,7 @@ from flwr_sdk.cli import load_server_app
 from flwr_sdk.common.legacy_records import FIT_KIND
 from flwr_sdk.common.legacy_types import Code, EvaluateIns, FitIns, FitRes, Parameters, Status
 from flwr_sdk.common.message import Message
+from flwr_sdk.common.records import RecordSet
 from flwr_sdk.errors import (
     InvalidReplyError,
     LegacyStatusError,
@@ -244,5 +245,14 @@ def test_legacy_status_and_wrong_reply_type_reach_the_app_as_typed_errors() -> N
         finally:
             for task in nodes:
                 task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_type_the_transport_cannot_carry_is_refused_before_sending() -> None:
+    async def scenario() -> None:
+        driver = AppDriver(FleetNodePool(FleetState(), 0), run_id=1, message_types={"train"})
+        with pytest.raises(ValueError, match=r"cannot carry message type 'calc\.v1\.X'"):
+            await driver.send(1, "calc.v1.X", RecordSet())
 
     asyncio.run(scenario())
