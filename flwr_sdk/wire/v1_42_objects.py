@@ -70,7 +70,10 @@ __all__ = [
     "ParsedObject",
     "encode_message",
     "error_to_wire",
+    "configs_record_body",
     "is_object_id",
+    "metadata_from_wire",
+    "metrics_record_body",
     "metadata_to_wire",
     "object_id_of",
     "parse_object",
@@ -376,30 +379,24 @@ def _encode(message: pb.Message | pb.MetricRecord | pb.ConfigRecord) -> bytes:
 
 def metrics_record_body(record: MetricsRecord) -> bytes:
     """The body of a ``MetricRecord`` object: protobuf ``MetricRecord``, items in order."""
-    return _encode(
-        pb.MetricRecord(
-            items=[
-                pb.MetricRecordItem(
-                    key=k, value=_value_to_wire(v, _METRICS_TYPES, pb.MetricRecordValue, pb)
-                )
-                for k, v in record.items()
-            ]
+    items = [
+        pb.MetricRecordItem(
+            key=k, value=_value_to_wire(v, _METRICS_TYPES, pb.MetricRecordValue, pb)
         )
-    )
+        for k, v in record.items()
+    ]
+    return _encode(pb.MetricRecord(items=items))
 
 
 def configs_record_body(record: ConfigsRecord) -> bytes:
     """The body of a ``ConfigRecord`` object: protobuf ``ConfigRecord``, items in order."""
-    return _encode(
-        pb.ConfigRecord(
-            items=[
-                pb.ConfigRecordItem(
-                    key=k, value=_value_to_wire(v, _CONFIGS_TYPES, pb.ConfigRecordValue, pb)
-                )
-                for k, v in record.items()
-            ]
+    items = [
+        pb.ConfigRecordItem(
+            key=k, value=_value_to_wire(v, _CONFIGS_TYPES, pb.ConfigRecordValue, pb)
         )
-    )
+        for k, v in record.items()
+    ]
+    return _encode(pb.ConfigRecord(items=items))
 
 
 def metadata_to_wire(
@@ -427,6 +424,33 @@ def metadata_to_wire(
         src_task_id=src_task_id,
         dst_task_id=dst_task_id,
     )
+
+
+def metadata_from_wire(metadata: pb.Metadata | None, *, message_id: str) -> Metadata:
+    """The 1.42 ``Metadata`` as ours, with ``message_id`` (the task ids are not kept).
+
+    Raises:
+        MalformedMessageError: the metadata is absent or holds values our model refuses.
+
+    """
+    if metadata is None:
+        raise MalformedMessageError("message has no metadata", what="Message", field="metadata")
+    try:
+        return Metadata(
+            run_id=metadata.run_id,
+            message_id=message_id,
+            src_node_id=metadata.src_node_id,
+            dst_node_id=metadata.dst_node_id,
+            reply_to_message=metadata.reply_to_message_id,
+            group_id=metadata.group_id,
+            ttl=metadata.ttl,
+            message_type=metadata.message_type,
+            created_at=metadata.created_at,
+        )
+    except (TypeError, ValueError) as exc:
+        raise MalformedMessageError(
+            f"message metadata: {exc}", what="Message", field="metadata"
+        ) from exc
 
 
 def error_to_wire(error: Error) -> pb.Error:

@@ -36,7 +36,7 @@ from typing import Any
 from flwr_sdk_proto.v1_42 import fastcodec
 from flwr_sdk_proto.v1_42.flwr import proto as pb
 
-from flwr_sdk.common.message import Error, Message, Metadata
+from flwr_sdk.common.message import Error, Message
 from flwr_sdk.common.records import (
     Array,
     ConfigsRecord,
@@ -58,6 +58,7 @@ from flwr_sdk.wire.v1_42_objects import (
     Buffer,
     ParsedObject,
     is_object_id,
+    metadata_from_wire,
     parse_object,
 )
 
@@ -239,7 +240,7 @@ class MessageAssembler:
             raise _malformed(
                 root.object_id, f"Message body is not a protobuf Message: {exc}"
             ) from exc
-        metadata = _metadata_from_wire(body.metadata, self.message_id)
+        metadata = metadata_from_wire(body.metadata, message_id=self.message_id)
         if body.error is not None:
             if root.children:
                 raise _malformed(root.object_id, "Message has both an error and content")
@@ -416,25 +417,6 @@ def _item_value(value: pb.MetricRecordValue | pb.ConfigRecordValue | None, key: 
     if value is None:
         raise ValueError(f"record value {key!r} is missing")
     return _value_from_wire(value, key)
-
-
-def _metadata_from_wire(metadata: pb.Metadata | None, message_id: str) -> Metadata:
-    if metadata is None:
-        raise _malformed(message_id, "Message body has no metadata")
-    try:
-        return Metadata(
-            run_id=metadata.run_id,
-            message_id=message_id,
-            src_node_id=metadata.src_node_id,
-            dst_node_id=metadata.dst_node_id,
-            reply_to_message=metadata.reply_to_message_id,
-            group_id=metadata.group_id,
-            ttl=metadata.ttl,
-            message_type=metadata.message_type,
-            created_at=metadata.created_at,
-        )
-    except (TypeError, ValueError) as exc:
-        raise _malformed(message_id, f"Message metadata: {exc}") from exc
 
 
 def decode_message(

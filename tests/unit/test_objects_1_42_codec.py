@@ -1,7 +1,8 @@
 """The 1.42 object codec on its own: the worked example byte for byte, round trips, refusals.
 
 The worked example is flower-1.42.md §5.6 (ids computed by flwr 1.42.0's helpers); the
-comparison with flwr itself for random messages is tests/interop/test_objects_1_42.py.
+comparison with flwr itself for random messages is tests/interop/test_objects_1_42.py
+(this file's name differs: pytest imports test modules by their basename).
 """
 
 from __future__ import annotations
