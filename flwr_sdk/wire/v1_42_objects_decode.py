@@ -293,6 +293,8 @@ class MessageAssembler:
 
     def _fill(self, array_id: str) -> None:
         state = self._arrays[array_id]
+        if state.data is not None:
+            return
         positions = state.positions
         if len(positions) == 1 and positions[0] in self._held:
             state.data = self._held[positions[0]]
