@@ -6,7 +6,8 @@ plus fixed multi-chunk arrays over 5 MiB) flwr 1.42.0 builds the same message wi
 public classes in its own virtualenv (``tests/support/flwr142_objects.py``) and returns
 its object ids, object bytes and tree. We assert that our encoder produces exactly those
 ids, bytes and tree, that our decoder rebuilds the message from flwr's objects, and that a
-tampered flwr object (one byte flipped, truncated, under another id) is refused.
+tampered flwr object (one byte flipped, truncated, under another id, or missing) is
+refused.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from flwr_sdk.common.records import (
     RecordSet,
 )
 from flwr_sdk.constants import INT64_MAX, INT64_MIN, UINT64_MAX
-from flwr_sdk.errors import MessageTooLargeError, ObjectIntegrityError
+from flwr_sdk.errors import MalformedMessageError, MessageTooLargeError, ObjectIntegrityError
 from flwr_sdk.wire.v1_42_objects import (
     CHUNK_SIZE,
     EncodedMessage,
@@ -310,6 +311,9 @@ def check_tampering_refused(
         with pytest.raises(ObjectIntegrityError) as info:
             decode_message(wire, tree, {**objects, victim: bad}, max_message_length=LIMIT)
         assert info.value.object_id == victim
+    missing = {k: v for k, v in objects.items() if k != victim}
+    with pytest.raises(MalformedMessageError, match="missing"):
+        decode_message(wire, tree, missing, max_message_length=LIMIT)
 
 
 @settings(
