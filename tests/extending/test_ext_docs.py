@@ -2,11 +2,14 @@
 
 Every fenced block of that section whose info string has ``file=PATH`` is written to
 PATH; every ``shell`` block is run with bash, in order. ``python`` is flwr-sdk's
-interpreter; ``flower-*`` come from an isolated flwr 1.12.0 virtualenv (as a user's
-server environment would). ``flwr-sdk codegen`` runs this checkout's codegen.
+interpreter; ``flower-*`` come from an isolated flwr 1.12.0 virtualenv holding the
+generated classes' runtime (betterproto2) and no flwr-sdk, as the documented server
+environment. ``flwr-sdk codegen`` runs this checkout's codegen.
 
 The last block starts a real SuperLink, the documented flwr-sdk node and the documented
-plain-flwr ServerApp, which asserts every reply field and exits 0.
+typed plain-flwr ServerApp, which converts with the generated ``flwr_records`` module,
+asserts every reply field and exits 0. ``mypy --strict`` then checks the handler against
+flwr-sdk and the ServerApp against the Flower venv.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -69,11 +73,14 @@ def test_blocks_of_the_steps_are_all_executable():
         "calc_server/pyproject.toml",
         "calc_server/server_app.py",
     ]
-    assert sum(language == "shell" for language, _ in kinds) == 3
+    assert sum(language == "shell" for language, _ in kinds) == 4
+    # The documented server environment pins the betterproto2 the generated code needs.
+    assert f"'betterproto2=={version('betterproto2')}'" in DOC.read_text(encoding="utf-8")
 
 
 @pytest.mark.interop
-def test_steps_run_as_written(tmp_path: Path, flwr_1_12: FlowerEnv):
+def test_steps_run_as_written(tmp_path: Path, flwr_1_12_typed: FlowerEnv):
+    flwr_1_12 = flwr_1_12_typed
     for port in DOC_PORTS:
         assert port_is_free(port), f"port {port} (used by docs/extending.md) is busy"
     project = tmp_path / "project"
@@ -123,8 +130,10 @@ def test_steps_run_as_written(tmp_path: Path, flwr_1_12: FlowerEnv):
             assert code == 0, f"shell block {index} failed ({code}):\n{body}\n--- output:\n{output}"
             if "flower-server-app" in body:
                 assert output.count(": OK") == 1, output
-            if "codegen --proto-path" in body:
+            if "--out calc_proto" in body:
                 assert (project / "calc_proto" / "adapters.py").is_file(), output
+            if "--out calc_server/calc_proto" in body:
+                assert (project / "calc_server" / "calc_proto" / "flwr_records.py").is_file()
             if "codegen --check" in body:
                 assert "is up to date" in output, output
     finally:
@@ -160,4 +169,22 @@ def test_steps_run_as_written(tmp_path: Path, flwr_1_12: FlowerEnv):
         check=False,
         timeout=300,
     )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # The ServerApp's side: flwr-sdk is not importable there (the generated package is
+    # all it has of us), and the typed ServerApp passes mypy --strict against that venv.
+    server_dir = project / "calc_server"
+    probe = subprocess.run(
+        [str(flwr_1_12.python), "-c", "import importlib.util as u; import calc_proto.flwr_records; "
+         "print(u.find_spec('flwr_sdk'), u.find_spec('flwr_sdk_proto'))"],
+        cwd=server_dir, env=environ, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "None None", probe.stdout + probe.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--python-executable",
+         str(flwr_1_12.python), "server_app.py"],
+        cwd=server_dir,
+        env={**environ, "XDG_CONFIG_HOME": str(project.parent / "no-config")},
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
