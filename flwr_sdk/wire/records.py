@@ -27,8 +27,9 @@ from flwr_sdk.common.records import Array, ConfigsRecord, MetricsRecord, Paramet
 from flwr_sdk.constants import INT64_MAX
 from flwr_sdk.errors import MalformedMessageError
 
-_METRICS_TYPES: tuple[type, ...] = (float, int)
-_CONFIGS_TYPES: tuple[type, ...] = (bool, int, float, str, bytes)
+#: The Python types a MetricsRecord / ConfigsRecord value may have, in Flower's order.
+METRICS_TYPES: tuple[type, ...] = (float, int)
+CONFIGS_TYPES: tuple[type, ...] = (bool, int, float, str, bytes)
 _SINGLE_FIELD = {bool: "bool", int: "sint64", float: "double", str: "string", bytes: "bytes"}
 _LIST_FIELD = {
     bool: ("bool_list", "BoolList"),
@@ -45,7 +46,12 @@ def _is_instance(value: object, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def _value_to_wire(value: Any, allowed: tuple[type, ...], cls: type[Any], pb: ModuleType) -> Any:
+def value_to_wire(value: Any, allowed: tuple[type, ...], cls: type[Any], pb: ModuleType) -> Any:
+    """One record value as the line's ``cls`` (a ``*RecordValue`` message), by Flower's rules.
+
+    ``allowed`` is :data:`METRICS_TYPES` or :data:`CONFIGS_TYPES`; ``pb`` supplies the
+    list classes. Raises ``TypeError`` for a value the record kind cannot hold.
+    """
     for kind in allowed:
         if _is_instance(value, kind):
             member = _SINGLE_FIELD[kind]
@@ -60,7 +66,11 @@ def _value_to_wire(value: Any, allowed: tuple[type, ...], cls: type[Any], pb: Mo
     raise TypeError(f"{cls.__name__} cannot hold {type(value).__name__} value {value!r}")
 
 
-def _value_from_wire(message: betterproto2.Message, key: str) -> Any:
+def value_from_wire(message: betterproto2.Message, key: str) -> Any:
+    """The Python value of one ``*RecordValue`` message (lists as ``list``).
+
+    Raises ``ValueError`` when no member of the ``value`` oneof is set.
+    """
     member, value = betterproto2.which_one_of(message, "value")
     if not member:
         raise ValueError(f"record value {key!r} is empty on the wire")
@@ -104,7 +114,7 @@ def recordset_to_wire(recordset: RecordSet, pb: ModuleType) -> Any:
         metrics={
             name: pb.MetricsRecord(
                 data={
-                    k: _value_to_wire(v, _METRICS_TYPES, pb.MetricsRecordValue, pb)
+                    k: value_to_wire(v, METRICS_TYPES, pb.MetricsRecordValue, pb)
                     for k, v in record.items()
                 }
             )
@@ -113,7 +123,7 @@ def recordset_to_wire(recordset: RecordSet, pb: ModuleType) -> Any:
         configs={
             name: pb.ConfigsRecord(
                 data={
-                    k: _value_to_wire(v, _CONFIGS_TYPES, pb.ConfigsRecordValue, pb)
+                    k: value_to_wire(v, CONFIGS_TYPES, pb.ConfigsRecordValue, pb)
                     for k, v in record.items()
                 }
             )
@@ -147,13 +157,13 @@ def _recordset_from_wire(message: Any) -> RecordSet:
         },
         metrics_records={
             name: MetricsRecord(
-                {k: _value_from_wire(v, k) for k, v in record.data.items()}, keep_input=True
+                {k: value_from_wire(v, k) for k, v in record.data.items()}, keep_input=True
             )
             for name, record in metrics.items()
         },
         configs_records={
             name: ConfigsRecord(
-                {k: _value_from_wire(v, k) for k, v in record.data.items()}, keep_input=True
+                {k: value_from_wire(v, k) for k, v in record.data.items()}, keep_input=True
             )
             for name, record in configs.items()
         },

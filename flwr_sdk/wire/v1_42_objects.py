@@ -53,7 +53,7 @@ from flwr_sdk.common.records import (
     RecordSet,
 )
 from flwr_sdk.errors import MalformedMessageError, ObjectIntegrityError
-from flwr_sdk.wire.records import _CONFIGS_TYPES, _METRICS_TYPES, _value_to_wire
+from flwr_sdk.wire.records import CONFIGS_TYPES, METRICS_TYPES, value_to_wire
 
 __all__ = [
     "ARRAY",
@@ -380,9 +380,7 @@ def _encode(message: pb.Message | pb.MetricRecord | pb.ConfigRecord) -> bytes:
 def metrics_record_body(record: MetricsRecord) -> bytes:
     """The body of a ``MetricRecord`` object: protobuf ``MetricRecord``, items in order."""
     items = [
-        pb.MetricRecordItem(
-            key=k, value=_value_to_wire(v, _METRICS_TYPES, pb.MetricRecordValue, pb)
-        )
+        pb.MetricRecordItem(key=k, value=value_to_wire(v, METRICS_TYPES, pb.MetricRecordValue, pb))
         for k, v in record.items()
     ]
     return _encode(pb.MetricRecord(items=items))
@@ -391,9 +389,7 @@ def metrics_record_body(record: MetricsRecord) -> bytes:
 def configs_record_body(record: ConfigsRecord) -> bytes:
     """The body of a ``ConfigRecord`` object: protobuf ``ConfigRecord``, items in order."""
     items = [
-        pb.ConfigRecordItem(
-            key=k, value=_value_to_wire(v, _CONFIGS_TYPES, pb.ConfigRecordValue, pb)
-        )
+        pb.ConfigRecordItem(key=k, value=value_to_wire(v, CONFIGS_TYPES, pb.ConfigRecordValue, pb))
         for k, v in record.items()
     ]
     return _encode(pb.ConfigRecord(items=items))

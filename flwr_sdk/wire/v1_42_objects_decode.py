@@ -45,7 +45,7 @@ from flwr_sdk.common.records import (
     RecordSet,
 )
 from flwr_sdk.errors import MalformedMessageError, MessageTooLargeError
-from flwr_sdk.wire.records import _value_from_wire
+from flwr_sdk.wire.records import value_from_wire
 from flwr_sdk.wire.v1_42_objects import (
     ARRAY,
     ARRAY_CHUNK,
@@ -418,7 +418,7 @@ def _items(parsed: ParsedObject) -> dict[str, Any]:
 def _item_value(value: pb.MetricRecordValue | pb.ConfigRecordValue | None, key: str) -> Any:
     if value is None:
         raise ValueError(f"record value {key!r} is missing")
-    return _value_from_wire(value, key)
+    return value_from_wire(value, key)
 
 
 def decode_message(
