@@ -52,7 +52,7 @@ from flwr_sdk.common.records import (
     ParametersRecord,
     RecordSet,
 )
-from flwr_sdk.errors import MalformedMessageError, ObjectIntegrityError
+from flwr_sdk.errors import MalformedMessageError, ObjectIntegrityError, ReplyRuleError
 from flwr_sdk.wire.records import CONFIGS_TYPES, METRICS_TYPES, value_to_wire
 
 __all__ = [
@@ -341,9 +341,10 @@ class _Encoder:
             records.append(self.add(CONFIG_RECORD, (), (configs_record_body(configs),)))
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(
+            raise ReplyRuleError(
                 f"record name(s) {twice} used by two kinds of record: a Flower 1.42 "
-                "RecordDict holds one record per name"
+                "RecordDict holds one record per name",
+                rules=("record_names",),
             )
         return self.json(RECORD_DICT, records, names)
 

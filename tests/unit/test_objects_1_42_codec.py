@@ -25,7 +25,12 @@ from flwr_sdk.common.records import (
     ParametersRecord,
     RecordSet,
 )
-from flwr_sdk.errors import MalformedMessageError, MessageTooLargeError, ObjectIntegrityError
+from flwr_sdk.errors import (
+    MalformedMessageError,
+    MessageTooLargeError,
+    ObjectIntegrityError,
+    ReplyRuleError,
+)
 from flwr_sdk.wire.v1_42_objects import CHUNK_SIZE, encode_message, parse_object
 from flwr_sdk.wire.v1_42_objects_decode import MessageAssembler, decode_message
 
@@ -269,8 +274,9 @@ def test_a_name_used_by_two_kinds_of_record_is_refused():
     content = RecordSet(
         metrics_records={"x": MetricsRecord({"a": 1})}, configs_records={"x": ConfigsRecord()}
     )
-    with pytest.raises(ValueError, match="two kinds of record"):
+    with pytest.raises(ReplyRuleError, match="two kinds of record") as refused:
         encode_message(Message(metadata(), content=content))
+    assert refused.value.rules == ("record_names",)
 
 
 # ------------------------------------------------------------------------ refusals
