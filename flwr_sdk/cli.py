@@ -48,6 +48,7 @@ _EXTRA_OF_MODULE = {
     "grpc_tools": "codegen",
     "betterproto2_compiler": "codegen",
     "google": "codegen",
+    "ray": "swarm-ray",
 }
 """Top-level module → the extra of pyproject.toml that installs it."""
 
@@ -765,6 +766,10 @@ def _parser() -> argparse.ArgumentParser:
         "(e.g. 'partition-id=0 num-partitions=2 name=\"a b\"')",
     )
 
+    from flwr_sdk.swarm.cli import add_parser as add_swarm_parser
+
+    add_swarm_parser(command)
+
     sub.add_parser(
         "codegen",
         help="regenerate bindings from protos (extra: codegen; see flwr-sdk codegen --help)",
@@ -773,13 +778,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _swarm(args: argparse.Namespace) -> int:
+    from flwr_sdk.swarm.cli import swarm_command
+
+    return swarm_command(args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _demo,
     "server": _server,
     "client": _client,
+    "swarm": _swarm,
 }
 
-_BASE_LEVEL = {"demo": logging.WARNING, "server": logging.INFO, "client": logging.WARNING}
+_BASE_LEVEL = {
+    "demo": logging.WARNING,
+    "server": logging.INFO,
+    "client": logging.WARNING,
+    "swarm": logging.WARNING,
+}
 """Each command's log level without ``-v`` / ``-q`` (the client draws its progress instead)."""
 
 
