@@ -25,11 +25,23 @@ def exttest_pb(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
         sys.path.remove(str(root))
 
 
+def flwr_typed_env(flwr_version: str) -> FlowerEnv:
+    """flwr ``flwr_version`` plus the generated classes' runtime (our betterproto2), no
+    flwr-sdk: the documented environment of a plain-Flower ServerApp."""
+    return FlowerEnv.get(
+        flwr_version,
+        extra=(f"betterproto2=={version('betterproto2')}",),
+        name=f"flwr-{flwr_version}-betterproto2",
+    )
+
+
 @pytest.fixture(scope="session")
 def flwr_1_12_typed() -> FlowerEnv:
-    """flwr 1.12.0 plus the generated classes' runtime (our betterproto2), no flwr-sdk."""
-    return FlowerEnv.get(
-        "1.12.0",
-        extra=(f"betterproto2=={version('betterproto2')}",),
-        name="flwr-1.12.0-betterproto2",
-    )
+    """flwr 1.12.0 with betterproto2, no flwr-sdk (see :func:`flwr_typed_env`)."""
+    return flwr_typed_env("1.12.0")
+
+
+@pytest.fixture(scope="session", params=["1.12.0", "1.15.2"])
+def flwr_typed(request: pytest.FixtureRequest) -> FlowerEnv:
+    """flwr 1.12.0 and 1.15.2, each with betterproto2 and no flwr-sdk."""
+    return flwr_typed_env(str(request.param))

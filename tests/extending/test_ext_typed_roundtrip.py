@@ -6,7 +6,8 @@ Duration, the wrappers, Struct / Value / ListValue; singular, repeated, map valu
 ``Job`` (issue 14's done-when 1: a map of scalars, of messages and of arrays, a
 Timestamp, a oneof and a nested repeated message). "Wire" is our 1.12 codec of Flower's
 RecordSet proto. The last test crosses to Flower itself: the generated ``flwr_records``
-module, in a flwr 1.12.0 venv without flwr-sdk, reads our bytes and writes its own.
+module, in flwr 1.12.0 and 1.15.2 venvs without flwr-sdk, reads our bytes and writes its
+own.
 """
 
 from __future__ import annotations
@@ -315,7 +316,8 @@ def test_json_and_key_errors(exttest_pb: ModuleType, wkt: ModuleType):
 
 FLWR_SIDE = textwrap.dedent(
     """
-    import base64, json, sys
+    import base64, importlib.util, json, sys
+    assert importlib.util.find_spec("flwr_sdk") is None, "flwr-sdk must not be installed here"
     from flwr.common import serde
     from flwr.proto.recordset_pb2 import RecordSet as RecordSetProto
     from exttest_proto.exttest import v1 as pb
@@ -335,7 +337,7 @@ FLWR_SIDE = textwrap.dedent(
 
 @pytest.mark.interop
 def test_flower_reads_and_writes_the_same_records(
-    exttest_pb: ModuleType, wkt: ModuleType, flwr_1_12_typed: FlowerEnv
+    exttest_pb: ModuleType, wkt: ModuleType, flwr_typed: FlowerEnv
 ):
     """Our bytes → Flower's serde → from_flwr_recordset → to_flwr_recordset → Flower's
     bytes → ours: the typed message is the same at every step."""
@@ -387,8 +389,8 @@ def test_flower_reads_and_writes_the_same_records(
         }
         for m in examples
     ]
-    done = flwr_1_12_typed.run(
-        [flwr_1_12_typed.python, "-c", FLWR_SIDE],
+    done = flwr_typed.run(
+        [flwr_typed.python, "-c", FLWR_SIDE],
         cwd=package_parent,
         input=json.dumps(payload),
         capture_output=True,
