@@ -51,8 +51,10 @@ from flwr_sdk.server.fleet_line import FleetLineServicer, FleetRoute
 from flwr_sdk.server.fleet_state import FleetNodePool, FleetState
 from flwr_sdk.server.fleet_v1_12 import FleetServicerV1_12
 from flwr_sdk.server.fleet_v1_15 import FleetServicerV1_15
+from flwr_sdk.server.fleet_v1_42 import FleetServicerV1_42
 from flwr_sdk.server.node_auth import NodeAuthenticator
 from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
+from flwr_sdk.server.node_auth_v1_42 import SignedCallAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 from flwr_sdk.server.wire_check import StrictFastProtoCodec
 
@@ -102,30 +104,77 @@ class ServerTLS:
         return server_ssl_context(self.certificate_chain, self.private_key, alpn=[alpn])
 
 
+def _rest_server(
+    routes: Mapping[str, FleetRoute], max_body: int, guard: RequestGuard | None, state: FleetState
+) -> RestFleetServer:
+    from flwr_sdk.server.fleet_rest import RestFleetServer  # needs the server extra
+
+    return RestFleetServer(routes, max_body_size=max_body)
+
+
+def _http_server_v1_42(
+    routes: Mapping[str, FleetRoute], max_body: int, guard: RequestGuard | None, state: FleetState
+) -> RestFleetServer:
+    from flwr_sdk.server.fleet_http_v1_42 import HttpFleetServer  # needs the server extra
+
+    return HttpFleetServer(
+        routes, max_body_size=max_body, guard=guard or SignedCallAuthenticator(), state=state
+    )
+
+
 @dataclass(frozen=True)
 class _Wire:
     """What the server needs of one wire line: its servicer and its node-auth scheme."""
 
     title: str
-    servicer: Callable[[FleetState], FleetLineServicer]
+    servicer: Callable[[FleetState, RequestGuard | None], FleetLineServicer]
+    """Builds the line's servicer for the node auth in effect."""
     auth_type: type
     auth_needs_tls: bool
     default_guard: Callable[[], RequestGuard | None]
-    """The grpc-rere guard when ``ServerConfig.auth`` is None (None: no node auth)."""
+    """The guard when ``ServerConfig.auth`` is None (None: no node auth)."""
+    auth_transports: tuple[str, ...] = ("grpc-rere",)
+    """The transports whose Fleet API authenticates nodes on this line."""
+    rest_server: Callable[
+        [Mapping[str, FleetRoute], int, RequestGuard | None, FleetState], RestFleetServer
+    ] = _rest_server
+    """The HTTP front end of the line (``transport="rest"``)."""
 
 
 def _no_guard() -> RequestGuard | None:
     return None
 
 
+def _line_only(
+    servicer: Callable[[FleetState], FleetLineServicer],
+) -> Callable[[FleetState, RequestGuard | None], FleetLineServicer]:
+    """A servicer factory for a line whose servicer does not depend on node auth."""
+    return lambda state, guard: servicer(state)
+
+
 WIRES: dict[str, _Wire] = {
-    "1.12": _Wire("Flower 1.12 Fleet API", FleetServicerV1_12, NodeAuthenticator, True, _no_guard),
+    "1.12": _Wire(
+        "Flower 1.12 Fleet API",
+        _line_only(FleetServicerV1_12),
+        NodeAuthenticator,
+        True,
+        _no_guard,
+    ),
     "1.15": _Wire(
         "Flower 1.15 Fleet API",
-        FleetServicerV1_15,
+        _line_only(FleetServicerV1_15),
         SignedTimestampAuthenticator,
         False,
         SignedTimestampAuthenticator,
+    ),
+    "1.42": _Wire(
+        "Flower 1.42 Fleet API",
+        FleetServicerV1_42.for_guard,
+        SignedCallAuthenticator,
+        True,
+        SignedCallAuthenticator,
+        auth_transports=("grpc-rere", "rest"),
+        rest_server=_http_server_v1_42,
     ),
 }
 """The wire lines the reference server's Fleet API speaks, by name."""
@@ -146,14 +195,18 @@ class ServerConfig:
         wait_timeout: seconds to wait for enough nodes before a round (``None``: forever);
             an app's default for ``wait_for_nodes``.
         tls: certificate and key; ``None`` = plaintext.
-        auth: node authentication (grpc-rere only) of the wire line: 1.12, a
-            :class:`NodeAuthenticator` (``None`` = off; needs TLS); 1.15, a
-            :class:`SignedTimestampAuthenticator` with an allow-list (``None`` = any
-            key: 1.15 authenticates every grpc-rere call regardless).
+        auth: node authentication of the wire line: 1.12, a
+            :class:`NodeAuthenticator` (grpc-rere; ``None`` = off; needs TLS); 1.15, a
+            :class:`SignedTimestampAuthenticator` with an allow-list (grpc-rere; ``None``
+            = any key: 1.15 authenticates every grpc-rere call regardless); 1.42, a
+            :class:`~flwr_sdk.server.node_auth_v1_42.SignedCallAuthenticator` with
+            operator-registered keys (grpc-rere and rest; needs TLS, as
+            ``--enable-supernode-auth``; ``None`` = nodes register their own keys, every
+            call is authenticated regardless).
         max_message_length: largest gRPC message / REST body accepted or sent, in bytes.
         record_parameters: keep every round's model in the history (tests).
         run_config: what a server app reads from ``context.run_config``.
-        wire: the Flower wire line of the Fleet API, ``"1.12"`` or ``"1.15"``
+        wire: the Flower wire line of the Fleet API, ``"1.12"``, ``"1.15"`` or ``"1.42"``
             (grpc-bidi is the same on every line).
 
     """
@@ -166,7 +219,7 @@ class ServerConfig:
     round_timeout: float | None = None
     wait_timeout: float | None = None
     tls: ServerTLS | None = None
-    auth: NodeAuthenticator | SignedTimestampAuthenticator | None = None
+    auth: NodeAuthenticator | SignedTimestampAuthenticator | SignedCallAuthenticator | None = None
     max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
     record_parameters: bool = False
     wire: str = "1.12"
@@ -181,8 +234,11 @@ class ServerConfig:
             raise ValueError(f"wire must be one of {', '.join(WIRES)}, got {self.wire!r}")
         wire = WIRES[self.wire]
         if self.auth is not None:
-            if self.transport != "grpc-rere":
-                raise ValueError("node authentication exists only on the grpc-rere Fleet API")
+            if self.transport not in wire.auth_transports:
+                raise ValueError(
+                    f"the {wire.title} authenticates nodes only on "
+                    f"{' and '.join(wire.auth_transports)}"
+                )
             if not isinstance(self.auth, wire.auth_type):
                 raise ValueError(
                     f"the {wire.title} authenticates nodes with a {wire.auth_type.__name__}, "
@@ -201,9 +257,9 @@ class ServerConfig:
         return WIRES[self.wire].default_guard()
 
 
-def _fleet_line(state: FleetState, wire: str) -> FleetLineServicer:
+def _fleet_line(state: FleetState, wire: str, guard: RequestGuard | None) -> FleetLineServicer:
     """The Fleet API servicer of the wire line this server speaks."""
-    return WIRES[wire].servicer(state)
+    return WIRES[wire].servicer(state, guard)
 
 
 def _format_address(host: str, port: int) -> str:
@@ -251,15 +307,16 @@ class ReferenceServer:
             state = FleetState()
             self.state = state
             self.run_id = state.create_run(RUN_FAB_ID, RUN_FAB_VERSION)
-            line = _fleet_line(state, config.wire)
+            wire = WIRES[config.wire]
+            guard = config.guard() if config.transport in wire.auth_transports else None
+            line = _fleet_line(state, config.wire, guard)
             self.pool = FleetNodePool(state, line.server_node_id)
-            guard = config.guard() if config.transport == "grpc-rere" else None
             handlers = [GuardedFleetService(line, state, guard)]
             rest_routes = line.rest_routes()
         if config.transport == "rest":
-            from flwr_sdk.server.fleet_rest import RestFleetServer  # needs the server extra
-
-            self._rest = RestFleetServer(rest_routes, max_body_size=config.max_message_length)
+            self._rest = WIRES[config.wire].rest_server(
+                rest_routes, config.max_message_length, guard, state
+            )
             ssl_context = config.tls.ssl_context("http/1.1") if config.tls else None
             self.port = await self._rest.start(config.host, port, ssl_context)
         else:
