@@ -8,6 +8,9 @@
   :class:`~flwr_sdk.common.records.RecordSet`, following the convention of
   :mod:`flwr_sdk.ext.convention`.
 * Typed handlers for such messages: :class:`flwr_sdk.clientapp.handlers.MessageHandlers`.
+* Code on plain Flower (no flwr-sdk) uses the generated package's own
+  ``<package>.flwr_records`` (``to_flwr_recordset`` / ``from_flwr_recordset``) instead:
+  the same convention on ``flwr.common.RecordSet``.
 """
 
 from __future__ import annotations
