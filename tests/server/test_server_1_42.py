@@ -14,6 +14,7 @@ import asyncio
 import base64
 import datetime
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -122,7 +123,7 @@ def test_lifecycle_rules() -> None:
         assert (await fleet.activate_node(activate)).node_id == node_id
         assert state.online_nodes() == [node_id]
         online_until = state.nodes[node_id].online_until
-        assert 19 < online_until - __import__("time").time() <= 20  # 2 x interval
+        assert 19 < online_until - time.time() <= 20  # 2 x interval
         assert await refused(fleet.activate_node(activate)) == (412, 2004)
         stranger = pb.ActivateNodeRequest(
             public_key=public_key_pem(_key().public_key()), heartbeat_interval=10
@@ -668,3 +669,37 @@ def test_raw_nodes_complete_fedavg_rounds(transport: str) -> None:
         assert state is not None
         assert server.in_loop(lambda: dict(state.nodes)) == {}  # unregistered
         assert server.in_loop(lambda: len(state.key_to_node)) == 2  # keys stay retired
+
+
+def test_offline_nodes_are_not_sampled_and_fail_awaited_replies() -> None:
+    """A node that goes offline (DeactivateNode, or missed heartbeats) fails the instruction
+    the driver waits on with NodeUnavailableError, and is no longer offered."""
+    from flwr_sdk.server.driver import NodeUnavailableError
+    from flwr_sdk.server.fleet_state import FleetNodePool
+
+    async def main() -> None:
+        state = FleetState()
+        fleet = FleetServicerV1_42(state)
+        pool = FleetNodePool(state, SERVER_NODE_ID)
+        run_id = state.create_run()
+        pem = public_key_pem(_key().public_key())
+        node_id = state.register_node(pem)
+        assert node_id is not None and pool.online_nodes() == []  # registered: offline
+        await fleet.activate_node(pb.ActivateNodeRequest(public_key=pem, heartbeat_interval=10))
+        assert pool.online_nodes() == [node_id]
+        waiting = asyncio.create_task(pool.request(_instruction(run_id, node_id, RecordSet()), 30))
+        await asyncio.sleep(0.1)
+        await fleet.deactivate_node(pb.DeactivateNodeRequest(node_id=node_id))
+        with pytest.raises(NodeUnavailableError):
+            await asyncio.wait_for(waiting, 5)
+        assert pool.online_nodes() == []
+        # a heartbeat window that lapses: offline without a call
+        beat = pb.SendNodeHeartbeatRequest(node=pb.Node(node_id=node_id), heartbeat_interval=10)
+        await fleet.send_node_heartbeat(beat)
+        assert pool.online_nodes() == [node_id]
+        state.nodes[node_id].online_until = time.time()  # 2 x interval passed
+        assert pool.online_nodes() == []
+        with pytest.raises(NodeUnavailableError):
+            await pool.request(_instruction(run_id, node_id, RecordSet()), 30)
+
+    asyncio.run(main())
