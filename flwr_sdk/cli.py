@@ -398,6 +398,7 @@ def _server(args: argparse.Namespace) -> int:
     from flwr_sdk.server import FedAvg, NodeAuthenticator, ServerConfig, ServerTLS, run_server
     from flwr_sdk.server.node_auth import load_public_keys
     from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
+    from flwr_sdk.server.node_auth_v1_42 import SignedCallAuthenticator
 
     if args.transport == "rest":
         _require("aiohttp", "server")
@@ -409,7 +410,7 @@ def _server(args: argparse.Namespace) -> int:
         raise ValueError("give both --ssl-certfile and --ssl-keyfile")
     if args.ssl_certfile:
         tls = ServerTLS.from_files(args.ssl_certfile, args.ssl_keyfile)
-    auth: NodeAuthenticator | SignedTimestampAuthenticator | None = None
+    auth: NodeAuthenticator | SignedTimestampAuthenticator | SignedCallAuthenticator | None = None
     if args.wire == "1.15":
         # Always on for grpc-rere; a list restricts it to the listed keys. The SuperLink
         # also takes --auth-superlink-private-key in 1.15 and ignores it: so do we.
@@ -419,6 +420,13 @@ def _server(args: argparse.Namespace) -> int:
             )
         if args.auth_list_public_keys:
             auth = SignedTimestampAuthenticator.create(load_public_keys(args.auth_list_public_keys))
+    elif args.wire == "1.42":
+        # Every call is signed regardless; a list = the keys the operator registered
+        # (the SuperLink's --enable-supernode-auth): nodes may then only activate them.
+        if args.auth_server_private_key:
+            raise ValueError("--auth-server-private-key has no use on the Flower 1.42 wire line")
+        if args.auth_list_public_keys:
+            auth = SignedCallAuthenticator.create(load_public_keys(args.auth_list_public_keys))
     elif args.auth_list_public_keys or args.auth_server_private_key:
         if not (args.auth_list_public_keys and args.auth_server_private_key):
             raise ValueError(
@@ -596,7 +604,7 @@ def _parser() -> argparse.ArgumentParser:
     server = command(
         "server",
         help="run the reference server (FedAvg, or your server app)",
-        description="Run the reference server (Flower 1.12 or 1.15 wire) and a server app "
+        description="Run the reference server (Flower 1.12, 1.15 or 1.42 wire) and a server app "
         "on it. By default the app is FedAvg weighted by num_examples, with federated "
         "evaluation and per-round fit config: it waits for --min-clients nodes, runs "
         "--rounds rounds, prints one line per round and exits. --app module:main runs "
@@ -663,7 +671,10 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--ssl-certfile", default=None, help="server certificate chain (PEM)")
     server.add_argument("--ssl-keyfile", default=None, help="server private key (PEM)")
     server.add_argument(
-        "--auth-list-public-keys", default=None, help="CSV of allowed node keys (OpenSSH)"
+        "--auth-list-public-keys",
+        default=None,
+        help="CSV of allowed node keys (OpenSSH); 1.42: the keys the operator registers "
+        "(as --enable-supernode-auth; needs TLS)",
     )
     server.add_argument(
         "--auth-server-private-key",
