@@ -14,9 +14,11 @@ import asyncio
 import base64
 import datetime
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpclib.client
@@ -27,7 +29,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk_proto.v1_42 import fleet_api
 from flwr_sdk_proto.v1_42.flwr import proto as pb
 from grpclib.const import Status
-from server_harness import ServerThread, assert_shift_rounds, server_thread, shift_strategy
+from server_harness import (
+    ServerThread,
+    assert_shift_rounds,
+    server_thread,
+    shift_strategy,
+    tls_config,
+)
 
 from examples.numpy_client import ShiftClient
 from flwr_sdk.clientapp.app import ClientApp
@@ -544,15 +552,24 @@ def _grpc_caller(channel: grpclib.client.Channel, key: ec.EllipticCurvePrivateKe
 
 
 async def raw_node(
-    call: Call, key: ec.EllipticCurvePrivateKey, index: int, stop: asyncio.Event
+    call: Call,
+    key: ec.EllipticCurvePrivateKey,
+    index: int,
+    stop: asyncio.Event,
+    *,
+    self_registered: bool = True,
 ) -> int:
-    """A node made of raw Fleet calls (the 1.42 flow of §3.1); returns replies sent."""
+    """A node made of raw Fleet calls (the 1.42 flow of §3.1); returns replies sent.
+
+    ``self_registered=False``: the operator registered the key (activate only, and
+    deactivate without unregistering at the end).
+    """
     pem = public_key_pem(key.public_key())
-    node_id = (
-        await call(fleet_api.FLEET_REGISTER_NODE, pb.RegisterNodeFleetRequest(public_key=pem))
-    ).node_id
+    if self_registered:
+        register = pb.RegisterNodeFleetRequest(public_key=pem)
+        await call(fleet_api.FLEET_REGISTER_NODE, register)
     activate = pb.ActivateNodeRequest(public_key=pem, heartbeat_interval=30)
-    assert (await call(fleet_api.FLEET_ACTIVATE_NODE, activate)).node_id == node_id
+    node_id = (await call(fleet_api.FLEET_ACTIVATE_NODE, activate)).node_id
     node = pb.Node(node_id=node_id)
     app = ClientApp(client_fn=lambda context: ShiftClient(index).to_client())
     context = Context(node_id=node_id, node_config={}, state=RecordSet(), run_config={})
@@ -605,7 +622,9 @@ async def raw_node(
             assert stored.stored
         replies += 1
     await call(fleet_api.FLEET_DEACTIVATE_NODE, pb.DeactivateNodeRequest(node_id=node_id))
-    await call(fleet_api.FLEET_UNREGISTER_NODE, pb.UnregisterNodeFleetRequest(node_id=node_id))
+    if self_registered:
+        leave = pb.UnregisterNodeFleetRequest(node_id=node_id)
+        await call(fleet_api.FLEET_UNREGISTER_NODE, leave)
     return replies
 
 
@@ -613,9 +632,17 @@ def _ids(tree: pb.ObjectTree) -> list[str]:
     return [tree.object_id, *(i for child in tree.children for i in _ids(child))]
 
 
-@pytest.mark.parametrize("transport", ["rest", "grpc-rere"])
-def test_raw_nodes_complete_fedavg_rounds(transport: str) -> None:
-    """Two raw 1.42 nodes complete FedAvg rounds; they leave deactivated and unregistered."""
+@pytest.mark.parametrize(
+    ("transport", "registered"),
+    [("rest", False), ("grpc-rere", False), ("rest", True)],
+    ids=["http", "grpc", "https-registered-keys"],
+)
+def test_raw_nodes_complete_fedavg_rounds(transport: str, registered: bool, tmp_path: Path) -> None:
+    """Two raw 1.42 nodes complete FedAvg rounds and leave (deactivated; unregistered
+    unless the operator registered their keys, over TLS as the SuperLink requires)."""
+    keys = [_key(), _key()]
+    tls, ca_path = tls_config(tmp_path) if registered else (None, None)
+    auth = SignedCallAuthenticator.create([k.public_key() for k in keys]) if registered else None
     config = ServerConfig(
         transport=transport,
         port=0,
@@ -624,22 +651,41 @@ def test_raw_nodes_complete_fedavg_rounds(transport: str) -> None:
         strategy=shift_strategy(2),
         round_timeout=30,
         record_parameters=True,
+        tls=tls,
+        auth=auth,
     )
     with server_thread(config) as server:
         server.start_rounds()
 
         async def main() -> list[int]:
             stop = asyncio.Event()
-            keys = [_key(), _key()]
             if transport == "rest":
-                client = httpx.AsyncClient(timeout=30)
+                verify = ssl.create_default_context(cafile=ca_path) if ca_path else True
+                client = httpx.AsyncClient(timeout=30, verify=verify)
                 calls = [_http_caller(client, server.address, k) for k in keys]
+                if registered:  # a key the operator did not register
+                    stranger = _key()
+                    pem = public_key_pem(stranger.public_key())
+                    for path, request, code in (
+                        ("register-node", pb.RegisterNodeFleetRequest(public_key=pem), 2001),
+                        (
+                            "activate-node",
+                            pb.ActivateNodeRequest(public_key=pem, heartbeat_interval=30),
+                            2004,
+                        ),
+                    ):
+                        answer = await client.post(
+                            f"{server.address}/v1/fleet/{path}",
+                            content=bytes(request),
+                            headers={"Content-Type": PROTOBUF, **http_headers(stranger)},
+                        )
+                        assert (answer.status_code, answer.json()["code"]) == (412, code)
             else:
                 host, port = server.address.rsplit(":", 1)
                 channels = [grpclib.client.Channel(host, int(port)) for _ in keys]
                 calls = [_grpc_caller(c, k) for c, k in zip(channels, keys, strict=True)]
             nodes = [
-                asyncio.create_task(raw_node(c, k, i, stop))
+                asyncio.create_task(raw_node(c, k, i, stop, self_registered=not registered))
                 for i, (c, k) in enumerate(zip(calls, keys, strict=True))
             ]
             history = asyncio.ensure_future(
@@ -667,8 +713,11 @@ def test_raw_nodes_complete_fedavg_rounds(transport: str) -> None:
         assert sum(replies) == 1 + 2 * 2 * ROUNDS, replies
         state = server.server.state
         assert state is not None
-        assert server.in_loop(lambda: dict(state.nodes)) == {}  # unregistered
-        assert server.in_loop(lambda: len(state.key_to_node)) == 2  # keys stay retired
+        assert server.in_loop(lambda: len(state.key_to_node)) == 2  # keys stay bound
+        if registered:  # deactivated, still registered
+            assert server.in_loop(lambda: (len(state.nodes), state.online_nodes())) == (2, [])
+        else:  # unregistered for good
+            assert server.in_loop(lambda: dict(state.nodes)) == {}
 
 
 def test_offline_nodes_are_not_sampled_and_fail_awaited_replies() -> None:
