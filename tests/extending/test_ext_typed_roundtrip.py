@@ -170,7 +170,7 @@ def roundtrip(message: Any) -> Any:
     return from_recordset(type(message), after_wire)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_job_roundtrips_through_the_wire(exttest_pb: ModuleType, wkt: ModuleType, data: Any):
     """Done-when 1: maps of scalars, messages and arrays, a Timestamp, a oneof, nested lists."""
@@ -178,14 +178,14 @@ def test_job_roundtrips_through_the_wire(exttest_pb: ModuleType, wkt: ModuleType
     assert roundtrip(message) == message
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_maps_of_every_key_type_roundtrip(exttest_pb: ModuleType, wkt: ModuleType, data: Any):
     message = data.draw(strategies(exttest_pb, wkt)["maps"])
     assert roundtrip(message) == message
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_well_known_types_roundtrip(exttest_pb: ModuleType, wkt: ModuleType, data: Any):
     message = data.draw(strategies(exttest_pb, wkt)["wellknown"])

@@ -3,9 +3,10 @@
 """The RecordSet convention for user-defined message types: the rules every adapter calls.
 
 Rendered by flwr-sdk codegen from ``codegen/templates/convention_core.py.j2``, once per
-records backend; this copy stores into flwr-sdk's records (``flwr_sdk.common.records``). ``docs/extending.md``
-states the convention for people who build or read such RecordSets by hand. In short, a
-message whose full protobuf name is ``N`` travels as:
+records backend; this copy stores into
+flwr-sdk's records (``flwr_sdk.common.records``).
+``docs/extending.md`` states the convention for people who build or read such
+RecordSets by hand. In short, a message whose full protobuf name is ``N`` travels as:
 
 * ``configs_records[N]``: one entry per field, keyed by the field's path (its proto
   name; nested fields joined with ``.``). Scalars and enums (their number) as single
@@ -753,7 +754,7 @@ class RecordReader(_FieldChecks):
                 path + ".values", f"{len(values)} values for {len(keys)} keys in '{path}'"
             )
         result: dict[Any, Any] = {}
-        for key, raw in zip(keys, values):
+        for key, raw in zip(keys, values, strict=True):
             with self.map_entry(path, key):
                 result[key] = self._scalar(path + ".values", kind, raw)
         return result
