@@ -5,7 +5,8 @@ run once (module scope); then, per transport (grpc-rere, REST), ``flwr-sdk serve
 calc_app:main`` starts with three of the documented nodes, as the doc's last ``shell``
 block does (on a free port instead of 9092). The app exchanges calc.v1.ScaleRequest /
 ScaleReply with every node and provokes each failure; the test reads the app's result
-(``--report``) and asserts the type each failure reached the app as.
+(``--report``) and asserts the type each failure reached the app as. The documented app
+and node pass ``mypy --strict`` (as the doc says).
 
 Fast ones: a synchronous app is refused; error replies map to their types; a legacy
 status and a reply of the wrong type reach the app typed (the test plays the nodes on
@@ -256,3 +257,28 @@ def test_a_type_the_transport_cannot_carry_is_refused_before_sending() -> None:
             await driver.send(1, "calc.v1.X", RecordSet())
 
     asyncio.run(scenario())
+
+
+def test_the_documented_app_and_node_pass_mypy_strict(project: tuple[Path, list[str]]) -> None:
+    root, _ = project
+    # mypy does not follow the checkout's import-hook editable install: a user-level
+    # config (outside the example folder) points it at the sources, checked silently.
+    config = root.parent / "xdg-config" / "mypy" / "config"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f"[mypy]\nmypy_path = {REPO}:{REPO / 'generated'}\n"
+        + "".join(
+            f"[mypy-{name}]\nfollow_imports = silent\n"
+            for name in ("flwr_sdk", "flwr_sdk.*", "flwr_sdk_proto.*")
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "calc_app.py", "calc_client.py"],
+        cwd=root,
+        env={**sdk_env(), "XDG_CONFIG_HOME": str(config.parent.parent)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
