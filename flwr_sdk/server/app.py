@@ -29,12 +29,14 @@ import inspect
 import ipaddress
 import logging
 import ssl
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar, overload
 
+from flwr_sdk.common.fab import FabError, _read_pyproject
 from flwr_sdk.common.legacy_records import LEGACY_KINDS_BY_TYPE
 from flwr_sdk.common.legacy_types import Scalar
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
@@ -57,6 +59,11 @@ from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
 from flwr_sdk.server.node_auth_v1_42 import SignedCallAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 from flwr_sdk.server.wire_check import StrictFastProtoCodec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 if TYPE_CHECKING:
     from flwr_sdk.server.fleet_rest import RestFleetServer
@@ -206,6 +213,9 @@ class ServerConfig:
         max_message_length: largest gRPC message / REST body accepted or sent, in bytes.
         record_parameters: keep every round's model in the history (tests).
         run_config: what a server app reads from ``context.run_config``.
+        fab: a FAB (ZIP bytes) the run names (its hash is the run's ``fab_hash``); the
+            1.42 Fleet API serves it with GetFab, so Flower's own ``flower-supernode``
+            can run its ClientApp. ``None``: the run names no FAB.
         wire: the Flower wire line of the Fleet API, ``"1.12"``, ``"1.15"`` or ``"1.42"``
             (grpc-bidi is the same on every line).
 
@@ -224,6 +234,7 @@ class ServerConfig:
     record_parameters: bool = False
     wire: str = "1.12"
     run_config: Mapping[str, Scalar] = field(default_factory=dict)
+    fab: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -260,6 +271,24 @@ class ServerConfig:
 def _fleet_line(state: FleetState, wire: str, guard: RequestGuard | None) -> FleetLineServicer:
     """The Fleet API servicer of the wire line this server speaks."""
     return WIRES[wire].servicer(state, guard)
+
+
+def fab_identity(fab: bytes) -> tuple[str, str]:
+    """``("<publisher>/<name>", version)`` of a FAB, from its ``pyproject.toml``.
+
+    Flower's SuperNode installs a run's FAB under these and finds it by them again.
+
+    Raises:
+        FabError: the FAB has no usable ``pyproject.toml``.
+
+    """
+    try:
+        project = tomllib.loads(_read_pyproject(fab).decode("utf-8"))
+        publisher = project["tool"]["flwr"]["app"]["publisher"]
+        name, version = project["project"]["name"], project["project"]["version"]
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise FabError(f"the FAB's pyproject.toml names no publisher/name/version: {exc}") from exc
+    return f"{publisher}/{name}", str(version)
 
 
 def _format_address(host: str, port: int) -> str:
@@ -306,7 +335,10 @@ class ReferenceServer:
         else:
             state = FleetState()
             self.state = state
-            self.run_id = state.create_run(RUN_FAB_ID, RUN_FAB_VERSION)
+            fab_id, fab_version = (
+                (RUN_FAB_ID, RUN_FAB_VERSION) if config.fab is None else fab_identity(config.fab)
+            )
+            self.run_id = state.create_run(fab_id, fab_version, config.fab)
             wire = WIRES[config.wire]
             guard = config.guard() if config.transport in wire.auth_transports else None
             line = _fleet_line(state, config.wire, guard)

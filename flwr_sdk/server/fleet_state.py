@@ -37,6 +37,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+from flwr_sdk.common.fab import fab_hash
 from flwr_sdk.common.message import Message
 from flwr_sdk.server.driver import NodePool, NodeUnavailableError, ReplyTimeoutError
 
@@ -128,17 +129,25 @@ class FleetState:
     nodes: dict[int, _Node] = field(default_factory=dict)
     runs: dict[int, Run] = field(default_factory=dict)
     key_to_node: dict[bytes, int] = field(default_factory=dict)
+    fabs: dict[str, bytes] = field(default_factory=dict)
     _instructions: dict[str, Instruction] = field(default_factory=dict)
     _queues: dict[int, deque[str]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ------------------------------------------------------------------- runs
 
-    def create_run(self, fab_id: str = "", fab_version: str = "") -> int:
-        """Register a run; return its random uint64 id."""
+    def create_run(self, fab_id: str = "", fab_version: str = "", fab: bytes | None = None) -> int:
+        """Register a run (with the FAB it names, if any); return its random uint64 id."""
         run_id = _new_id(self.runs)
-        self.runs[run_id] = Run(run_id=run_id, fab_id=fab_id, fab_version=fab_version)
+        hash_str = "" if fab is None else fab_hash(fab)
+        if fab is not None:
+            self.fabs[hash_str] = fab
+        self.runs[run_id] = Run(run_id, fab_id, fab_version, hash_str)
         return run_id
+
+    def get_fab(self, hash_str: str) -> bytes | None:
+        """The FAB (ZIP bytes) with that hash, or None."""
+        return self.fabs.get(hash_str)
 
     def get_run(self, run_id: int) -> Run | None:
         """The run, or None if unknown."""

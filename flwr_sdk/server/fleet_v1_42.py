@@ -32,8 +32,9 @@ does (facts: ``flower-1.42.md`` §3, §5, §7):
   same hash check). Once every object
   is there the reply is decoded and handed to the driver; a session idle for
   ``PUSH_SESSION_SECONDS`` is discarded;
-* **runs**: GetRun of an unknown run → 403 code 2008; no FABs are served (GetFab → 403
-  code 2009); pushes for an unknown run → 403 code 2007; PullObject for an unknown run
+* **runs**: GetRun of an unknown run → 403 code 2008; GetFab serves the run's FAB, if
+  the server was given one, for the run's ``fab_hash`` only (else 403 code 2009);
+  pushes for an unknown run → 403 code 2007; PullObject for an unknown run
   → 500 (as observed on the SuperLink).
 
 Node authentication (signed timestamps on every call, both front ends) is
@@ -427,8 +428,12 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         )
 
     async def get_fab(self, message: pb.GetFabRequest) -> pb.GetFabResponse:
-        """No FABs are served (403 code 2009)."""
-        raise _refused(403, 2009, f"Found no FAB with hash: {message.hash_str}")
+        """The run's FAB (403 code 2009 for another hash, or a run without one)."""
+        run = self.state.get_run(message.run_id)
+        content = self.state.get_fab(message.hash_str)
+        if run is None or run.fab_hash != message.hash_str or content is None:
+            raise _refused(403, 2009, f"Found no FAB with hash: {message.hash_str}")
+        return pb.GetFabResponse(fab=pb.Fab(hash_str=message.hash_str, content=content))
 
     # ----------------------------------------------------------- front ends
 

@@ -361,6 +361,12 @@ def test_object_flow() -> None:
         with pytest.raises(FleetRefusedError) as caught:
             await fleet.get_fab(pb.GetFabRequest(node=node, hash_str="ab", run_id=run_id))
         assert (caught.value.status, caught.value.code) == (403, 2009)
+        fab_run = state.create_run("p/app", "1.0.0", b"PK fab bytes")
+        fab_hash = state.runs[fab_run].fab_hash
+        served = await fleet.get_fab(pb.GetFabRequest(node=node, hash_str=fab_hash, run_id=fab_run))
+        assert served.fab is not None and served.fab.content == b"PK fab bytes"
+        with pytest.raises(FleetRefusedError):  # the FAB of another run
+            await fleet.get_fab(pb.GetFabRequest(node=node, hash_str=fab_hash, run_id=run_id))
 
     asyncio.run(main())
 
