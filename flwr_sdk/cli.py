@@ -460,6 +460,7 @@ def _server(args: argparse.Namespace) -> int:
         record_parameters=args.report is not None,
         wire=args.wire,
         run_config=run_config,
+        fab=None if args.fab is None else args.fab.read_bytes(),
     )
     if app is not None:
         result = run_server(config, None, app)
@@ -686,6 +687,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_MESSAGE_LENGTH,
         help="largest message in bytes, either way",
+    )
+    server.add_argument(
+        "--fab",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a FAB (flwr build) the run names and the 1.42 Fleet API serves (GetFab), so "
+        "Flower's own flower-supernode can run its ClientApp",
     )
     server.add_argument("--report", default=None, metavar="FILE", help="write results as JSON")
 
