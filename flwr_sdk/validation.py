@@ -204,10 +204,10 @@ def _check_keys(
     spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     if private.public_key().public_bytes(*spki) != public.public_bytes(*spki):
         raise ValueError("authentication_keys: the public key does not belong to the private key")
-    if transport not in AUTH_TRANSPORTS:
+    if transport not in AUTH_TRANSPORTS and transport not in FLEET_TRANSPORTS:
         raise ValueError(
             f"authentication_keys cannot be used with transport {transport!r}: node "
-            f"authentication exists only on {', '.join(AUTH_TRANSPORTS)}"
+            f"authentication exists only on {', '.join(FLEET_TRANSPORTS)}"
         )
     return private, public
 

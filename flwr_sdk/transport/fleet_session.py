@@ -42,6 +42,24 @@ session lost like ``Ping -> success=false``, and the node registers again; a pus
 because the run is no longer running (1.15: ``PERMISSION_DENIED "Run is finished."``) drops
 the reply with a warning and the node keeps serving.
 
+Lines also differ in how a node is made and taken away, and in how payload travels; the
+session asks the line for these too. Opening makes the calls
+:meth:`~flwr_sdk.wire.base.FleetLine.opening_calls` lists (1.12/1.15: CreateNode; 1.42:
+RegisterNode — only with a key made for the session — then ActivateNode), and a refusal
+the line can explain (:meth:`~flwr_sdk.wire.base.FleetLine.refusal`, e.g. 1.42's "key not
+activated", code 2004) is raised as the clearer error; closing makes the calls of
+:meth:`~flwr_sdk.wire.base.FleetLine.closing_calls` (1.42: DeactivateNode, then
+UnregisterNode when the session registered the node). A pull that the line answers with
+an :class:`~flwr_sdk.wire.base.Incoming` (1.42: metadata plus an object tree) is followed
+by fetches of its objects, at most :data:`OBJECT_WINDOW` at once, each checked by the line
+before anything reaches user code; objects the server does not have yet are asked for
+again (1 s, doubling to 10 s, ±20 %, for at most :data:`OBJECT_WAIT_LIMIT` s); then the
+arrival is confirmed. A push the line builds as an :class:`~flwr_sdk.wire.base.Outgoing`
+is followed by uploads of exactly the objects the push response names, at most
+:data:`OBJECT_WINDOW` at once; an upload the server does not store is a protocol error.
+A run that ends meanwhile (:meth:`~flwr_sdk.wire.base.FleetLine.run_ended` on an object
+call) drops the instruction or the reply, as on a push.
+
 Failures mid-session follow the retry table (:data:`~flwr_sdk.transport.retry.RETRY_TABLE`,
 ``docs/reliability.md``): PullTaskIns, PushTaskRes, GetRun and GetFab are each retried
 with backoff under the ``max_retries`` / ``max_wait_time`` budget when they fail as
@@ -71,7 +89,13 @@ import betterproto2
 
 from flwr_sdk.common.fab import FabError, run_config_from_fab
 from flwr_sdk.common.message import Message
-from flwr_sdk.errors import FlwrSdkError, RetriesExhaustedError, TransportError
+from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
+from flwr_sdk.errors import (
+    FlwrSdkError,
+    ProtocolError,
+    RetriesExhaustedError,
+    TransportError,
+)
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.retry import (
     CALL_RULES,
@@ -83,7 +107,17 @@ from flwr_sdk.transport.retry import (
     call_failure,
     rule_for,
 )
-from flwr_sdk.wire.base import FleetLine, NodeAuth, NoNodeAuth, Rpc, RunInfo
+from flwr_sdk.wire.base import (
+    Call,
+    FleetLine,
+    Incoming,
+    NodeAuth,
+    NoNodeAuth,
+    Outgoing,
+    ProbeCall,
+    Rpc,
+    RunInfo,
+)
 from flwr_sdk.wire.detect import Probe, detect_line
 from flwr_sdk.wire.lines import all_lines
 
@@ -119,6 +153,19 @@ DELETE_NODE_TIMEOUT = 3.0
 PROBE_TIMEOUT = 10.0
 """Deadline of a line-detection probe."""
 
+OBJECT_WINDOW = 4
+"""Most object fetches (or uploads) of one message in flight at once."""
+
+OBJECT_FIRST_WAIT = 1.0
+"""Seconds before asking again for an object the server does not have *yet*."""
+OBJECT_MAX_WAIT = 10.0
+"""Longest wait between two asks for an object that is not available yet."""
+OBJECT_WAIT_LIMIT = 600.0
+"""Seconds after which objects that never became available drop the instruction."""
+
+_RUN_ROLES = frozenset({"push", "push_object", "pull_object", "confirm"})
+"""Calls whose refusal the line may read as "the run is no longer running"."""
+
 
 class FleetCaller(abc.ABC):
     """One transport's way of making one unary Fleet call (grpc-rere, rest)."""
@@ -141,10 +188,12 @@ class FleetCaller(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def probe(self, rpc: Rpc) -> Probe:
-        """Call ``rpc`` with an empty request and no credentials; classify the answer.
+    async def probe(self, rpc: Rpc, call: ProbeCall | None = None) -> Probe:
+        """Call ``rpc`` and classify the answer.
 
-        Used to detect the server's wire line (:mod:`flwr_sdk.wire.detect`).
+        Without ``call``: an empty request and no credentials. With it: ``call.request``
+        (empty when None), carrying ``call.auth``'s metadata when it has one. Used to
+        detect the server's wire line (:mod:`flwr_sdk.wire.detect`).
 
         Raises:
             flwr_sdk.errors.ServerUnavailableError: unreachable (retryable).
@@ -171,8 +220,10 @@ class FleetSession(Connection):
         *,
         retry: RetryPolicy | None,
         rng: random.Random | None = None,
+        max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
     ) -> None:
         self._line = line
+        self._max_message_length = max_message_length
         self._rpcs = line.rpcs
         self._caller = caller
         self._auth = auth
@@ -181,6 +232,7 @@ class FleetSession(Connection):
         self._rng = rng if rng is not None else random.Random()
         self._node: Any = None
         self._node_id: int | None = None
+        self._self_registered = False
         self._instruction: Message | None = None
         self._runs: dict[int, RunInfo] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -222,19 +274,28 @@ class FleetSession(Connection):
         """
         line = self._line
         try:
-            response = await self._caller.call(
-                self._rpcs.register,
-                line.register_request(self._ping_interval),
-                CALL_TIMEOUT,
-            )
-            self._node = line.node_from_register(response)
-            self._node_id = line.node_id(self._node)
+            for role, request in line.opening_calls(self._auth, self._ping_interval):
+                response = await self._opening_call(role, request)
+                self._node = line.node_from_register(response)
+                self._node_id = line.node_id(self._node)
+                self._self_registered = self._self_registered or role == "register"
             log.info("Registered with the SuperLink as node %d", self._node_id)
             self._auth.check_registered()
         except BaseException:
             await self.close()
             raise
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="flwr-sdk-heartbeat")
+
+    async def _opening_call(self, role: str, request: betterproto2.Message) -> Any:
+        """One call that makes the node; a refusal the line explains is raised as such."""
+        rpc: Rpc = getattr(self._rpcs, role)
+        try:
+            return await self._caller.call(rpc, request, CALL_TIMEOUT)
+        except TransportError as exc:
+            clearer = self._line.refusal(role, exc)
+            if clearer is None:
+                raise
+            raise clearer from exc
 
     async def _retrying(self, role: str, request: betterproto2.Message, timeout: float) -> Any:
         """Make the call of ``role`` (``"pull"``, …), retrying as the retry table says.
@@ -256,7 +317,7 @@ class FleetSession(Connection):
                     raise NodeLostError(
                         f"the SuperLink no longer knows node {self.node_id}: {exc}"
                     ) from exc
-                if role == "push" and self._line.run_ended(exc):
+                if role in _RUN_ROLES and self._line.run_ended(exc):
                     raise RunEndedError(str(exc)) from exc
                 rule = rule_for(exc)
                 if rule is not None and rule.fleet is Action.RETRY:
@@ -289,7 +350,20 @@ class FleetSession(Connection):
         response = await self._retrying(
             "pull", self._line.pull_request(self._node), DATA_CALL_TIMEOUT
         )
-        message = self._line.instruction_from_pull(response, self.node_id)
+        pulled = self._line.instruction_from_pull(response, self.node_id)
+        if isinstance(pulled, Incoming):
+            try:
+                message = await self._fetch(pulled)
+            except RunEndedError as exc:
+                log.warning(
+                    "Dropped instruction %s: run %d is no longer running (%s)",
+                    pulled.message_id,
+                    pulled.run_id,
+                    exc,
+                )
+                return None
+        else:
+            message = pulled
         if message is None:
             return None
         self._instruction = message
@@ -315,7 +389,11 @@ class FleetSession(Connection):
             )
             return
         try:
-            await self._retrying("push", request, DATA_CALL_TIMEOUT)
+            if isinstance(request, Outgoing):
+                response = await self._retrying("push", request.request, DATA_CALL_TIMEOUT)
+                await self._upload(request, response)
+            else:
+                await self._retrying("push", request, DATA_CALL_TIMEOUT)
         except RunEndedError as exc:
             log.warning(
                 "Dropped the %s reply: run %d is no longer running (%s)",
@@ -323,6 +401,89 @@ class FleetSession(Connection):
                 reply.metadata.run_id,
                 exc,
             )
+
+    # --------------------------------------------------------------------- objects
+
+    async def _in_window(
+        self, role: str, requests: list[betterproto2.Message], each: Callable[[Any, Any], None]
+    ) -> None:
+        """Make the ``role`` calls of ``requests``, at most :data:`OBJECT_WINDOW` at once.
+
+        ``each(request, response)`` runs as each answer arrives (so answers are not
+        held until all have come). The first failure cancels the calls still in flight.
+        """
+        window = asyncio.Semaphore(OBJECT_WINDOW)
+
+        async def one(request: betterproto2.Message) -> None:
+            async with window:
+                response = await self._retrying(role, request, DATA_CALL_TIMEOUT)
+                each(request, response)
+
+        tasks = [asyncio.ensure_future(one(request)) for request in requests]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _fetch(self, incoming: Incoming) -> Message | None:
+        """Fetch an instruction's objects, check them, confirm; the instruction or None."""
+        incoming.max_message_length = self._max_message_length
+        waits = 0.0
+        wait = OBJECT_FIRST_WAIT
+        while True:
+            await self._in_window("pull_object", incoming.wanted(), _take_into(incoming))
+            missing = len(incoming.wanted())
+            if not missing:
+                break
+            if waits >= OBJECT_WAIT_LIMIT:
+                self._line.drop(
+                    "objects never available",
+                    f"instruction {incoming.message_id}: {missing} objects still "
+                    f"missing after {waits:g} s",
+                )
+                return None
+            jittered = wait * self._rng.uniform(0.8, 1.2)
+            await asyncio.sleep(jittered)
+            waits += jittered
+            wait = min(wait * 2, OBJECT_MAX_WAIT)
+        message = incoming.message()
+        await self._confirm(incoming)
+        return message
+
+    async def _confirm(self, incoming: Incoming) -> None:
+        """Tell the server the instruction arrived; a failure is only logged."""
+        rpc = self._rpcs.confirm
+        assert rpc is not None
+        try:
+            await self._retrying("confirm", incoming.confirm_request(), CALL_TIMEOUT)
+        except (TransportError, RetriesExhaustedError) as exc:
+            if isinstance(exc, RunEndedError) or not CALL_RULES["confirm"].degrades(exc):
+                raise
+            log.warning(
+                "%s (instruction %s)",
+                call_failure(rpc.name, _last_failure(exc)),
+                incoming.message_id,
+            )
+
+    async def _upload(self, outgoing: Outgoing, response: Any) -> None:
+        """Upload exactly the reply objects the push response asks for."""
+        requests = outgoing.uploads(response)
+        refused: list[str] = []
+
+        def check(request: Any, answer: Any) -> None:
+            if not outgoing.stored(answer):
+                refused.append(str(getattr(request, "object_id", "?")))
+
+        await self._in_window("push_object", requests, check)
+        if refused:
+            raise ProtocolError(
+                f"the server did not store {len(refused)} of the reply's objects "
+                f"({', '.join(refused[:3])}{', …' if len(refused) > 3 else ''})"
+            )
+
+    # ------------------------------------------------------------------------ run
 
     async def run_info(self, run_id: int) -> RunInfo:
         """GetRun (and GetFab when the run has a FAB), once per run; see module docs."""
@@ -457,13 +618,26 @@ class FleetSession(Connection):
             await self._caller.close()
 
     async def _unregister(self) -> None:
-        request = self._line.unregister_request(self._node)
-        try:
-            await self._caller.call(self._rpcs.unregister, request, DELETE_NODE_TIMEOUT)
-        except FlwrSdkError as exc:
-            log.warning("%s (node %d)", call_failure(self._rpcs.unregister.name, exc), self.node_id)
-        else:
+        calls: list[Call] = self._line.closing_calls(self._node, self._self_registered)
+        failed = False
+        for role, request in calls:
+            rpc: Rpc = getattr(self._rpcs, role)
+            try:
+                await self._caller.call(rpc, request, DELETE_NODE_TIMEOUT)
+            except FlwrSdkError as exc:
+                failed = True
+                log.warning("%s (node %d)", call_failure(rpc.name, exc), self.node_id)
+        if not failed:
             log.info("Unregistered node %d", self.node_id)
+
+
+def _take_into(incoming: Incoming) -> Callable[[Any, Any], None]:
+    """Hands each fetch answer to ``incoming`` (one not available yet is asked again)."""
+
+    def take(request: Any, response: Any) -> None:
+        incoming.take(request, response)
+
+    return take
 
 
 def _last_failure(exc: BaseException) -> BaseException:
@@ -539,8 +713,20 @@ class FleetConnector(Connector):
 
     def new_session(self, line: FleetLine) -> FleetSession:
         """A new, unopened session of ``line`` with its own node-auth object and caller."""
-        auth = line.node_auth(self._settings.authentication_keys)
-        return FleetSession(line, self._new_caller(auth), auth, retry=self._settings.retry)
+        keys = self._settings.authentication_keys
+        if keys is not None and self.name == "rest" and not line.node_auth_over_http:
+            raise TransportError(
+                f"authentication_keys cannot be used on the {line.title} over the rest "
+                "transport: it has no node authentication over HTTP (use grpc-rere)"
+            )
+        auth = line.node_auth(keys)
+        return FleetSession(
+            line,
+            self._new_caller(auth),
+            auth,
+            retry=self._settings.retry,
+            max_message_length=self._settings.max_message_length,
+        )
 
     async def connect(self) -> Connection:
         """Detect the line, register a node and start its heartbeat."""

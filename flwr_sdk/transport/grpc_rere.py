@@ -36,7 +36,7 @@ from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.fleet_session import PROBE_TIMEOUT, FleetCaller, FleetConnector
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_errors import map_grpc_error
-from flwr_sdk.wire.base import FleetLine, Metadata, NodeAuth, Rpc
+from flwr_sdk.wire.base import FleetLine, Metadata, NodeAuth, ProbeCall, Rpc
 from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
 __all__ = ["GrpcRereCaller", "connector"]
@@ -44,6 +44,7 @@ __all__ = ["GrpcRereCaller", "connector"]
 _PROBE_OUTCOMES = {
     Status.UNAUTHENTICATED: ProbeOutcome.UNAUTHENTICATED,
     Status.UNIMPLEMENTED: ProbeOutcome.ABSENT,
+    Status.FAILED_PRECONDITION: ProbeOutcome.REFUSED,
 }
 
 log = logging.getLogger("flwr_sdk")
@@ -90,11 +91,20 @@ class GrpcRereCaller(FleetCaller):
         self._answered = True
         return response
 
-    async def probe(self, rpc: Rpc) -> Probe:
-        """Call ``rpc`` with an empty request and no metadata; classify the status."""
+    async def probe(self, rpc: Rpc, call: ProbeCall | None = None) -> Probe:
+        """Call ``rpc`` with ``call``'s request and credentials (default: empty, none).
+
+        The status classifies the answer.
+        """
+        request = rpc.request_type()
+        metadata: Metadata | None = None
+        if call is not None and call.request is not None:
+            request = call.request
+        if call is not None and call.auth is not None:
+            metadata = call.auth.call_metadata(rpc, request)
         try:
-            async with self._request(rpc, PROBE_TIMEOUT, None) as stream:
-                await stream.send_message(rpc.request_type(), end=True)
+            async with self._request(rpc, PROBE_TIMEOUT, metadata) as stream:
+                await stream.send_message(request, end=True)
                 await stream.recv_message()
         except asyncio.CancelledError:
             raise

@@ -4,7 +4,9 @@ The session flow lives in :mod:`flwr_sdk.transport.fleet_session` and every
 line-specific rule (paths included: each RPC's ``rest_path``) in the line's adapter;
 this module only makes calls:
 
-* ``POST {base}/api/v0/fleet/<rpc>`` — single-slash paths (Flower 1.12's client asks for
+* ``POST {base}<rpc.rest_path>``: ``/api/v0/fleet/<rpc>`` on 1.12 and 1.15,
+  ``/v1/fleet/<rpc>`` on 1.42 (the generated RPC tables say which) — single-slash
+  paths (Flower 1.12's client asks for
   ``//api/v0/fleet/get-run`` and ``…/get-fab``, gets 404 and silently runs without run
   config); body = the request encoded by the fast codec, streamed as ~1 MiB pieces
   (memoryviews of tensor data where possible) with an explicit ``Content-Length``
@@ -35,9 +37,13 @@ this module only makes calls:
     with the status and the start of the body. (The 1.12 SuperLink answers 500 to every
     get-fab; the session treats a failing GetFab as "no FAB".)
 
-Node authentication: the text-valued metadata the session's
-:class:`~flwr_sdk.wire.base.NodeAuth` gives for a call is sent as headers (the 1.12
-REST Fleet API has none: ``authentication_keys`` is refused by argument validation).
+Node authentication: the headers the session's :class:`~flwr_sdk.wire.base.NodeAuth`
+gives for a call (:meth:`~flwr_sdk.wire.base.NodeAuth.http_headers`: by default its
+text-valued metadata; 1.42 signs every call and sends the key and signature base64). The
+1.12 and 1.15 REST Fleet APIs have no node authentication: ``authentication_keys`` on
+those lines is refused when the session opens. Refusals with a code (1.42: JSON
+``{"code", "detail"}`` with 400, 403 or 412) keep the body's start in the error's message,
+where the line reads the code.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ from flwr_sdk.net.tls import classify_tls_error, client_ssl_context
 from flwr_sdk.transport.address import RestTarget, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.fleet_session import PROBE_TIMEOUT, FleetCaller, FleetConnector
-from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
+from flwr_sdk.wire.base import FleetLine, NodeAuth, ProbeCall, Rpc
 from flwr_sdk.wire.detect import Probe, ProbeOutcome
 
 __all__ = [
@@ -107,6 +113,7 @@ _PROBE_OUTCOMES = {
     200: ProbeOutcome.ANSWERED,
     401: ProbeOutcome.UNAUTHENTICATED,
     403: ProbeOutcome.UNAUTHENTICATED,
+    412: ProbeOutcome.REFUSED,
     404: ProbeOutcome.ABSENT,
     405: ProbeOutcome.ABSENT,
 }
@@ -224,17 +231,24 @@ class RestCaller(FleetCaller):
                 f"{what}: cannot parse the response body of POST {path}: {exc}"
             ) from exc
 
-    async def probe(self, rpc: Rpc) -> Probe:
-        """``POST`` an empty body to ``rpc``'s path; classify the HTTP status.
+    async def probe(self, rpc: Rpc, call: ProbeCall | None = None) -> Probe:
+        """``POST`` ``call``'s request (default: an empty body) to ``rpc``'s path.
 
-        Only the status is used: the response body is never read, so a server cannot
-        make the probe allocate what ``grpc_max_message_length`` would refuse.
+        The request carries ``call.auth``'s headers when it has one. Only the HTTP
+        status is used: the response body is never read, so a server cannot make the
+        probe allocate what ``grpc_max_message_length`` would refuse.
         """
         what = f"{rpc.name} failed"
         path = rpc.rest_path or "/"
+        body = b""
+        headers: dict[str, str] = {}
+        if call is not None and call.request is not None:
+            body = bytes(call.request)
+        if call is not None and call.auth is not None:
+            headers = call.auth.http_headers(rpc, call.request or rpc.request_type())
         try:
             async with self._client.stream(
-                "POST", path, content=b"", timeout=timeouts_for(PROBE_TIMEOUT)
+                "POST", path, content=body, headers=headers, timeout=timeouts_for(PROBE_TIMEOUT)
             ) as response:
                 status = response.status_code
         except httpx.TransportError as exc:
@@ -275,11 +289,7 @@ class RestCaller(FleetCaller):
         return ServerUnavailableError(f"{what}: POST {path}: {type(exc).__name__}: {exc}")
 
     def _headers(self, rpc: Rpc, request: betterproto2.Message, length: int) -> dict[str, str]:
-        headers = {
-            key: value
-            for key, value in self._auth.call_metadata(rpc, request).items()
-            if isinstance(value, str)
-        }
+        headers = self._auth.http_headers(rpc, request)
         headers["Content-Length"] = str(length)
         return headers
 

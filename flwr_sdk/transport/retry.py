@@ -167,7 +167,8 @@ RETRY_TABLE: tuple[Rule, ...] = (
         "node lost",
         (NodeLostError,),
         'Ping answered success=false; a call the line reads as "node unknown" '
-        '(1.15: UNAUTHENTICATED "Invalid node ID")',
+        '(1.15: UNAUTHENTICATED "Invalid node ID"; 1.42: HTTP 401 / UNAUTHENTICATED, the '
+        "SuperLink no longer knows the key)",
         Action.REGISTER_AGAIN,
         None,
         None,
@@ -176,7 +177,9 @@ RETRY_TABLE: tuple[Rule, ...] = (
     Rule(
         "run ended",
         (RunEndedError,),
-        'a push the line reads as "run not running" (1.15: PERMISSION_DENIED "Run is finished.")',
+        'a push the line reads as "run not running" (1.15: PERMISSION_DENIED "Run is finished."; '
+        "1.42: HTTP 403 / PERMISSION_DENIED code 2007, also on object transfers, which drop "
+        "the instruction or the reply)",
         Action.DROP_REPLY,
         None,
         0,
@@ -303,7 +306,7 @@ _NOT_THE_SERVER_GONE = frozenset(
 
 CALL_RULES: dict[str, CallRule] = {
     "heartbeat": CallRule(
-        "Ping",
+        "Ping, SendNodeHeartbeat",
         frozenset(rule.failure for rule in RETRY_TABLE) - {"node lost"},
         "ping again after the next backoff wait; the heartbeat never gives up (the "
         "main calls decide when the server is gone)",
@@ -321,8 +324,21 @@ CALL_RULES: dict[str, CallRule] = {
         "SuperLink answers every REST get-fab with HTTP 500",
         transient_retries=1,
     ),
+    "confirm": CallRule(
+        "ConfirmMessageReceived",
+        _NOT_THE_SERVER_GONE,
+        "the instruction, already complete and checked, is handled anyway (logged); the "
+        "server keeps its objects a while longer",
+    ),
+    "deactivate": CallRule(
+        "DeactivateNode",
+        frozenset(rule.failure for rule in RETRY_TABLE),
+        "one try with a 3 s deadline when the session closes; a failure is logged (the "
+        "node goes offline by itself two heartbeat intervals later)",
+        transient_retries=0,
+    ),
     "unregister": CallRule(
-        "DeleteNode",
+        "DeleteNode, UnregisterNode",
         frozenset(rule.failure for rule in RETRY_TABLE),
         "one try with a 3 s deadline; a failure is logged",
         transient_retries=0,

@@ -3,12 +3,17 @@
 :class:`FleetLine` is what one line's adapter implements (``wire/v1_12.py``, …), in
 role names: register, heartbeat, pull, push, run info, unregister. :class:`NodeAuth`
 is one node-authentication scheme's client side. :class:`Reconnect` and
-:class:`RunInfo` are what sessions hand upward. Nothing here names a line.
+:class:`RunInfo` are what sessions hand upward. :class:`Incoming` and :class:`Outgoing`
+are how a line whose payload travels as separate objects (content-addressed, fetched and
+uploaded call by call) tells the session which further calls a pull or a push needs;
+:class:`ProbeCall` is how a line is recognised before registering. Nothing here names a
+line.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -21,15 +26,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk_proto.rpc import Rpc
 
 from flwr_sdk.common.message import Message
+from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.wire.guard import reader
 
 __all__ = [
+    "Call",
     "FleetLine",
     "FleetRpcs",
+    "Incoming",
     "Metadata",
     "NoNodeAuth",
     "NodeAuth",
     "NodeKeys",
+    "Outgoing",
+    "Probe",
+    "ProbeCall",
+    "ProbeOutcome",
     "Reconnect",
     "Rpc",
     "RunInfo",
@@ -69,6 +81,15 @@ class FleetRpcs:
     push: Rpc
     get_run: Rpc
     get_fab: Rpc
+    #: Lines whose node is made in two steps (register, then activate) and leaves in
+    #: two (deactivate, then unregister); None on lines with one step each way.
+    activate: Rpc | None = None
+    deactivate: Rpc | None = None
+    #: Lines whose payload travels as separate objects: fetch one, upload one, and
+    #: confirm that a pulled message's objects arrived. None elsewhere.
+    pull_object: Rpc | None = None
+    push_object: Rpc | None = None
+    confirm: Rpc | None = None
 
 
 Metadata = dict[str, str | bytes]
@@ -112,6 +133,23 @@ class NodeAuth(abc.ABC):
 
         """
 
+    def http_headers(self, rpc: Rpc, request: betterproto2.Message) -> dict[str, str]:
+        """What ``request`` carries as HTTP headers: the text-valued call metadata.
+
+        A scheme whose HTTP form differs from its gRPC form (binary values as base64
+        under other names) overrides this.
+        """
+        return {
+            key: value
+            for key, value in self.call_metadata(rpc, request).items()
+            if isinstance(value, str)
+        }
+
+    @property
+    def user_keys(self) -> bool:
+        """Whether the node presents keys the user gave (not ones made for the session)."""
+        return False
+
 
 class NoNodeAuth(NodeAuth):
     """No node authentication: calls carry nothing extra."""
@@ -119,6 +157,110 @@ class NoNodeAuth(NodeAuth):
     def call_metadata(self, rpc: Rpc, request: betterproto2.Message) -> Metadata:
         """Nothing."""
         return {}
+
+
+class ProbeOutcome(enum.Enum):
+    """How a server answered a line's detection probe."""
+
+    ANSWERED = "answered"
+    UNAUTHENTICATED = "refused for lack of credentials"
+    REFUSED = "refused by a precondition"
+    ABSENT = "method not found"
+    OTHER = "another answer"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe's outcome and what exactly the server said (for error messages)."""
+
+    outcome: ProbeOutcome
+    detail: str
+
+
+@dataclass(frozen=True)
+class ProbeCall:
+    """The call that tells whether a server speaks a line, and which answers say so.
+
+    ``request`` None sends an empty request; ``auth`` None sends no credentials.
+    """
+
+    rpc: Rpc
+    request: betterproto2.Message | None = None
+    auth: NodeAuth | None = None
+    spoken: frozenset[ProbeOutcome] = frozenset(
+        {ProbeOutcome.ANSWERED, ProbeOutcome.UNAUTHENTICATED}
+    )
+
+
+Call = tuple[str, betterproto2.Message]
+"""One call a line asks the session to make: the RPC's role (``"register"``, …) and request."""
+
+
+class Incoming(abc.ABC):
+    """A pulled instruction whose content still has to be fetched, object by object.
+
+    The session asks for :meth:`wanted` (independent fetch requests, made concurrently
+    within a bounded window) and hands each answer to :meth:`take`, until nothing is
+    wanted; then :meth:`message` is the instruction, and :meth:`confirm_request` tells
+    the server that it arrived. Nothing is handed to user code before every object was
+    checked.
+    """
+
+    #: The instruction's id (for log lines).
+    message_id: str = ""
+    #: The instruction's run.
+    run_id: int = 0
+    #: Largest message, in bytes, the node accepts (the session sets it before fetching);
+    #: checked before anything is allocated.
+    max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH
+
+    @abc.abstractmethod
+    def wanted(self) -> list[betterproto2.Message]:
+        """Requests for the objects still missing (empty: complete). Called repeatedly."""
+
+    @abc.abstractmethod
+    def take(self, request: Any, response: Any) -> bool:
+        """Take one fetch answer; False when the object is not available *yet*.
+
+        Raises:
+            flwr_sdk.errors.MalformedMessageError: the object is unknown to the server,
+                does not hash to its id, or breaks a size limit.
+
+        """
+
+    @abc.abstractmethod
+    def message(self) -> Message | None:
+        """The complete instruction, or None when the line's rules drop it.
+
+        Raises:
+            flwr_sdk.errors.MalformedMessageError: the objects do not make a message.
+
+        """
+
+    @abc.abstractmethod
+    def confirm_request(self) -> betterproto2.Message:
+        """The request that tells the server the instruction arrived."""
+
+
+class Outgoing(abc.ABC):
+    """A reply that leaves in a push followed by uploads of the objects the server lacks."""
+
+    #: The push itself.
+    request: betterproto2.Message
+
+    @abc.abstractmethod
+    def uploads(self, response: Any) -> list[betterproto2.Message]:
+        """The upload requests the push response asks for (independent of each other).
+
+        Raises:
+            flwr_sdk.errors.MalformedMessageError: the response names an object the
+                reply does not have.
+
+        """
+
+    @abc.abstractmethod
+    def stored(self, response: Any) -> bool:
+        """Whether an upload's answer says the object was stored."""
 
 
 def _names_role(role: str) -> Callable[[Any], str]:
@@ -171,6 +313,8 @@ class FleetLine(abc.ABC):
     rpcs: FleetRpcs
     #: Seconds between heartbeats the node promises when it registers.
     heartbeat_interval: float = 30.0
+    #: Whether the line's node authentication also works over HTTP (the rest transport).
+    node_auth_over_http: bool = False
     #: Whether the server may hand out again the id of a node it reported as lost
     #: (then registering anew can only loop, and the connector refuses such an id).
     reissues_lost_node_ids: bool = False
@@ -216,6 +360,34 @@ class FleetLine(abc.ABC):
         """
         return False
 
+    def refusal(self, role: str, error: Exception) -> Exception | None:
+        """A clearer error for a call of ``role`` the server refused, or None (keep it).
+
+        Lines whose servers refuse with codes (e.g. "key not registered") say here what
+        such a refusal means for the user; the session raises the returned error instead.
+        """
+        return None
+
+    def probe_call(self) -> ProbeCall:
+        """The detection probe: by default the pull RPC, empty and unauthenticated."""
+        return ProbeCall(self.rpcs.pull)
+
+    def opening_calls(self, auth: NodeAuth, heartbeat_interval: float) -> list[Call]:
+        """The calls that make this session's node, in order; the last one names it.
+
+        Each response is read with :meth:`node_from_register`. By default one call,
+        ``register``.
+        """
+        return [("register", self.register_request(heartbeat_interval))]
+
+    def closing_calls(self, node: Any, self_registered: bool) -> list[Call]:
+        """The calls that take the node off the server when the session closes.
+
+        ``self_registered``: whether the session's ``register`` call made the node. By
+        default one call, ``unregister``.
+        """
+        return [("unregister", self.unregister_request(node))]
+
     @abc.abstractmethod
     def node_auth(self, keys: NodeKeys | None) -> NodeAuth:
         """A fresh node-auth object for one session (``keys``: the user's, if any)."""
@@ -256,8 +428,10 @@ class FleetLine(abc.ABC):
         """The request that asks for the node's next instruction."""
 
     @abc.abstractmethod
-    def instruction_from_pull(self, response: Any, node_id: int) -> Message | None:
+    def instruction_from_pull(self, response: Any, node_id: int) -> Message | Incoming | None:
         """The instruction a pull response carries for this node, or None (no work).
+
+        An :class:`Incoming` when its content still has to be fetched.
 
         An instruction the line's rules do not hand on is dropped (:meth:`drop`).
 
@@ -270,8 +444,10 @@ class FleetLine(abc.ABC):
     @abc.abstractmethod
     def push_request(
         self, node: Any, instruction: Message, reply: Message
-    ) -> betterproto2.Message | None:
+    ) -> betterproto2.Message | Outgoing | None:
         """The request that delivers ``reply`` to ``instruction``; None if it expired.
+
+        An :class:`Outgoing` when the reply's objects are uploaded after the push.
 
         Raises:
             flwr_sdk.errors.ReplyRuleError: the reply does not answer the instruction.

@@ -1,63 +1,64 @@
 """Which Flower wire line a Fleet API speaks, found out before registering.
 
-Each line's pull RPC exists only on its own line (``PullTaskIns`` on 1.12,
-``PullMessages`` on 1.15), so one unauthenticated call with an empty request tells
-them apart, newest line first: a line is spoken when its pull RPC is *answered*
-(1.12 without node auth; REST) or *refused for lack of credentials* (1.15's always-on
-authentication, 1.12 with node auth). A missing method (gRPC ``UNIMPLEMENTED``, HTTP
-404) means "not this line". The probe registers nothing and carries no node. Order
-matters: 1.15 refuses *every* unauthenticated call, ``PullTaskIns`` included, so it must
-be asked first; a 1.12 server never refuses ``PullMessages`` for credentials.
+Each line names one probe (:meth:`~flwr_sdk.wire.base.FleetLine.probe_call`): a call
+that registers nothing and carries no node, and the answers that mean "this line is
+spoken". Lines are probed newest first; the first spoken line wins.
 
-Observed on real SuperLinks, probe → answer:
+* 1.12 and 1.15: the line's pull RPC (``PullTaskIns`` / ``PullMessages``, each on its own
+  line only), empty and unauthenticated; spoken when *answered* (1.12 without node auth;
+  REST) or *refused for lack of credentials* (1.15's always-on authentication, 1.12 with
+  node auth). 1.15 refuses *every* unauthenticated call, ``PullTaskIns`` included, so it
+  is asked before 1.12; a 1.12 server never refuses ``PullMessages`` for credentials.
+* 1.42 shares ``/flwr.proto.Fleet/PullMessages`` with 1.15 on gRPC, and both refuse an
+  unauthenticated call to any method alike, so its probe is a *signed* ``ActivateNode``
+  for a throwaway key: only a 1.42 SuperLink knows the method and answers that the key
+  cannot be activated (HTTP 412 / gRPC ``FAILED_PRECONDITION``, code 2004); a 1.15
+  SuperLink refuses the unknown key (``UNAUTHENTICATED "Invalid node ID"``) and the
+  HTTP paths ``/v1/fleet/…`` do not exist on older servers (404).
 
-======================  ===========================  ==================================
-server                  ``PullMessages``             ``PullTaskIns``
-======================  ===========================  ==================================
-1.12, grpc-rere         UNIMPLEMENTED                OK (empty)
-1.12, grpc-rere + auth  UNKNOWN (its interceptor)    UNAUTHENTICATED "Access denied"
-1.15, grpc-rere         UNAUTHENTICATED "Missing …"  (not asked)
-1.12, REST              404                          200 (empty)
-1.15, REST              200 (empty)                  (not asked)
-======================  ===========================  ==================================
+A missing method (gRPC ``UNIMPLEMENTED``, HTTP 404) means "not this line".
+
+Observed on real SuperLinks, probe → answer (A = signed ``ActivateNode``, M =
+``PullMessages``, T = ``PullTaskIns``; "-" = not asked):
+
+======================  ===========================  ===========================  =========
+server                  A                            M                            T
+======================  ===========================  ===========================  =========
+1.42, HTTP              412 (code 2004)              -                            -
+1.42, gRPC Fleet        FAILED_PRECONDITION 2004     -                            -
+1.15, grpc-rere         UNAUTHENTICATED "Invalid …"  UNAUTHENTICATED "Missing …"  -
+1.12, grpc-rere         UNIMPLEMENTED                UNIMPLEMENTED                OK
+1.12, grpc-rere + auth  UNKNOWN                      UNKNOWN (its interceptor)    UNAUTH.
+1.12, REST              404                          404                          200
+1.15, REST              404                          200 (empty)                  -
+======================  ===========================  ===========================  =========
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from flwr_sdk.errors import WireLineError
-from flwr_sdk.wire.base import FleetLine, Rpc
+from flwr_sdk.wire.base import FleetLine, Probe, ProbeCall, ProbeOutcome
 
-__all__ = ["Probe", "ProbeOutcome", "Prober", "detect_line"]
+__all__ = ["Probe", "ProbeCall", "ProbeOutcome", "Prober", "detect_line"]
 
 log = logging.getLogger("flwr_sdk")
 
+Prober = Callable[..., Awaitable[Probe]]
+"""Makes one probe call (a transport's ``FleetCaller.probe``); raises when unreachable.
 
-class ProbeOutcome(enum.Enum):
-    """How a server answered an unauthenticated call with an empty request."""
-
-    ANSWERED = "answered"
-    UNAUTHENTICATED = "refused for lack of credentials"
-    ABSENT = "method not found"
-    OTHER = "another answer"
-
-
-@dataclass(frozen=True)
-class Probe:
-    """One probe's outcome and what exactly the server said (for error messages)."""
-
-    outcome: ProbeOutcome
-    detail: str
+Called as ``probe(rpc)`` for a line's default probe (empty, unauthenticated) and as
+``probe(rpc, call=probe_call)`` when the line's :class:`ProbeCall` carries a request
+or credentials.
+"""
 
 
-Prober = Callable[[Rpc], Awaitable[Probe]]
-"""Makes one probe call (a transport's ``FleetCaller.probe``); raises when unreachable."""
-
-_SPOKEN = (ProbeOutcome.ANSWERED, ProbeOutcome.UNAUTHENTICATED)
+async def _ask(probe: Prober, call: ProbeCall) -> Probe:
+    if call.request is None and call.auth is None:
+        return await probe(call.rpc)
+    return await probe(call.rpc, call=call)
 
 
 async def _first_spoken(
@@ -65,10 +66,11 @@ async def _first_spoken(
 ) -> tuple[FleetLine | None, dict[str, ProbeOutcome]]:
     outcomes: dict[str, ProbeOutcome] = {}
     for line in lines:
-        result = await probe(line.rpcs.pull)
-        seen.append(f"{line.rpcs.pull.name} → {result.detail}")
+        call = line.probe_call()
+        result = await _ask(probe, call)
+        seen.append(f"{call.rpc.name} → {result.detail}")
         outcomes[line.name] = result.outcome
-        if result.outcome in _SPOKEN:
+        if result.outcome in call.spoken:
             return line, outcomes
     return None, outcomes
 

@@ -14,6 +14,7 @@ from flwr_sdk.wire.base import FleetLine
 __all__ = ["LINE_MODULES", "all_lines", "get_line"]
 
 LINE_MODULES: dict[str, str] = {
+    "1.42": "flwr_sdk.wire.v1_42",
     "1.15": "flwr_sdk.wire.v1_15",
     "1.12": "flwr_sdk.wire.v1_12",
 }

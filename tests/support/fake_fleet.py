@@ -92,7 +92,7 @@ class FakeCaller(FleetCaller):
         self.metadata.append((rpc.name, self.auth.call_metadata(rpc, request)))
         return self.fleet.handle(rpc.name, request)
 
-    async def probe(self, rpc: Rpc) -> Probe:
+    async def probe(self, rpc: Rpc, call: Any = None) -> Probe:
         """The in-memory Fleet speaks 1.12: its methods answer, others are absent."""
         self.fleet.calls.append(f"probe {rpc.name}")
         if rpc.name in FLEET_1_12_METHODS:

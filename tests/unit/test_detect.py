@@ -26,18 +26,22 @@ from flwr_sdk.wire.lines import all_lines, get_line
 LINE_12, LINE_15 = get_line("1.12"), get_line("1.15")
 ANSWERED, UNAUTHENTICATED = ProbeOutcome.ANSWERED, ProbeOutcome.UNAUTHENTICATED
 ABSENT, OTHER = ProbeOutcome.ABSENT, ProbeOutcome.OTHER
+REFUSED = ProbeOutcome.REFUSED
 
 
 class ScriptedProber:
     """Answers each probed RPC (by name) from a script; records what was probed."""
 
     def __init__(self, script: Mapping[str, Probe | Exception]) -> None:
-        self.script = dict(script)
+        # Servers before 1.42 lack ActivateNode (HTTP 404; gRPC answers as in SERVERS).
+        self.script = {"ActivateNode": Probe(ABSENT, "HTTP 404"), **script}
         self.probed: list[str] = []
+        self.calls: list[Any] = []
 
-    async def __call__(self, rpc: Rpc) -> Probe:
+    async def __call__(self, rpc: Rpc, call: Any = None) -> Probe:
         await asyncio.sleep(0)
         self.probed.append(rpc.name)
+        self.calls.append(call)
         answer = self.script.get(rpc.name)
         if answer is None:
             raise AssertionError(f"{rpc.name} should not have been probed")
@@ -75,18 +79,31 @@ SERVERS: dict[str, dict[str, Probe | Exception]] = {
     "1.15-rest": {
         "PullMessages": Probe(ANSWERED, "HTTP 200"),
     },
+    "1.15-grpc-rere-signed-activate": {
+        "ActivateNode": Probe(UNAUTHENTICATED, "UNAUTHENTICATED 'Invalid node ID'"),
+        "PullMessages": Probe(UNAUTHENTICATED, "UNAUTHENTICATED 'Missing authentication metadata'"),
+    },
+    "1.42-http": {
+        "ActivateNode": Probe(REFUSED, "HTTP 412"),
+    },
+    "1.42-grpc": {
+        "ActivateNode": Probe(REFUSED, "FAILED_PRECONDITION '{\"code\": 2004}'"),
+    },
 }
 EXPECTED = {
-    "1.12-grpc-rere": ("1.12", ["PullMessages", "PullTaskIns"]),
-    "1.12-grpc-rere-auth": ("1.12", ["PullMessages", "PullTaskIns"]),
-    "1.15-grpc-rere": ("1.15", ["PullMessages"]),
-    "1.12-rest": ("1.12", ["PullMessages", "PullTaskIns"]),
-    "1.15-rest": ("1.15", ["PullMessages"]),
+    "1.12-grpc-rere": ("1.12", ["ActivateNode", "PullMessages", "PullTaskIns"]),
+    "1.12-grpc-rere-auth": ("1.12", ["ActivateNode", "PullMessages", "PullTaskIns"]),
+    "1.15-grpc-rere": ("1.15", ["ActivateNode", "PullMessages"]),
+    "1.12-rest": ("1.12", ["ActivateNode", "PullMessages", "PullTaskIns"]),
+    "1.15-rest": ("1.15", ["ActivateNode", "PullMessages"]),
+    "1.15-grpc-rere-signed-activate": ("1.15", ["ActivateNode", "PullMessages"]),
+    "1.42-http": ("1.42", ["ActivateNode"]),
+    "1.42-grpc": ("1.42", ["ActivateNode"]),
 }
 
 
 def test_lines_are_probed_newest_first() -> None:
-    assert [line.name for line in all_lines()] == ["1.15", "1.12"]
+    assert [line.name for line in all_lines()] == ["1.42", "1.15", "1.12"]
     assert LINE_15.rpcs.pull.name == "PullMessages"
     assert LINE_12.rpcs.pull.name == "PullTaskIns"
 
@@ -116,10 +133,10 @@ def test_a_server_speaking_neither_line_is_refused(script: dict[str, Probe]) -> 
     with pytest.raises(WireLineError) as info:
         detect(prober)
     text = str(info.value)
-    assert prober.probed == ["PullMessages", "PullTaskIns"]
+    assert prober.probed == ["ActivateNode", "PullMessages", "PullTaskIns"]
     for rpc, probe in script.items():
         assert f"{rpc} → {probe.detail}" in text
-    assert "1.15, 1.12" in text  # the supported lines
+    assert "1.42, 1.15, 1.12" in text  # the supported lines
     assert "none of the supported" in text
 
 
@@ -151,8 +168,8 @@ def test_chosen_line_the_server_lacks_names_the_line_it_speaks(chosen: str, serv
     assert f"wire={chosen!r}" in text
     assert f"does not speak the {get_line(chosen).title}" in text
     for rpc in probed:
-        assert f"{rpc} → {SERVERS[server][rpc].detail}" in text  # type: ignore[union-attr]
-    assert "1.15, 1.12" in text
+        assert f"{rpc} → {prober.script[rpc].detail}" in text  # type: ignore[union-attr]
+    assert "1.42, 1.15, 1.12" in text
     assert prober.probed == probed
 
 
@@ -168,7 +185,7 @@ def test_chosen_line_on_a_server_plainly_lacking_it(chosen: str) -> None:
     with pytest.raises(WireLineError, match="it speaks no supported line") as info:
         detect(prober, line)
     assert f"{line.rpcs.pull.name} → HTTP 404" in str(info.value)
-    assert prober.probed == ["PullMessages", "PullTaskIns"]
+    assert prober.probed == ["ActivateNode", "PullMessages", "PullTaskIns"]
 
 
 UNCLASSIFIABLE = {
@@ -193,7 +210,7 @@ def test_chosen_line_with_an_unclassifiable_answer_is_used(
     line = get_line(chosen)
     prober = ScriptedProber(script)
     assert detect(prober, line) is line
-    assert prober.probed == ["PullMessages", "PullTaskIns"]
+    assert prober.probed == ["ActivateNode", "PullMessages", "PullTaskIns"]
 
 
 @pytest.mark.parametrize("chosen", [None, "1.12", "1.15"])
@@ -255,7 +272,29 @@ def test_connector_probes_before_registering_and_announces_the_line_once(
     registrations = [i for i, call in enumerate(fleet.calls) if call == "CreateNode"]
     assert len(registrations) == 2
     first, second = registrations
-    assert fleet.calls[:first] == ["probe PullMessages", "probe PullTaskIns"]
-    assert fleet.calls[first:second][-2:] == ["probe PullMessages", "probe PullTaskIns"]
+    probes = ["probe ActivateNode", "probe PullMessages", "probe PullTaskIns"]
+    assert fleet.calls[:first] == probes
+    assert fleet.calls[first:second][-3:] == probes
     assert not any(call.startswith("probe") for call in fleet.calls[second:])
     assert all(caller.closed for caller in callers)  # probe callers are closed too
+
+
+def test_the_1_42_probe_is_a_signed_activation_of_a_throwaway_key() -> None:
+    prober = ScriptedProber(SERVERS["1.42-http"])
+    assert detect(prober) is get_line("1.42")
+    call = prober.calls[0]
+    assert call is not None and call.auth is not None
+    assert call.request.public_key == call.auth.public_key_pem
+    assert call.request.heartbeat_interval == 30.0
+    headers = call.auth.http_headers(call.rpc, call.request)
+    assert set(headers) == {"flwr-public-key", "flwr-timestamp", "flwr-signature"}
+    # A second detection signs with another key: nothing of a probe is reused.
+    again = ScriptedProber(SERVERS["1.42-grpc"])
+    detect(again)
+    assert again.calls[0].auth.public_key_pem != call.auth.public_key_pem
+
+
+def test_1_15_refusing_the_signed_activation_is_not_taken_for_1_42() -> None:
+    # 1.15's interceptor refuses a key it does not know before any method is looked up.
+    prober = ScriptedProber(SERVERS["1.15-grpc-rere-signed-activate"])
+    assert detect(prober) is LINE_15

@@ -303,8 +303,8 @@ def test_connector_refuses_the_ghost_node() -> None:
     run(scenario)
 
 
-@pytest.mark.parametrize("transport", ["rest", "grpc-bidi", None])
-def test_authentication_keys_only_on_grpc_rere(transport: str | None) -> None:
+@pytest.mark.parametrize("transport", ["grpc-bidi", None])
+def test_authentication_keys_only_on_fleet_transports(transport: str | None) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP384R1())

@@ -144,9 +144,9 @@ def test_insecure_false_without_certificates_uses_system_store() -> None:
     assert config.settings.root_certificates is None
 
 
-@pytest.mark.parametrize("transport", [None, "grpc-bidi", "rest"])
+@pytest.mark.parametrize("transport", [None, "grpc-bidi"])
 def test_authentication_keys_refused_where_not_carried(transport: str | None) -> None:
-    address = "http://127.0.0.1:9093" if transport == "rest" else "127.0.0.1:9092"
+    address = "127.0.0.1:9092"
     with pytest.raises(ValueError, match="authentication_keys cannot be used"):
         validate(**_args(transport=transport, server_address=address, authentication_keys=_keys()))
 
