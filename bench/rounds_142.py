@@ -14,11 +14,15 @@ no-op ``NumPyClient.fit`` (returns its input), encodes and sends the FitRes.
   (``bench142/client_app.py``, the same no-op NumPyClient) in an ``flwr-clientapp``
   process started through its own ``flower-superexec``; that is how 1.42 runs a client.
 
-Times are taken by the ServerApp (``time.perf_counter``): ``seconds`` from its push of
-the instruction having returned (the SuperLink holds every object of it) to the reply
-received with all its objects; ``server_seconds`` adds the push itself. Both include the
-node's polling delay and the ServerApp's reply download, the same for both nodes; not the
-node's start and registration (the instruction is pushed once the node is online).
+``seconds``, the round without the node's polling delay: from the SuperLink answering the
+node's first ``PullObject`` of the instruction (its uvicorn access log, millisecond
+stamps, written with ``FLWR_LOG_LEVEL=DEBUG``) to the ServerApp having received the
+reply with all its objects (``time.time``). ``server_seconds``, *push + round*, is timed by
+the ServerApp alone (``time.perf_counter``) from before its push of the instruction to
+the reply received; it adds the push and the node's polling delay (flwr-sdk's node polls
+every 3 s when idle). Both include the ServerApp's download of the reply, the same for
+both nodes, and not the node's start or registration (the instruction is pushed once the
+node is online).
 
 Peak RSS: the sum over the node's process tree (the node and every descendant: for
 Flower, SuperNode + SuperExec + ClientApp) of each process's ``VmHWM``, sampled every
@@ -29,11 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +65,19 @@ CLIENTS = ("flwr-sdk", f"flwr-{RELEASE}")
 APP = SCRIPTS / "app_142"
 QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 SAMPLE_S = 0.02
+#: A Fleet PullObject in the SuperLink's access log (logged with FLWR_LOG_LEVEL=DEBUG).
+PULL_OBJECT = re.compile(
+    r'^(\S+Z) (?:INFO|DEBUG) \[uvicorn\.access\] .*"POST /v1/fleet/pull-object ', re.M
+)
+
+
+def first_pull_object(log: Path, after: float) -> float:
+    """Wall-clock time of the first Fleet PullObject the SuperLink answered after ``after``."""
+    for match in PULL_OBJECT.finditer(log.read_text(errors="replace")):
+        stamp = datetime.fromisoformat(match.group(1)).timestamp()
+        if stamp >= after:
+            return stamp
+    raise RuntimeError(f"no /v1/fleet/pull-object in {log} after {after}")
 
 
 def _children() -> dict[int, list[int]]:
@@ -175,7 +194,7 @@ def _superlink(env: Any, workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes
     args = [str(env.bin_dir / "flower-superlink"), "--insecure", "--host", "127.0.0.1"]
     args += ["--port", str(port), "--database", ":flwr-in-memory:"]
     args.append("--disable-runtime-dependency-installation")
-    environ = env.environ({**QUIET, "FLWR_HOME": str(home)})
+    environ = env.environ({**QUIET, "FLWR_HOME": str(home), "FLWR_LOG_LEVEL": "DEBUG"})
     with _process(args, workdir / f"{KEY}-superlink.log", environ) as proc:
         wait_for_port("127.0.0.1", port)
         yield proc, port, home
@@ -202,6 +221,7 @@ def run(
     app = workdir / "bench142-app"  # flwr run wants letters, digits, "-"
     shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     results: list[Measurement] = []
+    superlink_log = workdir / f"{KEY}-superlink.log"
     with _superlink(env, workdir) as (superlink, port, home):
         config = f'control="{control}" rounds={len(plan)}'
         _flwr(env, home, "run", str(app), "bench", "--run-config", config, "--format", "json")
@@ -216,13 +236,15 @@ def run(
                 rss = peak.total()
             finally:
                 _kill(proc)
+            # The access log has millisecond stamps; the push returned before any pull.
+            fetching = first_pull_object(superlink_log, done["pushed_at"] - 0.001)
             m = Measurement(
                 KEY,
                 client,
                 mib,
                 nbytes,
                 rep,
-                done["seconds"],
+                done["received_at"] - fetching,
                 done["server_seconds"],
                 rss,
                 bool(done["ok"]),
@@ -278,14 +300,17 @@ METHOD = (
     "SuperLink (`--insecure`, in-memory state, Fleet protobuf-over-HTTP on its one port). "
     "The run is started with `flwr run bench/scripts/app_142`; its ServerApp (Grid API) pushes "
     "one legacy FitIns per round to a freshly started node once it is online and polls for "
-    "the reply every 5 ms. flwr-sdk's node is `bench/scripts/sdk_client.py` with an "
+    "the reply every 10 ms. flwr-sdk's node is `bench/scripts/sdk_client.py` with an "
     "`http://` address and `transport=\"rest\"`; Flower's runs the FAB's ClientApp (the same "
     "no-op NumPyClient) in an `flwr-clientapp` process it starts through its SuperExec. "
-    "*Round* is timed by the ServerApp from its push having returned (the SuperLink holds "
-    "every object of the instruction) to the reply received with all its objects; *push + "
-    "round* adds the push. Both include the node's polling delay and the ServerApp's "
-    "download of the reply (the same for both nodes), not the node's start or "
-    "registration. Peak RSS is the sum of `VmHWM` over the node's process tree (flwr-sdk: "
+    "*Round* runs from the SuperLink answering the node's first PullObject of the "
+    "instruction (its access log, millisecond stamps, `FLWR_LOG_LEVEL=DEBUG`) to the "
+    "ServerApp having received the reply with all its objects, so it leaves out the "
+    "node's polling delay; *push + round* is timed by the ServerApp alone from before its "
+    "push to the reply received, and adds the push and the polling delay (flwr-sdk's node "
+    "polls every 3 s when idle). Both include the ServerApp's download of the reply (the "
+    "same for both nodes), not the node's start or registration. Peak RSS is the sum of "
+    "`VmHWM` over the node's process tree (flwr-sdk: "
     "one process; Flower: SuperNode + SuperExec + ClientApp), sampled every 20 ms during "
     "the round. `bench/rounds_142.py`."
 )

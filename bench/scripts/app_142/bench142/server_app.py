@@ -3,9 +3,10 @@
 For measurement ``r`` it waits for ``<control>/go-<r>.json`` (payload size), picks the
 online node it has not used yet, pushes one legacy ``FitIns`` message with the payload
 (``push_messages`` returns once the SuperLink holds all of its objects) and polls for the
-reply every 5 ms (``pull_messages`` returns it with all of its objects fetched). It writes
+reply every 10 ms (``pull_messages`` returns it with all of its objects fetched). It writes
 ``done-<r>.json``: ``seconds`` from the push returning to the reply received,
-``server_seconds`` from before the push to the reply received, and whether the reply
+``server_seconds`` from before the push to the reply received, the wall-clock times
+(``time.time``) the push returned and the reply was received, and whether the reply
 carried the payload back (``ok``).
 """
 
@@ -57,20 +58,30 @@ def main(grid: Grid, context: Context) -> None:
         t0 = time.perf_counter()
         (message_id,) = list(grid.push_messages([message]))
         t1 = time.perf_counter()
+        pushed_at = time.time()
         del message
         replies: list = []
         while not replies:
             replies = list(grid.pull_messages([message_id]))
             if not replies:
-                time.sleep(0.005)
+                time.sleep(0.01)
         t2 = time.perf_counter()
+        received_at = time.time()
         reply = replies[0]
         ok = not reply.has_error()
         if ok:
             tensors = recorddict_to_fitres(reply.content, keep_input=False).parameters.tensors
             ok = sum(len(t) for t in tensors) >= plan["nbytes"]
         del replies, reply
-        done = {"round": r, "node": node, "seconds": t2 - t1, "server_seconds": t2 - t0, "ok": ok}
+        done = {
+            "round": r,
+            "node": node,
+            "seconds": t2 - t1,
+            "server_seconds": t2 - t0,
+            "pushed_at": pushed_at,
+            "received_at": received_at,
+            "ok": ok,
+        }
         partial = control / f"done-{r}.json.partial"
         partial.write_text(json.dumps(done))
         partial.rename(control / f"done-{r}.json")
