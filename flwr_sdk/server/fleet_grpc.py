@@ -234,7 +234,7 @@ class GuardedFleetService:
                 check = self._admit(name, stream)
                 await handler(_GuardedStream(stream, name, self.guard, check))
             except FleetRefusedError as exc:
-                log.warning("%s refused: %s", name, exc)
+                log.info("%s refused: %s", name, exc)
                 raise refusal_to_grpc(exc) from None
             except FleetError as exc:
                 log.warning("%s failed: %s", name, exc)

@@ -107,7 +107,7 @@ class HttpFleetServer(RestFleetServer):
             with calling_as(key):
                 response = await rpc.call(message)
         except FleetRefusedError as exc:
-            log.warning("%s refused: %s", rpc.name, exc)
+            log.info("%s refused: %s", rpc.name, exc)
             return _json(exc.status, exc.detail, exc.code)
         except FleetError as exc:
             log.warning("%s failed: %s", rpc.name, exc)
