@@ -97,6 +97,7 @@ from flwr_sdk.errors import (
     TransportError,
 )
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
+from flwr_sdk.transport.node_records import NodeRecords
 from flwr_sdk.transport.retry import (
     CALL_RULES,
     TRANSIENT_RETRIES,
@@ -221,8 +222,10 @@ class FleetSession(Connection):
         retry: RetryPolicy | None,
         rng: random.Random | None = None,
         max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+        records: NodeRecords | None = None,
     ) -> None:
         self._line = line
+        self._records = records if records is not None else NodeRecords()
         self._max_message_length = max_message_length
         self._rpcs = line.rpcs
         self._caller = caller
@@ -281,21 +284,55 @@ class FleetSession(Connection):
                 self._self_registered = self._self_registered or role == "register"
             log.info("Registered with the SuperLink as node %d", self._node_id)
             self._auth.check_registered()
+            key_id = self._auth.key_id
+            if key_id is not None and self._node_id is not None:
+                self._records.put(key_id, self._node_id)
         except BaseException:
             await self.close()
             raise
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="flwr-sdk-heartbeat")
 
     async def _opening_call(self, role: str, request: betterproto2.Message) -> Any:
-        """One call that makes the node; a refusal the line explains is raised as such."""
+        """One call that makes the node; a refusal the line explains is raised as such.
+
+        A refusal that may mean "this key's node is still online" (a process that used
+        the key died without deactivating) is answered, when a record names that node,
+        by deactivating it and trying once more (:mod:`flwr_sdk.transport.node_records`).
+        """
         rpc: Rpc = getattr(self._rpcs, role)
         try:
             return await self._caller.call(rpc, request, CALL_TIMEOUT)
         except TransportError as exc:
+            if self._line.still_online(role, exc) and await self._deactivate_recorded():
+                try:
+                    return await self._caller.call(rpc, request, CALL_TIMEOUT)
+                except TransportError as again:
+                    exc = again
             clearer = self._line.refusal(role, exc)
             if clearer is None:
                 raise
             raise clearer from exc
+
+    async def _deactivate_recorded(self) -> bool:
+        """Deactivate the node a record names for the user's key; whether it was done."""
+        key_id = self._auth.key_id
+        node_id = self._records.get(key_id) if key_id is not None else None
+        if key_id is None or node_id is None:
+            return False
+        log.warning(
+            "The SuperLink still has node %d of this key online (a process that used the key "
+            "did not stop cleanly): deactivating it and activating again",
+            node_id,
+        )
+        node = self._line.node_for_id(node_id)
+        for role, request in self._line.closing_calls(node, self_registered=False):
+            rpc: Rpc = getattr(self._rpcs, role)
+            try:
+                await self._caller.call(rpc, request, CALL_TIMEOUT)
+            except FlwrSdkError as exc:
+                log.warning("%s (node %d)", call_failure(rpc.name, exc), node_id)
+                return False
+        return True
 
     async def _retrying(self, role: str, request: betterproto2.Message, timeout: float) -> Any:
         """Make the call of ``role`` (``"pull"``, …), retrying as the retry table says.
@@ -627,8 +664,14 @@ class FleetSession(Connection):
             except FlwrSdkError as exc:
                 failed = True
                 log.warning("%s (node %d)", call_failure(rpc.name, exc), self.node_id)
-        if not failed:
+        if not failed and not self._self_registered:
+            log.info("Deactivated node %d (its key stays registered)", self.node_id)
+        elif not failed:
             log.info("Unregistered node %d", self.node_id)
+        if not failed:
+            key_id = self._auth.key_id
+            if key_id is not None:
+                self._records.drop(key_id)
 
 
 def _take_into(incoming: Incoming) -> Callable[[Any, Any], None]:

@@ -150,6 +150,11 @@ class NodeAuth(abc.ABC):
         """Whether the node presents keys the user gave (not ones made for the session)."""
         return False
 
+    @property
+    def key_id(self) -> str | None:
+        """A stable id of the user's key (hex SHA-256 of its public key), or None."""
+        return None
+
 
 class NoNodeAuth(NodeAuth):
     """No node authentication: calls carry nothing extra."""
@@ -367,6 +372,18 @@ class FleetLine(abc.ABC):
         such a refusal means for the user; the session raises the returned error instead.
         """
         return None
+
+    def still_online(self, role: str, error: Exception) -> bool:
+        """Whether a refused opening call may mean "this key's node is still online".
+
+        Then a session that knows the node (a record of an earlier process with the same
+        key) deactivates it and tries once more.
+        """
+        return False
+
+    def node_for_id(self, node_id: int) -> Any:
+        """The node reference of ``node_id`` (for lines whose keys name a node)."""
+        raise NotImplementedError(f"the {self.title or self.name} has no node records")
 
     def probe_call(self) -> ProbeCall:
         """The detection probe: by default the pull RPC, empty and unauthenticated."""

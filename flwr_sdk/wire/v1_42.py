@@ -322,6 +322,14 @@ class FleetLineV1_42(ProtoFleetLine):  # noqa: N801  (the line's version is its 
             return None
         return AuthenticationError(f"{error}: {why}")
 
+    def still_online(self, role: str, error: Exception) -> bool:
+        """ActivateNode 412/2004: also what a key whose node is still online gets."""
+        return role == "activate" and error_code(error) == CODE_ACTIVATION_FAILED
+
+    def node_for_id(self, node_id: int) -> pb.Node:
+        """``Node{node_id}``."""
+        return pb.Node(node_id=node_id)
+
     def node_lost(self, error: Exception) -> bool:
         """A signed call refused as unauthenticated: the SuperLink no longer knows the key.
 

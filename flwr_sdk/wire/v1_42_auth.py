@@ -20,6 +20,7 @@ timestamp, and an ECDSA-SHA256 DER signature over the ASCII timestamp. What chan
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import betterproto2
 
@@ -67,6 +68,11 @@ class SignedCallAuth(SignedTimestampAuth):
     def user_keys(self) -> bool:
         """Whether the keys are the user's (an operator-registered node)."""
         return self._user_keys
+
+    @property
+    def key_id(self) -> str | None:
+        """Hex SHA-256 of the user's public key (PEM), or None for a session's own key."""
+        return hashlib.sha256(self.public_key_pem).hexdigest() if self._user_keys else None
 
     def http_headers(self, rpc: Rpc, request: betterproto2.Message) -> dict[str, str]:
         """The three entries as HTTP headers: binary values base64, ``-bin`` dropped."""

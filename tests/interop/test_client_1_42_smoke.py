@@ -106,3 +106,34 @@ def test_unregistered_key_is_an_authentication_error_within_10_s(
     assert "RAISED AuthenticationError" in log, log
     assert "flwr supernode register" in log, log
     assert seconds < 10, (seconds, log)
+
+
+def test_a_restart_after_a_crash_deactivates_the_old_node_and_activates(
+    superlink: SuperLink142, tmp_path: Path
+) -> None:
+    """SIGKILL leaves the operator key's node online; the next process takes it back.
+
+    The SuperLink refuses to activate a key whose node is online (412/2004, as for an
+    unknown key); the node record of the first process lets the second deactivate that
+    node first, instead of waiting up to 2 x 30 s for it to go offline.
+    """
+    key = make_node_key(tmp_path / "keys", "crashing")
+    expected = superlink.register_node(key)
+    args = ["--transport", "rest", "--auth-private-key", str(key.private_path)]
+    args += ["--auth-public-key", str(key.public_path), "--max-retries", "0"]
+    with processes() as procs:
+        first = start_sdk_client(tmp_path, superlink.http_address, 0, *args)
+        procs.append(first)
+        assert _registered_node(first) == expected
+        first.signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        assert superlink.node_status(expected) == "online"
+        started = time.monotonic()
+        second = start_sdk_client(tmp_path, superlink.http_address, 0, *args)
+        procs.append(second)
+        assert _registered_node(second, timeout=10) == expected
+        assert time.monotonic() - started < 10
+        assert "did not stop cleanly" in second.output(tail=None)
+        second.signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0, second.output()
+    superlink.wait_node_status(expected, "offline", timeout=10)
