@@ -217,9 +217,14 @@ def start_client(
             against ``root_certificates`` or, when none are given, the system trust
             store. Default: plaintext unless ``root_certificates`` are given.
         transport: ``"grpc-bidi"`` (default; bidirectional stream), ``"grpc-rere"``
-            (request-response Fleet API over gRPC) or ``"rest"`` (Fleet API over HTTP).
+            (request-response Fleet API over gRPC; on a Flower 1.42 SuperLink its gRPC
+            Fleet service) or ``"rest"`` (Fleet API over HTTP; on 1.42 the SuperLink's
+            ``/v1/fleet/`` API). Which name reaches which endpoint on each Flower line:
+            ``docs/lines.md``.
         authentication_keys: ``(private_key, public_key)`` EC key pair for node
-            authentication (``grpc-rere`` only).
+            authentication (``grpc-rere``; also ``rest`` on Flower 1.42, where it must be
+            a key the operator registered with ``flwr supernode register``; without
+            it a 1.42 node signs with a fresh key per session and registers itself).
         max_retries: how many times to retry when the server is unavailable or answers
             with a transient error (connecting, registering again, re-joining, and each
             pull, push, GetRun, GetFab) before giving up; ``None`` retries without limit
@@ -227,7 +232,7 @@ def start_client(
             attempts are made in a row. See ``docs/reliability.md``.
         max_wait_time: how many seconds in total to keep trying in a row; ``None``
             means no limit.
-        wire: the Flower wire line of the Fleet API (``"1.12"``, ``"1.15"``); ``None``
+        wire: the Flower wire line of the Fleet API (``"1.12"``, ``"1.15"``, ``"1.42"``); ``None``
             (default) detects it before each registration and logs it. Not one of
             Flower's arguments; only for ``grpc-rere`` and ``rest`` (grpc-bidi is the
             same on every line).
