@@ -38,13 +38,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk.server.fleet_grpc import AccessDeniedError, RequestCheck
 from flwr_sdk.server.fleet_state import FleetState
 from flwr_sdk.wire.v1_15_auth import (
-    MAX_CLOCK_AHEAD,
     PUBLIC_KEY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     AuthRefusedError,
     public_key_pem,
     verify_call,
+)
+from flwr_sdk.wire.v1_42_auth import (
+    HTTP_PUBLIC_KEY_HEADER,
+    HTTP_SIGNATURE_HEADER,
+    MAX_CLOCK_AHEAD,
+    MAX_CLOCK_BEHIND,
 )
 
 __all__ = [
@@ -60,17 +65,14 @@ __all__ = [
 MISSING_METADATA = "Missing authentication metadata"
 INVALID_NODE_ID = "Invalid node ID"
 
-MAX_CLOCK_BEHIND = 305.0
-"""Seconds a 1.42 timestamp may lag the server's clock (1.15: 15)."""
-
 HTTP_HEADERS: Mapping[str, str] = {
-    "flwr-public-key": PUBLIC_KEY_HEADER,
-    "flwr-timestamp": TIMESTAMP_HEADER,
-    "flwr-signature": SIGNATURE_HEADER,
+    HTTP_PUBLIC_KEY_HEADER: PUBLIC_KEY_HEADER,
+    TIMESTAMP_HEADER: TIMESTAMP_HEADER,
+    HTTP_SIGNATURE_HEADER: SIGNATURE_HEADER,
 }
 """HTTP header → the gRPC metadata key carrying the same value."""
 
-_BASE64_HEADERS = frozenset({"flwr-public-key", "flwr-signature"})
+_BASE64_HEADERS = frozenset({HTTP_PUBLIC_KEY_HEADER, HTTP_SIGNATURE_HEADER})
 _REGISTERING = frozenset({"RegisterNode", "ActivateNode"})
 
 
