@@ -27,11 +27,14 @@ server                  A                            M                          
 1.42, HTTP              412 (code 2004)              -                            -
 1.42, gRPC Fleet        FAILED_PRECONDITION 2004     -                            -
 1.15, grpc-rere         UNAUTHENTICATED "Invalid …"  UNAUTHENTICATED "Missing …"  -
-1.12, grpc-rere         UNIMPLEMENTED                UNIMPLEMENTED                OK
-1.12, grpc-rere + auth  UNKNOWN                      UNKNOWN (its interceptor)    UNAUTH.
+1.12, grpc-rere         not a refusal (*)            UNIMPLEMENTED                OK
+1.12, grpc-rere + auth  not a refusal (*)            UNKNOWN (its interceptor)    UNAUTH.
 1.12, REST              404                          404                          200
 1.15, REST              404                          200 (empty)                  -
 ======================  ===========================  ===========================  =========
+
+(*) 1.12 has no ``ActivateNode``; its servers answer anything but FAILED_PRECONDITION
+(checked on 1.12 without node auth: detection still finds 1.12).
 """
 
 from __future__ import annotations
