@@ -18,7 +18,8 @@ does (facts: ``flower-1.42.md`` §3, §5, §7):
   code 2003); a node is online until ``now + 2 * heartbeat_interval``;
 * **instructions**: PullMessages hands out at most one Message, once, with an empty
   ``content`` and its ObjectTree; the objects are stored until the node confirms with
-  ConfirmMessageReceived; PullObject answers ``object_found`` / ``object_available``;
+  ConfirmMessageReceived (or unregisters); PullObject answers ``object_found`` /
+  ``object_available``;
 * **replies**: PushMessages checks the reply's envelope (an empty list, or neither or
   both of content and error → 500); a reply the SuperLink would drop (unknown or
   expired instruction, addressed elsewhere, already answered, TTL too long, ``dst``
@@ -152,6 +153,8 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         self._delivered: dict[str, str] = {}
         """Root object id of a handed-out instruction → its internal message id."""
         self._sessions: dict[str, _PushSession] = {}
+        self._unconfirmed: dict[int, set[tuple[int, str]]] = {}
+        """Node → (run id, message id) of instructions it pulled but has not confirmed."""
 
     @classmethod
     def for_guard(cls, state: FleetState, guard: object | None) -> FleetServicerV1_42:
@@ -213,6 +216,8 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
             raise _refused(412, 2002, "SuperNode unregistration is disabled.")
         if not self.state.unregister_node(message.node_id):
             raise _refused(412, 2006, "Node unregistration failed.")
+        for run_id, message_id in self._unconfirmed.pop(message.node_id, set()):
+            self.store.release(run_id, message_id)
         return pb.UnregisterNodeFleetResponse()
 
     async def send_node_heartbeat(
@@ -236,6 +241,7 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         for object_id in self.store.hold(run_id, encoded.message_id, encoded.object_ids()):
             self.store.put_trusted(run_id, object_id, encoded.object_bytes(object_id))
         self._delivered[encoded.message_id] = entry.message.metadata.message_id
+        self._unconfirmed.setdefault(node_id, set()).add((run_id, encoded.message_id))
         return pb.PullMessagesResponse(
             messages_list=[encoded.wire_message], message_object_trees=[encoded.tree]
         )
@@ -257,6 +263,9 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         """The node has the instruction: its objects may go."""
         self._running(message.run_id)
         self.store.release(message.run_id, message.message_object_id)
+        if message.node is not None:
+            pulled = self._unconfirmed.get(message.node.node_id, set())
+            pulled.discard((message.run_id, message.message_object_id))
         return pb.ConfirmMessageReceivedResponse()
 
     # ---------------------------------------------------------------- replies

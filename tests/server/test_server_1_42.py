@@ -351,6 +351,12 @@ def test_object_flow() -> None:
         assert len(fleet.store) == 0  # consumed: the reply's objects are gone
         # a second reply to the same instruction is dropped
         assert (await push(wire, [encoded.tree])).objects_to_push == []
+        # objects of an instruction the node never confirms go when it unregisters
+        state.add_instruction(_instruction(run_id, node_id, content))
+        assert (await fleet.pull_messages(pb.PullMessagesRequest(node=node))).messages_list
+        assert len(fleet.store) == len(expected)
+        await fleet.unregister_node(pb.UnregisterNodeFleetRequest(node_id=node_id))
+        assert len(fleet.store) == 0
 
         # runs and FABs
         run = (await fleet.get_run(pb.GetRunRequest(node=node, run_id=run_id))).run
