@@ -26,7 +26,7 @@ from flwr_sdk.net.tls import load_root_certificates, resolve_insecure
 from flwr_sdk.transport.address import parse_grpc_address, parse_rest_address
 from flwr_sdk.transport.base import TransportSettings
 from flwr_sdk.transport.retry import RetryPolicy
-from flwr_sdk.wire.lines import LINE_MODULES
+from flwr_sdk.wire.lines import LINE_MODULES, get_line
 
 ClientFn = Callable[[Context], Client | NumPyClient]
 
@@ -212,6 +212,21 @@ def _check_keys(
     return private, public
 
 
+def _check_keys_on_line(keys: object, transport: str, wire: str | None) -> str | None:
+    """Refuse keys on rest for a chosen line without node auth over HTTP; return ``wire``.
+
+    With the line detected (``wire`` None) the check happens when the session opens.
+    """
+    if keys is not None and transport == "rest" and wire is not None:
+        line = get_line(wire)
+        if not line.node_auth_over_http:
+            raise ValueError(
+                f"authentication_keys cannot be used with transport 'rest' on the "
+                f"{line.title}: it has no node authentication over HTTP (use grpc-rere)"
+            )
+    return wire
+
+
 def _check_rest_security(
     server_address: str, root_pem: bytes | None, insecure: bool | None
 ) -> bool:
@@ -292,7 +307,7 @@ def validate(
         ),
         app=message_app,
         retry=retry,
-        wire=_check_wire(wire, kind),
+        wire=_check_keys_on_line(keys, kind, _check_wire(wire, kind)),
         fail_fast=fail_fast,
         on_event=callback,
         node_config=_check_node_config(node_config),

@@ -298,3 +298,24 @@ def test_1_15_refusing_the_signed_activation_is_not_taken_for_1_42() -> None:
     # 1.15's interceptor refuses a key it does not know before any method is looked up.
     prober = ScriptedProber(SERVERS["1.15-grpc-rere-signed-activate"])
     assert detect(prober) is LINE_15
+
+
+def test_keys_on_rest_are_refused_once_the_line_turns_out_to_have_no_http_auth() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from flwr_sdk.errors import TransportError
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    fleet = Fleet()
+    settings = TransportSettings(
+        server_address="http://127.0.0.1:9093",
+        max_message_length=1024,
+        root_certificates=None,
+        insecure=True,
+        authentication_keys=(key, key.public_key()),
+        retry=RetryPolicy(0, None, sleep=_no_sleep),
+    )
+    connector = FleetConnector("rest", settings, lambda auth: FakeCaller(fleet, auth))
+    with pytest.raises(TransportError, match="no node authentication over HTTP"):
+        run(connector.connect())
+    assert "CreateNode" not in fleet.calls  # refused before registering

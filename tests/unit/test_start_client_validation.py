@@ -239,3 +239,18 @@ def test_start_client_and_its_async_twin_take_exactly_what_validate_checks() -> 
     expected = list(inspect.signature(validate).parameters)
     for fn in (flwr_sdk.start_client, flwr_sdk.start_client_async):
         assert list(inspect.signature(fn).parameters) == expected, fn.__name__
+
+
+@pytest.mark.parametrize("wire", ["1.12", "1.15"])
+def test_authentication_keys_on_rest_need_a_line_with_node_auth_over_http(wire: str) -> None:
+    address = "http://127.0.0.1:9093"
+    with pytest.raises(ValueError, match="no node authentication over HTTP"):
+        validate(
+            **_args(
+                transport="rest", server_address=address, authentication_keys=_keys(), wire=wire
+            )
+        )
+    config = validate(
+        **_args(transport="rest", server_address=address, authentication_keys=_keys(), wire="1.42")
+    )
+    assert config.settings.authentication_keys is not None and config.wire == "1.42"
