@@ -137,3 +137,15 @@ def test_a_restart_after_a_crash_deactivates_the_old_node_and_activates(
         second.signal(signal.SIGTERM)
         assert second.wait(timeout=15) == 0, second.output()
     superlink.wait_node_status(expected, "offline", timeout=10)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc-rere"])
+def test_an_older_wire_chosen_against_1_42_is_a_wire_line_error(
+    superlink: SuperLink142, tmp_path: Path, transport: str
+) -> None:
+    args = ["--transport", transport, "--wire", "1.15", "--max-retries", "0"]
+    code, log, seconds = run_sdk_client(tmp_path, _address(superlink, transport), *args)
+    assert code == 3, log
+    assert "RAISED WireLineError" in log, log
+    assert "it speaks the Flower 1.42 Fleet API" in log, log
+    assert seconds < 10, (seconds, log)
