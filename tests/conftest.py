@@ -16,6 +16,14 @@ if str(TESTS_DIR) not in sys.path:  # makes `support` importable under any impor
     sys.path.insert(0, str(TESTS_DIR))
 
 from support.flower_env import FlowerEnv, FlowerWorker  # noqa: E402
+from support.parallel import (  # noqa: E402, F401 - pytest-xdist hooks, see its docstring
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_configure_node,
+    pytest_runtest_protocol,
+    pytest_unconfigure,
+    pytest_xdist_make_scheduler,
+)
 
 
 def _worker(env: FlowerEnv, version: str) -> Iterator[FlowerWorker]:

@@ -8,8 +8,9 @@ connection (no byte, no FIN, no RST), heals after ``HOLE`` seconds (the black-ho
 connections stay dead, as after a NAT timeout), and the node must serve a round again
 within 60 s of healing, without exiting.
 
-The scenarios run in the background from the session's start (support/chaos_black_hole.py,
-tests/faults/conftest.py); these tests run last and check their figures.
+The scenarios run in the background (support/chaos_black_hole.py, tests/faults/conftest.py:
+from the session's first fault test in a serial run, from these tests' own setup under
+pytest-xdist); these tests check their figures.
 
 Figures printed (``-s``): detection (first failure the node logged, first new connection
 the proxy saw, both from the start of the black hole), recovery (heal → next round with
@@ -29,9 +30,9 @@ MISSING: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def black_hole_runs(black_hole_background: BlackHoleRuns | None) -> dict[str, dict[str, Any]]:
-    assert black_hole_background is not None, "tests/faults/conftest.py starts the scenarios"
-    return black_hole_background.wait()
+def black_hole_figures(black_hole_runs: BlackHoleRuns | None) -> dict[str, dict[str, Any]]:
+    assert black_hole_runs is not None, "tests/faults/conftest.py starts the scenarios"
+    return black_hole_runs.wait()
 
 
 @pytest.mark.parametrize(
@@ -44,9 +45,9 @@ def black_hole_runs(black_hole_background: BlackHoleRuns | None) -> dict[str, di
     ],
 )
 def test_black_hole_then_heal_serves_rounds_again(
-    black_hole_runs: dict[str, dict[str, Any]], transport: str
+    black_hole_figures: dict[str, dict[str, Any]], transport: str
 ) -> None:
-    figures = dict(black_hole_runs[transport])
+    figures = dict(black_hole_figures[transport])
     if "error" in figures:
         raise figures["error"]
     log = figures.pop("log")

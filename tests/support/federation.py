@@ -39,8 +39,9 @@ STEP_TWO_CLIENTS = 5.0 / 3.0
 # in use" for the Fleet API, after wait_for_port had seen both "ports" accept. And the
 # port comes from the kernel's ephemeral range, which outgoing connections (ours, other
 # tests', a concurrent benchmark's) draw from too. So ports come from below the ephemeral
-# range, are never handed out twice by this process, and a server counts as up only once
-# *its own* process listens on its ports and is still running (:func:`await_listening`).
+# range, are never handed out twice by this process (nor by another pytest-xdist worker:
+# each has its own share), and a server counts as up only once *its own* process listens
+# on its ports and is still running (:func:`await_listening`).
 
 _FALLBACK_EPHEMERAL = (32768, 60999)
 # Lowest port free_port hands out; free_port picks in [_PORT_FLOOR, ephemeral low).
@@ -74,13 +75,32 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
+def _worker_slice() -> tuple[int, int]:
+    """``(index, count)`` of this pytest-xdist worker (``(0, 1)`` outside xdist).
+
+    Each worker hands out only ports ``p`` with ``p % count == index``, so two workers
+    never pick the same port (``_ISSUED`` only knows this process's ports).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    try:
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    except ValueError:
+        return 0, 1
+    return (index % count, count) if count > 1 else (0, 1)
+
+
 def _port_pool() -> range | None:
-    """Ports outside the ephemeral range to pick from, or None if there is no room."""
+    """Ports outside the ephemeral range to pick from, or None if there is no room.
+
+    Under pytest-xdist, only this worker's share of them (see :func:`_worker_slice`).
+    """
     low, high = ephemeral_port_range()
-    if low - _PORT_FLOOR >= _MIN_POOL:
-        return range(_PORT_FLOOR, low)
-    if 65535 - high >= _MIN_POOL:
-        return range(high + 1, 65536)
+    index, count = _worker_slice()
+    if low - _PORT_FLOOR >= _MIN_POOL * count:
+        return range(_PORT_FLOOR + index, low, count)
+    if 65535 - high >= _MIN_POOL * count:
+        return range(high + 1 + index, 65536, count)
     return None
 
 
