@@ -86,6 +86,7 @@ def test_cut_at_seeded_offset(proxy: ChaosProxy) -> None:
     assert proxy.bytes_up == offset
 
 
+@pytest.mark.exclusive  # times a wall-clock bound
 def test_stall_holds_then_delivers(proxy: ChaosProxy) -> None:
     with _connect(proxy, timeout=5.0) as sock:
         sock.sendall(b"a")

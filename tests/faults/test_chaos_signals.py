@@ -45,7 +45,8 @@ from support.flower_env import FlowerEnv
 from support.hostile_frames import grpc_status
 from support.superlink import SuperLink, start_superlink
 
-pytestmark = pytest.mark.interop
+# exclusive: it times the exit after SIGTERM (tests/support/parallel.py).
+pytestmark = [pytest.mark.interop, pytest.mark.exclusive]
 
 BOUND = 1.0
 """Seconds from SIGTERM to the process's exit, at most."""

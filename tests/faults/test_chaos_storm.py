@@ -195,6 +195,7 @@ UNAUTHENTICATED = {
 MISSING_AUTH: dict[str, str] = {}
 
 
+@pytest.mark.exclusive  # times how fast the error is raised
 @pytest.mark.parametrize(
     "name",
     [

@@ -33,6 +33,8 @@ from flwr_sdk.transport import connector_for, grpc_channel
 from flwr_sdk.transport.grpc_errors import map_grpc_error
 from flwr_sdk.wire import bidi
 
+pytestmark = pytest.mark.exclusive  # times fault detection
+
 JOIN = bidi.JOIN
 HOLD = "/test.Hold/Unary"
 SLACK = 1.5

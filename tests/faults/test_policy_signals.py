@@ -32,6 +32,8 @@ from support.chaos_run import ServerThread, StormGrpcServer, StormRestServer, wa
 from support.federation import Process, free_port, processes, start_sdk_client
 from support.hostile_frames import GrpcAnswer, grpc_ok, grpc_status, http_response, instruction
 
+pytestmark = pytest.mark.exclusive  # times the exit after SIGTERM
+
 BOUND = 1.0
 """Seconds from SIGTERM to the process's exit, at most."""
 HOLD = GrpcAnswer("no answer at all", ())

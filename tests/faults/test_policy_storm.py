@@ -205,6 +205,7 @@ def test_storm_calls_stay_a_handful_and_max_wait_time_ends_it(
     assert took <= budget + 1.0
 
 
+@pytest.mark.exclusive  # times how fast the error is raised
 def test_unauthenticated_at_create_node_fails_fast() -> None:
     async def scenario() -> tuple[Any, float, int]:
         server = HostileGrpcServer()

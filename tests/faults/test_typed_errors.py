@@ -455,6 +455,7 @@ def test_start_client_drops_a_1_12_task_ins_without_record_set(
     assert task is not None and task.recordset is not None
 
 
+@pytest.mark.exclusive  # times a wall-clock bound
 def test_guard_overhead_is_small() -> None:
     """Checking a pull that carries 100 arrays of 4 MB takes well under 50 ms.
 

@@ -127,6 +127,7 @@ def test_fit_exception_fails_the_round_and_node_serves_next_round(
         np.testing.assert_allclose(np.asarray(got), initial + expected, rtol=1e-5)
 
 
+@pytest.mark.exclusive  # times the exit after a signal
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_ends_client_promptly(
     flwr_1_12: FlowerEnv, tmp_path: Path, sig: signal.Signals

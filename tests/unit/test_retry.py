@@ -307,6 +307,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.exclusive  # times a wall-clock bound
 def test_real_time_gives_up_against_closed_port() -> None:
     """max_retries=2 with the real clock: waits 1 s + 2 s (no jitter), then gives up."""
     port = _closed_port()
