@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flwr_sdk_proto.v1_42 import fleet_api
@@ -65,7 +65,7 @@ from flwr_sdk.server.node_auth_v1_42 import SignedCallAuthenticator
 from flwr_sdk.server.object_store import ObjectStore
 from flwr_sdk.wire.fleet_rules import PUSH_RECONNECT_SECONDS, TTL_TOLERANCE
 from flwr_sdk.wire.v1_42_objects import encode_message, metadata_from_wire, object_id_of
-from flwr_sdk.wire.v1_42_objects_decode import decode_message
+from flwr_sdk.wire.v1_42_objects_decode import MessageAssembler, decode_message
 
 __all__ = [
     "HEARTBEAT_INTERVAL_RANGE",
@@ -107,13 +107,6 @@ def _envelope(wire: pb.Message, reply_to: str) -> Message:
     return Message(metadata, content=RecordSet())
 
 
-def _tree_ids(tree: pb.ObjectTree) -> Iterator[str]:
-    """The ids of a tree, children before their parent (post-order)."""
-    for child in tree.children:
-        yield from _tree_ids(child)
-    yield tree.object_id
-
-
 @dataclass
 class _PushSession:
     run_id: int
@@ -121,6 +114,8 @@ class _PushSession:
     tree: pb.ObjectTree
     reply_to: str
     """The internal id of the instruction it answers."""
+    object_ids: tuple[str, ...]
+    """Every object of its tree, once."""
     missing: dict[str, None] = field(default_factory=dict)
     """The ids still to be pushed, in the order they were asked for."""
     asked: frozenset[str] = frozenset()
@@ -297,7 +292,7 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         session = self._open_session(wire, tree)
         if session is None:
             return answer
-        missing = self.store.hold(session.run_id, metadata.message_id, _tree_ids(session.tree))
+        missing = self.store.hold(session.run_id, metadata.message_id, session.object_ids)
         if not missing:
             self._complete(session)
             return answer
@@ -324,6 +319,10 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
             reason = f"unknown instruction {metadata.reply_to_message_id!r}"
         else:
             try:
+                # the tree's shape and ids (as a node checks a pulled one)
+                limit = self.max_message_length
+                assembler = MessageAssembler(wire, tree, max_message_length=limit)
+                object_ids = tuple(reversed(assembler.fetch_order()))  # children first
                 reason = self.state.reply_reject_reason(_envelope(wire, reply_to), TTL_TOLERANCE)
             except ProtocolError as exc:
                 reason = str(exc)
@@ -331,7 +330,7 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
             log.warning("dropped a reply: %s", reason)
             return None
         assert tree is not None and reply_to is not None
-        return _PushSession(metadata.run_id, wire, tree, reply_to)
+        return _PushSession(metadata.run_id, wire, tree, reply_to, object_ids)
 
     async def push_object(self, message: pb.PushObjectRequest) -> pb.PushObjectResponse:
         """Store one pushed object of a session (hash-checked)."""
@@ -394,7 +393,7 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         """
         stored = {
             object_id: content
-            for object_id in _tree_ids(session.tree)
+            for object_id in session.object_ids
             if (content := self.store.get(session.run_id, object_id)) is not None
         }
         reply = decode_message(

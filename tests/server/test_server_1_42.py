@@ -306,6 +306,8 @@ def test_object_flow() -> None:
             assert answer.objects_to_push == [] and answer.session_id == "", field_name
         answer = await push(wire, [pb.ObjectTree(object_id="e" * 64)])
         assert answer.objects_to_push == []  # message_id is not the tree's root
+        bad_tree = pb.ObjectTree(object_id=encoded.message_id, children=[pb.ObjectTree("zz")])
+        assert (await push(wire, [bad_tree])).objects_to_push == []  # not an object id
         with pytest.raises(FleetError, match="list index"):
             await fleet.push_messages(pb.PushMessagesRequest(node=node))
         with pytest.raises(FleetError, match="content"):
@@ -318,7 +320,9 @@ def test_object_flow() -> None:
         answer = await push(wire, [encoded.tree])
         assert answer.results == {encoded.message_id: 0}
         assert answer.reconnect is not None and answer.reconnect.reconnect == 5
-        assert answer.objects_to_push == list(encoded.object_ids()) and answer.session_id
+        assert sorted(answer.objects_to_push) == sorted(encoded.object_ids())
+        assert answer.objects_to_push[-1] == encoded.message_id  # children before parents
+        assert answer.session_id
         again = await push(wire, [encoded.tree])  # the same reply again: the same session
         assert again.session_id == answer.session_id
         assert again.objects_to_push == answer.objects_to_push
