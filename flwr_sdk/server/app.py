@@ -134,8 +134,8 @@ class _Wire:
     """What the server needs of one wire line: its servicer and its node-auth scheme."""
 
     title: str
-    servicer: Callable[[FleetState, RequestGuard | None], FleetLineServicer]
-    """Builds the line's servicer for the node auth in effect."""
+    servicer: Callable[[FleetState, RequestGuard | None, int], FleetLineServicer]
+    """Builds the line's servicer for the node auth in effect and the message size limit."""
     auth_type: type
     auth_needs_tls: bool
     default_guard: Callable[[], RequestGuard | None]
@@ -154,9 +154,9 @@ def _no_guard() -> RequestGuard | None:
 
 def _line_only(
     servicer: Callable[[FleetState], FleetLineServicer],
-) -> Callable[[FleetState, RequestGuard | None], FleetLineServicer]:
+) -> Callable[[FleetState, RequestGuard | None, int], FleetLineServicer]:
     """A servicer factory for a line whose servicer does not depend on node auth."""
-    return lambda state, guard: servicer(state)
+    return lambda state, guard, max_message_length: servicer(state)
 
 
 WIRES: dict[str, _Wire] = {
@@ -268,9 +268,11 @@ class ServerConfig:
         return WIRES[self.wire].default_guard()
 
 
-def _fleet_line(state: FleetState, wire: str, guard: RequestGuard | None) -> FleetLineServicer:
+def _fleet_line(
+    state: FleetState, config: ServerConfig, guard: RequestGuard | None
+) -> FleetLineServicer:
     """The Fleet API servicer of the wire line this server speaks."""
-    return WIRES[wire].servicer(state, guard)
+    return WIRES[config.wire].servicer(state, guard, config.max_message_length)
 
 
 def fab_identity(fab: bytes) -> tuple[str, str]:
@@ -341,7 +343,7 @@ class ReferenceServer:
             self.run_id = state.create_run(fab_id, fab_version, config.fab)
             wire = WIRES[config.wire]
             guard = config.guard() if config.transport in wire.auth_transports else None
-            line = _fleet_line(state, config.wire, guard)
+            line = _fleet_line(state, config, guard)
             self.pool = FleetNodePool(state, line.server_node_id)
             handlers = [GuardedFleetService(line, state, guard)]
             rest_routes = line.rest_routes()

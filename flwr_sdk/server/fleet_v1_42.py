@@ -152,10 +152,17 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         """Node → (run id, message id) of instructions it pulled but has not confirmed."""
 
     @classmethod
-    def for_guard(cls, state: FleetState, guard: object | None) -> FleetServicerV1_42:
+    def for_guard(
+        cls,
+        state: FleetState,
+        guard: object | None,
+        max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+    ) -> FleetServicerV1_42:
         """The servicer for a server's node auth: operator-registered keys or auto mode."""
         registered = guard.registered_keys if isinstance(guard, SignedCallAuthenticator) else None
-        servicer = cls(state, self_registration=registered is None)
+        servicer = cls(
+            state, self_registration=registered is None, max_message_length=max_message_length
+        )
         servicer.register_keys(list(registered or ()))
         return servicer
 
