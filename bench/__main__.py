@@ -1,22 +1,24 @@
-"""``python -m bench``: round times and peak memory vs Flower 1.12.0 / 1.15.2, codec throughput.
+"""``python -m bench``: round times and peak memory vs Flower 1.12.0 / 1.15.2 / 1.42.0, codecs.
 
-One run (about 15 minutes on a 2-core box):
+One run (about 20 minutes on a 2-core box):
 
 1. round benchmark (:mod:`bench.rounds`): a real Flower server per transport key, in the
    cached isolated venvs of the interop tests: ``grpc-bidi`` (flwr 1.12.0 legacy
    ``start_server``), ``grpc-rere`` (flwr 1.12.0 SuperLink + Driver-API ServerApp),
    ``grpc-rere-1.15`` (flwr 1.15.2 SuperLink + a ServerAppIo driver); per payload size, our
    client and that release's ``flwr.client.start_client`` alternate, one fresh process
-   per round;
+   per round; ``http-1.42`` (:mod:`bench.rounds_142`): our node and Flower's own
+   ``flower-supernode`` alternate on one flwr 1.42.0 SuperLink (Fleet over HTTP), the run
+   started with ``flwr run``;
 2. codec benchmark (:mod:`bench.codec`): serialize / parse MB/s of the generated fast
    codec and google protobuf;
 3. writes ``bench/RESULTS.md`` (machine, method, targets, tables) and ``bench/round_time.png``.
 
 Options: ``--sizes 1,64,512``, ``--reps 1=7,64=5,512=3``, ``--reps-1.15 1=3,64=3,512=2``
-(the grpc-rere-1.15 row runs the smaller of both per size, to keep the run near 15
-minutes), ``--arrays 10``, ``--transports grpc-bidi,grpc-rere,grpc-rere-1.15``, ``--out DIR``
-(default ``bench/``), ``--workdir DIR`` (logs, control files, server stamps; default a new
-temp dir).
+(the grpc-rere-1.15 and http-1.42 rows run the smaller of both per size, to keep the run
+near 20 minutes), ``--arrays 10``, ``--transports grpc-bidi,grpc-rere,grpc-rere-1.15,http-1.42``,
+``--out DIR`` (default ``bench/``), ``--workdir DIR`` (logs, control files, server stamps;
+default a new temp dir).
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def main() -> None:
     )
     parser.add_argument("--arrays", type=int, default=10)
     known = (*rounds.TRANSPORTS, rounds_142.KEY)
-    parser.add_argument("--transports", default=",".join(rounds.TRANSPORTS))
+    parser.add_argument("--transports", default=",".join(known))
     parser.add_argument("--codec-repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=BENCH)
     parser.add_argument("--workdir", type=Path, default=None)
