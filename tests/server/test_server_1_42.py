@@ -768,3 +768,46 @@ def test_offline_nodes_are_not_sampled_and_fail_awaited_replies() -> None:
             await pool.request(_instruction(run_id, node_id, RecordSet()), 30)
 
     asyncio.run(main())
+
+
+def test_idle_push_session_expires() -> None:
+    """A push session idle for PUSH_SESSION_SECONDS is dropped with its objects."""
+    from flwr_sdk.server.fleet_v1_42 import PUSH_SESSION_SECONDS
+
+    async def main() -> None:
+        state = FleetState()
+        fleet = FleetServicerV1_42(state)
+        run_id = state.create_run()
+        pem = public_key_pem(_key().public_key())
+        node_id = state.register_node(pem)
+        assert node_id is not None and state.activate_node(pem, 60) == node_id
+        instruction = _instruction(run_id, node_id, RecordSet())
+        future = state.add_instruction(instruction)
+        node = pb.Node(node_id=node_id)
+        pulled = await fleet.pull_messages(pb.PullMessagesRequest(node=node))
+        reply = instruction.create_reply(RecordSet(configs_records={"r": ConfigsRecord({"a": 1})}))
+        encoded = encode_message(reply)
+        assert encoded.wire_message.metadata is not None
+        encoded.wire_message.metadata.reply_to_message_id = pulled.message_object_trees[0].object_id
+        answer = await fleet.push_messages(
+            pb.PushMessagesRequest(
+                node=node,
+                messages_list=[encoded.wire_message],
+                message_object_trees=[encoded.tree],
+            )
+        )
+        assert answer.session_id and fleet.store.found(run_id, encoded.message_id)
+        (session,) = fleet._sessions.values()
+        session.touched -= PUSH_SESSION_SECONDS + 1  # as if idle that long
+        first = answer.objects_to_push[0]
+        push = pb.PushObjectRequest(
+            node=node,
+            run_id=run_id,
+            object_id=first,
+            object_content=encoded.object_bytes(first),
+            session_id=answer.session_id,
+        )
+        assert not (await fleet.push_object(push)).stored
+        assert not fleet.store.found(run_id, encoded.message_id) and not future.done()
+
+    asyncio.run(main())
