@@ -104,6 +104,16 @@ def _instruction(run_id: int, node_id: int, content: RecordSet, ttl: float = 60.
 # ------------------------------------------------------------------------------ units
 
 
+def _fleet_with_online_node() -> tuple[FleetState, FleetServicerV1_42, int, int]:
+    """A state with a run and one online node, and the 1.42 servicer over it."""
+    state = FleetState()
+    run_id = state.create_run()
+    pem = public_key_pem(_key().public_key())
+    node_id = state.register_node(pem)
+    assert node_id is not None and state.activate_node(pem, 60) == node_id
+    return state, FleetServicerV1_42(state), run_id, node_id
+
+
 def test_lifecycle_rules() -> None:
     """Register → activate → heartbeat → deactivate → unregister, and each refusal."""
 
@@ -240,12 +250,7 @@ def test_object_flow() -> None:
     """An instruction's objects until confirmed; a reply's objects pushed, checked, decoded."""
 
     async def main() -> None:
-        state = FleetState()
-        fleet = FleetServicerV1_42(state)
-        run_id = state.create_run()
-        pem = public_key_pem(_key().public_key())
-        node_id = state.register_node(pem)
-        assert node_id is not None and state.activate_node(pem, 60) == node_id
+        state, fleet, run_id, node_id = _fleet_with_online_node()
         content = RecordSet(configs_records={"c": ConfigsRecord({"x": 1, "s": "y"})})
         instruction = _instruction(run_id, node_id, content)
         future = state.add_instruction(instruction)
@@ -775,12 +780,7 @@ def test_idle_push_session_expires() -> None:
     from flwr_sdk.server.fleet_v1_42 import PUSH_SESSION_SECONDS
 
     async def main() -> None:
-        state = FleetState()
-        fleet = FleetServicerV1_42(state)
-        run_id = state.create_run()
-        pem = public_key_pem(_key().public_key())
-        node_id = state.register_node(pem)
-        assert node_id is not None and state.activate_node(pem, 60) == node_id
+        state, fleet, run_id, node_id = _fleet_with_online_node()
         instruction = _instruction(run_id, node_id, RecordSet())
         future = state.add_instruction(instruction)
         node = pb.Node(node_id=node_id)
