@@ -30,9 +30,9 @@ does (facts: ``flower-1.42.md`` §3, §5, §7):
   the run) and it hashes to its id (else ``stored=false``). Unlike the SuperLink, which
   answers ``stored=false`` for an object another node pushed meanwhile, an object the
   session asked for that is already stored is acknowledged (``stored=true``, after the
-  same hash check). Once every object
-  is there the reply is decoded and handed to the driver; a session idle for
-  ``PUSH_SESSION_SECONDS`` is discarded;
+  same hash check). Once every object is there the reply is decoded (and must carry the
+  metadata of its PushMessages entry) and handed to the driver; a session idle for
+  ``PUSH_SESSION_SECONDS`` is discarded with its objects;
 * **runs**: GetRun of an unknown run → 403 code 2008; GetFab serves the run's FAB, if
   the server was given one, for the run's ``fab_hash`` only (else 403 code 2009);
   pushes for an unknown run → 403 code 2007; PullObject for an unknown run
