@@ -82,7 +82,7 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import betterproto2
@@ -442,21 +442,26 @@ class FleetSession(Connection):
     # --------------------------------------------------------------------- objects
 
     async def _in_window(
-        self, role: str, requests: list[betterproto2.Message], each: Callable[[Any, Any], None]
+        self,
+        role: str,
+        requests: Iterable[betterproto2.Message],
+        each: Callable[[Any, Any], None],
     ) -> None:
         """Make the ``role`` calls of ``requests``, at most :data:`OBJECT_WINDOW` at once.
 
-        ``each(request, response)`` runs as each answer arrives (so answers are not
-        held until all have come). The first failure cancels the calls still in flight.
+        ``requests`` is consumed lazily (a request is made only when a slot is free, so
+        at most a window of object contents exists at a time), and ``each(request,
+        response)`` runs as each answer arrives (answers are not held until all have
+        come). The first failure cancels the calls still in flight.
         """
-        window = asyncio.Semaphore(OBJECT_WINDOW)
+        pending = iter(requests)
 
-        async def one(request: betterproto2.Message) -> None:
-            async with window:
+        async def worker() -> None:
+            for request in pending:  # shared: each worker takes the next request
                 response = await self._retrying(role, request, DATA_CALL_TIMEOUT)
                 each(request, response)
 
-        tasks = [asyncio.ensure_future(one(request)) for request in requests]
+        tasks = [asyncio.ensure_future(worker()) for _ in range(OBJECT_WINDOW)]
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -16,7 +16,7 @@ import abc
 import enum
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -254,8 +254,11 @@ class Outgoing(abc.ABC):
     request: betterproto2.Message
 
     @abc.abstractmethod
-    def uploads(self, response: Any) -> list[betterproto2.Message]:
+    def uploads(self, response: Any) -> Iterable[betterproto2.Message]:
         """The upload requests the push response asks for (independent of each other).
+
+        Made lazily, one as each is taken, so that only a window of object contents
+        exists at a time. The ids are checked at once.
 
         Raises:
             flwr_sdk.errors.MalformedMessageError: the response names an object the

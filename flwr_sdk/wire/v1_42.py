@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar, cast
 
 import betterproto2
@@ -190,7 +191,7 @@ class _Reply(Outgoing):
         self.request = request
         self._encoded = encoded
 
-    def uploads(self, response: Any) -> list[betterproto2.Message]:
+    def uploads(self, response: Any) -> Iterator[betterproto2.Message]:
         wanted: list[str] = list(response.objects_to_push)
         unknown = [object_id for object_id in wanted if object_id not in self._encoded]
         if unknown:
@@ -199,19 +200,21 @@ class _Reply(Outgoing):
                 what="PushMessages response",
                 field="objects_to_push",
             )
-        return [
-            pb.PushObjectRequest(
+        return self._requests(list(dict.fromkeys(wanted)), response.session_id)
+
+    def _requests(self, object_ids: list[str], session_id: str) -> Iterator[pb.PushObjectRequest]:
+        for object_id in object_ids:
+            yield pb.PushObjectRequest(
                 node=self._node,
                 run_id=self._run_id,
                 object_id=object_id,
-                # Joined bytes (one copy of at most one 5 MiB chunk per request) until
-                # the 1.42 fast codec is registered with flwr_sdk.net.fast_codec, which
-                # takes the zero-copy segments of object_content() as they are.
+                # Joined bytes (one copy of at most one 5 MiB chunk per request, made as
+                # the request is taken) until the 1.42 fast codec is registered with
+                # flwr_sdk.net.fast_codec, which takes object_content()'s segments as
+                # they are.
                 object_content=self._encoded.object_bytes(object_id),
-                session_id=response.session_id,
+                session_id=session_id,
             )
-            for object_id in dict.fromkeys(wanted)
-        ]
 
     def stored(self, response: Any) -> bool:
         return bool(response.stored)

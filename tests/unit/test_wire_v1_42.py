@@ -314,10 +314,12 @@ def test_exactly_the_objects_asked_for_are_uploaded_with_the_session() -> None:
     assert isinstance(outgoing, Outgoing)
     tree = outgoing.request.message_object_trees[0]
     asked = [tree.children[0].object_id, tree.object_id]
-    uploads = outgoing.uploads(pb.PushMessagesResponse(objects_to_push=asked, session_id="s-1"))
+    uploads = list(
+        outgoing.uploads(pb.PushMessagesResponse(objects_to_push=asked, session_id="s-1"))
+    )
     assert [u.object_id for u in uploads] == asked
     assert all(u.session_id == "s-1" and u.run_id == RUN and u.node == NODE_REF for u in uploads)
-    assert outgoing.uploads(pb.PushMessagesResponse(session_id="s-1")) == []
+    assert list(outgoing.uploads(pb.PushMessagesResponse(session_id="s-1"))) == []
     with pytest.raises(MalformedMessageError, match="does not have"):
         outgoing.uploads(pb.PushMessagesResponse(objects_to_push=["0" * 64]))
     assert outgoing.stored(pb.PushObjectResponse(stored=True))
