@@ -811,3 +811,39 @@ def test_idle_push_session_expires() -> None:
         assert not fleet.store.found(run_id, encoded.message_id) and not future.done()
 
     asyncio.run(main())
+
+
+def test_reply_whose_objects_contradict_its_envelope_is_a_failed_reply() -> None:
+    """Objects that decode to other metadata than the PushMessages entry: an error reply."""
+
+    async def main() -> None:
+        state, fleet, run_id, node_id = _fleet_with_online_node()
+        instruction = _instruction(run_id, node_id, RecordSet())
+        future = state.add_instruction(instruction)
+        node = pb.Node(node_id=node_id)
+        pulled = await fleet.pull_messages(pb.PullMessagesRequest(node=node))
+        reply = instruction.create_reply(RecordSet())
+        reply.metadata.reply_to_message = pulled.message_object_trees[0].object_id
+        reply.metadata.group_id = "objects say 7"
+        encoded = encode_message(reply)
+        envelope = encoded.wire_message
+        assert envelope.metadata is not None
+        envelope.metadata.group_id = instruction.metadata.group_id  # the entry says 1
+        answer = await fleet.push_messages(
+            pb.PushMessagesRequest(
+                node=node, messages_list=[envelope], message_object_trees=[encoded.tree]
+            )
+        )
+        for object_id in answer.objects_to_push:
+            push = pb.PushObjectRequest(
+                node=node,
+                run_id=run_id,
+                object_id=object_id,
+                object_content=encoded.object_bytes(object_id),
+                session_id=answer.session_id,
+            )
+            assert (await fleet.push_object(push)).stored
+        got = future.result()
+        assert got.has_error() and "other metadata" in got.error.reason
+
+    asyncio.run(main())
