@@ -7,9 +7,9 @@ argument: they detect the 1.42 line. Assertions are on the ServerApp's per-round
 (results/failures, examples, aggregated parameters), on what each node's Context held
 (run_config = the FAB's config overlaid with the run's overrides, so GetRun and GetFab
 worked), on the SuperLink's own log, and on the node table the operator sees with
-``flwr supernode ls``. One SuperLink per configuration, shared by the module:
-Fleet over HTTP (plain, TLS), the gRPC Fleet service, and ``--enable-supernode-auth``
-with keys the operator registered (``flwr supernode register``).
+``flwr supernode ls``. Three SuperLinks, each shared by the module: plain HTTP with the
+gRPC Fleet service on too, HTTPS, and HTTPS with ``--enable-supernode-auth`` (keys the
+operator registered with ``flwr supernode register``).
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def _link(
 def http_plain(
     flwr_1_42: FlowerEnv, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SuperLink142]:
-    yield from _link(flwr_1_42, tmp_path_factory, "http-plain")
+    """Plain HTTP, with the gRPC Fleet service on too (FLWR_INTERNAL_GRPC_FLEET_API=1)."""
+    yield from _link(flwr_1_42, tmp_path_factory, "http-plain", grpc_fleet=True)
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +86,6 @@ def http_tls(
     flwr_1_42: FlowerEnv, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SuperLink142]:
     yield from _link(flwr_1_42, tmp_path_factory, "http-tls", tls=True)
-
-
-@pytest.fixture(scope="module")
-def grpc_plain(
-    flwr_1_42: FlowerEnv, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SuperLink142]:
-    yield from _link(flwr_1_42, tmp_path_factory, "grpc-plain", grpc_fleet=True)
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +156,11 @@ def test_http_tls(http_tls: SuperLink142, tmp_path: Path) -> None:
     assert {node["status"] for node in nodes.values()} == {"unregistered"}, nodes
 
 
-def test_grpc_fleet(grpc_plain: SuperLink142, tmp_path: Path) -> None:
+def test_grpc_fleet(http_plain: SuperLink142, tmp_path: Path) -> None:
     """The gRPC Fleet service (FLWR_INTERNAL_GRPC_FLEET_API=1): no HTTP Fleet call."""
-    before = len(grpc_plain.log_text())
-    nodes = _federation(grpc_plain, tmp_path, grpc_plain.grpc_address, [GRPC, GRPC])
-    assert "/v1/fleet/" not in grpc_plain.log_text()[before:]
+    before = len(http_plain.log_text())
+    nodes = _federation(http_plain, tmp_path, http_plain.grpc_address, [GRPC, GRPC])
+    assert "/v1/fleet/" not in http_plain.log_text()[before:]
     assert {node["status"] for node in nodes.values()} == {"unregistered"}, nodes
 
 
