@@ -3,9 +3,16 @@
 * ``grpc-rere``: one HTTP/2 channel (a :class:`~flwr_sdk.net.grpc_tuning.TunedChannel`)
   carries every node's unary calls as separate streams; each node still has its own
   session, node-auth object (its own keys and, on 1.12, its own shared secret), retry
-  budget and heartbeat.
+  budget and heartbeat. At most :data:`GRPC_STREAMS` calls are open at once, the others
+  wait their turn in order: an HTTP/2 server allows only so many streams (h2, hence
+  grpclib: 100), and grpclib wakes *every* waiting call each time a stream closes, which
+  with 2,000 nodes starting together cost minutes of CPU and timed calls out. Heartbeats
+  skip the queue: behind a round's thousands of pushes a ping came too late and the
+  server took its node for gone.
 * ``rest``: one ``httpx.AsyncClient`` whose pool (:data:`REST_POOL` connections, HTTP/1.1
-  keep-alive) serves every node's calls.
+  keep-alive) serves every node's calls; at most that many calls are under way, the
+  others wait in order (httpcore's own queue costs CPU in proportion to its length for
+  every request it places: 500 nodes took minutes to register through it).
 * ``grpc-bidi``: not shared; each node has its own channel (the legacy server ties a
   node to its stream's connection).
 
@@ -15,21 +22,30 @@ does, once every node has stopped.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random
+from typing import Any
 
+import betterproto2
 import httpx
 from grpclib.client import Channel
 
 from flwr_sdk.transport import connector_for
-from flwr_sdk.transport.address import parse_rest_address
+from flwr_sdk.transport.address import RestTarget, parse_rest_address
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.fleet_session import FleetCaller, FleetConnector
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_rere import GrpcRereCaller
 from flwr_sdk.transport.rest import RestCaller, http_client
-from flwr_sdk.wire.base import FleetLine, NodeAuth
+from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
+from flwr_sdk.wire.detect import Probe
+from flwr_sdk.wire.lines import all_lines
 
-__all__ = ["REST_POOL", "SHARED_TRANSPORTS", "PollJitter", "SharedConnections"]
+__all__ = ["GRPC_STREAMS", "REST_POOL", "SHARED_TRANSPORTS", "PollJitter", "SharedConnections"]
+
+GRPC_STREAMS = 90
+"""Calls open at once on a swarm's shared gRPC channel (below h2's 100 streams)."""
 
 REST_POOL = 64
 """Connections of the HTTP pool the REST nodes of a swarm share."""
@@ -39,11 +55,12 @@ SHARED_TRANSPORTS = ("grpc-rere", "rest")
 
 
 class _OneChannelFactory(GrpcChannelFactory):
-    """A channel factory that hands out the same channel every time."""
+    """A channel factory that hands out the same channel every time, and its call gate."""
 
     def __init__(self, settings: TransportSettings) -> None:
         super().__init__(settings)
         self._channel: Channel | None = None
+        self.gate = asyncio.Semaphore(GRPC_STREAMS)
 
     def create(self) -> Channel:
         """The shared channel (made on first use)."""
@@ -58,11 +75,54 @@ class _OneChannelFactory(GrpcChannelFactory):
             self._channel = None
 
 
-class _BorrowedChannelCaller(GrpcRereCaller):
+@functools.cache
+def _heartbeat_paths() -> frozenset[str]:
+    """The gRPC paths of every line's heartbeat RPC."""
+    return frozenset(line.rpcs.heartbeat.grpc_path for line in all_lines())
+
+
+class _GatedCaller(FleetCaller):
+    """Calls that wait for one of the shared connection's slots (heartbeats do not)."""
+
+    _gate: asyncio.Semaphore
+
+    async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
+        """The call, once a slot of the shared connection is free; a heartbeat at once."""
+        if rpc.grpc_path in _heartbeat_paths():
+            return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
+        async with self._gate:
+            return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
+
+    async def probe(self, *args: Any, **kwargs: Any) -> Probe:
+        """The probe, once a slot of the shared connection is free."""
+        async with self._gate:
+            return await super().probe(*args, **kwargs)  # type: ignore[safe-super]
+
+
+class _BorrowedChannelCaller(_GatedCaller, GrpcRereCaller):
     """A session's grpc-rere caller on the shared channel: closing it leaves the channel."""
+
+    def __init__(self, factory: _OneChannelFactory, auth: NodeAuth) -> None:
+        GrpcRereCaller.__init__(self, factory, auth)
+        self._gate = factory.gate
 
     async def close(self) -> None:
         """Nothing: the shared channel outlives the session."""
+
+
+class _PooledRestCaller(_GatedCaller, RestCaller):
+    """A session's REST caller on the shared HTTP client (which it never closes)."""
+
+    def __init__(
+        self,
+        target: RestTarget,
+        settings: TransportSettings,
+        auth: NodeAuth,
+        client: httpx.AsyncClient,
+        gate: asyncio.Semaphore,
+    ) -> None:
+        RestCaller.__init__(self, target, settings, auth, client=client)
+        self._gate = gate
 
 
 class PollJitter(Connector):
@@ -101,6 +161,7 @@ class SharedConnections:
             target = parse_rest_address(settings.server_address)
             limits = httpx.Limits(max_connections=REST_POOL, max_keepalive_connections=REST_POOL)
             self._http = http_client(target, settings, limits=limits)
+        self._http_gate = asyncio.Semaphore(REST_POOL)
 
     def connector(self, settings: TransportSettings, line: FleetLine | None) -> Connector:
         """A node's connector: its own sessions (``settings``: its keys, retry policy)."""
@@ -114,8 +175,10 @@ class SharedConnections:
         if http is not None:
             target = parse_rest_address(settings.server_address)
 
+            gate = self._http_gate
+
             def rest_caller(auth: NodeAuth) -> FleetCaller:
-                return RestCaller(target, settings, auth, client=http)
+                return _PooledRestCaller(target, settings, auth, http, gate)
 
             return FleetConnector(self.transport, settings, rest_caller, line)
         return connector_for(self.transport, settings, line)
