@@ -1,0 +1,181 @@
+"""flwr-sdk swarm end to end: thousands of nodes in one process, on real servers.
+
+Each test runs ``flwr-sdk swarm`` (a subprocess, as a user would) against a server in
+another process, with the app of ``swarm_app.py``: node ``i`` trains on its own
+partition of ``i + 1`` values, so a round in which the server aggregated
+``num_examples`` ``1..N`` had every node contribute once, each on a different partition.
+
+* the reference server (``flwr-sdk server``) on grpc-rere and rest: 3 FedAvg rounds;
+* a real flwr 1.12.0 SuperLink with a FedAvg ServerApp that waits for the whole swarm;
+* ``--ray`` with 2 actors on a local Ray the swarm starts (and stops).
+
+CI form: 2,000 nodes on grpc-rere, fewer elsewhere (:data:`NODES`); the full form
+(``FLWR_SDK_SWARM_FULL=1``) runs 2,000 nodes in every test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.federation import Process, free_port, sdk_env, start_listening
+from support.flower_env import FlowerEnv
+from support.superlink import start_superlink, wait_for_report
+
+TESTS = Path(__file__).resolve().parents[1]
+APP = "swarm.swarm_app:client_fn"
+SERVER_APP = Path(__file__).resolve().parent / "apps" / "swarm_fedavg"
+FULL = os.environ.get("FLWR_SDK_SWARM_FULL") == "1"
+ROUNDS = 3
+NODES = {
+    "grpc-rere": 2000,
+    "rest": 2000 if FULL else 500,
+    "superlink": 2000 if FULL else 500,
+    "ray": 2000 if FULL else 200,
+}
+"""Nodes per test (CI form; the full form has 2,000 everywhere)."""
+
+
+def _env() -> dict[str, str]:
+    env = sdk_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    return env
+
+
+def _popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, env=_env(), **kwargs)
+
+
+def start_reference_server(tmp: Path, transport: str, nodes: int) -> tuple[Process, str, Path]:
+    """``flwr-sdk server`` waiting for ``nodes`` nodes; its address and report path."""
+    report = tmp / f"server-{transport}.json"
+
+    def launch(attempt: int) -> tuple[Process, list[int]]:
+        port = free_port()
+        args = [sys.executable, "-m", "flwr_sdk", "server", "--transport", transport]
+        args += ["--port", str(port), "--min-clients", str(nodes), "--rounds", str(ROUNDS)]
+        args += ["--report", str(report)]
+        return Process(args, tmp / f"server-{transport}-{attempt}.log", _popen), [port]
+
+    process, (port,) = start_listening(launch, "127.0.0.1", what="reference server")
+    address = f"127.0.0.1:{port}"
+    return process, (f"http://{address}" if transport == "rest" else address), report
+
+
+def run_swarm(
+    tmp: Path, address: str, transport: str, nodes: int, *extra: str, timeout: float = 400
+) -> dict[str, Any]:
+    """Run ``flwr-sdk swarm`` to its end; its ``--summary``."""
+    summary = tmp / f"swarm-{transport}.json"
+    args = [sys.executable, "-m", "flwr_sdk", "swarm", "--nodes", str(nodes), "--app", APP]
+    args += ["--server-address", address, "--transport", transport, "--idle-exit", "8"]
+    args += ["--start-rate", "500", "--summary", str(summary), "--no-live", *extra]
+    process = Process(args, tmp / f"swarm-{transport}.log", _popen)
+    try:
+        code = process.wait(timeout=timeout)
+        assert code == 0, process.output()
+    finally:
+        process.stop()
+    data: dict[str, Any] = json.loads(summary.read_text())
+    return data
+
+
+def assert_every_node_trained(summary: dict[str, Any], nodes: int, rounds: int) -> None:
+    """Every node of the swarm handled ``rounds`` train instructions, each on its partition."""
+    assert summary["nodes"] == nodes
+    assert summary["failed_nodes"] == 0, [n for n in summary["per_node"] if n["error"]][:5]
+    per_node = summary["per_node"]
+    assert [node["partition_id"] for node in per_node] == list(range(nodes))
+    assert all(node["handled"].get("train", 0) >= rounds for node in per_node), [
+        node for node in per_node if node["handled"].get("train", 0) < rounds
+    ][:5]
+    assert len({node["node_id"] for node in per_node}) == nodes
+    assert summary["totals"]["failed_instructions"] == 0
+
+
+def assert_rounds(fit_sizes: list[list[int]], nodes: int) -> None:
+    """Each round aggregated one result per partition: sizes ``1..nodes``."""
+    assert len(fit_sizes) >= ROUNDS
+    for number, sizes in enumerate(fit_sizes, start=1):
+        assert sorted(sizes) == list(range(1, nodes + 1)), (number, len(sizes))
+
+
+def run_on_reference(tmp: Path, transport: str, nodes: int, *extra: str) -> dict[str, Any]:
+    server, address, report = start_reference_server(tmp, transport, nodes)
+    try:
+        summary = run_swarm(tmp, address, transport, nodes, *extra)
+        assert server.wait(timeout=30) == 0, server.output()
+    finally:
+        server.stop()
+    history = json.loads(report.read_text())
+    rounds = [history["rounds"][str(n)] for n in range(1, ROUNDS + 1)]
+    for result in rounds:
+        assert result["fit_failures"] == 0, result["failure_reasons"][:5]
+        assert result["evaluate_results"] == nodes, result["failure_reasons"][:5]
+    assert_rounds([result["fit_num_examples"] for result in rounds], nodes)
+    assert_every_node_trained(summary, nodes, ROUNDS)
+    return summary
+
+
+@pytest.mark.parametrize("transport", ["grpc-rere", "rest"])
+def test_swarm_trains_on_the_reference_server(tmp_path: Path, transport: str) -> None:
+    """Done-when 1: N nodes, 3 FedAvg rounds, every node on its own partition."""
+    nodes = NODES[transport]
+    started = time.monotonic()
+    summary = run_on_reference(tmp_path, transport, nodes)
+    print(f"{transport}: {nodes} nodes, {time.monotonic() - started:.0f} s", summary["handled"])
+
+
+def test_swarm_on_ray_actors_gives_the_same_results(tmp_path: Path) -> None:
+    """Done-when 3: the same job as 2 Ray actors on a local Ray the swarm starts."""
+    pytest.importorskip("ray", reason="the swarm-ray extra (scripts/setup-venv installs it)")
+    nodes = NODES["ray"]
+    summary = run_on_reference(
+        tmp_path, "grpc-rere", nodes, "--ray", "--ray-actors", "2", "--ray-cpus", "2"
+    )
+    assert summary["ray_actors"] == 2
+
+
+def test_swarm_runs_on_a_flower_1_12_superlink(tmp_path: Path, flwr_1_12: FlowerEnv) -> None:
+    """Done-when 2: the swarm joins a real 1.12.0 SuperLink and completes a run."""
+    nodes = NODES["superlink"]
+    superlink = start_superlink(flwr_1_12, tmp_path / "superlink")
+    report = tmp_path / "superlink-report.json"
+    server_app: Process | None = None
+    try:
+        env = flwr_1_12.environ(
+            {
+                "SWARM_NODES": str(nodes),
+                "SWARM_REPORT": str(report),
+                "FLWR_HOME": str(tmp_path / "flwr_home"),
+                "FLWR_TELEMETRY_ENABLED": "0",
+            }
+        )
+        server_app = Process(
+            [
+                "flower-server-app",
+                str(SERVER_APP),
+                "--superlink",
+                superlink.driver_address,
+                *superlink.security_args(),
+            ],
+            tmp_path / "serverapp.log",
+            lambda a, **kw: flwr_1_12.popen(a, env=env, **kw),
+        )
+        summary = run_swarm(tmp_path, superlink.fleet_address, "grpc-rere", nodes)
+        data = wait_for_report(report, timeout=30, proc=server_app)
+    finally:
+        if server_app is not None:
+            server_app.stop()
+        superlink.process.stop()
+    for number in range(1, ROUNDS + 1):
+        assert data["fit"][str(number)]["failures"] == 0, data["fit"][str(number)]
+        assert data["evaluate"][str(number)]["results"] == nodes
+    assert_rounds([data["fit"][str(n)]["num_examples"] for n in range(1, ROUNDS + 1)], nodes)
+    assert_every_node_trained(summary, nodes, ROUNDS)

@@ -1,0 +1,89 @@
+"""The swarm's pieces without a server: config, partition blocks for Ray, counters."""
+
+from __future__ import annotations
+
+import pytest
+
+from flwr_sdk.events import (
+    Connected,
+    InstructionReceived,
+    NodeSummary,
+    Registered,
+    ReplySent,
+    Stopped,
+)
+from flwr_sdk.swarm import NodeState, SwarmConfig, SwarmSnapshot, SwarmStats
+from flwr_sdk.swarm.ray_runner import split
+from swarm.swarm_app import client_fn, partition
+
+
+def config(nodes: int = 10, **kwargs: object) -> SwarmConfig:
+    return SwarmConfig(server_address="127.0.0.1:9092", nodes=nodes, app=client_fn, **kwargs)  # type: ignore[arg-type]
+
+
+def test_each_node_gets_its_partition_and_the_swarm_size() -> None:
+    cfg = config(5, first_partition=3, num_partitions=20, node_config={"data": "x"})
+    assert cfg.partition_ids() == [3, 4, 5, 6, 7]
+    node = cfg.node_client_config(6, None)
+    assert dict(node.node_config) == {"data": "x", "partition-id": 6, "num-partitions": 20}
+    assert dict(config(4).node_client_config(0, None).node_config)["num-partitions"] == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"nodes": 0}, "nodes must be an int >= 1"),
+        ({"nodes": 2, "start_rate": 0}, "start_rate must be > 0"),
+        ({"nodes": 2, "idle_exit": -1.0}, "idle_exit must be > 0"),
+        ({"nodes": 2, "first_partition": -1}, "first_partition must be >= 0"),
+    ],
+)
+def test_bad_configs_are_refused(kwargs: dict[str, object], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        config(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_bad_start_client_argument_is_refused_before_connecting() -> None:
+    with pytest.raises(ValueError, match="transport"):
+        config(2, transport="carrier-pigeon").node_client_config(0, None)
+
+
+def test_ray_blocks_cover_every_partition_once() -> None:
+    parts = split(config(10, first_partition=5), 3)
+    assert [p.nodes for p in parts] == [4, 3, 3]
+    ids = [pid for part in parts for pid in part.partition_ids()]
+    assert ids == list(range(5, 15))
+    assert {p.partitions for p in parts} == {10}
+    with pytest.raises(ValueError, match="give each actor a node"):
+        split(config(2), 3)
+
+
+def test_partitions_are_views_of_one_array_and_differ() -> None:
+    first, second = partition(0, 4), partition(3, 4)
+    assert (len(first), len(second)) == (1, 4)
+    assert first.base is second.base is not None
+    assert not first.flags.writeable
+
+
+def test_counters_follow_the_nodes_events() -> None:
+    stats = SwarmStats([10, 11])
+    assert stats.count(NodeState.PENDING) == 2
+    stats.started(0)
+    stats.record(0, Connected("a", "grpc-rere", "1.12"))
+    stats.record(0, Registered(7))
+    stats.record(0, InstructionReceived(1, "m", "train", "1", 100))
+    assert stats.state(0) is NodeState.WORKING
+    stats.record(0, ReplySent("train", "1", 40, 0.5, False))
+    stats.record(0, Stopped(NodeSummary({"train": 1}), None))
+    stats.ended(0, None)
+    stats.started(1)
+    stats.ended(1, RuntimeError("boom"))
+    snap = stats.snapshot()
+    assert snap.states["stopped"] == 1 and snap.failed == 1
+    assert (snap.bytes_received, snap.bytes_sent, snap.replies) == (100, 40, 1)
+    assert snap.slowest == ((0.5, 10),)
+    result = stats.result(1.0)
+    assert result.nodes[0].node_id == 7 and result.nodes[0].handled == {"train": 1}
+    assert result.failed_nodes[0].error == "RuntimeError: boom"
+    merged = SwarmSnapshot.merge([snap, snap])
+    assert (merged.nodes, merged.replies, merged.states["failed"]) == (4, 2, 2)
