@@ -41,6 +41,7 @@ from typing import Any, Protocol, cast
 import betterproto2
 from flwr_sdk_proto.v1_12 import fastcodec as fast_v1_12
 from flwr_sdk_proto.v1_15 import fastcodec as fast_v1_15
+from flwr_sdk_proto.v1_42 import fastcodec as fast_v1_42
 from grpclib.encoding.base import CodecBase
 
 from flwr_sdk.errors import ProtocolError
@@ -58,10 +59,14 @@ __all__ = [
     "fast_codec_for",
 ]
 
-FAST_CODECS: tuple[ModuleType, ...] = (fast_v1_12, fast_v1_15)
+FAST_CODECS: tuple[ModuleType, ...] = (fast_v1_12, fast_v1_15, fast_v1_42)
 """The generated fast-codec modules, one per wire line."""
 
-DECODE_ERRORS: tuple[type[ValueError], ...] = (fast_v1_12.DecodeError, fast_v1_15.DecodeError)
+DECODE_ERRORS: tuple[type[ValueError], ...] = (
+    fast_v1_12.DecodeError,
+    fast_v1_15.DecodeError,
+    fast_v1_42.DecodeError,
+)
 """What the fast decoders raise on malformed input (all ``ValueError`` subclasses)."""
 
 DEFAULT_CHUNK_SIZE = 1 << 20

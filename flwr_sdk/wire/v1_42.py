@@ -208,11 +208,10 @@ class _Reply(Outgoing):
                 node=self._node,
                 run_id=self._run_id,
                 object_id=object_id,
-                # Joined bytes (one copy of at most one 5 MiB chunk per request, made as
-                # the request is taken) until the 1.42 fast codec is registered with
-                # flwr_sdk.net.fast_codec, which takes object_content()'s segments as
-                # they are.
-                object_content=self._encoded.object_bytes(object_id),
+                # The object's segments (head + views of the tensor memory): the 1.42
+                # fast codec writes them as they are, without joining them (betterproto2
+                # types the field as bytes).
+                object_content=cast(bytes, self._encoded.object_content(object_id)),
                 session_id=session_id,
             )
 
