@@ -42,7 +42,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from bench import codec, rounds, rounds_142  # noqa: E402
+from bench import codec, rounds, rounds_142, swarm  # noqa: E402
 from bench.rounds import Measurement, MiB  # noqa: E402
 
 
@@ -318,6 +318,11 @@ def main() -> None:
     parser.add_argument("--codec-repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=BENCH)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--swarm-sizes",
+        default=",".join(str(n) for n in swarm.SIZES),
+        help="the nodes-per-process table (bench.swarm) for these N; empty: skip it",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     reps = _reps(args.reps, sizes)
@@ -340,6 +345,13 @@ def main() -> None:
         results += rounds_142.run(sizes, reps_142, args.arrays, workdir, rounds_142.log)
     print("codec benchmark", flush=True)
     codec_lines, codec_raw = codec_tables(sizes, args.arrays, args.codec_repeat)
+    swarm_lines: list[str] = []
+    if args.swarm_sizes:
+        print("nodes per process", flush=True)
+        swarm_sizes = tuple(int(n) for n in args.swarm_sizes.split(","))
+        swarm_rows, flower_rss = swarm.run(workdir / "swarm", swarm_sizes)
+        swarm_lines = ["", "## Nodes per process", "", swarm.__doc__ or "", ""]
+        swarm_lines += swarm.table(swarm_rows, flower_rss)
     elapsed = time.monotonic() - started
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -348,6 +360,7 @@ def main() -> None:
         json.dumps({"rounds": [m.__dict__ for m in results], "codec": codec_raw}, indent=1)
     )
     text = render(results, sizes, per_transport, args.arrays, codec_lines, codec_raw, elapsed)
+    text += "\n".join(swarm_lines)
     (args.out / "RESULTS.md").write_text(text)
     print(text)
 
