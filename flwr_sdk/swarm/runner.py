@@ -274,10 +274,7 @@ class Swarm:
         finally:
             watcher.cancel()
             reporter.cancel()
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
+            await _cancel_all(tasks)
             await shared.aclose()
         if self._progress is not None:
             self._progress(self.stats.snapshot())
@@ -356,6 +353,23 @@ class Swarm:
                 log.info("No instruction for %.0f s: stopping the swarm", idle_exit)
                 self.stop()
                 return
+
+
+STOP_RECANCEL = 0.2
+"""Seconds between two cancellations of the nodes that are still running at the end."""
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the nodes until every one has ended.
+
+    Again and again, as ``start_client`` does after a signal: grpclib may turn a
+    cancellation that lands while a connection dies into another error, and the node
+    would then go on.
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=STOP_RECANCEL)
 
 
 def run_swarm(
