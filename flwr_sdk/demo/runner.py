@@ -3,7 +3,7 @@
 Each client process is ``python -m flwr_sdk.cli client --app
 flwr_sdk.demo.client:client_fn …`` (the SDK's own ``start_client``), told its data share
 through the environment; the clients are not told the server's wire line
-(``DemoOptions.wire``, 1.12 or 1.15): they detect it. The server runs its default app,
+(``DemoOptions.wire``, 1.12, 1.15 or 1.42): they detect it. The server runs its default app,
 FedAvg (:class:`~flwr_sdk.server.fedavg_app.FedAvgApp` on the typed app API), with
 server-side evaluation on a held-out test set and federated evaluation on the clients'
 local test rows; a rich live view shows each round, a table sums the run up, ``plot``
@@ -36,6 +36,7 @@ from flwr_sdk.server.app import TRANSPORTS, WIRES, ReferenceServer, ServerConfig
 from flwr_sdk.server.driver import DriverListener, History, RoundResult
 from flwr_sdk.server.node_auth import NodeAuthenticator
 from flwr_sdk.server.node_auth_v1_15 import SignedTimestampAuthenticator
+from flwr_sdk.server.node_auth_v1_42 import SignedCallAuthenticator
 from flwr_sdk.server.strategy import FedAvg
 
 __all__ = ["DemoOptions", "DemoResult", "run_demo"]
@@ -44,6 +45,14 @@ log = logging.getLogger("flwr_sdk")
 
 CLIENT_APP = "flwr_sdk.demo.client:client_fn"
 STOP_TIMEOUT = 30.0
+
+
+_AUTH_TRANSPORTS: dict[str, tuple[str, ...]] = {
+    "1.12": ("grpc-rere",),
+    "1.15": ("grpc-rere",),
+    "1.42": ("grpc-rere", "rest"),  # every 1.42 Fleet call is signed, HTTP included
+}
+"""The transports on which each wire line authenticates nodes."""
 
 
 @dataclass
@@ -72,9 +81,10 @@ class DemoOptions:
             raise ValueError("clients must be >= 1")
         if self.rounds < 1:
             raise ValueError("rounds must be >= 1")
-        if self.auth and self.transport != "grpc-rere":
+        if self.auth and self.transport not in _AUTH_TRANSPORTS[self.wire]:
             raise ValueError(
-                "--auth needs --transport grpc-rere (node auth is a Fleet gRPC feature)"
+                f"--auth on wire {self.wire} needs --transport "
+                f"{' or '.join(_AUTH_TRANSPORTS[self.wire])} (where that line has node auth)"
             )
 
 
@@ -234,9 +244,13 @@ def plot_history(history: History, path: Path) -> None:
     plt.close(fig)
 
 
+_ServerAuth = NodeAuthenticator | SignedTimestampAuthenticator | SignedCallAuthenticator
+"""The reference server's node authentication, one kind per wire line."""
+
+
 def _write_keys(
     directory: Path, count: int, wire: str
-) -> tuple[NodeAuthenticator | SignedTimestampAuthenticator, list[tuple[Path, Path]]]:
+) -> tuple[_ServerAuth, list[tuple[Path, Path]]]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -262,6 +276,8 @@ def _write_keys(
         public_keys.append(key.public_key())
     if wire == "1.15":
         return SignedTimestampAuthenticator.create(public_keys), pairs
+    if wire == "1.42":  # the nodes' keys are operator-registered: they only activate
+        return SignedCallAuthenticator.create(public_keys), pairs
     server_key = ec.generate_private_key(ec.SECP384R1())
     return NodeAuthenticator.create(server_key, public_keys), pairs
 
@@ -358,7 +374,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
     started = time.monotonic()
     tls: ServerTLS | None = None
     extra: list[list[str]] = [[] for _ in range(options.clients)]
-    auth: NodeAuthenticator | SignedTimestampAuthenticator | None = None
+    auth: _ServerAuth | None = None
     if options.tls or options.auth:
         from flwr_sdk.server.tls_material import make_tls_material
 

@@ -58,18 +58,30 @@ def test_default_demo_learns_and_plots(tmp_path: Path) -> None:
         ["--wire", "1.15", "--rounds", "2"],
         ["--wire", "1.15", "--transport", "rest", "--rounds", "2"],
         ["--wire", "1.15", "--auth", "--rounds", "2", "--clients", "2"],
+        ["--wire", "1.42", "--transport", "rest", "--auth", "--rounds", "2", "--clients", "2"],
     ],
-    ids=["grpc-rere", "rest", "tls", "auth", "rest-tls", "1.15", "1.15-rest", "1.15-auth"],
+    ids=[
+        "grpc-rere",
+        "rest",
+        "tls",
+        "auth",
+        "rest-tls",
+        "1.15",
+        "1.15-rest",
+        "1.15-auth",
+        "1.42-rest-auth",
+    ],
 )
 def test_demo_variants(args: list[str]) -> None:
     output, seconds = _demo(*args)
     assert _final_accuracy(output) > 5 * CHANCE, output
+    transport = "rest" if "rest" in args else "grpc-rere"
     if "--wire" in args:
         # --wire alone means grpc-rere; the clients detect the line themselves
-        transport = "rest" if "rest" in args else "grpc-rere"
-        assert f"({transport}" in output and "Flower 1.15 Fleet API" in output, output
+        wire = args[args.index("--wire") + 1]
+        assert f"({transport}" in output and f"Flower {wire} Fleet API" in output, output
     if "--auth" in args:
-        assert "(grpc-rere, TLS, node auth)" in output, output
+        assert f"({transport}, TLS, node auth)" in output, output
     if "--tls" in args:
         assert "TLS" in output, output
     assert seconds < 120
