@@ -35,7 +35,7 @@ FULL = os.environ.get("FLWR_SDK_SWARM_FULL") == "1"
 ROUNDS = 3
 NODES = {
     "grpc-rere": 2000,
-    "rest": 2000 if FULL else 500,
+    "rest": 2000 if FULL else 300,
     "superlink": 2000 if FULL else 500,
     "ray": 2000 if FULL else 200,
 }

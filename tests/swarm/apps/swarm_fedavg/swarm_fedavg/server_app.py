@@ -1,73 +1,112 @@
-"""FedAvg over a whole swarm: waits for ``$SWARM_NODES`` nodes, samples all of them.
+"""FedAvg over a whole swarm on a flwr 1.12 SuperLink, with the low-level Driver API.
 
-Runs INSIDE a flwr 1.12.0 virtualenv (``flower-server-app``). After every aggregation it
-rewrites the JSON report at ``$SWARM_REPORT``:
+Runs INSIDE a flwr 1.12.0 virtualenv (``flower-server-app``). It waits for
+``$SWARM_NODES`` nodes, then per round pushes one train instruction to every node at
+once, pulls the replies until all are in, averages the models (weighted by
+``num_examples``) and does the same for evaluate. (The legacy ``ServerApp(server_fn=...)``
+of 1.12 serves its nodes a few at a time — a thread pool of ``cpu + 4`` proxies, each
+waiting for its node's reply — about 1.5 replies per second here: hours for a swarm.)
+
+After every phase it rewrites the JSON report at ``$SWARM_REPORT``:
 
     {"fit": {"1": {"results": N, "failures": 0, "num_examples": [1, 2, ...]}, ...},
-     "evaluate": {"1": {"results": N, "failures": 0}, ...}, "done": true}
+     "evaluate": {"1": {"results": N, "failures": 0}, ...}, "nodes": N, "done": true}
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
-from flwr.common import Context, ndarrays_to_parameters
-from flwr.server import ServerApp, ServerAppComponents, ServerConfig
-from flwr.server.strategy import FedAvg
+from flwr.common import (
+    Context,
+    EvaluateIns,
+    FitIns,
+    MessageType,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.common.recordset_compat import (
+    evaluateins_to_recordset,
+    fitins_to_recordset,
+    recordset_to_evaluateres,
+    recordset_to_fitres,
+)
+from flwr.server import Driver, ServerApp
+
+app = ServerApp()
+PHASE_TIMEOUT = float(os.environ.get("SWARM_PHASE_TIMEOUT", "600"))
 
 
-class RecordingFedAvg(FedAvg):
-    """FedAvg that writes how many results it got and their sizes."""
+def exchange(driver: Driver, nodes: list[int], content, message_type: str, rnd: int) -> list:
+    """Send ``content`` to every node at once; the replies that came back in time."""
+    messages = [
+        driver.create_message(
+            content=content,
+            message_type=message_type,
+            dst_node_id=node,
+            group_id=str(rnd),
+            ttl=PHASE_TIMEOUT,
+        )
+        for node in nodes
+    ]
+    ids = [i for i in driver.push_messages(messages) if i]
+    replies: dict[str, object] = {}
+    deadline = time.time() + PHASE_TIMEOUT
+    while len(replies) < len(ids) and time.time() < deadline:
+        for reply in driver.pull_messages([i for i in ids if i not in replies]):
+            replies[reply.metadata.reply_to_message] = reply
+        time.sleep(0.5)
+    return [r for r in replies.values() if not r.has_error()]
 
-    def __init__(self, report_path: Path, num_rounds: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.report_path = report_path
-        self.num_rounds = num_rounds
-        self.report: dict = {"fit": {}, "evaluate": {}}
 
-    def flush(self) -> None:
-        tmp = self.report_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.report))
-        tmp.replace(self.report_path)
+@app.main()
+def main(driver: Driver, context: Context) -> None:
+    path = Path(os.environ["SWARM_REPORT"])
+    wanted = int(os.environ["SWARM_NODES"])
+    rounds = int(context.run_config.get("num-server-rounds", 3))
+    report: dict = {"fit": {}, "evaluate": {}}
 
-    def aggregate_fit(self, server_round, results, failures):
-        self.report["fit"][str(server_round)] = {
+    def flush() -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report))
+        tmp.replace(path)
+
+    flush()
+    nodes = driver.get_node_ids()
+    while len(nodes) < wanted:
+        time.sleep(1.0)
+        nodes = driver.get_node_ids()
+    report["nodes"] = len(nodes)
+    weights = [np.zeros(2, dtype=np.float32)]
+    for rnd in range(1, rounds + 1):
+        parameters = ndarrays_to_parameters(weights)
+        fit_ins = fitins_to_recordset(FitIns(parameters, {"round": rnd}), keep_input=True)
+        good = exchange(driver, nodes, fit_ins, MessageType.TRAIN, rnd)
+        results = [recordset_to_fitres(r.content, keep_input=False) for r in good]
+        report["fit"][str(rnd)] = {
             "results": len(results),
-            "failures": len(failures),
-            "num_examples": sorted(r.num_examples for _, r in results),
+            "failures": len(nodes) - len(results),
+            "num_examples": sorted(res.num_examples for res in results),
         }
-        self.flush()
-        return super().aggregate_fit(server_round, results, failures)
-
-    def aggregate_evaluate(self, server_round, results, failures):
-        self.report["evaluate"][str(server_round)] = {
-            "results": len(results),
-            "failures": len(failures),
+        flush()
+        total = sum(res.num_examples for res in results)
+        weights = [
+            sum(parameters_to_ndarrays(res.parameters)[0] * res.num_examples for res in results)
+            / total
+        ]
+        eval_ins = evaluateins_to_recordset(
+            EvaluateIns(ndarrays_to_parameters(weights), {"round": rnd}), keep_input=True
+        )
+        good = exchange(driver, nodes, eval_ins, MessageType.EVALUATE, rnd)
+        evaluated = [recordset_to_evaluateres(r.content) for r in good]
+        report["evaluate"][str(rnd)] = {
+            "results": len(evaluated),
+            "failures": len(nodes) - len(evaluated),
         }
-        if server_round == self.num_rounds:
-            self.report["done"] = True
-        self.flush()
-        return super().aggregate_evaluate(server_round, results, failures)
-
-
-def server_fn(context: Context) -> ServerAppComponents:
-    nodes = int(os.environ["SWARM_NODES"])
-    rounds = int(context.run_config["num-server-rounds"])
-    strategy = RecordingFedAvg(
-        Path(os.environ["SWARM_REPORT"]),
-        rounds,
-        fraction_fit=1.0,
-        fraction_evaluate=1.0,
-        min_fit_clients=nodes,
-        min_evaluate_clients=nodes,
-        min_available_clients=nodes,
-        initial_parameters=ndarrays_to_parameters([np.zeros(2, dtype=np.float32)]),
-    )
-    strategy.flush()
-    return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=rounds))
-
-
-app = ServerApp(server_fn=server_fn)
+        if rnd == rounds:
+            report["done"] = True
+        flush()
