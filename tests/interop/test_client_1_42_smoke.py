@@ -2,16 +2,23 @@
 
 One SuperLink (plain HTTP, gRPC Fleet service on) is shared by the module; the node is
 ``tests/support/sdk_client.py`` with no ``wire`` argument (the line is detected). What
-the SuperLink says about the node (``flwr supernode ls``) is the check:
+the SuperLink says about the node (``flwr supernode ls``, its log) is the check:
 
 * a node without keys registers itself and is ``online``; SIGTERM → it deactivates and
-  unregisters (``unregistered``), exit code 0;
+  unregisters (``unregistered``), exit code 0 (issue 15, done-when 3);
+* heartbeats stopped (the node process frozen with SIGSTOP): the SuperLink reports the
+  node ``offline`` once ``2 x heartbeat_interval`` has passed since its last heartbeat
+  (the node announces 30 s, as Flower's SuperNode does: at most 60 s), and ``online``
+  again when the resumed node (SIGCONT) heartbeats; it then still leaves cleanly
+  (done-when 3);
 * a node with an operator-registered key (``flwr supernode register``) activates as the
-  node the operator got, and SIGTERM leaves it ``offline``, still registered;
+  node the operator got; SIGKILLed, its node stays ``online`` and the next process with
+  that key takes it back at once; SIGTERM leaves it ``offline``, still registered;
 * a key the SuperLink does not know ends ``start_client`` with ``AuthenticationError``
-  in under 10 s.
+  in under 10 s over gRPC (over HTTP with ``--enable-supernode-auth``:
+  ``test_fleet_1_42.py``); ``wire="1.15"`` against this SuperLink is a ``WireLineError``.
 
-Rounds, TLS and ``--enable-supernode-auth`` runs are in ``test_fleet_1_42*.py``.
+Rounds, TLS and ``--enable-supernode-auth`` runs are in ``test_fleet_1_42.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ pytestmark = pytest.mark.interop
 
 REGISTERED = re.compile(r"Registered with the SuperLink as node (\d+)")
 DETECTED = "SuperLink speaks the Flower 1.42 Fleet API"
+# The node announces heartbeat_interval = 30 s; the SuperLink keeps it online 2 x that.
+OFFLINE_WITHIN_S = 60 + 30  # margin for a loaded CI box; passing tests wait only as needed
 
 
 @pytest.fixture(scope="module")
@@ -74,38 +83,45 @@ def test_self_registered_node_unregisters_on_sigterm(
         assert client.wait(timeout=15) == 0, client.output()
         log = client.output(tail=None)
     assert DETECTED in log, log
+    assert "RETURNED" in log, log
     superlink.wait_node_status(node_id, "unregistered", timeout=10)
+    entry = superlink.nodes()[node_id]
+    assert entry["offline-at"] != "N/A" and entry["deleted-at"] != "N/A", entry
+    link_log = superlink.log_text()
+    assert f"[Fleet.DeactivateNode] Deactivated node_id={node_id}" in link_log, link_log
 
 
-def test_operator_key_activates_and_only_deactivates(
+def test_unregistered_key_over_grpc_is_an_authentication_error_within_10_s(
     superlink: SuperLink142, tmp_path: Path
 ) -> None:
-    key = make_node_key(tmp_path / "keys", "node")
-    expected = superlink.register_node(key)
-    args = ["--transport", "rest", "--auth-private-key", str(key.private_path)]
-    args += ["--auth-public-key", str(key.public_path)]
-    with processes() as procs:
-        client = start_sdk_client(tmp_path, superlink.http_address, 0, *args)
-        procs.append(client)
-        assert _registered_node(client) == expected
-        superlink.wait_node_status(expected, "online", timeout=20)
-        client.signal(signal.SIGTERM)
-        assert client.wait(timeout=15) == 0, client.output()
-    superlink.wait_node_status(expected, "offline", timeout=10)
-
-
-@pytest.mark.parametrize("transport", ["rest", "grpc-rere"])
-def test_unregistered_key_is_an_authentication_error_within_10_s(
-    superlink: SuperLink142, tmp_path: Path, transport: str
-) -> None:
     key = make_node_key(tmp_path / "keys", "stranger")
-    args = ["--transport", transport, "--auth-private-key", str(key.private_path)]
+    args = ["--transport", "grpc-rere", "--auth-private-key", str(key.private_path)]
     args += ["--auth-public-key", str(key.public_path), "--max-retries", "0"]
-    code, log, seconds = run_sdk_client(tmp_path, _address(superlink, transport), *args)
+    code, log, seconds = run_sdk_client(tmp_path, superlink.grpc_address, *args)
     assert code == 3, log
     assert "RAISED AuthenticationError" in log, log
     assert "flwr supernode register" in log, log
     assert seconds < 10, (seconds, log)
+
+
+def test_stopped_heartbeats_go_offline_and_recover(superlink: SuperLink142, tmp_path: Path) -> None:
+    with processes() as procs:
+        node = start_sdk_client(tmp_path, superlink.http_address, 0, "--transport", "rest")
+        procs.append(node)
+        node_id = _registered_node(node)
+        superlink.wait_node_status(node_id, "online", timeout=20)
+        node.signal(signal.SIGSTOP)  # no heartbeat (nor anything else) from now on
+        try:
+            superlink.wait_node_status(node_id, "offline", timeout=OFFLINE_WITHIN_S)
+        finally:
+            node.signal(signal.SIGCONT)
+        # The resumed node's heartbeat loop is overdue: it heartbeats at once.
+        superlink.wait_node_status(node_id, "online", timeout=20)
+        assert node.proc.poll() is None, node.output()
+        node.signal(signal.SIGTERM)
+        assert node.wait(timeout=15) == 0, node.output()
+        assert "RETURNED" in node.output(), node.output()
+    assert superlink.node_status(node_id) == "unregistered"
 
 
 def test_a_restart_after_a_crash_deactivates_the_old_node_and_activates(
@@ -124,7 +140,7 @@ def test_a_restart_after_a_crash_deactivates_the_old_node_and_activates(
     with processes() as procs:
         first = start_sdk_client(tmp_path, superlink.http_address, 0, *args)
         procs.append(first)
-        assert _registered_node(first) == expected
+        assert _registered_node(first) == expected  # the node the operator was given
         first.signal(signal.SIGKILL)
         first.wait(timeout=10)
         assert superlink.node_status(expected) == "online"

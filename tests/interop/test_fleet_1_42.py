@@ -10,6 +10,10 @@ worked), on the SuperLink's own log, and on the node table the operator sees wit
 ``flwr supernode ls``. Three SuperLinks, each shared by the module: plain HTTP with the
 gRPC Fleet service on too, HTTPS, and HTTPS with ``--enable-supernode-auth`` (keys the
 operator registered with ``flwr supernode register``).
+
+The plain-HTTP run is also the 1.42 case of issue 15's done-when 2: its nodes get exactly
+:data:`~support.superlink_142.SAME_PROGRAM_ARGS`, the argument list
+``test_same_program_all_lines.py`` gives them against 1.12 and 1.15.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from support.superlink import (
     make_tls,
 )
 from support.superlink_142 import (
+    SAME_PROGRAM_ARGS,
     SuperLink142,
     run_federation_142,
     sdk_nodes,
@@ -38,7 +43,7 @@ from support.superlink_142 import (
 pytestmark = pytest.mark.interop
 
 ROUNDS = 3
-HTTP = ["--transport", "rest", "--report-context"]
+HTTP = list(SAME_PROGRAM_ARGS)  # --transport rest --report-context
 GRPC = ["--transport", "grpc-rere", "--report-context"]
 OVERRIDES = {"label": "overridden", "nested.lr": 0.25}
 DETECTED = "SuperLink speaks the Flower 1.42 Fleet API"
@@ -133,7 +138,9 @@ def _http_calls(log: str, rpc: str) -> int:
 
 
 def test_http_plaintext(http_plain: SuperLink142, tmp_path: Path) -> None:
-    """http:// address; the nodes register themselves and unregister on SIGTERM."""
+    """http:// address; the nodes register themselves and unregister on SIGTERM.
+
+    The nodes' arguments are exactly SAME_PROGRAM_ARGS (done-when 2's 1.42 case)."""
     before = len(http_plain.log_text())
     nodes = _federation(http_plain, tmp_path, http_plain.http_address, [HTTP, HTTP])
     log = http_plain.log_text()[before:]
@@ -198,5 +205,6 @@ def test_unregistered_key_raises_authentication_error_fast(
     code, output, elapsed = run_sdk_client(tmp_path, auth_link.http_address, *args)
     assert code == 3, output
     assert "RAISED AuthenticationError" in output, output
+    assert "flwr supernode register" in output, output  # the message says what to do
     assert "retrying" not in output, output  # never retried
     assert elapsed < 10.0, (elapsed, output)

@@ -51,6 +51,10 @@ CLIENTAPP_142 = SUPPORT / "apps" / "clientapp_142" / "client_app.py"
 CONNECTION = "local"  # the connection name the flwr CLI is given
 # Environment every 1.42 process gets (no telemetry, no update check against flower.ai).
 QUIET_ENV = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+# Issue 15, done-when 2: the one argument list ``sdk_client.py`` gets against every line
+# (tests/interop/test_same_program_all_lines.py for 1.12 and 1.15; on 1.42 the plain-HTTP
+# FedAvg run of tests/interop/test_fleet_1_42.py, which would otherwise run twice).
+SAME_PROGRAM_ARGS = ("--transport", "rest", "--report-context")
 
 
 @dataclass
