@@ -51,7 +51,7 @@ def superlink(
     try:
         yield link
     finally:
-        link.process.stop()
+        link.stop()
 
 
 def _address(superlink: SuperLink142, transport: str) -> str:

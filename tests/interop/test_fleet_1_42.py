@@ -75,7 +75,7 @@ def _link(
     try:
         yield superlink
     finally:
-        superlink.process.stop()
+        superlink.stop()
 
 
 @pytest.fixture(scope="module")

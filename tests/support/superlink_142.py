@@ -24,7 +24,9 @@ dependency installation (``uv sync``, which would reach the network) is switched
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import time
@@ -96,6 +98,21 @@ class SuperLink142:
         """``$FLWR_HOME`` of the operator's ``flwr`` CLI (its config.toml names the link)."""
         return self.workdir / "flwr_home"
 
+    def stop(self) -> None:
+        """Kill the SuperLink and every process it started, wherever their group.
+
+        The SuperLink's ``flower-superexec`` runs in a session of its own and starts each
+        run's ``flwr-serverapp`` there, out of reach of the kill of the SuperLink's
+        process group; a run that had not finished (a failed test) would leave its
+        ``flwr-serverapp`` running for good.
+        """
+        found = (_group(pid) for pid in _descendants(self.process.proc.pid))
+        groups = {group for group in found if group is not None} - {os.getpgrp()}
+        self.process.stop()
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+
     def log_text(self) -> str:
         """The SuperLink's whole log so far (with its ServerApps' output)."""
         return self.process.output(tail=None)
@@ -162,6 +179,32 @@ class SuperLink142:
             f"node {node_id} not {status!r} after {timeout:.0f}s (last seen: {seen!r}); "
             f"nodes: {self.nodes()}"
         )
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` now (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                # the fields after the parenthesised command name: state, ppid, …
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children.get(child, [])
+    return found
+
+
+def _group(pid: int) -> int | None:
+    """The process group of ``pid``; None once it has gone."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def fedavg_app_142(workdir: Path) -> Path:
