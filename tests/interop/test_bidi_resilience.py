@@ -88,6 +88,7 @@ def test_max_retries_gives_up_in_time_without_server(tmp_path: Path) -> None:
     assert len(re.findall(r"retrying in", log)) == 2, log
 
 
+@pytest.mark.exclusive  # times how long the node takes to give up
 def test_max_wait_time_bounds_total_time(tmp_path: Path) -> None:
     port = free_port()
     with processes() as procs:

@@ -11,10 +11,10 @@ naming xdist:
   ``loadgroup`` renames test ids to carry the group, which pytest 9.2 ignores, so it
   would put every test in a group of its own. The workers write each test's group to a
   file in a folder the controller gives them; the scheduler reads it.
-* Order. Groups start in this order (:func:`_rank`): those outside the in-memory folders
-  of scripts/test-fast (real servers in subprocesses: long waits, e.g. the black-hole
-  scenarios), then the in-memory ones, then the exclusive group; collection order within
-  each.
+* Order. Groups start in this order (:func:`_rank`): the few known to take longest
+  (:data:`LONGEST`), the others outside the in-memory folders of scripts/test-fast
+  (real servers in subprocesses: long waits; new files land here), the in-memory ones,
+  the exclusive group; collection order within each.
 * Exclusive tests. A test marked ``exclusive`` (it measures a wall time, a deadline or an
   exit time that CPU contention would stretch) runs while no other worker runs a test.
   Every worker holds a lock file around each test: shared for an ordinary test,
@@ -97,18 +97,29 @@ def group_of(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
-# In-memory tests (scripts/test-fast's selection): many, short, CPU-bound. Started last,
-# they fill the gaps while the slow groups (servers in subprocesses) wind down.
-FAST_PATHS = ("tests/unit/", "tests/perf_paths/", "tests/test_")
+# Groups known to take longest (minutes on a loaded 2-core machine): started first, so
+# that none of them starts late and runs on alone at the end.
+LONGEST = (
+    "tests/bench/test_bench_smoke.py",
+    "tests/test_fastcodec.py",
+    "tests/faults/test_chaos_black_hole.py",
+    "tests/interop/test_install_alongside_flwr.py",
+    "tests/swarm/",
+)
+# In-memory tests (scripts/test-fast's folders): many, short. Started last, they fill the
+# gaps while the slow groups (servers in subprocesses) wind down.
+FAST = ("tests/unit/", "tests/perf_paths/")
 
 
 def _rank(items: list[pytest.Item]) -> int:
-    """When a group starts: slow ones (servers) first, then fast ones, exclusive last."""
+    """When a group starts: longest, other slow (servers), in-memory, exclusive last."""
     if any(is_exclusive(item) for item in items):
+        return 3
+    if all(item.nodeid.startswith(FAST) for item in items):
         return 2
-    if all(item.nodeid.startswith(FAST_PATHS) for item in items):
-        return 1
-    return 0
+    if any(item.nodeid.startswith(LONGEST) for item in items):
+        return 0
+    return 1
 
 
 def _worker_dir(config: pytest.Config) -> Path | None:
