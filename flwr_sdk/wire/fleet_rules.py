@@ -176,6 +176,31 @@ class ProtoFleetLine(FleetLine):
             return None
         return bytes(fab.content)
 
+    def first_for_node(self, messages: list[Any], node_id: int) -> Any | None:
+        """The first pulled Message if it is addressed to ``node_id``, else None.
+
+        The SuperLink hands a message out once, so every entry after the first, a first
+        one without metadata and one for another node are dropped (:meth:`drop`: a
+        WARNING and a count), never delivered.
+        """
+        if not messages:
+            return None
+        for extra in messages[1:]:
+            extra_id = extra.metadata.message_id if extra.metadata is not None else ""
+            self.drop("more than one per pull", f"Message {extra_id!r} was not first")
+        first = messages[0]
+        if first.metadata is None:
+            self.drop("not for this node", "a Message without metadata names no node")
+            return None
+        if first.metadata.dst_node_id != node_id:
+            self.drop(
+                "not for this node",
+                f"Message {first.metadata.message_id!r} is addressed to node "
+                f"{first.metadata.dst_node_id}",
+            )
+            return None
+        return first
+
     def unregister_request(self, node: Any) -> betterproto2.Message:
         """``DeleteNode``."""
         request: betterproto2.Message = self.proto.DeleteNodeRequest(node=node)

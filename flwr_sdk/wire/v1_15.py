@@ -157,22 +157,8 @@ class FleetLineV1_15(ProtoFleetLine):  # noqa: N801  (the line's version is its 
                 malformed (neither or both of content and error, a malformed record set).
 
         """
-        messages: list[pb.Message] = response.messages_list
-        if not messages:
-            return None
-        for extra in messages[1:]:
-            extra_id = extra.metadata.message_id if extra.metadata is not None else ""
-            self.drop("more than one per pull", f"Message {extra_id!r} was not first")
-        first = messages[0]
-        if first.metadata is None:
-            self.drop("not for this node", "a Message without metadata names no node")
-            return None
-        if first.metadata.dst_node_id != node_id:
-            self.drop(
-                "not for this node",
-                f"Message {first.metadata.message_id!r} is addressed to node "
-                f"{first.metadata.dst_node_id}",
-            )
+        first: pb.Message | None = self.first_for_node(response.messages_list, node_id)
+        if first is None:
             return None
         message = message_from_wire(first)
         why = unanswerable(message)

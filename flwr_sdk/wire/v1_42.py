@@ -361,24 +361,12 @@ class FleetLineV1_42(ProtoFleetLine):  # noqa: N801  (the line's version is its 
         and one whose times no reply could satisfy are dropped with a WARNING (the
         SuperLink hands a message out once).
         """
-        messages: list[pb.Message] = response.messages_list
         trees: list[pb.ObjectTree] = response.message_object_trees
-        if not messages:
-            return None
-        for extra in messages[1:]:
-            extra_id = extra.metadata.message_id if extra.metadata is not None else ""
-            self.drop("more than one per pull", f"Message {extra_id!r} was not first")
-        first = messages[0]
-        if first.metadata is None:
-            self.drop("not for this node", "a Message without metadata names no node")
+        first: pb.Message | None = self.first_for_node(response.messages_list, node_id)
+        if first is None:
             return None
         md = first.metadata
-        if md.dst_node_id != node_id:
-            self.drop(
-                "not for this node",
-                f"Message {md.message_id!r} is addressed to node {md.dst_node_id}",
-            )
-            return None
+        assert md is not None  # first_for_node drops a Message without metadata
         if not trees or trees[0].object_id != md.message_id:
             raise MalformedMessageError(
                 f"Message {md.message_id!r} came without its object tree",
