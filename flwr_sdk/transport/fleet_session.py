@@ -82,7 +82,8 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import betterproto2
@@ -156,6 +157,14 @@ PROBE_TIMEOUT = 10.0
 
 OBJECT_WINDOW = 4
 """Most object fetches (or uploads) of one message in flight at once."""
+
+_CHECKER: ThreadPoolExecutor | None = None
+"""The one thread that checks and places fetched objects (made on first use).
+
+A fetched object is hashed (SHA-256 runs without the GIL) and copied into its array
+there, while the event loop goes on moving the next objects' bytes. One thread for all
+sessions: an instruction's objects are taken in one at a time, never concurrently.
+"""
 
 OBJECT_FIRST_WAIT = 1.0
 """Seconds before asking again for an object the server does not have *yet*."""
@@ -445,21 +454,24 @@ class FleetSession(Connection):
         self,
         role: str,
         requests: Iterable[betterproto2.Message],
-        each: Callable[[Any, Any], None],
+        each: Callable[[Any, Any], Awaitable[None] | None],
     ) -> None:
         """Make the ``role`` calls of ``requests``, at most :data:`OBJECT_WINDOW` at once.
 
         ``requests`` is consumed lazily (a request is made only when a slot is free, so
         at most a window of object contents exists at a time), and ``each(request,
-        response)`` runs as each answer arrives (answers are not held until all have
-        come). The first failure cancels the calls still in flight.
+        response)`` runs (is awaited, when it is a coroutine function) as each answer
+        arrives (answers are not held until all have come). The first failure cancels
+        the calls still in flight.
         """
         pending = iter(requests)
 
         async def worker() -> None:
             for request in pending:  # shared: each worker takes the next request
                 response = await self._retrying(role, request, DATA_CALL_TIMEOUT)
-                each(request, response)
+                handled = each(request, response)
+                if handled is not None:
+                    await handled
 
         tasks = [asyncio.ensure_future(worker()) for _ in range(OBJECT_WINDOW)]
         try:
@@ -679,11 +691,19 @@ class FleetSession(Connection):
                 self._records.drop(key_id)
 
 
-def _take_into(incoming: Incoming) -> Callable[[Any, Any], None]:
-    """Hands each fetch answer to ``incoming`` (one not available yet is asked again)."""
+def _take_into(incoming: Incoming) -> Callable[[Any, Any], Awaitable[None]]:
+    """Hands each fetch answer to ``incoming`` (one not available yet is asked again).
 
-    def take(request: Any, response: Any) -> None:
-        incoming.take(request, response)
+    ``incoming.take`` (hash check, copy into place) runs on the :data:`_CHECKER` thread,
+    so it overlaps the transfers still in flight and no two run at once.
+    """
+    global _CHECKER
+    if _CHECKER is None:
+        _CHECKER = ThreadPoolExecutor(1, thread_name_prefix="flwr-sdk-objects")
+    checker = _CHECKER
+
+    async def take(request: Any, response: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(checker, incoming.take, request, response)
 
     return take
 

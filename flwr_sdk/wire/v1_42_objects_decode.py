@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from flwr_sdk_proto.v1_42 import fastcodec
 from flwr_sdk_proto.v1_42.flwr import proto as pb
 
@@ -100,7 +101,7 @@ class _ArrayState:
     stype: str
     positions: list[str]  # chunk id per position
     data: bytes | memoryview | None = None  # set when complete
-    buffer: bytearray | None = None
+    buffer: memoryview | None = None  # uninitialised until every chunk is in place
     pending: set[int] = field(default_factory=set)  # positions not filled yet
 
 
@@ -305,7 +306,10 @@ class MessageAssembler:
             if size > self._limit:
                 raise _too_large(f"array {array_id}", size, self._limit)
             self._count(size, f"array {array_id}")
-            state.buffer = bytearray(size)  # checked before allocating
+            # Checked before allocating; left uninitialised (numpy.empty): every byte is
+            # written by a chunk before the array is complete, so zeroing it first would
+            # only add a pass over the memory.
+            state.buffer = np.empty(size, dtype=np.uint8).data
         if state.buffer is not None:
             for pos in sorted(state.pending):
                 chunk = self._held.get(positions[pos])
@@ -322,7 +326,7 @@ class MessageAssembler:
                 state.buffer[start : start + len(chunk)] = chunk
                 state.pending.discard(pos)
             if not state.pending:
-                state.data = memoryview(state.buffer)
+                state.data = state.buffer
         for chunk_id in set(positions):
             if chunk_id in self._held:
                 self._release(chunk_id)
