@@ -52,7 +52,8 @@ activated", code 2004) is raised as the clearer error; closing makes the calls o
 UnregisterNode when the session registered the node). A pull that the line answers with
 an :class:`~flwr_sdk.wire.base.Incoming` (1.42: metadata plus an object tree) is followed
 by fetches of its objects, at most :data:`OBJECT_WINDOW` at once, each checked by the line
-before anything reaches user code; objects the server does not have yet are asked for
+(on one worker thread, :data:`_CHECKER`, while the next fetches move) before anything
+reaches user code; objects the server does not have yet are asked for
 again (1 s, doubling to 10 s, ±20 %, for at most :data:`OBJECT_WAIT_LIMIT` s); then the
 arrival is confirmed. A push the line builds as an :class:`~flwr_sdk.wire.base.Outgoing`
 is followed by uploads of exactly the objects the push response names, at most
