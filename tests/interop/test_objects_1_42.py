@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -183,7 +184,11 @@ def wire_message(message: Message, message_id: str, task_ids: tuple[int | None, 
 names = st.text(max_size=6)
 signed = st.integers(INT64_MIN, INT64_MAX)
 unsigned_big = st.integers(INT64_MAX + 1, UINT64_MAX)
-floats = st.floats(allow_nan=True, allow_infinity=True)
+# NaN travels to the flwr runner as JSON, which keeps no NaN payload or sign bits: the
+# examples use the one NaN JSON gives back (hypothesis also draws NaNs with payloads).
+floats = st.floats(allow_nan=True, allow_infinity=True).map(
+    lambda x: math.nan if math.isnan(x) else x
+)
 int_lists = st.one_of(
     st.lists(signed, max_size=4), st.lists(st.integers(0, UINT64_MAX), min_size=1, max_size=4)
 )
