@@ -3,8 +3,9 @@
 Speed is not asserted here (that is what ``bench/RESULTS.md`` is for); what is asserted is
 that one run measures every client on every transport against the real Flower servers
 (1.12.0 legacy server and SuperLink, 1.15.2 SuperLink; on 1.42.0 our node and Flower's own
-``flower-supernode`` on one SuperLink), that the stamps are consistent, and that the report
-and plot are written.
+``flower-supernode`` on one SuperLink), that the stamps are consistent, that the
+nodes-per-process table runs (100 nodes only: its 10,000-node default is for bench runs),
+and that the report and plot are written.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def test_bench_runs_both_clients_on_every_transport(tmp_path: Path) -> None:
             "3",
             "--codec-repeat",
             "1",
+            "--swarm-sizes",
+            "100",
             "--out",
             str(out),
             "--workdir",
@@ -73,3 +76,5 @@ def test_bench_runs_both_clients_on_every_transport(tmp_path: Path) -> None:
     assert "flwr 1.15.2, grpcio" in report  # the Flower side of the machine section
     assert "flwr 1.42.0, grpcio" in report
     assert (out / "round_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The nodes-per-process table ran at its smallest size (idle and active swarms).
+    assert "## Nodes per process" in report
