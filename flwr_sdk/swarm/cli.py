@@ -144,7 +144,7 @@ def add_parser(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def _keys_from(directory: str | None) -> Callable[[int], KeyPair] | None:
-    from flwr_sdk.cli import _load_private_key, _load_public_key
+    from flwr_sdk.cli_inputs import load_private_key, load_public_key
 
     if directory is None:
         return None
@@ -156,8 +156,8 @@ def _keys_from(directory: str | None) -> Callable[[int], KeyPair] | None:
         private = base / f"node-{partition_id}"
         public = base / f"node-{partition_id}.pub"
         pair: KeyPair = (
-            _load_private_key(str(private), "--auth-key-dir"),
-            _load_public_key(str(public), "--auth-key-dir"),
+            load_private_key(str(private), "--auth-key-dir"),
+            load_public_key(str(public), "--auth-key-dir"),
         )
         return pair
 
@@ -186,7 +186,7 @@ def _node_logs(path: str | None, verbose: int) -> None:
 
 
 def _config(args: argparse.Namespace) -> SwarmConfig:
-    from flwr_sdk.cli import load_app, parse_node_config
+    from flwr_sdk.cli_inputs import load_app, parse_node_config
     from flwr_sdk.swarm.runner import SwarmConfig
 
     kind, app = load_app(args.app)

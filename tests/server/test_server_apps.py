@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from support.federation import free_port, sdk_env
 
-from flwr_sdk.cli import load_server_app
+from flwr_sdk.cli_inputs import load_server_app
 from flwr_sdk.common.legacy_records import FIT_KIND
 from flwr_sdk.common.legacy_types import Code, EvaluateIns, FitIns, FitRes, Parameters, Status
 from flwr_sdk.common.message import Message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flwr_sdk.cli import parse_node_config
+from flwr_sdk.cli_inputs import parse_node_config
 
 
 def test_pairs_with_toml_values() -> None:
