@@ -112,6 +112,8 @@ LONGEST = (
     "tests/test_fastcodec.py",
     "tests/faults/test_chaos_black_hole.py",
     "tests/interop/test_install_alongside_flwr.py",
+    "tests/interop/test_fleet_1_42.py",
+    "tests/interop/test_client_1_42_smoke.py",
 )
 # In-memory tests (scripts/test-fast's folders): many, short. Started last, they fill the
 # gaps while the slow groups (servers in subprocesses) wind down.
