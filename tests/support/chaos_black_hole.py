@@ -2,11 +2,12 @@
 
 The scenario (see tests/faults/test_chaos_black_hole.py) is mostly waiting: keepalive
 PINGs and progress deadlines take tens of seconds to notice a black hole. So
-tests/faults/conftest.py starts every selected transport's scenario in a thread when the
-session's first fault test sets up (:class:`BlackHoleRuns`), moves the black-hole tests
-to the end of the run, and those tests only read the figures; the wait overlaps the rest
-of the suite. Each scenario kills its own processes (``processes()``), also when
-:meth:`BlackHoleRuns.join` aborts it at the session's end.
+tests/faults/conftest.py starts every selected transport's scenario in a thread
+(:class:`BlackHoleRuns`) — in a serial run when the session's first fault test sets up,
+under pytest-xdist when the worker that runs test_chaos_black_hole.py starts that file —
+and the black-hole tests only read the figures; the wait overlaps other tests. Each
+scenario kills its own processes (``processes()``), also when :meth:`BlackHoleRuns.join`
+aborts it at the session's end.
 """
 
 from __future__ import annotations
