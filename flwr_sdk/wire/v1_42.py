@@ -335,8 +335,10 @@ class FleetLineV1_42(ProtoFleetLine):  # noqa: N801  (the line's version is its 
     def node_lost(self, error: Exception) -> bool:
         """A signed call refused as unauthenticated: the SuperLink no longer knows the key.
 
-        Only for a node the session registered itself (a new key can register again);
-        an operator's key that is refused cannot be fixed by the node.
+        (401 / ``UNAUTHENTICATED`` without a Flower error code, e.g. after a SuperLink
+        restart without its database.) The session then opens a new node, whichever way it
+        registered: a self-registered node registers a fresh key; an operator-registered
+        key can only be activated again if the SuperLink holds it (again).
         """
         return (
             isinstance(error, AuthenticationError)
