@@ -11,8 +11,11 @@ transport allows it (:mod:`flwr_sdk.swarm.shared`). An idle node costs its poll 
 heartbeat timers, no thread: user code runs in a short-lived thread per instruction, as
 in ``start_client``.
 
-Nodes start at ``start_rate`` per second (no stampede at the server), and the swarm ends
-when every node has ended, when :meth:`Swarm.stop` is called, or when
+The swarm finds out the server's wire line once, with one probe (through the shared
+connection), and every node registers on that line without a probe of its own; a node
+probes again only after a session of its own was served and ended (the server may have
+been replaced). Nodes start at ``start_rate`` per second (no stampede at the server),
+and the swarm ends when every node has ended, when :meth:`Swarm.stop` is called, or when
 ``idle_exit`` seconds passed without an instruction after the first one (a run finished;
 the Fleet API never tells a node that).
 
@@ -250,6 +253,10 @@ class Swarm:
 
         Raises:
             TypeError, ValueError: an argument is invalid (before any node starts).
+            flwr_sdk.errors.WireLineError: the server speaks no supported line (or not
+                ``wire``): found out by the swarm's one probe, before any node starts.
+            flwr_sdk.errors.RetriesExhaustedError: the server stayed unreachable for
+                that probe past ``max_retries`` / ``max_wait_time``.
 
         """
         config = self.config
@@ -271,6 +278,9 @@ class Swarm:
             for helper in (starting, stopped, everything):
                 helper.cancel()
             await asyncio.gather(starting, stopped, everything, return_exceptions=True)
+            failure = None if starting.cancelled() else starting.exception()
+            if failure is not None:
+                raise failure  # the swarm's probe of the line failed: no node started
         finally:
             watcher.cancel()
             reporter.cancel()
@@ -295,6 +305,12 @@ class Swarm:
         rng: random.Random,
         tasks: list[asyncio.Task[None]],
     ) -> None:
+        first = self.config.node_client_config(ids[0], None)
+        # One probe for the whole swarm: each node trusts its answer (until a session of
+        # its own was served and ended, see FleetConnector), so N nodes cost no N probes.
+        detected = await shared.detect(first.settings, line, first.retry)
+        if detected is not None:
+            log.info("The server speaks the %s", detected.title)
         gap = START_BATCH / self.config.start_rate
         loop = asyncio.get_running_loop()
         next_batch = loop.time()
@@ -308,7 +324,9 @@ class Swarm:
                 partition_id, self._callback(index, partition_id)
             )
             connector = PollJitter(
-                shared.connector(node_config.settings, line), self.config.poll_interval, rng
+                shared.connector(node_config.settings, line, detected_line=detected),
+                self.config.poll_interval,
+                rng,
             )
             tasks.append(
                 asyncio.create_task(

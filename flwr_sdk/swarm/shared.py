@@ -12,7 +12,10 @@
 * ``rest``: one ``httpx.AsyncClient`` whose pool (:data:`REST_POOL` connections, HTTP/1.1
   keep-alive) serves every node's calls; at most that many calls are under way, the
   others wait in order (httpcore's own queue costs CPU in proportion to its length for
-  every request it places: 500 nodes took minutes to register through it).
+  every request it places: 500 nodes took minutes to register through it). Heartbeats
+  have a second client, a pool of :data:`HEARTBEAT_POOL` connections of their own:
+  skipping the queue was not enough, they then waited in the one pool behind a round's
+  pushes, and 2,000 REST nodes lost nodes to late heartbeats.
 * ``grpc-bidi``: not shared; each node has its own channel (the legacy server ties a
   node to its stream's connection).
 
@@ -34,21 +37,32 @@ from grpclib.client import Channel
 from flwr_sdk.transport import connector_for
 from flwr_sdk.transport.address import RestTarget, parse_rest_address
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
-from flwr_sdk.transport.fleet_session import FleetCaller, FleetConnector
+from flwr_sdk.transport.fleet_session import CallerFactory, FleetCaller, FleetConnector
 from flwr_sdk.transport.grpc_channel import GrpcChannelFactory
 from flwr_sdk.transport.grpc_rere import GrpcRereCaller
 from flwr_sdk.transport.rest import RestCaller, http_client
+from flwr_sdk.transport.retry import RetryPolicy
 from flwr_sdk.wire.base import FleetLine, NodeAuth, Rpc
 from flwr_sdk.wire.detect import Probe
 from flwr_sdk.wire.lines import all_lines
 
-__all__ = ["GRPC_STREAMS", "REST_POOL", "SHARED_TRANSPORTS", "PollJitter", "SharedConnections"]
+__all__ = [
+    "GRPC_STREAMS",
+    "HEARTBEAT_POOL",
+    "REST_POOL",
+    "SHARED_TRANSPORTS",
+    "PollJitter",
+    "SharedConnections",
+]
 
 GRPC_STREAMS = 90
 """Calls open at once on a swarm's shared gRPC channel (below h2's 100 streams)."""
 
 REST_POOL = 64
 """Connections of the HTTP pool the REST nodes of a swarm share."""
+
+HEARTBEAT_POOL = 16
+"""Connections of the second HTTP pool, heartbeats only, of a swarm's REST nodes."""
 
 SHARED_TRANSPORTS = ("grpc-rere", "rest")
 """Transports whose nodes share one connection (pool)."""
@@ -82,13 +96,20 @@ def _heartbeat_paths() -> frozenset[str]:
 
 
 class _GatedCaller(FleetCaller):
-    """Calls that wait for one of the shared connection's slots (heartbeats do not)."""
+    """Calls that wait for one of the shared connection's slots (heartbeats do not).
+
+    ``_lane``: where heartbeats go instead, when the connection has a lane of their own
+    (REST: a second HTTP client); None: they skip the gate on the shared connection.
+    """
 
     _gate: asyncio.Semaphore
+    _lane: FleetCaller | None = None
 
     async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """The call, once a slot of the shared connection is free; a heartbeat at once."""
         if rpc.grpc_path in _heartbeat_paths():
+            if self._lane is not None:
+                return await self._lane.call(rpc, request, timeout)
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
         async with self._gate:
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
@@ -111,18 +132,24 @@ class _BorrowedChannelCaller(_GatedCaller, GrpcRereCaller):
 
 
 class _PooledRestCaller(_GatedCaller, RestCaller):
-    """A session's REST caller on the shared HTTP client (which it never closes)."""
+    """A session's REST caller on the shared HTTP clients (which it never closes).
+
+    Heartbeats go through ``heartbeats``, a client with a pool of its own: in the main
+    pool they waited behind a round's pushes and reached the server too late.
+    """
 
     def __init__(
         self,
         target: RestTarget,
         settings: TransportSettings,
         auth: NodeAuth,
-        client: httpx.AsyncClient,
+        pools: tuple[httpx.AsyncClient, httpx.AsyncClient],
         gate: asyncio.Semaphore,
     ) -> None:
-        RestCaller.__init__(self, target, settings, auth, client=client)
+        calls, heartbeats = pools
+        RestCaller.__init__(self, target, settings, auth, client=calls)
         self._gate = gate
+        self._lane = RestCaller(target, settings, auth, client=heartbeats)
 
 
 class PollJitter(Connector):
@@ -154,38 +181,81 @@ class SharedConnections:
         self.transport = transport
         self.shared = share and transport in SHARED_TRANSPORTS
         self._grpc: _OneChannelFactory | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None
         if self.shared and transport == "grpc-rere":
             self._grpc = _OneChannelFactory(settings)
         elif self.shared:
             target = parse_rest_address(settings.server_address)
-            limits = httpx.Limits(max_connections=REST_POOL, max_keepalive_connections=REST_POOL)
-            self._http = http_client(target, settings, limits=limits)
+            self._http = (
+                http_client(target, settings, limits=_pool(REST_POOL)),
+                http_client(target, settings, limits=_pool(HEARTBEAT_POOL)),
+            )
         self._http_gate = asyncio.Semaphore(REST_POOL)
 
-    def connector(self, settings: TransportSettings, line: FleetLine | None) -> Connector:
-        """A node's connector: its own sessions (``settings``: its keys, retry policy)."""
+    def _callers(self, settings: TransportSettings) -> CallerFactory | None:
+        """How a node's sessions make calls (``settings``: the node's); None: grpc-bidi."""
         grpc, http = self._grpc, self._http
         if grpc is not None:
-
-            def grpc_caller(auth: NodeAuth) -> FleetCaller:
-                return _BorrowedChannelCaller(grpc, auth)
-
-            return FleetConnector(self.transport, settings, grpc_caller, line)
+            return lambda auth: _BorrowedChannelCaller(grpc, auth)
         if http is not None:
             target = parse_rest_address(settings.server_address)
-
             gate = self._http_gate
+            return lambda auth: _PooledRestCaller(target, settings, auth, http, gate)
+        if self.transport == "grpc-rere":
+            factory = GrpcChannelFactory(settings)
+            return lambda auth: GrpcRereCaller(factory, auth)
+        if self.transport == "rest":
+            target = parse_rest_address(settings.server_address)
+            return lambda auth: RestCaller(target, settings, auth)
+        return None
 
-            def rest_caller(auth: NodeAuth) -> FleetCaller:
-                return _PooledRestCaller(target, settings, auth, http, gate)
+    def connector(
+        self,
+        settings: TransportSettings,
+        line: FleetLine | None,
+        *,
+        detected_line: FleetLine | None = None,
+    ) -> Connector:
+        """A node's connector: its own sessions (``settings``: its keys, retry policy).
 
-            return FleetConnector(self.transport, settings, rest_caller, line)
-        return connector_for(self.transport, settings, line)
+        ``detected_line``: the line the swarm found out once (:meth:`detect`); the node
+        then registers without a probe of its own (see
+        :class:`~flwr_sdk.transport.fleet_session.FleetConnector`).
+        """
+        callers = self._callers(settings)
+        if callers is None:
+            return connector_for(self.transport, settings, line)
+        return FleetConnector(self.transport, settings, callers, line, detected_line=detected_line)
+
+    async def detect(
+        self, settings: TransportSettings, line: FleetLine | None, policy: RetryPolicy
+    ) -> FleetLine | None:
+        """The line the server speaks, probed once for the whole swarm; None on grpc-bidi.
+
+        Retried under ``policy`` while the server cannot be reached, as a node's
+        connection would be.
+
+        Raises:
+            flwr_sdk.errors.WireLineError: the server speaks no supported line, or not
+                the chosen ``line``.
+            flwr_sdk.errors.RetriesExhaustedError: the server stayed unreachable.
+
+        """
+        connector = self.connector(settings, line)
+        if not isinstance(connector, FleetConnector):
+            return None
+        return await policy.run(
+            connector.line, describe=f"finding out the line of {settings.server_address}"
+        )
 
     async def aclose(self) -> None:
         """Close the shared connection (after every node stopped)."""
         if self._grpc is not None:
             self._grpc.close()
         if self._http is not None:
-            await self._http.aclose()
+            for client in self._http:
+                await client.aclose()
+
+
+def _pool(size: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=size, max_keepalive_connections=size)

@@ -9,7 +9,9 @@ gaps closed):
 
 0. :meth:`FleetConnector.connect` first finds out (or checks) the line the server speaks:
    one unauthenticated probe per line (:mod:`flwr_sdk.wire.detect`), on a channel of its
-   own that is closed before the session opens.
+   own that is closed before the session opens. A connector given a line already
+   detected (a swarm probes once for all its nodes) skips the probes until one of its
+   sessions was registered and ended.
 1. ``CreateNode(ping_interval=30)`` → the node (:meth:`FleetSession.open`). Not retried
    here: the node loop retries the whole :meth:`FleetConnector.connect` under the retry
    policy. A session that fails while opening is closed (DeleteNode if a node was
@@ -271,6 +273,11 @@ class FleetSession(Connection):
         if self._node_id is None:
             raise RuntimeError("the session has no node yet (open() was not called)")
         return self._node_id
+
+    @property
+    def registered(self) -> bool:
+        """Whether :meth:`open` registered a node (whatever happened since)."""
+        return self._node_id is not None
 
     @property
     def lost(self) -> bool:
@@ -748,7 +755,8 @@ class FleetConnector(Connector):
 
     Before each registration the connector finds out which wire line the server speaks
     (:func:`~flwr_sdk.wire.detect.detect_line`: one cheap probe per candidate line),
-    or checks the line the user chose. Where the line may hand out a lost node's id
+    or checks the line the user chose; a line detected beforehand (``detected_line``)
+    spares the probes until a served session ends. Where the line may hand out a lost node's id
     again (:attr:`~flwr_sdk.wire.base.FleetLine.reissues_lost_node_ids`), such an id is
     refused: registering anew could then only loop.
     """
@@ -759,9 +767,22 @@ class FleetConnector(Connector):
         settings: TransportSettings,
         new_caller: CallerFactory,
         line: FleetLine | None = None,
+        *,
+        detected_line: FleetLine | None = None,
     ) -> None:
+        """A connector of transport ``name``; ``line``: the user's choice (None: detect).
+
+        ``detected_line``: a line already found out for this server by a probe (a swarm
+        probes once for all its nodes, :mod:`flwr_sdk.swarm`). It is trusted, without a
+        probe of its own, until a session of this connector has been registered and
+        ended: the next connection then probes again, because what ends a served session
+        (a lost node, a server restart, a ReconnectIns) may have put another server, of
+        another line, behind the address. Registrations that fail before a node exists
+        keep trusting it.
+        """
         self.name = name
         self._chosen = line
+        self._detected = detected_line
         self._settings = settings
         self._new_caller = new_caller
         self._lost_node_ids: set[int] = set()
@@ -769,7 +790,9 @@ class FleetConnector(Connector):
         self._announced: FleetLine | None = None
 
     async def line(self) -> FleetLine:
-        """The line to speak: detected (or the chosen one, checked) with a probe."""
+        """The line to speak: the detected line given, else found out (or checked) by a probe."""
+        if self._detected is not None:
+            return self._detected
         caller = self._new_caller(NoNodeAuth())
         try:
             line = await detect_line(caller.probe, all_lines(), self._chosen)
@@ -800,6 +823,8 @@ class FleetConnector(Connector):
     async def connect(self) -> Connection:
         """Detect the line, register a node and start its heartbeat."""
         last = self._last
+        if last is not None and last.registered:
+            self._detected = None  # a served session ended: probe the server again
         if last is not None and last.lost and last.line.reissues_lost_node_ids:
             self._lost_node_ids.add(last.node_id)
         session = self.new_session(await self.line())
