@@ -321,6 +321,9 @@ class FleetLine(abc.ABC):
     rpcs: FleetRpcs
     #: Seconds between heartbeats the node promises when it registers.
     heartbeat_interval: float = 30.0
+    #: The heartbeat intervals the server accepts, ``(lowest, highest)`` in seconds;
+    #: None: any interval above 0.
+    heartbeat_interval_range: tuple[float, float] | None = None
     #: Whether the line's node authentication also works over HTTP (the rest transport).
     node_auth_over_http: bool = False
     #: Whether the server may hand out again the id of a node it reported as lost
@@ -339,6 +342,27 @@ class FleetLine(abc.ABC):
             function = cls.__dict__.get(name)
             if function is not None:
                 setattr(cls, name, reader(_names_role(role), position=1)(function))
+
+    def check_heartbeat_interval(self, seconds: float) -> float:
+        """``seconds`` when the line's servers accept it as a heartbeat interval.
+
+        Raises:
+            ValueError: not above 0, or outside :attr:`heartbeat_interval_range` (the
+                message names the range).
+
+        """
+        allowed = self.heartbeat_interval_range
+        if allowed is None:
+            if not seconds > 0:
+                raise ValueError(f"heartbeat_interval must be > 0 seconds, got {seconds}")
+            return seconds
+        lowest, highest = allowed
+        if not lowest <= seconds <= highest:
+            raise ValueError(
+                f"heartbeat_interval must be within [{lowest:g}, {highest:g}] seconds on the "
+                f"{self.title or self.name}, got {seconds}"
+            )
+        return seconds
 
     def drop(self, reason: str, detail: str) -> None:
         """Drop a pulled instruction: log a WARNING and count it under ``reason``.

@@ -240,6 +240,8 @@ class FleetLineV1_42(ProtoFleetLine):  # noqa: N801  (the line's version is its 
     )
     proto: ClassVar[Any] = pb
     heartbeat_interval = PING_INTERVAL
+    # ActivateNode / SendNodeHeartbeat outside it: 400 (gRPC INVALID_ARGUMENT), code 2003.
+    heartbeat_interval_range = (10.0, 1800.0)
     node_auth_over_http = True
 
     def __init__(self) -> None:
