@@ -108,6 +108,10 @@ class SwarmConfig:
         start_rate: nodes started per second.
         poll_interval: seconds between two polls of an idle node, each node's drawn
             once with ±10 % jitter; None: the line's (Flower's 3 s), with the jitter.
+        heartbeat_interval: seconds between two heartbeats each node promises and keeps
+            (grpc-rere / rest); None: the line's (30 s). Longer: fewer calls per idle
+            node, and the server notices a vanished node later. Checked against the
+            line's accepted range once the line is known (1.42: 10 to 1800 s).
         share_connections: one connection (pool) for all nodes on grpc-rere / rest.
         idle_exit: end the swarm once this many seconds passed without an instruction
             after the first one; None: run until stopped or every node ended.
@@ -129,6 +133,7 @@ class SwarmConfig:
     node_config: Mapping[str, bool | int | float | str] = field(default_factory=dict)
     start_rate: float = 250.0
     poll_interval: float | None = None
+    heartbeat_interval: float | None = None
     share_connections: bool = True
     idle_exit: float | None = None
     authentication_keys: Callable[[int], KeyPair] | Sequence[KeyPair] | None = None
@@ -150,7 +155,7 @@ class SwarmConfig:
             raise ValueError(f"num_partitions must be >= 1, got {self.num_partitions}")
         if not self.start_rate > 0:
             raise ValueError(f"start_rate must be > 0 nodes per second, got {self.start_rate}")
-        for name in ("poll_interval", "idle_exit"):
+        for name in ("poll_interval", "heartbeat_interval", "idle_exit"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 seconds or None, got {value}")
@@ -252,7 +257,8 @@ class Swarm:
         """Start the nodes (staggered), wait until the swarm ends, return what they did.
 
         Raises:
-            TypeError, ValueError: an argument is invalid (before any node starts).
+            TypeError, ValueError: an argument is invalid (before any node starts;
+                ``heartbeat_interval`` outside the detected line's range included).
             flwr_sdk.errors.WireLineError: the server speaks no supported line (or not
                 ``wire``): found out by the swarm's one probe, before any node starts.
             flwr_sdk.errors.RetriesExhaustedError: the server stayed unreachable for
@@ -309,8 +315,11 @@ class Swarm:
         # One probe for the whole swarm: each node trusts its answer (until a session of
         # its own was served and ended, see FleetConnector), so N nodes cost no N probes.
         detected = await shared.detect(first.settings, line, first.retry)
+        heartbeat = self.config.heartbeat_interval
         if detected is not None:
             log.info("The server speaks the %s", detected.title)
+            if heartbeat is not None:
+                detected.check_heartbeat_interval(heartbeat)  # ValueError: no node starts
         gap = START_BATCH / self.config.start_rate
         loop = asyncio.get_running_loop()
         next_batch = loop.time()
@@ -324,7 +333,12 @@ class Swarm:
                 partition_id, self._callback(index, partition_id)
             )
             connector = PollJitter(
-                shared.connector(node_config.settings, line, detected_line=detected),
+                shared.connector(
+                    node_config.settings,
+                    line,
+                    detected_line=detected,
+                    heartbeat_interval=heartbeat,
+                ),
                 self.config.poll_interval,
                 rng,
             )

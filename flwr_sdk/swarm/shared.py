@@ -215,17 +215,26 @@ class SharedConnections:
         line: FleetLine | None,
         *,
         detected_line: FleetLine | None = None,
+        heartbeat_interval: float | None = None,
     ) -> Connector:
         """A node's connector: its own sessions (``settings``: its keys, retry policy).
 
         ``detected_line``: the line the swarm found out once (:meth:`detect`); the node
-        then registers without a probe of its own (see
-        :class:`~flwr_sdk.transport.fleet_session.FleetConnector`).
+        then registers without a probe of its own. ``heartbeat_interval``: each
+        session's; None: the line's. (See
+        :class:`~flwr_sdk.transport.fleet_session.FleetConnector`; grpc-bidi has neither.)
         """
         callers = self._callers(settings)
         if callers is None:
             return connector_for(self.transport, settings, line)
-        return FleetConnector(self.transport, settings, callers, line, detected_line=detected_line)
+        return FleetConnector(
+            self.transport,
+            settings,
+            callers,
+            line,
+            detected_line=detected_line,
+            heartbeat_interval=heartbeat_interval,
+        )
 
     async def detect(
         self, settings: TransportSettings, line: FleetLine | None, policy: RetryPolicy

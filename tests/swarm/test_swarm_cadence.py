@@ -71,8 +71,31 @@ def test_a_swarm_probes_the_line_once_for_all_its_nodes(
     # and logs it (a real SuperLink at ERROR), so its log counts the probes.
     with caplog.at_level(logging.INFO, logger="flwr_sdk"):
         _, registered = run_with_server(
-            transport, "1.42", lambda server: registered_swarm(server, transport)
+            transport,
+            "1.42",
+            lambda server: registered_swarm(server, transport, heartbeat_interval=60.0),
         )
     assert len(set(registered.values())) == NODES
     refused = [r for r in caplog.records if r.getMessage().startswith("ActivateNode refused")]
     assert len(refused) == 1, [r.getMessage() for r in refused]
+
+
+def test_a_heartbeat_interval_the_line_refuses_stops_the_swarm_before_any_node() -> None:
+    registered: list[NodeEvent] = []
+
+    async def scenario(server: ReferenceServer) -> Swarm:
+        config = SwarmConfig(
+            server_address=server.address,
+            nodes=3,
+            app=client_fn,
+            transport="grpc-rere",
+            heartbeat_interval=5.0,
+        )
+        swarm = Swarm(config, lambda _, event: registered.append(event))
+        with pytest.raises(ValueError, match=r"within \[10, 1800\] seconds on the Flower 1\.42"):
+            await asyncio.wait_for(swarm.run(), timeout=30)
+        return swarm
+
+    swarm = run_with_server("grpc-rere", "1.42", scenario)
+    assert registered == []
+    assert swarm.stats.snapshot().states["pending"] == 3

@@ -35,6 +35,7 @@ def test_each_node_gets_its_partition_and_the_swarm_size() -> None:
         ({"nodes": 0}, "nodes must be an int >= 1"),
         ({"nodes": 2, "start_rate": 0}, "start_rate must be > 0"),
         ({"nodes": 2, "idle_exit": -1.0}, "idle_exit must be > 0"),
+        ({"nodes": 2, "heartbeat_interval": 0.0}, "heartbeat_interval must be > 0"),
         ({"nodes": 2, "first_partition": -1}, "first_partition must be >= 0"),
     ],
 )
