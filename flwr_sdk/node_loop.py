@@ -301,7 +301,7 @@ class NodeLoop:
             # The server served the node: a new failure starts a new streak.
             budget.reset()
             if item is None:
-                await asyncio.sleep(connection.poll_interval)
+                await connection.idle()
                 continue
             if isinstance(item, Reconnect):
                 return item

@@ -127,6 +127,12 @@ def add_parser(command: Callable[..., argparse.ArgumentParser]) -> None:
         help="end once no instruction came for this long after the first one (0: never)",
     )
     add(
+        "--no-wake",
+        action="store_true",
+        help="no wake-up: an idle node notices work only at its own next poll (by default, "
+        "one node's instruction makes the idle others poll within a second)",
+    )
+    add(
         "--no-share",
         action="store_true",
         help="one connection per node instead of one shared connection",
@@ -215,6 +221,7 @@ def _config(args: argparse.Namespace) -> SwarmConfig:
         start_rate=args.start_rate,
         poll_interval=args.poll_interval,
         heartbeat_interval=args.heartbeat_interval,
+        wake=not args.no_wake,
         share_connections=not args.no_share,
         idle_exit=args.idle_exit or None,
         authentication_keys=_keys_from(args.auth_key_dir),

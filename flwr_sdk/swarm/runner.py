@@ -47,6 +47,8 @@ from flwr_sdk.events import NodeEvent
 from flwr_sdk.node_loop import NodeLoop
 from flwr_sdk.swarm.shared import PollJitter, SharedConnections
 from flwr_sdk.swarm.stats import NodeState, SwarmResult, SwarmSnapshot, SwarmStats
+from flwr_sdk.swarm.wake import WakeUp, WakingConnector
+from flwr_sdk.transport.base import Connector
 from flwr_sdk.validation import ClientConfig, validate
 from flwr_sdk.wire.base import FleetLine
 from flwr_sdk.wire.lines import get_line
@@ -112,6 +114,10 @@ class SwarmConfig:
             (grpc-rere / rest); None: the line's (30 s). Longer: fewer calls per idle
             node, and the server notices a vanished node later. Checked against the
             line's accepted range once the line is known (1.42: 10 to 1800 s).
+        wake: when one node receives an instruction, the other idle nodes poll within
+            a second instead of at their next poll (:mod:`flwr_sdk.swarm.wake`): with a
+            long ``poll_interval`` a round still starts at once, for one extra poll per
+            idle node per burst of work.
         share_connections: one connection (pool) for all nodes on grpc-rere / rest.
         idle_exit: end the swarm once this many seconds passed without an instruction
             after the first one; None: run until stopped or every node ended.
@@ -134,6 +140,7 @@ class SwarmConfig:
     start_rate: float = 250.0
     poll_interval: float | None = None
     heartbeat_interval: float | None = None
+    wake: bool = True
     share_connections: bool = True
     idle_exit: float | None = None
     authentication_keys: Callable[[int], KeyPair] | Sequence[KeyPair] | None = None
@@ -237,6 +244,7 @@ class Swarm:
         self._progress_interval = progress_interval
         self._stop = asyncio.Event()
         self._started = 0.0
+        self._wake = WakeUp(rng=random.Random(config.seed + 1)) if config.wake else None
 
     def stop(self) -> None:
         """Stop every node (each leaves the server) and end :meth:`run`; loop thread only."""
@@ -332,7 +340,7 @@ class Swarm:
             node_config = self.config.node_client_config(
                 partition_id, self._callback(index, partition_id)
             )
-            connector = PollJitter(
+            connector: Connector = PollJitter(
                 shared.connector(
                     node_config.settings,
                     line,
@@ -342,6 +350,8 @@ class Swarm:
                 self.config.poll_interval,
                 rng,
             )
+            if self._wake is not None:
+                connector = WakingConnector(connector, self._wake)
             tasks.append(
                 asyncio.create_task(
                     self._node(index, partition_id, NodeLoop(node_config, connector)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -60,6 +61,14 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     async def send(self, reply: Message) -> None:
         """Deliver the reply to the instruction last received."""
+
+    async def idle(self) -> None:
+        """Wait before the next :meth:`receive` after one returned None.
+
+        :attr:`poll_interval` seconds; a wrapper may cut the wait short (a swarm wakes
+        its idle nodes when one of them got work, :mod:`flwr_sdk.swarm.wake`).
+        """
+        await asyncio.sleep(self.poll_interval)
 
     async def run_info(self, run_id: int) -> RunInfo:
         """Describe a run; transports without a run concept return an empty config."""

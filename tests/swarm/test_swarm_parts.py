@@ -1,9 +1,16 @@
-"""The swarm's pieces without a server: config, partition blocks for Ray, counters."""
+"""The swarm's pieces without a server: config, partition blocks for Ray, counters, wake-up."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+from typing import Any
+
 import pytest
 
+from flwr_sdk.common.message import Message, Metadata
+from flwr_sdk.common.records import RecordSet
 from flwr_sdk.events import (
     Connected,
     InstructionReceived,
@@ -14,6 +21,8 @@ from flwr_sdk.events import (
 )
 from flwr_sdk.swarm import NodeState, SwarmConfig, SwarmSnapshot, SwarmStats
 from flwr_sdk.swarm.ray_runner import split
+from flwr_sdk.swarm.wake import WakeUp, WakingConnection
+from flwr_sdk.transport.base import Connection
 from swarm.swarm_app import client_fn, partition
 
 
@@ -88,3 +97,90 @@ def test_counters_follow_the_nodes_events() -> None:
     assert result.failed_nodes[0].error == "RuntimeError: boom"
     merged = SwarmSnapshot.merge([snap, snap])
     assert (merged.nodes, merged.replies, merged.states["failed"]) == (4, 2, 2)
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout=10))
+
+
+def test_a_wake_up_ends_every_idle_wait_within_its_window() -> None:
+    async def scenario() -> tuple[list[bool], float, int]:
+        wake = WakeUp(window=0.2, rng=random.Random(1))
+        sleepers = [asyncio.ensure_future(wake.sleep(30.0)) for _ in range(50)]
+        await asyncio.sleep(0.01)
+        assert wake.sleeping == 50
+        started = time.monotonic()
+        wake.work_seen()
+        woken = await asyncio.gather(*sleepers)
+        return woken, time.monotonic() - started, wake.wakes
+
+    woken, seconds, wakes = _run(scenario())
+    assert woken == [True] * 50 and wakes == 1
+    assert seconds < 5.0  # not the 30 s of an idle wait
+
+
+def test_a_wait_nobody_wakes_lasts_its_interval() -> None:
+    async def scenario() -> tuple[bool, float]:
+        wake = WakeUp(window=0.2)
+        started = time.monotonic()
+        woken = await wake.sleep(0.3)
+        return woken, time.monotonic() - started
+
+    woken, seconds = _run(scenario())
+    assert not woken and seconds >= 0.29
+
+
+class ScriptedSession(Connection):
+    """A session that answers receive() from a script (a Message or None)."""
+
+    def __init__(self, script: list[Message | None]) -> None:
+        self.script = script
+        self.poll_interval = 30.0
+        self.receives = 0
+
+    @property
+    def node_id(self) -> int:
+        return 7
+
+    async def receive(self) -> Message | None:
+        self.receives += 1
+        return self.script.pop(0) if self.script else None
+
+    async def send(self, reply: Message) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def test_one_burst_of_work_wakes_the_idle_nodes_once() -> None:
+    meta = Metadata(1, "m", 1, 7, "", "1", 60.0, "train")
+    work = Message(meta, RecordSet())
+
+    async def scenario() -> None:
+        wake = WakeUp(window=0.1, rng=random.Random(2))
+        sessions = [ScriptedSession([None, work]) for _ in range(20)]
+        nodes = [WakingConnection(session, wake) for session in sessions]
+        assert nodes[0].poll_interval == 30.0 and nodes[0].node_id == 7
+        for node in nodes:  # every node polls, finds nothing, goes idle
+            assert await node.receive() is None
+        idle = [asyncio.ensure_future(node.idle()) for node in nodes[1:]]
+        await asyncio.sleep(0.01)
+        assert await nodes[0].receive() is work  # the first node's work wakes the others
+        await asyncio.gather(*idle)
+        assert wake.wakes == 1 and wake.sleeping == 0
+        # Nodes that went idle after the wake-up stay asleep while the woken ones'
+        # instructions arrive: one burst, one wake-up.
+        late = [WakingConnection(ScriptedSession([]), wake) for _ in range(5)]
+        late_idle = [asyncio.ensure_future(node.idle()) for node in late]
+        await asyncio.sleep(0.01)
+        for node in nodes[1:]:
+            assert await node.receive() is work
+        assert wake.wakes == 1 and wake.sleeping == 5
+        # Every woken node has polled: the next instruction is a new burst.
+        assert await WakingConnection(ScriptedSession([work]), wake).receive() is work
+        await asyncio.gather(*late_idle)
+        assert wake.wakes == 2
+        assert all(session.receives == 2 for session in sessions)
+
+    _run(scenario())
