@@ -33,6 +33,7 @@ else:  # pragma: no cover - Python 3.10
     pass
 
 from flwr_sdk.cli_inputs import (
+    add_connection_options,
     load_app,
     load_private_key,
     load_public_key,
@@ -567,26 +568,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE:ATTR",
         help="ClientApp, client_fn or Client/NumPyClient instance to run",
     )
-    client.add_argument(
-        "--server-address",
-        required=True,
-        help="host:port (IPv4, [IPv6]:port or a name); http(s)://host:port for rest",
-    )
-    client.add_argument(
-        "--transport",
-        choices=TRANSPORTS,
-        default=None,
-        help="wire protocol (default: grpc-bidi)",
-    )
-    client.add_argument(
-        "--root-certificates", default=None, metavar="PATH", help="CA certificates (PEM)"
-    )
-    client.add_argument(
-        "--insecure",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="plaintext (--insecure) or TLS (--no-insecure) (default: TLS only with "
-        "--root-certificates)",
+    add_connection_options(
+        client,
+        helps={
+            "--transport": "wire protocol (default: grpc-bidi)",
+            "--insecure": "plaintext (--insecure) or TLS (--no-insecure) (default: TLS only "
+            "with --root-certificates)",
+            "--max-retries": "retries while the server is unavailable (default: no limit)",
+            "--fail-fast": "stop at the first failure of user code "
+            "(start_client(fail_fast=True)) instead of sending an error reply and going on",
+        },
     )
     client.add_argument(
         "--auth-key-private",
@@ -599,37 +590,6 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="node authentication: its public key (OpenSSH or PEM)",
-    )
-    client.add_argument(
-        "--max-retries",
-        type=int,
-        default=None,
-        help="retries while the server is unavailable (default: no limit)",
-    )
-    client.add_argument(
-        "--max-wait-time",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="total time to keep retrying (default: no limit)",
-    )
-    client.add_argument(
-        "--grpc-max-message-length",
-        type=int,
-        default=DEFAULT_MAX_MESSAGE_LENGTH,
-        help="largest message in bytes, either way",
-    )
-    client.add_argument(
-        "--wire",
-        choices=tuple(LINE_MODULES),
-        default=None,
-        help="Flower wire line of the Fleet API (default: detect it)",
-    )
-    client.add_argument(
-        "--fail-fast",
-        action="store_true",
-        help="stop at the first failure of user code (start_client(fail_fast=True)) "
-        "instead of sending an error reply and going on",
     )
     client.add_argument(
         "--node-config",

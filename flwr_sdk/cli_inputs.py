@@ -4,18 +4,25 @@ Shared by :mod:`flwr_sdk.cli` and the swarm's command (:mod:`flwr_sdk.swarm.cli`
 ``module:attr`` specs resolved to a client app (:func:`load_app`) or a server app
 (:func:`load_server_app`), EC keys from OpenSSH or PEM files (:func:`load_private_key`,
 :func:`load_public_key`) and ``--node-config`` text (:func:`parse_node_config`). Every
-function raises ``ValueError`` with a message naming the flag and what is wrong.
+function raises ``ValueError`` with a message naming the flag and what is wrong. The
+options both client commands take to reach a server are defined once
+(:data:`CONNECTION_OPTIONS`, :func:`add_connection_options`).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
+from flwr_sdk.wire.lines import LINE_MODULES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,12 +30,72 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "CONNECTION_OPTIONS",
+    "add_connection_options",
     "load_app",
     "load_private_key",
     "load_public_key",
     "load_server_app",
     "parse_node_config",
 ]
+
+
+CONNECTION_OPTIONS: Mapping[str, Mapping[str, Any]] = {
+    "--server-address": {
+        "required": True,
+        "help": "host:port (IPv4, [IPv6]:port or a name); http(s)://host:port for rest",
+    },
+    "--transport": {"choices": TRANSPORTS, "default": None, "help": "wire protocol"},
+    "--wire": {
+        "choices": tuple(LINE_MODULES),
+        "default": None,
+        "help": "Flower wire line of the Fleet API (default: detect it)",
+    },
+    "--root-certificates": {"default": None, "metavar": "PATH", "help": "CA certificates (PEM)"},
+    "--insecure": {
+        "action": argparse.BooleanOptionalAction,
+        "default": None,
+        "help": "plaintext (--insecure) or TLS (--no-insecure)",
+    },
+    "--max-retries": {"type": int, "default": None, "help": "retries (default: no limit)"},
+    "--max-wait-time": {
+        "type": float,
+        "default": None,
+        "metavar": "SECONDS",
+        "help": "total time to keep retrying (default: no limit)",
+    },
+    "--grpc-max-message-length": {
+        "type": int,
+        "default": DEFAULT_MAX_MESSAGE_LENGTH,
+        "help": "largest message in bytes, either way",
+    },
+    "--fail-fast": {"action": "store_true", "help": "stop at the first failed instruction"},
+}
+"""The options that say how a node reaches its server (``start_client``'s arguments), by
+flag, in help order: what ``argparse`` takes for each."""
+
+
+def add_connection_options(
+    parser: argparse.ArgumentParser,
+    *,
+    helps: Mapping[str, str] | None = None,
+    transport_default: str | None = None,
+    server_alias: bool = False,
+) -> None:
+    """Add :data:`CONNECTION_OPTIONS` to ``parser``.
+
+    ``helps``: a command's own help text for some flags; ``transport_default``: its
+    ``--transport`` default (None: ``start_client``'s); ``server_alias``: also accept
+    ``--server`` for ``--server-address``.
+    """
+    for flag, options in CONNECTION_OPTIONS.items():
+        keywords = dict(options)
+        if helps is not None and flag in helps:
+            keywords["help"] = helps[flag]
+        if flag == "--transport":
+            keywords["default"] = transport_default
+        names = [flag, "--server"] if server_alias and flag == "--server-address" else [flag]
+        parser.add_argument(*names, **keywords)
 
 
 def _import_attr(spec: str) -> Any:

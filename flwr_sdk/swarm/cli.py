@@ -17,8 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH, TRANSPORTS
-from flwr_sdk.wire.lines import LINE_MODULES
+from flwr_sdk.cli_inputs import add_connection_options
 
 if TYPE_CHECKING:
     from flwr_sdk.swarm.display import SwarmDisplay
@@ -47,25 +46,15 @@ def add_parser(command: Callable[..., argparse.ArgumentParser]) -> None:
     add = swarm.add_argument
     add("--nodes", type=int, required=True, help="how many nodes")
     add("--app", required=True, metavar="MODULE:ATTR", help="ClientApp or client_fn to run")
-    add(
-        "--server-address",
-        "--server",
-        required=True,
-        help="host:port (IPv4, [IPv6]:port or a name); http(s)://host:port for rest",
-    )
-    add("--transport", choices=TRANSPORTS, default="grpc-rere", help="wire protocol")
-    add(
-        "--wire",
-        choices=tuple(LINE_MODULES),
-        default=None,
-        help="Flower wire line of the Fleet API (default: detect it)",
-    )
-    add("--root-certificates", default=None, metavar="PATH", help="CA certificates (PEM)")
-    add(
-        "--insecure",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="plaintext (--insecure) or TLS (--no-insecure)",
+    add_connection_options(
+        swarm,
+        helps={
+            "--max-retries": "each node's retries (default: no limit)",
+            "--max-wait-time": "each node's total time to keep retrying (default: no limit)",
+            "--fail-fast": "a node stops at its first failed instruction",
+        },
+        transport_default="grpc-rere",
+        server_alias=True,
     )
     add(
         "--auth-key-dir",
@@ -74,21 +63,6 @@ def add_parser(command: Callable[..., argparse.ArgumentParser]) -> None:
         help="node authentication (grpc-rere): node i's keys are DIR/node-i and DIR/node-i.pub "
         "(OpenSSH or PEM)",
     )
-    add("--max-retries", type=int, default=None, help="each node's retries (default: no limit)")
-    add(
-        "--max-wait-time",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="each node's total time to keep retrying (default: no limit)",
-    )
-    add(
-        "--grpc-max-message-length",
-        type=int,
-        default=DEFAULT_MAX_MESSAGE_LENGTH,
-        help="largest message in bytes, either way",
-    )
-    add("--fail-fast", action="store_true", help="a node stops at its first failed instruction")
     add(
         "--node-config",
         default=None,
