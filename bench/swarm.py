@@ -7,10 +7,14 @@ of its own, Flower 1.12 wire):
 * **idle**: the server waits for N + 1 nodes, so no round starts; once all N nodes are
   registered (or :data:`REGISTER_CAP` s passed) and :data:`SETTLE` s more, the swarm
   process's CPU time over :data:`IDLE_WINDOW` s gives "CPU per second idle" (share of
-  one core), at Flower's 3-s poll cadence (:data:`POLLS`: slower for 10,000 nodes);
+  one core);
 * **active**: the server waits for N nodes and runs one FedAvg round (fit + evaluate)
   on all of them with the app of ``tests/swarm/swarm_app.py``; "round time" is the
-  server's round, "start" the time from the first node started to the round's start;
+  server's round;
+* **cadence** (:data:`ROWS`): the line's (Flower's 3-s poll, 30-s heartbeat) or the
+  swarm's idle cadence (:data:`SWARM_CADENCE`: a 60-s poll and a 600-s heartbeat
+  interval; the swarm's wake-up makes every idle node poll within a second of the first
+  instruction any node receives, so rounds do not wait for the slow poll);
 * **peak RSS**: ``VmHWM`` of the swarm process at its end;
 * beside it, Flower's one-process-per-node cost: the RSS (``VmHWM``) of one flwr 1.12.0
   ``start_client`` (grpc-rere) process, registered and idle, times N.
@@ -46,10 +50,19 @@ IDLE_WINDOW = 30.0
 """Seconds of idle CPU measured."""
 REGISTER_CAP = 300.0
 """Seconds the idle measurement waits for every node to register before it starts anyway."""
-POLLS: dict[int, tuple[float | None, float | None]] = {10_000: (30.0, 10.0)}
-"""Poll interval of the (idle, active) runs by N; default Flower's 3 s. At 3 s, 10,000
-nodes ask the reference server (one Python process) for 3,333 pulls a second, more than
-it serves: it then registers the last thousands at a few dozen per second."""
+LINE_CADENCE: tuple[float | None, float | None] = (None, None)
+"""(poll, heartbeat interval) of the line: Flower's 3-s poll and 30-s heartbeat."""
+SWARM_CADENCE: tuple[float | None, float | None] = (60.0, 600.0)
+"""(poll, heartbeat interval) of an idle swarm that wakes on work: 10,000 nodes then make
+~170 polls and ~20 heartbeats a second instead of 3,333 and ~500."""
+ROWS: dict[int, tuple[tuple[float | None, float | None], ...]] = {
+    100: (LINE_CADENCE,),
+    1000: (LINE_CADENCE, SWARM_CADENCE),
+    10_000: (SWARM_CADENCE,),
+}
+"""The cadences measured (idle and active each) by N; a size not listed: the line's. At
+the line's cadence 10,000 nodes ask the reference server (one Python process) for 3,333
+pulls a second, more than it serves."""
 START_RATE = 500.0
 MiB = 2**20
 
@@ -97,6 +110,7 @@ def _child(args: argparse.Namespace) -> None:
         app=client_fn,
         start_rate=START_RATE,
         poll_interval=args.poll,
+        heartbeat_interval=args.heartbeat,
         idle_exit=None if args.mode == "idle" else 20.0,
     )
     out: dict[str, Any] = {}
@@ -133,10 +147,13 @@ def _child(args: argparse.Namespace) -> None:
     Path(args.out).write_text(json.dumps(out))
 
 
-def measure(nodes: int, mode: str, poll: float | None, workdir: Path) -> dict[str, Any]:
+def measure(
+    nodes: int, mode: str, cadence: tuple[float | None, float | None], workdir: Path
+) -> dict[str, Any]:
     """One swarm of ``nodes`` nodes, idle or active; what the child and the server saw."""
     (port,) = free_ports(1)
-    tag = f"{mode}-{nodes}-{poll or 'line'}"
+    poll, heartbeat = cadence
+    tag = f"{mode}-{nodes}-{poll or 'line'}-{heartbeat or 'line'}"
     report = workdir / f"server-{tag}.json"
     server = _server(
         nodes + 1 if mode == "idle" else nodes, 1, port, report, workdir / f"server-{tag}.log"
@@ -146,6 +163,8 @@ def measure(nodes: int, mode: str, poll: float | None, workdir: Path) -> dict[st
     args += ["--mode", mode, "--address", f"127.0.0.1:{port}", "--out", str(out)]
     if poll is not None:
         args += ["--poll", str(poll)]
+    if heartbeat is not None:
+        args += ["--heartbeat", str(heartbeat)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
     try:
         subprocess.run(
@@ -160,7 +179,7 @@ def measure(nodes: int, mode: str, poll: float | None, workdir: Path) -> dict[st
     finally:
         _stop(server)
     data: dict[str, Any] = json.loads(out.read_text())
-    data.update(nodes=nodes, mode=mode, poll=poll or 3.0)
+    data.update(nodes=nodes, mode=mode, poll=poll or 3.0, heartbeat=heartbeat or 30.0)
     if mode == "active" and report.exists():
         history = json.loads(report.read_text())
         first = history["rounds"].get("1", {})
@@ -192,7 +211,7 @@ def flower_client_rss(workdir: Path) -> int:
 def table(rows: list[dict[str, Any]], flower_rss: int) -> list[str]:
     """The "nodes per process" table (Markdown lines)."""
     lines = [
-        "| nodes | state | poll | peak RSS | per node | CPU idle (share of a core) "
+        "| nodes | state | poll / heartbeat | peak RSS | per node | CPU idle (share of a core) "
         "| round time | Flower: 1 process per node (RSS x N) |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -203,7 +222,8 @@ def table(rows: list[dict[str, Any]], flower_rss: int) -> list[str]:
         if row.get("registered", row["nodes"]) < row["nodes"]:
             cpu += f" ({row['registered']:,} registered)"
         lines.append(
-            f"| {row['nodes']:,} | {row['mode']} | {row['poll']:g} s | {rss / MiB:.0f} MiB "
+            f"| {row['nodes']:,} | {row['mode']} "
+            f"| {row['poll']:g} s / {row.get('heartbeat', 30):g} s | {rss / MiB:.0f} MiB "
             f"| {rss / row['nodes'] / 1024:.0f} KiB | {cpu} | {rnd} "
             f"| {flower_rss * row['nodes'] / 2**30:.1f} GiB |"
         )
@@ -219,11 +239,10 @@ def run(workdir: Path, sizes: tuple[int, ...] = SIZES) -> tuple[list[dict[str, A
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for nodes in sizes:
-        idle_poll, active_poll = POLLS.get(nodes, (None, None))
-        rows.append(measure(nodes, "idle", idle_poll, workdir))
-        print(json.dumps(rows[-1]), flush=True)
-        rows.append(measure(nodes, "active", active_poll, workdir))
-        print(json.dumps(rows[-1]), flush=True)
+        for cadence in ROWS.get(nodes, (LINE_CADENCE,)):
+            for mode in ("idle", "active"):
+                rows.append(measure(nodes, mode, cadence, workdir))
+                print(json.dumps(rows[-1]), flush=True)
     return rows, flower_client_rss(workdir)
 
 
@@ -235,6 +254,7 @@ def main() -> None:
     child.add_argument("--mode", choices=("idle", "active"), required=True)
     child.add_argument("--address", required=True)
     child.add_argument("--poll", type=float, default=None)
+    child.add_argument("--heartbeat", type=float, default=None)
     child.add_argument("--out", required=True)
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/flwr-sdk-bench-swarm"))
