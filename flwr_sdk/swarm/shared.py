@@ -98,18 +98,21 @@ def _heartbeat_paths() -> frozenset[str]:
 class _GatedCaller(FleetCaller):
     """Calls that wait for one of the shared connection's slots (heartbeats do not).
 
-    ``_lane``: where heartbeats go instead, when the connection has a lane of their own
-    (REST: a second HTTP client); None: they skip the gate on the shared connection.
+    ``_lane``: where heartbeats go instead, with the gate of its own slots, when the
+    connection has a lane for them (REST: a second HTTP client); None: they skip the
+    gate on the shared connection.
     """
 
     _gate: asyncio.Semaphore
-    _lane: FleetCaller | None = None
+    _lane: tuple[FleetCaller, asyncio.Semaphore] | None = None
 
     async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """The call, once a slot of the shared connection is free; a heartbeat at once."""
         if rpc.grpc_path in _heartbeat_paths():
             if self._lane is not None:
-                return await self._lane.call(rpc, request, timeout)
+                lane, slots = self._lane
+                async with slots:
+                    return await lane.call(rpc, request, timeout)
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
         async with self._gate:
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
@@ -134,8 +137,11 @@ class _BorrowedChannelCaller(_GatedCaller, GrpcRereCaller):
 class _PooledRestCaller(_GatedCaller, RestCaller):
     """A session's REST caller on the shared HTTP clients (which it never closes).
 
-    Heartbeats go through ``heartbeats``, a client with a pool of its own: in the main
-    pool they waited behind a round's pushes and reached the server too late.
+    Heartbeats go through the second client, a pool of its own: in the main pool they
+    waited behind a round's pushes and reached the server too late. Each pool has its
+    gate (``gates``: main, heartbeats), as many slots as connections, so that httpcore
+    never queues a request (its queue costs CPU in proportion to its length for every
+    request it places).
     """
 
     def __init__(
@@ -144,12 +150,12 @@ class _PooledRestCaller(_GatedCaller, RestCaller):
         settings: TransportSettings,
         auth: NodeAuth,
         pools: tuple[httpx.AsyncClient, httpx.AsyncClient],
-        gate: asyncio.Semaphore,
+        gates: tuple[asyncio.Semaphore, asyncio.Semaphore],
     ) -> None:
         calls, heartbeats = pools
         RestCaller.__init__(self, target, settings, auth, client=calls)
-        self._gate = gate
-        self._lane = RestCaller(target, settings, auth, client=heartbeats)
+        self._gate = gates[0]
+        self._lane = (RestCaller(target, settings, auth, client=heartbeats), gates[1])
 
 
 class PollJitter(Connector):
@@ -190,7 +196,7 @@ class SharedConnections:
                 http_client(target, settings, limits=_pool(REST_POOL)),
                 http_client(target, settings, limits=_pool(HEARTBEAT_POOL)),
             )
-        self._http_gate = asyncio.Semaphore(REST_POOL)
+        self._http_gates = (asyncio.Semaphore(REST_POOL), asyncio.Semaphore(HEARTBEAT_POOL))
 
     def _callers(self, settings: TransportSettings) -> CallerFactory | None:
         """How a node's sessions make calls (``settings``: the node's); None: grpc-bidi."""
@@ -199,8 +205,8 @@ class SharedConnections:
             return lambda auth: _BorrowedChannelCaller(grpc, auth)
         if http is not None:
             target = parse_rest_address(settings.server_address)
-            gate = self._http_gate
-            return lambda auth: _PooledRestCaller(target, settings, auth, http, gate)
+            gates = self._http_gates
+            return lambda auth: _PooledRestCaller(target, settings, auth, http, gates)
         if self.transport == "grpc-rere":
             factory = GrpcChannelFactory(settings)
             return lambda auth: GrpcRereCaller(factory, auth)
