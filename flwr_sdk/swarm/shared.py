@@ -13,9 +13,11 @@
   keep-alive) serves every node's calls; at most that many calls are under way, the
   others wait in order (httpcore's own queue costs CPU in proportion to its length for
   every request it places: 500 nodes took minutes to register through it). Heartbeats
-  have a second client, a pool of :data:`HEARTBEAT_POOL` connections of their own:
-  skipping the queue was not enough, they then waited in the one pool behind a round's
-  pushes, and 2,000 REST nodes lost nodes to late heartbeats.
+  wait too, but ahead of every other call (:class:`PriorityGate`): skipping the gate,
+  they waited in httpcore's queue behind a round's pushes; with a pool of their own
+  (16 connections), a swarm whose event loop was saturated by polls got 16 pings
+  through per round trip (~1 s there) for 100 due a second, and 2,000 REST nodes went
+  offline.
 * ``grpc-bidi``: not shared; each node has its own channel (the legacy server ties a
   node to its stream's connection).
 
@@ -26,6 +28,7 @@ does, once every node has stopped.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import random
 from typing import Any
@@ -48,7 +51,7 @@ from flwr_sdk.wire.lines import all_lines
 
 __all__ = [
     "GRPC_STREAMS",
-    "HEARTBEAT_POOL",
+    "PriorityGate",
     "REST_POOL",
     "SHARED_TRANSPORTS",
     "PollJitter",
@@ -60,9 +63,6 @@ GRPC_STREAMS = 90
 
 REST_POOL = 64
 """Connections of the HTTP pool the REST nodes of a swarm share."""
-
-HEARTBEAT_POOL = 16
-"""Connections of the second HTTP pool, heartbeats only, of a swarm's REST nodes."""
 
 SHARED_TRANSPORTS = ("grpc-rere", "rest")
 """Transports whose nodes share one connection (pool)."""
@@ -95,31 +95,86 @@ def _heartbeat_paths() -> frozenset[str]:
     return frozenset(line.rpcs.heartbeat.grpc_path for line in all_lines())
 
 
-class _GatedCaller(FleetCaller):
-    """Calls that wait for one of the shared connection's slots (heartbeats do not).
+class PriorityGate:
+    """At most ``slots`` calls at once; waiting heartbeats get the next free slot first.
 
-    ``_lane``: where heartbeats go instead, with the gate of its own slots, when the
-    connection has a lane for them (REST: a second HTTP client); None: they skip the
-    gate on the shared connection.
+    Among heartbeats, and among the other calls, first come first served. The waiting
+    lines are deques: admitting or releasing costs the same however many wait.
     """
 
-    _gate: asyncio.Semaphore
-    _lane: tuple[FleetCaller, asyncio.Semaphore] | None = None
+    def __init__(self, slots: int) -> None:
+        """A gate of ``slots`` slots."""
+        self._free = slots
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._other: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a slot."""
+        return len(self._urgent) + len(self._other)
+
+    async def acquire(self, urgent: bool) -> None:
+        """Take a slot (``urgent``: a heartbeat, ahead of every other waiting call)."""
+        line = self._urgent if urgent else self._other
+        if self._free and not self._urgent and (urgent or not self._other):
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over as this call was cancelled
+            else:
+                line.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the next waiting call (a heartbeat first), or free it."""
+        for line in (self._urgent, self._other):
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
+class _GatedCaller(FleetCaller):
+    """Calls that wait for one of the shared connection's slots.
+
+    ``_gate``: a semaphore that heartbeats skip (gRPC), or a :class:`PriorityGate` in
+    which they go first (REST).
+    """
+
+    _gate: asyncio.Semaphore | PriorityGate
 
     async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
-        """The call, once a slot of the shared connection is free; a heartbeat at once."""
-        if rpc.grpc_path in _heartbeat_paths():
-            if self._lane is not None:
-                lane, slots = self._lane
-                async with slots:
-                    return await lane.call(rpc, request, timeout)
+        """The call, once a slot of the shared connection is free (see the class docs)."""
+        heartbeat = rpc.grpc_path in _heartbeat_paths()
+        gate = self._gate
+        if isinstance(gate, PriorityGate):
+            await gate.acquire(urgent=heartbeat)
+            try:
+                return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
+            finally:
+                gate.release()
+        if heartbeat:
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
-        async with self._gate:
+        async with gate:
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
 
     async def probe(self, *args: Any, **kwargs: Any) -> Probe:
         """The probe, once a slot of the shared connection is free."""
-        async with self._gate:
+        gate = self._gate
+        if isinstance(gate, PriorityGate):
+            await gate.acquire(urgent=False)
+            try:
+                return await super().probe(*args, **kwargs)  # type: ignore[safe-super]
+            finally:
+                gate.release()
+        async with gate:
             return await super().probe(*args, **kwargs)  # type: ignore[safe-super]
 
 
@@ -135,27 +190,18 @@ class _BorrowedChannelCaller(_GatedCaller, GrpcRereCaller):
 
 
 class _PooledRestCaller(_GatedCaller, RestCaller):
-    """A session's REST caller on the shared HTTP clients (which it never closes).
-
-    Heartbeats go through the second client, a pool of its own: in the main pool they
-    waited behind a round's pushes and reached the server too late. Each pool has its
-    gate (``gates``: main, heartbeats), as many slots as connections, so that httpcore
-    never queues a request (its queue costs CPU in proportion to its length for every
-    request it places).
-    """
+    """A session's REST caller on the shared HTTP client (which it never closes)."""
 
     def __init__(
         self,
         target: RestTarget,
         settings: TransportSettings,
         auth: NodeAuth,
-        pools: tuple[httpx.AsyncClient, httpx.AsyncClient],
-        gates: tuple[asyncio.Semaphore, asyncio.Semaphore],
+        client: httpx.AsyncClient,
+        gate: PriorityGate,
     ) -> None:
-        calls, heartbeats = pools
-        RestCaller.__init__(self, target, settings, auth, client=calls)
-        self._gate = gates[0]
-        self._lane = (RestCaller(target, settings, auth, client=heartbeats), gates[1])
+        RestCaller.__init__(self, target, settings, auth, client=client)
+        self._gate = gate
 
 
 class PollJitter(Connector):
@@ -187,16 +233,14 @@ class SharedConnections:
         self.transport = transport
         self.shared = share and transport in SHARED_TRANSPORTS
         self._grpc: _OneChannelFactory | None = None
-        self._http: tuple[httpx.AsyncClient, httpx.AsyncClient] | None = None
+        self._http: httpx.AsyncClient | None = None
         if self.shared and transport == "grpc-rere":
             self._grpc = _OneChannelFactory(settings)
         elif self.shared:
             target = parse_rest_address(settings.server_address)
-            self._http = (
-                http_client(target, settings, limits=_pool(REST_POOL)),
-                http_client(target, settings, limits=_pool(HEARTBEAT_POOL)),
-            )
-        self._http_gates = (asyncio.Semaphore(REST_POOL), asyncio.Semaphore(HEARTBEAT_POOL))
+            limits = httpx.Limits(max_connections=REST_POOL, max_keepalive_connections=REST_POOL)
+            self._http = http_client(target, settings, limits=limits)
+        self._http_gate = PriorityGate(REST_POOL)
 
     def _callers(self, settings: TransportSettings) -> CallerFactory | None:
         """How a node's sessions make calls (``settings``: the node's); None: grpc-bidi."""
@@ -205,8 +249,8 @@ class SharedConnections:
             return lambda auth: _BorrowedChannelCaller(grpc, auth)
         if http is not None:
             target = parse_rest_address(settings.server_address)
-            gates = self._http_gates
-            return lambda auth: _PooledRestCaller(target, settings, auth, http, gates)
+            gate = self._http_gate
+            return lambda auth: _PooledRestCaller(target, settings, auth, http, gate)
         if self.transport == "grpc-rere":
             factory = GrpcChannelFactory(settings)
             return lambda auth: GrpcRereCaller(factory, auth)
@@ -268,9 +312,4 @@ class SharedConnections:
         if self._grpc is not None:
             self._grpc.close()
         if self._http is not None:
-            for client in self._http:
-                await client.aclose()
-
-
-def _pool(size: int) -> httpx.Limits:
-    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
+            await self._http.aclose()

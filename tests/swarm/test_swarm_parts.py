@@ -21,6 +21,7 @@ from flwr_sdk.events import (
 )
 from flwr_sdk.swarm import NodeState, SwarmConfig, SwarmSnapshot, SwarmStats
 from flwr_sdk.swarm.ray_runner import split
+from flwr_sdk.swarm.shared import PriorityGate
 from flwr_sdk.swarm.wake import WakeUp, WakingConnection
 from flwr_sdk.transport.base import Connection
 from swarm.swarm_app import client_fn, partition
@@ -184,3 +185,32 @@ def test_one_burst_of_work_wakes_the_idle_nodes_once() -> None:
         assert all(session.receives == 2 for session in sessions)
 
     _run(scenario())
+
+
+def test_waiting_heartbeats_get_the_next_slot_first() -> None:
+    async def scenario() -> list[str]:
+        gate = PriorityGate(1)
+        order: list[str] = []
+        await gate.acquire(urgent=False)  # the one slot is taken
+
+        async def call(name: str, urgent: bool) -> None:
+            await gate.acquire(urgent)
+            order.append(name)
+            gate.release()
+
+        waiting = [asyncio.ensure_future(call("pull-1", False))]
+        await asyncio.sleep(0)
+        gone = asyncio.ensure_future(call("cancelled", False))
+        waiting.append(asyncio.ensure_future(call("pull-2", False)))
+        await asyncio.sleep(0)
+        waiting.append(asyncio.ensure_future(call("ping", True)))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.sleep(0)
+        assert gate.waiting == 3
+        gate.release()
+        await asyncio.gather(*waiting)
+        await gate.acquire(urgent=False)  # the slot came back: nothing was lost
+        return order
+
+    assert _run(scenario()) == ["ping", "pull-1", "pull-2"]
