@@ -120,7 +120,9 @@ class SwarmConfig:
             idle node per burst of work.
         share_connections: one connection (pool) for all nodes on grpc-rere / rest.
         idle_exit: end the swarm once this many seconds passed without an instruction
-            after the first one; None: run until stopped or every node ended.
+            after the first one, and as many polls found no work as nodes are polling
+            (a swarm whose polls wait at a saturated connection is not idle); None: run
+            until stopped or every node ended.
         authentication_keys: a node's key pair by its partition id (a callable), or
             one pair per node (a sequence, node ``i`` gets item ``i``); grpc-rere.
         seed: seed of the poll jitter.
@@ -244,7 +246,7 @@ class Swarm:
         self._progress_interval = progress_interval
         self._stop = asyncio.Event()
         self._started = 0.0
-        self._wake = WakeUp(rng=random.Random(config.seed + 1)) if config.wake else None
+        self._wake = WakeUp(rng=random.Random(config.seed + 1), enabled=config.wake)
 
     def stop(self) -> None:
         """Stop every node (each leaves the server) and end :meth:`run`; loop thread only."""
@@ -350,8 +352,7 @@ class Swarm:
                 self.config.poll_interval,
                 rng,
             )
-            if self._wake is not None:
-                connector = WakingConnector(connector, self._wake)
+            connector = WakingConnector(connector, self._wake)
             tasks.append(
                 asyncio.create_task(
                     self._node(index, partition_id, NodeLoop(node_config, connector)),
@@ -383,16 +384,24 @@ class Swarm:
         idle_exit = self.config.idle_exit
         if idle_exit is None:
             return
-        stats = self.stats
+        stats, wake = self.stats, self._wake
         seen = 0
         since = time.monotonic()
+        polls = wake.empty_polls
         while True:
             await asyncio.sleep(IDLE_CHECK)
             now = time.monotonic()
             if stats.instructions != seen or stats.count(NodeState.WORKING):
-                seen, since = stats.instructions, now
-            elif seen and now - since >= idle_exit:
-                log.info("No instruction for %.0f s: stopping the swarm", idle_exit)
+                seen, since, polls = stats.instructions, now, wake.empty_polls
+            elif (
+                seen
+                and now - since >= idle_exit
+                # Every polling node found no work at least once since (as many empty
+                # polls as such nodes): a swarm whose polls queue for longer than
+                # idle_exit has not been idle, only slow to ask.
+                and wake.empty_polls - polls >= stats.count(NodeState.REGISTERED)
+            ):
+                log.info("No instruction for %.0f s: stopping the swarm", now - since)
                 self.stop()
                 return
 

@@ -14,7 +14,9 @@ again until every woken node has polled (or :data:`WAKE_HOLD` seconds passed), s
 round's N instructions cost one extra poll per idle node, not N. The price is that
 extra poll: a server that sends work to few of many nodes (a sampled round) makes every
 idle node poll once per round for nothing. ``SwarmConfig(wake=False)``
-(``flwr-sdk swarm --no-wake``) turns it off.
+(``flwr-sdk swarm --no-wake``) turns it off. The sessions' polls that find no work are
+counted either way (:attr:`WakeUp.empty_polls`: the swarm's idle exit waits for a round
+of them).
 """
 
 from __future__ import annotations
@@ -39,8 +41,17 @@ WAKE_HOLD = 30.0
 class WakeUp:
     """One swarm's wake-up signal, on one event loop (see the module docs)."""
 
-    def __init__(self, window: float = WAKE_WINDOW, rng: random.Random | None = None) -> None:
-        """A signal that spreads a wake-up's polls over ``window`` seconds."""
+    def __init__(
+        self, window: float = WAKE_WINDOW, rng: random.Random | None = None, *, enabled: bool = True
+    ) -> None:
+        """A signal that spreads a wake-up's polls over ``window`` seconds.
+
+        ``enabled`` False: idle waits last their interval, nobody is woken (the polls
+        are still counted, :attr:`empty_polls`).
+        """
+        self.enabled = enabled
+        #: Polls that found no work so far (every node's).
+        self.empty_polls = 0
         self._window = window
         self._rng = rng if rng is not None else random.Random()
         self._sleepers: dict[asyncio.Future[bool], asyncio.TimerHandle] = {}
@@ -56,6 +67,9 @@ class WakeUp:
 
     async def sleep(self, seconds: float) -> bool:
         """Wait ``seconds``, or less when woken; whether a wake-up ended the wait."""
+        if not self.enabled:
+            await asyncio.sleep(seconds)
+            return False
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._sleepers[waiter] = loop.call_later(seconds, _resolve, waiter, False)
@@ -68,6 +82,8 @@ class WakeUp:
 
     def work_seen(self) -> None:
         """A node received an instruction: wake the sleeping nodes, unless one is under way."""
+        if not self.enabled:
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._pending and now < self._hold_until:
@@ -133,6 +149,8 @@ class WakingConnection(Connection):
             item = await self._inner.receive()
             if isinstance(item, Message):
                 self._wake.work_seen()  # before polled(): a woken node's work is the same burst
+            elif item is None:
+                self._wake.empty_polls += 1
         finally:
             if woken:
                 self._wake.polled()
