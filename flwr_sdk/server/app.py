@@ -417,7 +417,9 @@ class ReferenceServer:
             await self.pool.finish()
 
     async def stop(self) -> None:
-        """Close the listener and the open connections."""
+        """Close the listener and the open connections (held node log lines are written)."""
+        if self.state is not None:
+            self.state.events.flush()
         if self._grpc is not None:
             self._grpc.close()
             try:
