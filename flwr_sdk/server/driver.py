@@ -23,6 +23,7 @@ from flwr_sdk.common.message import Message
 from flwr_sdk.errors import NodeUnavailableError, ReplyTimeoutError
 
 __all__ = [
+    "RESCAN_SECONDS",
     "DriverListener",
     "History",
     "NodePool",
@@ -30,6 +31,10 @@ __all__ = [
     "ReplyTimeoutError",
     "RoundResult",
 ]
+
+
+RESCAN_SECONDS = 0.2
+"""Shortest time between two listings of the online nodes while waiting for more."""
 
 
 class NodePool(abc.ABC):
@@ -61,8 +66,21 @@ class NodePool(abc.ABC):
 
         """
 
+    def node_count(self) -> int:
+        """At least as many as :meth:`online_nodes` returns, found cheaply.
+
+        :meth:`wait_for` looks at the online nodes only once this reaches the count it
+        waits for (default: the online nodes themselves).
+        """
+        return len(self.online_nodes())
+
     async def wait_for(self, count: int, timeout: float | None = None) -> list[int]:
         """Wait until at least ``count`` nodes are online; return them.
+
+        Wakes up when nodes change (:meth:`_notify`), and at least every second; the
+        online nodes are listed only when :meth:`node_count` reaches ``count``, and at
+        most every :data:`RESCAN_SECONDS` (a pass over thousands of nodes per ping
+        would cost more than the pings).
 
         Raises:
             TimeoutError: fewer nodes after ``timeout`` seconds.
@@ -70,13 +88,20 @@ class NodePool(abc.ABC):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            nodes = self.online_nodes()
-            if len(nodes) >= count:
-                return nodes
+            listed = self.node_count() >= count
+            if listed:
+                nodes = self.online_nodes()
+                if len(nodes) >= count:
+                    return nodes
             self._changed.clear()
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"only {len(nodes)} of {count} nodes connected")
+                raise TimeoutError(f"only {len(self.online_nodes())} of {count} nodes connected")
+            if listed:  # enough nodes, but not enough online: list them again later
+                await asyncio.sleep(
+                    RESCAN_SECONDS if remaining is None else min(RESCAN_SECONDS, remaining)
+                )
+                continue
             wait = 1.0 if remaining is None else min(1.0, remaining)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait)

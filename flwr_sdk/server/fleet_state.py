@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from flwr_sdk.common.fab import fab_hash
 from flwr_sdk.common.message import Message
 from flwr_sdk.server.driver import NodePool, NodeUnavailableError, ReplyTimeoutError
+from flwr_sdk.server.node_log import NodeEventLog
 
 __all__ = [
     "MIN_CREATED_AT",
@@ -133,6 +134,11 @@ class FleetState:
     _instructions: dict[str, Instruction] = field(default_factory=dict)
     _queues: dict[int, deque[str]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    events: NodeEventLog = field(init=False, repr=False)
+    """Node lifecycle events, logged (per node at DEBUG, coalesced at INFO)."""
+
+    def __post_init__(self) -> None:
+        self.events = NodeEventLog(log, lambda: len(self.nodes))
 
     # ------------------------------------------------------------------- runs
 
@@ -167,7 +173,7 @@ class FleetState:
                 node = _Node(node_id, now + ping_interval, public_key)
                 self.nodes[node_id] = node
             node.online_until = now + ping_interval
-            log.info("node %d re-registered with its key", node_id)
+            self.events.event(node_id, "re-registered with its key")
         else:
             node_id = _new_id(self.nodes)
             while node_id == 0:
@@ -175,7 +181,7 @@ class FleetState:
             self.nodes[node_id] = _Node(node_id, now + ping_interval, public_key)
             if public_key is not None:
                 self.key_to_node[public_key] = node_id
-            log.info("node %d registered (%d nodes)", node_id, len(self.nodes))
+            self.events.event(node_id, "registered")
         self._notify()
         return node_id
 
@@ -194,7 +200,7 @@ class FleetState:
             entry = self._instructions.get(message_id)
             if entry is not None and not entry.future.done():
                 entry.future.set_exception(NodeUnavailableError(f"node {node_id} left"))
-        log.info("node %d unregistered (%d nodes)", node_id, len(self.nodes))
+        self.events.event(node_id, "unregistered")
         self._notify()
 
     def register_node(self, public_key: bytes) -> int | None:
@@ -206,7 +212,7 @@ class FleetState:
             node_id = _new_id(self.nodes)
         self.nodes[node_id] = _Node(node_id, 0.0, public_key)
         self.key_to_node[public_key] = node_id
-        log.info("node %d registered, offline until activated", node_id)
+        self.events.event(node_id, "registered, offline until activated")
         return node_id
 
     def node_of_key(self, public_key: bytes) -> int | None:
@@ -223,7 +229,7 @@ class FleetState:
         if node_id is None or self.is_online(node_id):
             return None
         self.ping(node_id, window)
-        log.info("node %d activated", node_id)
+        self.events.event(node_id, "activated")
         return node_id
 
     def deactivate_node(self, node_id: int) -> bool:
@@ -231,7 +237,7 @@ class FleetState:
         if not self.is_online(node_id):
             return False
         self.nodes[node_id].online_until = time.time()
-        log.info("node %d deactivated", node_id)
+        self.events.event(node_id, "deactivated")
         self._notify()
         return True
 
@@ -256,9 +262,13 @@ class FleetState:
         return found is not None and found.online_until > (time.time() if now is None else now)
 
     def online_nodes(self) -> list[int]:
-        """Ids of the nodes inside their ping window."""
+        """Ids of the nodes inside their ping window (one pass over every node)."""
         now = time.time()
-        return [n for n in self.nodes if self.is_online(n, now)]
+        return [node_id for node_id, node in self.nodes.items() if node.online_until > now]
+
+    def node_count(self) -> int:
+        """How many nodes are registered, online or not (an upper bound of the online)."""
+        return len(self.nodes)
 
     def _notify(self) -> None:
         self.changed.set()
@@ -359,16 +369,29 @@ class FleetState:
 
 
 class FleetNodePool(NodePool):
-    """The Fleet API nodes as the driver sees them: online nodes, instruction → reply."""
+    """The Fleet API nodes as the driver sees them: online nodes, instruction → reply.
+
+    While replies are awaited, one watcher task checks every :data:`LIVENESS_CHECK`
+    seconds that their nodes are still online and fails the replies of those that are
+    not (:class:`~flwr_sdk.server.driver.NodeUnavailableError`): one pass over the
+    awaited nodes per check, not a timer per request.
+    """
 
     def __init__(self, state: FleetState, server_node_id: int) -> None:
         super().__init__(server_node_id)
         self.state = state
         self._changed = state.changed
+        self._awaited: dict[int, set[asyncio.Future[Message]]] = {}
+        """Node → the futures of its replies that requests await."""
+        self._watcher: asyncio.Task[None] | None = None
 
     def online_nodes(self) -> list[int]:
         """Nodes inside their ping window."""
         return self.state.online_nodes()
+
+    def node_count(self) -> int:
+        """Registered nodes, online or not: a bound found without a pass over them."""
+        return self.state.node_count()
 
     async def request(self, message: Message, timeout: float | None) -> Message:
         """Queue the instruction for the node and wait for the reply that answers it."""
@@ -376,18 +399,33 @@ class FleetNodePool(NodePool):
         if not self.state.is_online(node_id):
             raise NodeUnavailableError(f"node {node_id} is not online")
         future = self.state.add_instruction(message)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        self._awaited.setdefault(node_id, set()).add(future)
+        self._watch()
         try:
-            while True:
-                step = LIVENESS_CHECK
-                if deadline is not None:
-                    step = min(step, deadline - time.monotonic())
-                    if step <= 0:
-                        raise ReplyTimeoutError(f"node {node_id} did not answer within {timeout}s")
-                done, _ = await asyncio.wait({future}, timeout=step)
-                if done:
-                    return future.result()
-                if not self.state.is_online(node_id):
-                    raise NodeUnavailableError(f"node {node_id} went offline")
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if not done:
+                raise ReplyTimeoutError(f"node {node_id} did not answer within {timeout}s")
+            return future.result()
         finally:
+            awaited = self._awaited.get(node_id)
+            if awaited is not None:
+                awaited.discard(future)
+                if not awaited:
+                    del self._awaited[node_id]
             self.state.drop_instruction(message.metadata.message_id)
+
+    def _watch(self) -> None:
+        """Start the liveness watcher unless it runs."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_liveness())
+
+    async def _watch_liveness(self) -> None:
+        """Fail the awaited replies of nodes that went offline, until none is awaited."""
+        while self._awaited:
+            await asyncio.sleep(LIVENESS_CHECK)
+            now = time.time()
+            gone = [n for n in self._awaited if not self.state.is_online(n, now)]
+            for node_id in gone:
+                for future in self._awaited.pop(node_id, ()):
+                    if not future.done():
+                        future.set_exception(NodeUnavailableError(f"node {node_id} went offline"))
