@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -147,7 +148,14 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         self.self_registration = self_registration
         self._delivered: dict[str, str] = {}
         """Root object id of a handed-out instruction → its internal message id."""
-        self._sessions: dict[str, _PushSession] = {}
+        self._roots: dict[str, set[str]] = {}
+        """Internal message id → the root object ids it was handed out as."""
+        self._sessions: OrderedDict[str, _PushSession] = OrderedDict()
+        """Open push sessions, the least recently touched first."""
+        self._session_of_root: dict[str, str] = {}
+        """Root object id of a session's reply → the session id."""
+        self._askers: dict[tuple[int, str], dict[str, None]] = {}
+        """(run id, object id) → the open sessions that asked for it, in order."""
         self._unconfirmed: dict[int, set[tuple[int, str]]] = {}
         """Node → (run id, message id) of instructions it pulled but has not confirmed."""
 
@@ -243,6 +251,7 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         for object_id in self.store.hold(run_id, encoded.message_id, encoded.object_ids()):
             self.store.put_trusted(run_id, object_id, encoded.object_bytes(object_id))
         self._delivered[encoded.message_id] = entry.message.metadata.message_id
+        self._roots.setdefault(entry.message.metadata.message_id, set()).add(encoded.message_id)
         self._unconfirmed.setdefault(node_id, set()).add((run_id, encoded.message_id))
         return pb.PullMessagesResponse(
             messages_list=[encoded.wire_message], message_object_trees=[encoded.tree]
@@ -291,11 +300,11 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
             reconnect=pb.Reconnect(reconnect=PUSH_RECONNECT_SECONDS),
             results={metadata.message_id: 0},
         )
-        for session_id, open_session in self._sessions.items():
-            if open_session.tree.object_id == metadata.message_id:  # pushed again
-                answer.objects_to_push = list(open_session.missing)
-                answer.session_id = session_id
-                return answer
+        session_id = self._session_of_root.get(metadata.message_id)
+        if session_id is not None:  # pushed again
+            answer.objects_to_push = list(self._sessions[session_id].missing)
+            answer.session_id = session_id
+            return answer
         session = self._open_session(wire, tree)
         if session is None:
             return answer
@@ -306,7 +315,7 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         session_id = str(uuid.uuid4())
         session.missing = dict.fromkeys(missing)
         session.asked = frozenset(missing)
-        self._sessions[session_id] = session
+        self._add_session(session_id, session)
         answer.objects_to_push = missing
         answer.session_id = session_id
         return answer
@@ -343,10 +352,10 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         """Store one pushed object of a session (hash-checked)."""
         self._running(message.run_id)
         self._expire_sessions()
-        session = self._session_for(message)
+        session_id = self._session_for(message)
         run_id, object_id = message.run_id, message.object_id
         content = bytes(message.object_content)
-        if session is None:
+        if session_id is None:
             return pb.PushObjectResponse(stored=False)
         if self.store.is_pending(run_id, object_id):
             stored = self.store.put(run_id, object_id, content)
@@ -354,24 +363,42 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
             stored = object_id_of(content) == object_id
         if not stored:
             return pb.PushObjectResponse(stored=False)
-        session.touched = time.monotonic()
-        for session_id, waiting in list(self._sessions.items()):
-            arrived = waiting.run_id == run_id and waiting.missing.pop(object_id, 0) is None
-            if arrived and not waiting.missing:
-                del self._sessions[session_id]
+        self._sessions[session_id].touched = time.monotonic()
+        self._sessions.move_to_end(session_id)
+        for asker in list(self._askers.get((run_id, object_id), ())):
+            waiting = self._sessions[asker]
+            if waiting.missing.pop(object_id, 0) is None and not waiting.missing:
+                self._drop_session(asker)
                 self._complete(waiting)
         return pb.PushObjectResponse(stored=True)
 
-    def _session_for(self, message: pb.PushObjectRequest) -> _PushSession | None:
-        if message.session_id:
-            found = self._sessions.get(message.session_id)
-            candidates = [] if found is None else [found]
-        else:
-            candidates = list(self._sessions.values())
-        for session in candidates:
-            if session.run_id == message.run_id and message.object_id in session.asked:
-                return session
-        return None
+    def _session_for(self, message: pb.PushObjectRequest) -> str | None:
+        """The open session (its id) of the run that asked for the pushed object.
+
+        The one named, or with an empty ``session_id`` the first that asked for it.
+        """
+        askers = self._askers.get((message.run_id, message.object_id), {})
+        if not message.session_id:
+            return next(iter(askers), None)
+        return message.session_id if message.session_id in askers else None
+
+    def _add_session(self, session_id: str, session: _PushSession) -> None:
+        self._sessions[session_id] = session
+        self._session_of_root[session.tree.object_id] = session_id
+        for object_id in session.asked:
+            self._askers.setdefault((session.run_id, object_id), {})[session_id] = None
+
+    def _drop_session(self, session_id: str) -> _PushSession:
+        session = self._sessions.pop(session_id)
+        if self._session_of_root.get(session.tree.object_id) == session_id:
+            del self._session_of_root[session.tree.object_id]
+        for object_id in session.asked:
+            askers = self._askers.get((session.run_id, object_id))
+            if askers is not None:
+                askers.pop(session_id, None)
+                if not askers:
+                    del self._askers[(session.run_id, object_id)]
+        return session
 
     def _complete(self, session: _PushSession) -> None:
         """Every object is stored: decode the reply and hand it to the driver."""
@@ -389,7 +416,9 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
             self._forget_delivered(session.reply_to)
 
     def _forget_delivered(self, internal_id: str) -> None:
-        self._delivered = {k: v for k, v in self._delivered.items() if v != internal_id}
+        for root in self._roots.pop(internal_id, ()):
+            if self._delivered.get(root) == internal_id:
+                del self._delivered[root]
 
     def _decode(self, session: _PushSession) -> Message:
         """The reply of a complete session, rebuilt from the stored objects.
@@ -417,12 +446,15 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         return reply
 
     def _expire_sessions(self) -> None:
+        """Discard the sessions idle too long (the least recently touched come first)."""
         limit = time.monotonic() - PUSH_SESSION_SECONDS
-        for session_id, session in list(self._sessions.items()):
-            if session.touched < limit:
-                log.warning("push session %s expired", session_id)
-                del self._sessions[session_id]
-                self.store.release(session.run_id, session.tree.object_id)
+        while self._sessions:
+            session_id, session = next(iter(self._sessions.items()))
+            if session.touched >= limit:
+                return
+            log.warning("push session %s expired", session_id)
+            self._drop_session(session_id)
+            self.store.release(session.run_id, session.tree.object_id)
 
     # ------------------------------------------------------------------- runs
 
