@@ -83,6 +83,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Rep = TypeVar("Rep")
+M = TypeVar("M")
 Ins = TypeVar("Ins", bound="DataclassInstance")
 Res = TypeVar("Res", bound="DataclassInstance")
 
@@ -204,6 +205,24 @@ def _typed_exchange(message: object, reply: type[Rep], message_type: str | None)
     )
 
 
+def _per_node(
+    requests: Mapping[int, M], exchange: Callable[[M], _Exchange[Rep]]
+) -> dict[int, _Exchange[Rep]]:
+    """Each node's exchange; nodes given the same request object share one.
+
+    A fan-out that sends one instruction to every node (FedAvg's model) thus encodes its
+    content once, not once per node.
+    """
+    made: dict[int, _Exchange[Rep]] = {}
+    exchanges: dict[int, _Exchange[Rep]] = {}
+    for node_id, request in requests.items():
+        shared = made.get(id(request))
+        if shared is None:
+            shared = made[id(request)] = exchange(request)
+        exchanges[node_id] = shared
+    return exchanges
+
+
 def _legacy_exchange(kind: lr.LegacyKind[Ins, Res], ins: Ins) -> _Exchange[Res]:
     return _Exchange(
         kind.message_type,
@@ -300,10 +319,9 @@ class AppDriver:
         Returns one :class:`NodeResult` per node in the order of ``requests``;
         ``on_result`` is called with each one as it arrives.
         """
-        exchanges = {
-            node_id: _typed_exchange(message, reply, message_type)
-            for node_id, message in requests.items()
-        }
+        exchanges = _per_node(
+            requests, lambda message: _typed_exchange(message, reply, message_type)
+        )
         return await self._fan_out(exchanges, timeout, group_id, on_result)
 
     async def send(
@@ -367,7 +385,7 @@ class AppDriver:
         on_result: Callable[[NodeResult[FitRes]], None] | None = None,
     ) -> list[NodeResult[FitRes]]:
         """:meth:`fit` on many nodes at once (``{node_id: FitIns}``), one result each."""
-        exchanges = {n: _legacy_exchange(lr.FIT_KIND, ins) for n, ins in instructions.items()}
+        exchanges = _per_node(instructions, lambda ins: _legacy_exchange(lr.FIT_KIND, ins))
         return await self._fan_out(exchanges, timeout, group_id, on_result)
 
     async def evaluate_many(
@@ -379,7 +397,7 @@ class AppDriver:
         on_result: Callable[[NodeResult[EvaluateRes]], None] | None = None,
     ) -> list[NodeResult[EvaluateRes]]:
         """:meth:`evaluate` on many nodes at once, one result each."""
-        exchanges = {n: _legacy_exchange(lr.EVALUATE_KIND, ins) for n, ins in instructions.items()}
+        exchanges = _per_node(instructions, lambda ins: _legacy_exchange(lr.EVALUATE_KIND, ins))
         return await self._fan_out(exchanges, timeout, group_id, on_result)
 
     # ---------------------------------------------------------------- shared

@@ -26,21 +26,34 @@ from flwr_sdk.server.app_api import AppContext, AppDriver, NodeResult
 from flwr_sdk.server.driver import DriverListener, History, RoundResult
 from flwr_sdk.server.strategy import EvaluateResult, FedAvg, FitResult
 
-__all__ = ["FedAvgApp"]
+__all__ = ["LOGGED_FAILURES", "FedAvgApp"]
 
 log = logging.getLogger("flwr_sdk.server")
 
 R = TypeVar("R")
 
 
+LOGGED_FAILURES = 10
+"""Failed nodes a phase logs one by one; the rest are counted in one line (all are in
+the round's ``failure_reasons``)."""
+
+
 def _failures(server_round: int, phase: str, results: Sequence[NodeResult[Any]]) -> list[str]:
-    reasons = []
+    reasons: list[str] = []
     for result in results:
         if result.error is not None:
             error = result.error
             reason = f"{phase} on node {result.node_id}: {type(error).__name__}: {error}"
-            log.warning("round %d: %s", server_round, reason)
+            if len(reasons) < LOGGED_FAILURES:
+                log.warning("round %d: %s", server_round, reason)
             reasons.append(reason)
+    if len(reasons) > LOGGED_FAILURES:
+        log.warning(
+            "round %d: %s failed on %d more nodes",
+            server_round,
+            phase,
+            len(reasons) - LOGGED_FAILURES,
+        )
     return reasons
 
 

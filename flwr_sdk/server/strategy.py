@@ -130,28 +130,31 @@ class FedAvg:
     def configure_fit(
         self, server_round: int, parameters: Parameters, nodes: Sequence[int]
     ) -> list[tuple[int, FitIns]]:
-        """The nodes to train this round and their instructions."""
+        """The nodes to train this round and their instruction.
+
+        Every sampled node gets the same ``FitIns`` object (read-only), so the driver
+        encodes it once for all of them.
+        """
         config: Config = dict(self.on_fit_config(server_round)) if self.on_fit_config else {}
         sample = self._sample(nodes, self.fraction_fit, self.min_fit_clients)
-        return [
-            (node_id, FitIns(parameters=_share(parameters), config=dict(config)))
-            for node_id in sample
-        ]
+        ins = FitIns(parameters=_share(parameters), config=config)
+        return [(node_id, ins) for node_id in sample]
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, nodes: Sequence[int]
     ) -> list[tuple[int, EvaluateIns]]:
-        """The nodes to evaluate this round (none if federated evaluation is off)."""
+        """The nodes to evaluate this round (none if federated evaluation is off).
+
+        As for :meth:`configure_fit`, every node gets the same ``EvaluateIns`` object.
+        """
         if self.min_evaluate_clients == 0 or self.fraction_evaluate == 0.0:
             return []
         config: Config = (
             dict(self.on_evaluate_config(server_round)) if self.on_evaluate_config else {}
         )
         sample = self._sample(nodes, self.fraction_evaluate, self.min_evaluate_clients)
-        return [
-            (node_id, EvaluateIns(parameters=_share(parameters), config=dict(config)))
-            for node_id in sample
-        ]
+        ins = EvaluateIns(parameters=_share(parameters), config=config)
+        return [(node_id, ins) for node_id in sample]
 
     # ------------------------------------------------------------------ aggregation
 
@@ -211,5 +214,5 @@ class FedAvg:
 
 
 def _share(parameters: Parameters) -> Parameters:
-    """A Parameters object per node that shares the tensor bytes (no copy)."""
+    """A Parameters object of the round's instructions that shares the tensor bytes."""
     return Parameters(tensors=list(parameters.tensors), tensor_type=parameters.tensor_type)
