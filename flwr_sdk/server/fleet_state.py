@@ -35,6 +35,7 @@ import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flwr_sdk.common.fab import fab_hash
@@ -270,6 +271,12 @@ class FleetState:
         """How many nodes are registered, online or not (an upper bound of the online)."""
         return len(self.nodes)
 
+    def offline_among(self, node_ids: Iterable[int]) -> list[int]:
+        """Those of ``node_ids`` that are not online now (unknown ones included)."""
+        now = time.time()
+        nodes = self.nodes
+        return [n for n in node_ids if (node := nodes.get(n)) is None or node.online_until <= now]
+
     def _notify(self) -> None:
         self.changed.set()
 
@@ -423,9 +430,7 @@ class FleetNodePool(NodePool):
         """Fail the awaited replies of nodes that went offline, until none is awaited."""
         while self._awaited:
             await asyncio.sleep(LIVENESS_CHECK)
-            now = time.time()
-            gone = [n for n in self._awaited if not self.state.is_online(n, now)]
-            for node_id in gone:
+            for node_id in self.state.offline_among(self._awaited):
                 for future in self._awaited.pop(node_id, ()):
                     if not future.done():
                         future.set_exception(NodeUnavailableError(f"node {node_id} went offline"))

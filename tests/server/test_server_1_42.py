@@ -55,7 +55,7 @@ from flwr_sdk.wire.v1_15_auth import (
     public_key_pem,
     sign_timestamp,
 )
-from flwr_sdk.wire.v1_42_objects import encode_message
+from flwr_sdk.wire.v1_42_objects import EncodedMessage, encode_message
 from flwr_sdk.wire.v1_42_objects_decode import decode_message
 
 ROUNDS = 2
@@ -809,6 +809,69 @@ def test_idle_push_session_expires() -> None:
         )
         assert not (await fleet.push_object(push)).stored
         assert not fleet.store.found(run_id, encoded.message_id) and not future.done()
+
+    asyncio.run(main())
+
+
+def test_an_object_two_open_sessions_asked_for_is_pushed_once_for_both() -> None:
+    """Two nodes reply with the same record: both push sessions ask for it; pushed once
+    (by either session), it counts for both, and each reply completes with its own root."""
+
+    async def main() -> None:
+        state, fleet, run_id, first_node = _fleet_with_online_node()
+        pem = public_key_pem(_key().public_key())
+        second_node = state.register_node(pem)
+        assert second_node is not None and state.activate_node(pem, 60) == second_node
+        content = RecordSet(configs_records={"r": ConfigsRecord({"same": 1})})
+        sessions = []
+        for node_id in (first_node, second_node):
+            instruction = _instruction(run_id, node_id, RecordSet())
+            future = state.add_instruction(instruction)
+            node = pb.Node(node_id=node_id)
+            pulled = await fleet.pull_messages(pb.PullMessagesRequest(node=node))
+            reply = instruction.create_reply(content)
+            encoded = encode_message(reply)
+            assert encoded.wire_message.metadata is not None
+            encoded.wire_message.metadata.reply_to_message_id = pulled.message_object_trees[
+                0
+            ].object_id
+            answer = await fleet.push_messages(
+                pb.PushMessagesRequest(
+                    node=node,
+                    messages_list=[encoded.wire_message],
+                    message_object_trees=[encoded.tree],
+                )
+            )
+            sessions.append((node, future, encoded, answer))
+        (_, first_future, first, first_answer), (_, second_future, second, second_answer) = sessions
+        shared = set(first_answer.objects_to_push) & set(second_answer.objects_to_push)
+        assert shared and first.message_id not in shared  # the record, not the roots
+
+        async def push(
+            node: pb.Node, encoded: EncodedMessage, object_id: str, session: str
+        ) -> bool:
+            request = pb.PushObjectRequest(
+                node=node,
+                run_id=run_id,
+                object_id=object_id,
+                object_content=encoded.object_bytes(object_id),
+                session_id=session,
+            )
+            return (await fleet.push_object(request)).stored
+
+        for object_id in first_answer.objects_to_push:
+            if object_id in shared:
+                assert await push(sessions[1][0], second, object_id, second_answer.session_id)
+        for node, future, encoded, answer in sessions:
+            for object_id in answer.objects_to_push:
+                if object_id not in shared:
+                    assert not future.done()
+                    assert await push(node, encoded, object_id, answer.session_id)
+        for future in (first_future, second_future):
+            assert future.result().content.configs_records["r"]["same"] == 1
+        replies = {*first.object_ids(), *second.object_ids()}
+        assert fleet._sessions == {}
+        assert not any(fleet.store.found(run_id, object_id) for object_id in replies)
 
     asyncio.run(main())
 
