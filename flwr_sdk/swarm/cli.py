@@ -98,8 +98,9 @@ def add_parser(command: Callable[..., argparse.ArgumentParser]) -> None:
         type=float,
         default=15.0,
         metavar="SECONDS",
-        help="end once no instruction came for this long after the first one and every "
-        "polling node has since found no work (0: never)",
+        help="end once no instruction came for this long after the first one (while calls "
+        "queue at the shared connection: and every polling node has since found no work; "
+        "0: never)",
     )
     add(
         "--no-wake",

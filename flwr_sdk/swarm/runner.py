@@ -120,9 +120,10 @@ class SwarmConfig:
             idle node per burst of work.
         share_connections: one connection (pool) for all nodes on grpc-rere / rest.
         idle_exit: end the swarm once this many seconds passed without an instruction
-            after the first one, and as many polls found no work as nodes are polling
-            (a swarm whose polls wait at a saturated connection is not idle); None: run
-            until stopped or every node ended.
+            after the first one; while calls wait at the shared connection (saturated),
+            also not before as many polls found no work as nodes are polling (polls
+            that wait for a slot have not asked yet); None: run until stopped or every
+            node ended.
         authentication_keys: a node's key pair by its partition id (a callable), or
             one pair per node (a sequence, node ``i`` gets item ``i``); grpc-rere.
         seed: seed of the poll jitter.
@@ -284,7 +285,7 @@ class Swarm:
         rng = random.Random(config.seed)
         tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
-        watcher = asyncio.create_task(self._watch_idle(), name="flwr-sdk-swarm-idle")
+        watcher = asyncio.create_task(self._watch_idle(shared), name="flwr-sdk-swarm-idle")
         reporter = asyncio.create_task(self._report(), name="flwr-sdk-swarm-progress")
         try:
             starting = asyncio.create_task(self._start_all(ids, shared, line, rng, tasks))
@@ -380,7 +381,7 @@ class Swarm:
         else:
             self.stats.ended(index, None)
 
-    async def _watch_idle(self) -> None:
+    async def _watch_idle(self, shared: SharedConnections) -> None:
         idle_exit = self.config.idle_exit
         if idle_exit is None:
             return
@@ -396,10 +397,12 @@ class Swarm:
             elif (
                 seen
                 and now - since >= idle_exit
-                # Every polling node found no work at least once since (as many empty
-                # polls as such nodes): a swarm whose polls queue for longer than
-                # idle_exit has not been idle, only slow to ask.
-                and wake.empty_polls - polls >= stats.count(NodeState.REGISTERED)
+                # While calls queue at the shared connection, polls may wait longer than
+                # idle_exit: idle only once every polling node found no work since.
+                and (
+                    not shared.backlog
+                    or wake.empty_polls - polls >= stats.count(NodeState.REGISTERED)
+                )
             ):
                 log.info("No instruction for %.0f s: stopping the swarm", now - since)
                 self.stop()

@@ -68,33 +68,6 @@ SHARED_TRANSPORTS = ("grpc-rere", "rest")
 """Transports whose nodes share one connection (pool)."""
 
 
-class _OneChannelFactory(GrpcChannelFactory):
-    """A channel factory that hands out the same channel every time, and its call gate."""
-
-    def __init__(self, settings: TransportSettings) -> None:
-        super().__init__(settings)
-        self._channel: Channel | None = None
-        self.gate = asyncio.Semaphore(GRPC_STREAMS)
-
-    def create(self) -> Channel:
-        """The shared channel (made on first use)."""
-        if self._channel is None:
-            self._channel = super().create()
-        return self._channel
-
-    def close(self) -> None:
-        """Close the shared channel."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-
-@functools.cache
-def _heartbeat_paths() -> frozenset[str]:
-    """The gRPC paths of every line's heartbeat RPC."""
-    return frozenset(line.rpcs.heartbeat.grpc_path for line in all_lines())
-
-
 class PriorityGate:
     """At most ``slots`` calls at once; waiting heartbeats get the next free slot first.
 
@@ -141,45 +114,67 @@ class PriorityGate:
         self._free += 1
 
 
-class _GatedCaller(FleetCaller):
-    """Calls that wait for one of the shared connection's slots.
+class _OneChannelFactory(GrpcChannelFactory):
+    """A channel factory that hands out the same channel every time, and its call gate."""
 
-    ``_gate``: a semaphore that heartbeats skip (gRPC), or a :class:`PriorityGate` in
-    which they go first (REST).
+    def __init__(self, settings: TransportSettings) -> None:
+        super().__init__(settings)
+        self._channel: Channel | None = None
+        self.gate = PriorityGate(GRPC_STREAMS)
+
+    def create(self) -> Channel:
+        """The shared channel (made on first use)."""
+        if self._channel is None:
+            self._channel = super().create()
+        return self._channel
+
+    def close(self) -> None:
+        """Close the shared channel."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+@functools.cache
+def _heartbeat_paths() -> frozenset[str]:
+    """The gRPC paths of every line's heartbeat RPC."""
+    return frozenset(line.rpcs.heartbeat.grpc_path for line in all_lines())
+
+
+class _GatedCaller(FleetCaller):
+    """Calls that wait for one of the shared connection's slots (:class:`PriorityGate`).
+
+    Heartbeats go first in the gate (REST), or skip it (``_heartbeats_skip``: gRPC,
+    whose channel has a few streams beyond the gate's slots).
     """
 
-    _gate: asyncio.Semaphore | PriorityGate
+    _gate: PriorityGate
+    _heartbeats_skip = False
 
     async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """The call, once a slot of the shared connection is free (see the class docs)."""
         heartbeat = rpc.grpc_path in _heartbeat_paths()
-        gate = self._gate
-        if isinstance(gate, PriorityGate):
-            await gate.acquire(urgent=heartbeat)
-            try:
-                return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
-            finally:
-                gate.release()
-        if heartbeat:
+        if heartbeat and self._heartbeats_skip:
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
-        async with gate:
+        await self._gate.acquire(urgent=heartbeat)
+        try:
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
+        finally:
+            self._gate.release()
 
     async def probe(self, *args: Any, **kwargs: Any) -> Probe:
         """The probe, once a slot of the shared connection is free."""
-        gate = self._gate
-        if isinstance(gate, PriorityGate):
-            await gate.acquire(urgent=False)
-            try:
-                return await super().probe(*args, **kwargs)  # type: ignore[safe-super]
-            finally:
-                gate.release()
-        async with gate:
+        await self._gate.acquire(urgent=False)
+        try:
             return await super().probe(*args, **kwargs)  # type: ignore[safe-super]
+        finally:
+            self._gate.release()
 
 
 class _BorrowedChannelCaller(_GatedCaller, GrpcRereCaller):
     """A session's grpc-rere caller on the shared channel: closing it leaves the channel."""
+
+    _heartbeats_skip = True
 
     def __init__(self, factory: _OneChannelFactory, auth: NodeAuth) -> None:
         GrpcRereCaller.__init__(self, factory, auth)
@@ -306,6 +301,15 @@ class SharedConnections:
         return await policy.run(
             connector.line, describe=f"finding out the line of {settings.server_address}"
         )
+
+    @property
+    def backlog(self) -> int:
+        """Calls waiting for a slot of the shared connection now (0 when not shared)."""
+        if self._grpc is not None:
+            return self._grpc.gate.waiting
+        if self._http is not None:
+            return self._http_gate.waiting
+        return 0
 
     async def aclose(self) -> None:
         """Close the shared connection (after every node stopped)."""
