@@ -11,7 +11,10 @@ which each falls back to its idle interval.
 
 One wake-up per burst: the instructions its woken nodes then receive do not wake anyone
 again until every woken node has polled (or :data:`WAKE_HOLD` seconds passed), so a
-round's N instructions cost one extra poll per idle node, not N. The price is that
+round's N instructions cost one extra poll per idle node, not N. When that wave found
+work, the burst may still be arriving (a server that hands out a round's instructions
+one by one), so the nodes asleep again get one more wave, until a wave finds nothing:
+a burst costs each idle node a poll per wave, at least two. The price is that
 extra poll: a server that sends work to few of many nodes (a sampled round) makes every
 idle node poll once per round for nothing. ``SwarmConfig(wake=False)``
 (``flwr-sdk swarm --no-wake``) turns it off. The sessions' polls that find no work are
@@ -56,6 +59,7 @@ class WakeUp:
         self._rng = rng if rng is not None else random.Random()
         self._sleepers: dict[asyncio.Future[bool], asyncio.TimerHandle] = {}
         self._pending = 0
+        self._found = 0
         self._hold_until = 0.0
         #: Wake-ups so far (each woke the nodes idle at that moment).
         self.wakes = 0
@@ -84,11 +88,15 @@ class WakeUp:
         """A node received an instruction: wake the sleeping nodes, unless one is under way."""
         if not self.enabled:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         if self._pending and now < self._hold_until:
             return
-        self._pending = 0
+        self._wave(now)
+
+    def _wave(self, now: float) -> None:
+        """Wake every sleeping node at a random moment within the window."""
+        loop = asyncio.get_running_loop()
+        self._pending = self._found = 0
         woken = 0
         for waiter, handle in self._sleepers.items():
             at = now + self._rng.uniform(0.0, self._window)
@@ -102,10 +110,19 @@ class WakeUp:
             self._pending = woken
             self._hold_until = now + self._window + WAKE_HOLD
 
-    def polled(self) -> None:
-        """A woken node's poll returned."""
-        if self._pending:
-            self._pending -= 1
+    def polled(self, found: bool) -> None:
+        """A woken node's poll returned (``found``: with an instruction).
+
+        When the last woken node has polled and some found work, the burst may still be
+        arriving (a server that hands out a round's instructions one by one): the nodes
+        asleep again are woken once more, until a wave finds nothing.
+        """
+        if not self._pending:
+            return
+        self._pending -= 1
+        self._found += found
+        if not self._pending and self._found:
+            self._wave(asyncio.get_running_loop().time())
 
 
 def _resolve(waiter: asyncio.Future[bool], woken: bool) -> None:
@@ -145,6 +162,7 @@ class WakingConnection(Connection):
     async def receive(self) -> Message | Reconnect | None:
         """The wrapped session's next instruction; one that arrives wakes the others."""
         woken, self._woken = self._woken, False
+        item: Message | Reconnect | None = None
         try:
             item = await self._inner.receive()
             if isinstance(item, Message):
@@ -153,7 +171,7 @@ class WakingConnection(Connection):
                 self._wake.empty_polls += 1
         finally:
             if woken:
-                self._wake.polled()
+                self._wake.polled(found=isinstance(item, Message))
         return item
 
     async def idle(self) -> None:

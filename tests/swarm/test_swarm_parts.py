@@ -171,17 +171,28 @@ def test_one_burst_of_work_wakes_the_idle_nodes_once() -> None:
         await asyncio.gather(*idle)
         assert wake.wakes == 1 and wake.sleeping == 0
         # Nodes that went idle after the wake-up stay asleep while the woken ones'
-        # instructions arrive: one burst, one wake-up.
+        # instructions arrive (one burst, one wake-up) ...
         late = [WakingConnection(ScriptedSession([]), wake) for _ in range(5)]
         late_idle = [asyncio.ensure_future(node.idle()) for node in late]
         await asyncio.sleep(0.01)
-        for node in nodes[1:]:
+        for node in nodes[1:-1]:
             assert await node.receive() is work
         assert wake.wakes == 1 and wake.sleeping == 5
-        # Every woken node has polled: the next instruction is a new burst.
-        assert await WakingConnection(ScriptedSession([work]), wake).receive() is work
+        # ... until every woken node has polled: that wave found work, so the burst may
+        # still be arriving and the sleeping nodes get one more wave ...
+        assert await nodes[-1].receive() is work
         await asyncio.gather(*late_idle)
         assert wake.wakes == 2
+        # ... which found nothing: the burst is over, nobody is woken again.
+        for node in late:
+            assert await node.receive() is None
+        again = [asyncio.ensure_future(node.idle()) for node in late]
+        await asyncio.sleep(0.3)
+        assert wake.wakes == 2 and wake.sleeping == 5
+        # The next instruction is a new burst.
+        assert await WakingConnection(ScriptedSession([work]), wake).receive() is work
+        await asyncio.gather(*again)
+        assert wake.wakes == 3
         assert all(session.receives == 2 for session in sessions)
 
     _run(scenario())
