@@ -412,6 +412,8 @@ def summarize(
         "superlink_peak_rss": link_peak,
         "superlink_log_errors": superlink_log.count("ERROR"),
         "superlink_created": superlink_log.count("[Fleet.CreateNode] Created node_id"),
+        "superlink_replies": superlink_log.count("[Fleet.PushTaskRes]"),
+        "superlink_deleted": superlink_log.count("[Fleet.DeleteNode]"),
         "swarm_all_registered": child.get("all_registered"),
         "swarm_retries": totals.get("retries"),
         "swarm_failed_nodes": child.get("failed_nodes"),

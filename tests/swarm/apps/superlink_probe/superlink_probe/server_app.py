@@ -10,7 +10,8 @@ Phases, each stamped with the wall clock (``time.time()``) in the report:
 2. **settle**: ``$PROBE_SETTLE`` seconds more, sampled every 2 s (longer than the nodes'
    30-s ping interval: a node whose pings no longer land drops out of the count);
 3. **round**: one FedAvg round (train, then evaluate) over the nodes online now, each
-   phase bounded by ``$SWARM_PHASE_TIMEOUT``; then the count once more.
+   phase bounded by ``$SWARM_PHASE_TIMEOUT`` (the train results are in the report as
+   soon as that phase ends); then the count once more.
 
 The report (``$PROBE_REPORT``, rewritten after every phase) ends with ``"done": true``.
 """
@@ -93,6 +94,8 @@ def main(driver: Driver, context: Context) -> None:
     fit_seconds = time.monotonic() - tick
     report["marks"]["fit_done"] = time.time()
     sizes = sorted(res.num_examples for res in fits)
+    report["round"] = {"nodes": len(nodes), "fit_results": len(fits), "fit_seconds": fit_seconds}
+    flush()
     total = sum(sizes)
     if total:
         weights = [
@@ -105,15 +108,14 @@ def main(driver: Driver, context: Context) -> None:
         recordset_to_evaluateres(r.content)
         for r in exchange(driver, nodes, eval_ins, MessageType.EVALUATE, 1)
     ]
-    report["round"] = {
-        "nodes": len(nodes),
-        "fit_results": len(fits),
-        "fit_seconds": fit_seconds,
-        "distinct_partitions": len(set(sizes)),
-        "evaluate_results": len(evaluated),
-        "evaluate_seconds": time.monotonic() - tock,
-        "seconds": time.monotonic() - tick,
-    }
+    report["round"].update(
+        {
+            "distinct_partitions": len(set(sizes)),
+            "evaluate_results": len(evaluated),
+            "evaluate_seconds": time.monotonic() - tock,
+            "seconds": time.monotonic() - tick,
+        }
+    )
     report["marks"]["round_done"] = time.time()
     report["after_round"] = len(count())
     report["done"] = True
