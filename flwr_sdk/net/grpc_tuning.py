@@ -19,8 +19,11 @@ is modified), close the gap:
    and trailers on the server), one ``send`` system call each. A
    :class:`~flwr_sdk.net.write_coalescing.CoalescingTransport` joins the small writes of
    one event-loop iteration into one; big frames are written directly, never copied.
-   Together with silent frame reprs (:class:`TunedH2Connection`) it cut a unary call's
-   CPU by about 15 % on either side (loopback, about 300 calls a second on one connection).
+   The peer then also reads a call in one chunk instead of one per frame. Together with
+   silent frame reprs (:class:`TunedH2Connection`) it cut a small unary call's CPU by
+   about 15 % on either side (loopback, 300 calls a second on one connection), and an
+   idle 1,000-node swarm's CPU by about 20 % (the reference server's by about 30 %),
+   measured side by side on a loaded 2-core machine.
 
 Plus the message-size limit checked on each gRPC prefix before the body is allocated,
 chunked zero-copy sends and preallocated receives (:mod:`flwr_sdk.net.limits`,
