@@ -169,7 +169,7 @@ def test_abort_and_discard_drop_pending_bytes() -> None:
     run_over_socket(scenario)
 
 
-def test_tuned_connections_coalesce_a_unary_call_into_one_write_per_side() -> None:
+def test_a_tuned_client_sends_a_unary_request_in_one_write() -> None:
     async def main() -> None:
         server = tuned_server([Echo()], codec=RawBytesCodec())
         await server.start("127.0.0.1", 0)
