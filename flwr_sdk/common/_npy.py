@@ -38,12 +38,15 @@ shared by :class:`flwr_sdk.common.records.Array` and :mod:`flwr_sdk.common.ndarr
   never the user-facing functions, which would copy or take the buffer away.
 
 Nothing is ever unpickled: object dtypes are refused with :class:`TypeError` in both
-directions, and the header is parsed with :func:`ast.literal_eval`, limited in size.
+directions, and the header is parsed with :func:`ast.literal_eval`, limited in size,
+one thread at a time (:data:`_LITERAL_EVAL`), and each distinct header once
+(:data:`HEADER_CACHE` entries).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import math
 import threading
@@ -342,10 +345,22 @@ def peek_npy(data: bytes | bytearray | memoryview | NpyPayload) -> npt.NDArray[A
     return view
 
 
+HEADER_CACHE = 256
+"""Distinct ``.npy`` headers whose parse is kept (a swarm's nodes load the same shapes)."""
+
+_LITERAL_EVAL = threading.Lock()
+"""``ast.literal_eval`` one thread at a time: CPython 3.11 keeps the AST converter's
+recursion depth per interpreter, not per thread, and two threads parsing at once raised
+``SystemError: AST constructor recursion depth mismatch`` (seen in a 2,000-node swarm's
+instruction threads and in the reference server's aggregation)."""
+
+
+@functools.lru_cache(maxsize=HEADER_CACHE)
 def _parse_header(raw: bytes, encoding: str) -> tuple[np.dtype[Any], bool, tuple[int, ...]]:
     try:
         text = raw.decode(encoding)
-        header = ast.literal_eval(text)
+        with _LITERAL_EVAL:
+            header = ast.literal_eval(text)
     except (UnicodeDecodeError, SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         raise ValueError(f"malformed .npy header: {exc}") from None
     if not isinstance(header, dict) or set(header) != _EXPECTED_KEYS:
