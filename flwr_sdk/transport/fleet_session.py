@@ -65,7 +65,11 @@ reaches user code; objects the server does not have yet are asked for
 again (1 s, doubling to 10 s, ±20 %, for at most :data:`OBJECT_WAIT_LIMIT` s); then the
 arrival is confirmed. A push the line builds as an :class:`~flwr_sdk.wire.base.Outgoing`
 is followed by uploads of exactly the objects the push response names, at most
-:data:`OBJECT_WINDOW` at once; an upload the server does not store is a protocol error.
+:data:`OBJECT_WINDOW` at once. An upload the server answers ``stored=false`` is logged
+as a warning and the node goes on: a 1.42 SuperLink says so both for an object it
+already holds (another node's identical reply pushed it first, in the same moment) and
+for a push session that expired; the node cannot tell which, and the reply's fate is
+the server's.
 A run that ends meanwhile (:meth:`~flwr_sdk.wire.base.FleetLine.run_ended` on an object
 call) drops the instruction or the reply, as on a push.
 
@@ -102,7 +106,6 @@ from flwr_sdk.common.message import Message
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.errors import (
     FlwrSdkError,
-    ProtocolError,
     RetriesExhaustedError,
     TransportError,
 )
@@ -559,9 +562,12 @@ class FleetSession(Connection):
 
         await self._in_window("push_object", requests, check)
         if refused:
-            raise ProtocolError(
-                f"the server did not store {len(refused)} of the reply's objects "
-                f"({', '.join(refused[:3])}{', …' if len(refused) > 3 else ''})"
+            log.warning(
+                "The server did not store %d of the reply's objects (%s): it already "
+                "holds them (another node pushed the same object) or the push session "
+                "expired",
+                len(refused),
+                ", ".join(refused[:3]) + (", …" if len(refused) > 3 else ""),
             )
 
     # ------------------------------------------------------------------------ run

@@ -11,6 +11,7 @@ error; a key whose node is still online after a crash is taken back through its 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -22,7 +23,7 @@ from flwr_sdk_proto.v1_42.flwr import proto as pb
 
 from flwr_sdk.common.message import Message, Metadata
 from flwr_sdk.common.records import Array, MetricsRecord, ParametersRecord, RecordSet
-from flwr_sdk.errors import AuthenticationError, ProtocolError, TransportError
+from flwr_sdk.errors import AuthenticationError, TransportError
 from flwr_sdk.transport import fleet_session
 from flwr_sdk.transport.fleet_session import FleetCaller, FleetSession
 from flwr_sdk.transport.node_records import NodeRecords
@@ -232,7 +233,10 @@ def test_only_the_objects_asked_for_are_uploaded(tmp_path: Path) -> None:
     assert "PushObject" not in link.calls
 
 
-def test_an_upload_not_stored_is_a_protocol_error(tmp_path: Path) -> None:
+def test_an_upload_not_stored_is_a_warning_and_the_node_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``stored=false`` also means "another node already pushed it": not fatal."""
     link = Link()
     add_instruction(link, arrays=1)
     link.store = False
@@ -242,11 +246,13 @@ def test_an_upload_not_stored_is_a_protocol_error(tmp_path: Path) -> None:
         await s.open()
         message = await s.receive()
         assert isinstance(message, Message)
-        with pytest.raises(ProtocolError, match="did not store"):
-            await s.send(reply_to(message))
+        await s.send(reply_to(message))
         await s.close()
 
-    run(scenario())
+    with caplog.at_level(logging.WARNING, logger="flwr_sdk"):
+        run(scenario())
+    assert "PushObject" in link.calls
+    assert any("did not store" in r.getMessage() for r in caplog.records)
 
 
 def test_a_run_that_ends_while_objects_are_pulled_drops_the_instruction(
