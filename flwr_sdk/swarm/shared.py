@@ -6,14 +6,18 @@
   budget and heartbeat. At most :data:`GRPC_STREAMS` calls are open at once, the others
   wait their turn in order: an HTTP/2 server allows only so many streams (h2, hence
   grpclib: 100), and grpclib wakes *every* waiting call each time a stream closes, which
-  with 2,000 nodes starting together cost minutes of CPU and timed calls out. Heartbeats
-  skip the queue: behind a round's thousands of pushes a ping came too late and the
-  server took its node for gone.
+  with 2,000 nodes starting together cost minutes of CPU and timed calls out.
+  Heartbeats and the calls that take a node off the server wait too, but ahead of
+  every other call (:class:`PriorityGate`): behind a round's thousands of pushes a ping
+  came too late and the server took its node for gone; skipping the gate instead, the
+  first pings of 10,000 nodes registering at once went past the server's 100 streams and
+  waited inside grpclib, which woke all of them at every closed stream (53 to 74 % of
+  the swarm's CPU, pings timed out and nodes failed).
 * ``rest``: one ``httpx.AsyncClient`` whose pool (:data:`REST_POOL` connections, HTTP/1.1
   keep-alive) serves every node's calls; at most that many calls are under way, the
   others wait in order (httpcore's own queue costs CPU in proportion to its length for
   every request it places: 500 nodes took minutes to register through it). Heartbeats
-  wait too, but ahead of every other call (:class:`PriorityGate`): skipping the gate,
+  (and leaving calls) wait too, but ahead of every other call: skipping the gate,
   they waited in httpcore's queue behind a round's pushes; with a pool of their own
   (16 connections), a swarm whose event loop was saturated by polls got 16 pings
   through per round trip (~1 s there) for 100 due a second, and 2,000 REST nodes went
@@ -69,10 +73,11 @@ SHARED_TRANSPORTS = ("grpc-rere", "rest")
 
 
 class PriorityGate:
-    """At most ``slots`` calls at once; waiting heartbeats get the next free slot first.
+    """At most ``slots`` calls at once; waiting urgent calls get the next free slot first.
 
-    Among heartbeats, and among the other calls, first come first served. The waiting
-    lines are deques: admitting or releasing costs the same however many wait.
+    Among urgent calls (heartbeats, leaves), and among the others, first come first
+    served. The waiting lines are deques: admitting or releasing costs the same however
+    many wait.
     """
 
     def __init__(self, slots: int) -> None:
@@ -87,7 +92,7 @@ class PriorityGate:
         return len(self._urgent) + len(self._other)
 
     async def acquire(self, urgent: bool) -> None:
-        """Take a slot (``urgent``: a heartbeat, ahead of every other waiting call)."""
+        """Take a slot (``urgent``: a heartbeat or a leave, ahead of every other call)."""
         line = self._urgent if urgent else self._other
         if self._free and not self._urgent and (urgent or not self._other):
             self._free -= 1
@@ -104,7 +109,7 @@ class PriorityGate:
             raise
 
     def release(self) -> None:
-        """Give the slot to the next waiting call (a heartbeat first), or free it."""
+        """Give the slot to the next waiting call (an urgent one first), or free it."""
         for line in (self._urgent, self._other):
             while line:
                 waiter = line.popleft()
@@ -136,27 +141,32 @@ class _OneChannelFactory(GrpcChannelFactory):
 
 
 @functools.cache
-def _heartbeat_paths() -> frozenset[str]:
-    """The gRPC paths of every line's heartbeat RPC."""
-    return frozenset(line.rpcs.heartbeat.grpc_path for line in all_lines())
+def _urgent_paths() -> frozenset[str]:
+    """The gRPC paths of every line's heartbeat and leaving (deactivate, unregister) RPCs.
+
+    A late heartbeat costs the node its place; a late leave, a node the server still
+    counts after the swarm stopped.
+    """
+    paths = set()
+    for line in all_lines():
+        rpcs = line.rpcs
+        for rpc in (rpcs.heartbeat, rpcs.unregister, rpcs.deactivate):
+            if rpc is not None:
+                paths.add(rpc.grpc_path)
+    return frozenset(paths)
 
 
 class _GatedCaller(FleetCaller):
     """Calls that wait for one of the shared connection's slots (:class:`PriorityGate`).
 
-    Heartbeats go first in the gate (REST), or skip it (``_heartbeats_skip``: gRPC,
-    whose channel has a few streams beyond the gate's slots).
+    Heartbeats and leaving calls (:func:`_urgent_paths`) go first in the gate.
     """
 
     _gate: PriorityGate
-    _heartbeats_skip = False
 
     async def call(self, rpc: Rpc, request: betterproto2.Message, timeout: float) -> Any:
         """The call, once a slot of the shared connection is free (see the class docs)."""
-        heartbeat = rpc.grpc_path in _heartbeat_paths()
-        if heartbeat and self._heartbeats_skip:
-            return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
-        await self._gate.acquire(urgent=heartbeat)
+        await self._gate.acquire(urgent=rpc.grpc_path in _urgent_paths())
         try:
             return await super().call(rpc, request, timeout)  # type: ignore[safe-super]
         finally:
@@ -173,8 +183,6 @@ class _GatedCaller(FleetCaller):
 
 class _BorrowedChannelCaller(_GatedCaller, GrpcRereCaller):
     """A session's grpc-rere caller on the shared channel: closing it leaves the channel."""
-
-    _heartbeats_skip = True
 
     def __init__(self, factory: _OneChannelFactory, auth: NodeAuth) -> None:
         GrpcRereCaller.__init__(self, factory, auth)
