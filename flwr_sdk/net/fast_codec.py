@@ -7,6 +7,8 @@ them with ``Array.data`` / ``Parameters.tensors`` as memoryviews of the received
 Its bytes equal google protobuf's. This module dispatches by message class over every
 line and falls back to betterproto2 (``bytes(msg)`` / ``cls.parse``) for the rest:
 
+* :func:`pre_encode`: encode a request that is sent unchanged many times (a session's
+  heartbeat and poll) once; every encoder here then reuses its bytes;
 * :func:`encode_message` / :func:`encode_message_chunks` / :func:`decode_message`: for
   transports that handle bodies themselves (REST streams the chunks as ~1 MiB pieces with
   an explicit ``Content-Length``);
@@ -36,7 +38,7 @@ Buffers and ownership:
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import betterproto2
 from flwr_sdk_proto.v1_12 import fastcodec as fast_v1_12
@@ -57,7 +59,10 @@ __all__ = [
     "encode_message",
     "encode_message_chunks",
     "fast_codec_for",
+    "pre_encode",
 ]
+
+M = TypeVar("M", bound=betterproto2.Message)
 
 FAST_CODECS: tuple[ModuleType, ...] = (fast_v1_12, fast_v1_15, fast_v1_42)
 """The generated fast-codec modules, one per wire line."""
@@ -108,6 +113,29 @@ def fast_codec_for(cls: type) -> ModuleType | None:
     return cast(ModuleType, codec) if codec is not None else None
 
 
+_ENCODED = "_flwr_sdk_encoded"
+"""The attribute under which :func:`pre_encode` keeps a message's bytes."""
+
+
+def pre_encode(message: M) -> M:
+    """Encode ``message`` now and keep its bytes on it; return the same object.
+
+    Every later (non-deterministic) encode of this object by this module, and by
+    :class:`FastProtoCodec`, returns those bytes instead of encoding again: for requests
+    a session sends unchanged many times (a heartbeat is encoded by betterproto2, which
+    costs more than the rest of the call's client side). The bytes are exactly the normal
+    encoding. ``message`` must not be changed afterwards (its bytes would be stale).
+    """
+    setattr(message, _ENCODED, bytes(encode_message(message)))
+    return message
+
+
+def _pre_encoded(message: object) -> bytes | None:
+    """The bytes :func:`pre_encode` kept on ``message``, or None."""
+    data: bytes | None = getattr(message, _ENCODED, None)
+    return data
+
+
 def encode_message(
     message: betterproto2.Message, *, deterministic: bool = False
 ) -> bytes | memoryview:
@@ -115,8 +143,12 @@ def encode_message(
 
     Fast-encoded results are writable ``memoryview`` objects (see the module docs);
     betterproto2's are ``bytes``. Both hold protobuf's exact bytes. ``deterministic``
-    orders map entries as upb's deterministic mode does (fast codec only).
+    orders map entries as upb's deterministic mode does (fast codec only). A message
+    given to :func:`pre_encode` returns its kept bytes (unless ``deterministic``).
     """
+    kept = None if deterministic else _pre_encoded(message)
+    if kept is not None:
+        return kept
     codec = _REGISTRY.get(type(message))
     if codec is None:
         return bytes(message)
@@ -131,8 +163,12 @@ def encode_message_chunks(
     ``bytes`` values of 64 KiB or more (including the segments of
     :class:`~flwr_sdk.common._npy.NpyPayload` tensors) are referenced, not copied; the rest is
     encoded into one small buffer. ``bytes(result)`` equals :func:`encode_message`'s
-    bytes. Messages the fast codecs do not cover are one ``bytes`` piece.
+    bytes. Messages the fast codecs do not cover, and messages given to
+    :func:`pre_encode` (unless ``deterministic``), are one ``bytes`` piece.
     """
+    kept = None if deterministic else _pre_encoded(message)
+    if kept is not None:
+        return EncodedChunks((kept,))
     codec = _REGISTRY.get(type(message))
     if codec is None:
         return EncodedChunks((bytes(message),))
@@ -244,10 +280,14 @@ class FastProtoCodec(CodecBase):
         """Serialize ``message`` (must be an instance of ``message_type``).
 
         Returns a ``memoryview`` for fast-path messages: grpclib only takes its ``len``
-        and appends it to the gRPC prefix (``bytes + memoryview`` is ``bytes``).
+        and appends it to the gRPC prefix (``bytes + memoryview`` is ``bytes``). A message
+        given to :func:`pre_encode` returns its kept bytes.
         """
         if not isinstance(message, message_type):
             raise TypeError(f"Message must be of type {message_type!r}, not {type(message)!r}")
+        kept = _pre_encoded(message)
+        if kept is not None:
+            return kept
         codec = _REGISTRY.get(type(message))
         if codec is None:
             return bytes(message)

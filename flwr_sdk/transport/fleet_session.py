@@ -109,6 +109,7 @@ from flwr_sdk.errors import (
     RetriesExhaustedError,
     TransportError,
 )
+from flwr_sdk.net.fast_codec import pre_encode
 from flwr_sdk.transport.base import Connection, Connector, TransportSettings
 from flwr_sdk.transport.node_records import NodeRecords
 from flwr_sdk.transport.retry import (
@@ -268,6 +269,7 @@ class FleetSession(Connection):
         )
         self._rng = rng if rng is not None else random.Random()
         self._node: Any = None
+        self._pull: betterproto2.Message | None = None
         self._node_id: int | None = None
         self._self_registered = False
         self._instruction: Message | None = None
@@ -423,9 +425,9 @@ class FleetSession(Connection):
         """
         if self._lost:
             raise NodeLostError(f"the SuperLink no longer knows node {self.node_id}")
-        response = await self._retrying(
-            "pull", self._line.pull_request(self._node), DATA_CALL_TIMEOUT
-        )
+        if self._pull is None:  # the same request on every poll: encoded once
+            self._pull = pre_encode(self._line.pull_request(self._node))
+        response = await self._retrying("pull", self._pull, DATA_CALL_TIMEOUT)
         pulled = self._line.instruction_from_pull(response, self.node_id)
         if isinstance(pulled, Incoming):
             try:
@@ -654,7 +656,9 @@ class FleetSession(Connection):
         cancellation that lands while its connection dies into a StreamTerminatedError,
         so :meth:`close` cannot rely on one ``cancel()`` alone.
         """
-        request = self._line.heartbeat_request(self._node, self._ping_interval)
+        # The same request on every ping: encoded once (metadata, e.g. a signature over
+        # the time, is still made per call by the node-auth object).
+        request = pre_encode(self._line.heartbeat_request(self._node, self._ping_interval))
         deadline = min(PING_TIMEOUT, self._ping_interval)
         backoff = self._retry.backoff()
         while not self._closed:
