@@ -164,7 +164,21 @@ def _tensor_bytes(message: Message) -> int:
 class NodeLoop:
     """Serve one node until the server tells it to leave, or retries run out."""
 
-    def __init__(self, config: ClientConfig, connector: Connector) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        connector: Connector,
+        *,
+        close_timeout: float = CLOSE_TIMEOUT,
+    ) -> None:
+        """A node of ``config`` connecting through ``connector`` (nothing runs before run()).
+
+        ``close_timeout``: the seconds a connection gets to leave the server (e.g.
+        DeleteNode) when its session ends or the node is asked to :meth:`stop`.
+        """
+        self._close_timeout = close_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._config = config
         self._connector = connector
         self._contexts: dict[int, Context] = {}
@@ -172,6 +186,19 @@ class NodeLoop:
         self._handled: dict[str, int] = {}
         self._failed: dict[str, int] = {}
         self._first_errors: dict[str, str] = {}
+
+    def stop(self) -> None:
+        """Ask the running node to leave the server and end; loop thread only.
+
+        What the node is doing is interrupted (its task is cancelled once), its session
+        closes with the full ``close_timeout`` to leave the server, and :meth:`run` then
+        raises :class:`asyncio.CancelledError` without connecting again. A further
+        cancellation of the node's task still cuts the close short
+        (:data:`STOP_CLOSE_GRACE`).
+        """
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
     def summary(self) -> NodeSummary:
         """What the node did so far (instructions handled and failed, by message type)."""
@@ -199,7 +226,10 @@ class NodeLoop:
         # Transfer progress is reported from the network layer through this variable.
         token = TRANSFER_EVENTS.set(self._on_event)
         error: BaseException | None = None
+        self._task = asyncio.current_task()
         try:
+            if self._stopping:  # stop() came before the node ran
+                raise asyncio.CancelledError
             await self._run()
         except asyncio.CancelledError:
             raise
@@ -229,7 +259,7 @@ class NodeLoop:
         budget = policy.budget()
         while True:
             connection = await policy.run(
-                self._connector.connect,
+                self._connect,
                 describe=f"connecting to {address} ({kind})",
                 budget=budget,
                 reset_on_success=False,
@@ -248,9 +278,13 @@ class NodeLoop:
                 raise
             finally:
                 try:
-                    await _close_quietly(connection)
+                    await _close_quietly(connection, self._close_timeout)
                 finally:
                     self._emit(Disconnected(ending.reason, ending.wait is not None))
+            if self._stopping:
+                # stop()'s cancellation may have been turned into another error by the
+                # transport (grpclib does so when a connection dies): never reconnect.
+                raise asyncio.CancelledError
             if ending.failure is not None:
                 # Outside any except block: the user's exception object as it was raised.
                 raise ending.failure
@@ -260,6 +294,12 @@ class NodeLoop:
                 if ending.asked:
                     log.info("Server asked to reconnect in %.1f s", ending.wait)
                 await policy.sleep(ending.wait)
+
+    async def _connect(self) -> Connection:
+        """Connect, unless the node was asked to stop (its cancellation may have been lost)."""
+        if self._stopping:
+            raise asyncio.CancelledError
+        return await self._connector.connect()
 
     async def _session(self, connection: Connection, budget: RetryBudget) -> _Ending:
         """Serve one session; say how it ended and how long to wait before the next.
@@ -397,17 +437,17 @@ class NodeLoop:
         self._emit(InstructionFailed(kind, group, error))
 
 
-async def _close_quietly(connection: Connection) -> None:
+async def _close_quietly(connection: Connection, timeout: float = CLOSE_TIMEOUT) -> None:
     """Close a connection, also while the surrounding task is being cancelled.
 
-    Normally the close gets :data:`CLOSE_TIMEOUT`. When the node is stopped (cancelled:
+    Normally the close gets ``timeout`` s. When the node is stopped (cancelled:
     SIGINT / SIGTERM, a cancelled task) it gets :data:`STOP_CLOSE_GRACE` from then on,
     whatever further cancellations arrive, and is then cancelled until it has ended; the
     cancellation is raised again.
     """
     closing = asyncio.ensure_future(connection.close())
     try:
-        await asyncio.wait_for(asyncio.shield(closing), timeout=CLOSE_TIMEOUT)
+        await asyncio.wait_for(asyncio.shield(closing), timeout=timeout)
     except asyncio.CancelledError:
         await _finish_within(closing, STOP_CLOSE_GRACE)
         raise

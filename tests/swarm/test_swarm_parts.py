@@ -19,11 +19,13 @@ from flwr_sdk.events import (
     ReplySent,
     Stopped,
 )
+from flwr_sdk.node_loop import STOP_CLOSE_GRACE, NodeLoop
 from flwr_sdk.swarm import NodeState, SwarmConfig, SwarmSnapshot, SwarmStats
 from flwr_sdk.swarm.ray_runner import split
+from flwr_sdk.swarm.runner import _cancel_all, _leave_all, close_budget
 from flwr_sdk.swarm.shared import PriorityGate
 from flwr_sdk.swarm.wake import WakeUp, WakingConnection
-from flwr_sdk.transport.base import Connection
+from flwr_sdk.transport.base import Connection, Connector
 from swarm.swarm_app import client_fn, partition
 
 
@@ -225,3 +227,64 @@ def test_waiting_heartbeats_get_the_next_slot_first() -> None:
         return order
 
     assert _run(scenario()) == ["ping", "pull-1", "pull-2"]
+
+
+class LeavingSession(ScriptedSession):
+    """An idle session whose leaving call waits for the one slot of a shared gate."""
+
+    def __init__(self, gate: asyncio.Semaphore, left: list[int]) -> None:
+        super().__init__([])
+        self.gate = gate
+        self.left = left
+
+    async def idle(self) -> None:
+        await asyncio.sleep(self.poll_interval)
+
+    async def close(self) -> None:
+        async with self.gate:
+            await asyncio.sleep(0.05)  # one leaving call at a time: 20 nodes take 1 s
+        self.left.append(1)
+
+
+class LeavingConnector(Connector):
+    name = "grpc-rere"
+
+    def __init__(self, gate: asyncio.Semaphore, left: list[int]) -> None:
+        self.gate = gate
+        self.left = left
+        self.connects = 0
+
+    async def connect(self) -> Connection:
+        self.connects += 1
+        return LeavingSession(self.gate, self.left)
+
+
+async def _stop_swarm(nodes: int, leave: bool) -> tuple[int, int, float]:
+    """Run idle nodes, stop them; how many left, connected, and the stop's seconds."""
+    gate, left = asyncio.Semaphore(1), []
+    connector = LeavingConnector(gate, left)
+    loops = [NodeLoop(config(nodes).node_client_config(i, None), connector) for i in range(nodes)]
+    tasks = [asyncio.ensure_future(loop.run()) for loop in loops]
+    while connector.connects < nodes:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # every node is idle now
+    started = time.monotonic()
+    if leave:
+        await _leave_all(loops, tasks, budget=5.0)
+    else:
+        await _cancel_all(tasks)
+    return len(left), connector.connects, time.monotonic() - started
+
+
+def test_a_stopped_swarms_nodes_all_leave_within_one_budget() -> None:
+    left, connects, seconds = _run(_stop_swarm(20, leave=True))
+    assert (left, connects) == (20, 20)  # every node left, none connected again
+    assert 0.9 < seconds < 5.0
+    # Cancelled node by node, a close gets STOP_CLOSE_GRACE: the queue's tail never leaves.
+    left, _, seconds = _run(_stop_swarm(20, leave=False))
+    assert left < 20 and seconds < 2 * STOP_CLOSE_GRACE + 0.5
+
+
+def test_the_leaving_budget_grows_with_the_swarm() -> None:
+    assert close_budget(1) >= 10.0
+    assert 10.0 < close_budget(2_000) < close_budget(10_000) <= 20.0
