@@ -30,8 +30,9 @@ does (facts: ``flower-1.42.md`` §3, §5, §7):
   the run) and it hashes to its id (else ``stored=false``). Unlike the SuperLink, which
   answers ``stored=false`` for an object another node pushed meanwhile, an object the
   session asked for that is already stored is acknowledged (``stored=true``, after the
-  same hash check). Once every object is there the reply is decoded (and must carry the
-  metadata of its PushMessages entry) and handed to the driver; a session idle for
+  same hash check), also when that other push completed the session (the reply is in).
+  Once every object is there the reply is decoded (and must carry the metadata of its
+  PushMessages entry) and handed to the driver; a session idle for
   ``PUSH_SESSION_SECONDS`` is discarded with its objects;
 * **runs**: GetRun of an unknown run → 403 code 2008; GetFab serves the run's FAB, if
   the server was given one, for the run's ``fab_hash`` only (else 403 code 2009);
@@ -85,6 +86,10 @@ HEARTBEAT_INTERVAL_RANGE = (10.0, 1800.0)
 
 PUSH_SESSION_SECONDS = 180.0
 """A push session is discarded this long after its last stored object."""
+
+COMPLETED_SESSIONS = 100_000
+"""Completed push sessions remembered: a late PushObject in one (its object pushed by
+another node's identical reply, or a retry) is acknowledged (the reply is already in)."""
 
 
 def _refused(status: int, code: int, detail: str) -> FleetRefusedError:
@@ -154,6 +159,8 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         """Open push sessions, the least recently touched first."""
         self._session_of_root: dict[str, str] = {}
         """Root object id of a session's reply → the session id."""
+        self._completed: OrderedDict[tuple[int, str], None] = OrderedDict()
+        """(run id, session id) of the last completed push sessions, oldest first."""
         self._askers: dict[tuple[int, str], dict[str, None]] = {}
         """(run id, object id) → the open sessions that asked for it, in order."""
         self._unconfirmed: dict[int, set[tuple[int, str]]] = {}
@@ -356,7 +363,10 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
         run_id, object_id = message.run_id, message.object_id
         content = bytes(message.object_content)
         if session_id is None:
-            return pb.PushObjectResponse(stored=False)
+            # A completed session (e.g. by another node's push of the same object): the
+            # object reached the store, and this node's reply with it.
+            done = (run_id, message.session_id) in self._completed
+            return pb.PushObjectResponse(stored=done and object_id_of(content) == object_id)
         if self.store.is_pending(run_id, object_id):
             stored = self.store.put(run_id, object_id, content)
         else:  # another session pushed the same object meanwhile
@@ -369,6 +379,9 @@ class FleetServicerV1_42(pb.FleetBase):  # noqa: N801 - the line's version
             waiting = self._sessions[asker]
             if waiting.missing.pop(object_id, 0) is None and not waiting.missing:
                 self._drop_session(asker)
+                self._completed[(run_id, asker)] = None
+                if len(self._completed) > COMPLETED_SESSIONS:
+                    self._completed.popitem(last=False)
                 self._complete(waiting)
         return pb.PushObjectResponse(stored=True)
 

@@ -869,6 +869,18 @@ def test_an_object_two_open_sessions_asked_for_is_pushed_once_for_both() -> None
                     assert await push(node, encoded, object_id, answer.session_id)
         for future in (first_future, second_future):
             assert future.result().content.configs_records["r"]["same"] == 1
+        # The first node, late, pushes the shared object the second one completed its
+        # session with: acknowledged (its reply is in), and only with the right bytes.
+        late = sorted(shared)[0]
+        assert await push(sessions[0][0], first, late, first_answer.session_id)
+        forged = pb.PushObjectRequest(
+            node=sessions[0][0],
+            run_id=run_id,
+            object_id=late,
+            object_content=first.object_bytes(late) + b"x",
+            session_id=first_answer.session_id,
+        )
+        assert not (await fleet.push_object(forged)).stored
         replies = {*first.object_ids(), *second.object_ids()}
         assert fleet._sessions == {}
         assert not any(fleet.store.found(run_id, object_id) for object_id in replies)
