@@ -192,7 +192,8 @@ class NodeLoop:
 
         What the node is doing is interrupted (its task is cancelled once), its session
         closes with the full ``close_timeout`` to leave the server, and :meth:`run` then
-        raises :class:`asyncio.CancelledError` without connecting again. A further
+        raises :class:`asyncio.CancelledError` without connecting again (also when the
+        interrupted work ended in another error). A further
         cancellation of the node's task still cuts the close short
         (:data:`STOP_CLOSE_GRACE`).
         """
@@ -232,6 +233,14 @@ class NodeLoop:
                 raise asyncio.CancelledError
             await self._run()
         except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._stopping:
+                # What stop() interrupted may end in another error than the cancellation
+                # (a transport turns it into its own): the node was stopped, not failed.
+                log.debug("The stopped node's work ended with %r", exc)
+                raise asyncio.CancelledError from exc
+            error = exc
             raise
         except BaseException as exc:
             error = exc

@@ -288,3 +288,32 @@ def test_a_stopped_swarms_nodes_all_leave_within_one_budget() -> None:
 def test_the_leaving_budget_grows_with_the_swarm() -> None:
     assert close_budget(1) >= 10.0
     assert 10.0 < close_budget(2_000) < close_budget(10_000) <= 20.0
+
+
+class ErrorOnStopSession(LeavingSession):
+    """A transport that turns the cancellation of its poll into an error of its own."""
+
+    async def idle(self) -> None:
+        try:
+            await asyncio.sleep(self.poll_interval)
+        except asyncio.CancelledError:
+            raise ValueError("stream terminated") from None
+
+
+def test_a_stopped_node_whose_transport_turns_the_stop_into_an_error_ends_stopped() -> None:
+    async def scenario() -> tuple[bool, int, int]:
+        gate, left = asyncio.Semaphore(1), []
+        connector = LeavingConnector(gate, left)
+        connector.connect = lambda: _connected(connector, ErrorOnStopSession(gate, left))  # type: ignore[method-assign]
+        loop = NodeLoop(config(1).node_client_config(0, None), connector)
+        task = asyncio.ensure_future(loop.run())
+        await asyncio.sleep(0.05)
+        await _leave_all([loop], [task], budget=5.0)
+        return task.cancelled(), len(left), connector.connects
+
+    assert _run(scenario()) == (True, 1, 1)  # stopped (not failed), left, no reconnect
+
+
+async def _connected(connector: LeavingConnector, session: Connection) -> Connection:
+    connector.connects += 1
+    return session
