@@ -104,7 +104,7 @@ class PriorityGate:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # the slot was handed over as this call was cancelled
-            else:
+            elif waiter in line:  # a release() may have passed over it already
                 line.remove(waiter)
             raise
 

@@ -229,6 +229,24 @@ def test_waiting_heartbeats_get_the_next_slot_first() -> None:
     assert _run(scenario()) == ["ping", "pull-1", "pull-2"]
 
 
+def test_a_call_cancelled_as_a_release_passes_over_it_leaves_the_gate_whole() -> None:
+    """Cancelled, then passed over by a release before its task ran: no error, no lost slot."""
+
+    async def scenario() -> None:
+        gate = PriorityGate(1)
+        await gate.acquire(urgent=False)
+        gone = asyncio.ensure_future(gate.acquire(urgent=False))
+        await asyncio.sleep(0)
+        gone.cancel()
+        gate.release()  # skips the cancelled waiter and frees the slot
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert gate.waiting == 0
+        await asyncio.wait_for(gate.acquire(urgent=False), 1)
+
+    _run(scenario())
+
+
 class LeavingSession(ScriptedSession):
     """An idle session whose leaving call waits for the one slot of a shared gate."""
 
