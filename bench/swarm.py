@@ -6,15 +6,17 @@ of its own, Flower 1.12 wire):
 
 * **idle**: the server waits for N + 1 nodes, so no round starts; once all N nodes are
   registered (or :data:`REGISTER_CAP` s passed) and :data:`SETTLE` s more, the swarm
-  process's CPU time over :data:`IDLE_WINDOW` s gives "CPU per second idle" (share of
-  one core);
+  process's CPU time over :func:`idle_window` s (at least two poll intervals and one
+  heartbeat period, so that every node's calls are in it as often as in the long run)
+  gives "CPU per second idle" (share of one core);
 * **active**: the server waits for N nodes and runs one FedAvg round (fit + evaluate)
   on all of them with the app of ``tests/swarm/swarm_app.py``; "round time" is the
   server's round;
 * **cadence** (:data:`ROWS`): the line's (Flower's 3-s poll, 30-s heartbeat) or the
-  swarm's idle cadence (:data:`SWARM_CADENCE`: a 60-s poll and a 600-s heartbeat
-  interval; the swarm's wake-up makes every idle node poll within a second of the first
-  instruction any node receives, so rounds do not wait for the slow poll);
+  swarm's idle cadence (:data:`SWARM_CADENCE`: a 60-s poll and a 120-s heartbeat
+  interval, the one that kept 10,000 nodes online on a flwr 1.12.0 SuperLink; the
+  swarm's wake-up makes every idle node poll within a second of the first instruction
+  any node receives, so rounds do not wait for the slow poll);
 * **peak RSS**: ``VmHWM`` of the swarm process at its end;
 * beside it, Flower's one-process-per-node cost: the RSS (``VmHWM``) of one flwr 1.12.0
   ``start_client`` (grpc-rere) process, registered and idle, times N.
@@ -47,14 +49,14 @@ SIZES = (100, 1000, 10_000)
 SETTLE = 5.0
 """Seconds after the last registration before the idle window starts."""
 IDLE_WINDOW = 30.0
-"""Seconds of idle CPU measured."""
+"""Seconds of idle CPU measured at least."""
 REGISTER_CAP = 300.0
 """Seconds the idle measurement waits for every node to register before it starts anyway."""
 LINE_CADENCE: tuple[float | None, float | None] = (None, None)
 """(poll, heartbeat interval) of the line: Flower's 3-s poll and 30-s heartbeat."""
-SWARM_CADENCE: tuple[float | None, float | None] = (60.0, 600.0)
+SWARM_CADENCE: tuple[float | None, float | None] = (60.0, 120.0)
 """(poll, heartbeat interval) of an idle swarm that wakes on work: 10,000 nodes then make
-~170 polls and ~20 heartbeats a second instead of 3,333 and ~500."""
+~170 polls and ~110 heartbeats a second instead of 3,333 and ~500."""
 ROWS: dict[int, tuple[tuple[float | None, float | None], ...]] = {
     100: (LINE_CADENCE,),
     1000: (LINE_CADENCE, SWARM_CADENCE),
@@ -77,6 +79,15 @@ class C(NumPyClient):
 
 start_client(server_address=sys.argv[1], client=C().to_client(), transport="grpc-rere")
 """
+
+
+def idle_window(poll: float | None, heartbeat: float | None) -> float:
+    """Seconds of the idle measurement: two polls and one heartbeat period at least.
+
+    A node pings every ``(h - 5) * U(0.7, 0.9)`` s (at most ``0.9 * h``) and polls every
+    ``poll * U(0.9, 1.1)`` s; a shorter window would miss calls the long run makes.
+    """
+    return max(IDLE_WINDOW, 2.2 * (poll or 3.0), 0.9 * (heartbeat or 30.0))
 
 
 def _server(nodes: int, rounds: int, port: int, report: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -134,7 +145,7 @@ def _child(args: argparse.Namespace) -> None:
         if args.mode == "idle":
             await asyncio.sleep(SETTLE)
             cpu, wall = time.process_time(), time.monotonic()
-            await asyncio.sleep(IDLE_WINDOW)
+            await asyncio.sleep(idle_window(args.poll, args.heartbeat))
             out["idle_cpu"] = (time.process_time() - cpu) / (time.monotonic() - wall)
             out["still_registered"] = swarm.stats.count(NodeState.REGISTERED)
             swarm.stop()
