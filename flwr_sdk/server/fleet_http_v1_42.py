@@ -68,6 +68,10 @@ class HttpFleetServer(RestFleetServer):
         self.guard = guard
         self.state = state
 
+    def _unavailable(self) -> web.Response:
+        """The answer to a request the stopping server will not handle."""
+        return _json(503, "Service Unavailable")
+
     def _refused(self, name: str, exc: AccessDeniedError) -> web.Response:
         log.log(logging.DEBUG if exc.expected else logging.WARNING, "%s refused: %s", name, exc.why)
         return _json(401, AUTH_FAILED)

@@ -26,6 +26,13 @@ Beyond the SuperLink: the body size is limited (413 ``Payload Too Large``, decid
 more than the limit) and an undecodable body gets 400 ``Invalid protobuf body`` instead
 of a server error. REST has no node authentication (as in Flower).
 
+Stopping is prompt: a request whose body is still being read when the server stops
+(or that arrives while it stops) is answered 503 ``Service Unavailable`` at once —
+no reply to it was begun, so none is lost — while a request already being answered
+gets up to :data:`SHUTDOWN_GRACE` seconds to finish. (aiohttp alone waits up to 60 s
+per connection for a handler, e.g. one waiting for the body of a client that stalls: a
+300-node REST swarm held a finished run's server for 20 s.)
+
 Why aiohttp: one well-kept package that runs its HTTP server inside the event loop that
 already runs the gRPC servers and the driver (no thread, no signal handlers of its own),
 lets a handler see the raw request target (``//`` paths stay unnormalised) and stream the
@@ -39,7 +46,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from flwr_sdk.net.fast_codec import DEFAULT_CHUNK_SIZE, encode_message_chunks
 from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared
@@ -48,12 +55,19 @@ from flwr_sdk.server.fleet_line import FleetRoute
 from flwr_sdk.server.fleet_state import FleetError
 from flwr_sdk.server.wire_check import strict_decode
 
-__all__ = ["PROTOBUF", "RestFleetServer", "stream_protobuf"]
+__all__ = ["PROTOBUF", "SHUTDOWN_GRACE", "RestFleetServer", "stream_protobuf"]
 
 log = logging.getLogger("flwr_sdk.server")
 
 PROTOBUF = "application/protobuf"
 _CHUNK = 1 << 20
+
+SHUTDOWN_GRACE = 5.0
+"""Seconds a stopping server lets a request being answered finish (gRPC's grace too)."""
+
+
+class _StoppingError(ConnectionError):
+    """The server stops while (or before) a request body is read: answer 503."""
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -72,16 +86,24 @@ class RestFleetServer:
         self.max_body_size = max_body_size
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self._stopping = False
+        self._reading: set[StreamReader] = set()  # bodies being read
 
     def application(self) -> web.Application:
         """The aiohttp application (one catch-all route; dispatch is done here)."""
         app = web.Application(client_max_size=self.max_body_size)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
         """Listen on host:port (0 = any free port); return the port."""
-        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        self._stopping = False
+        self._runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
         await site.start()
@@ -90,17 +112,46 @@ class RestFleetServer:
         return self.port
 
     async def stop(self) -> None:
-        """Close the listener and every connection."""
+        """Close the listener and every connection.
+
+        Bodies still being read end at once (503); replies being written get
+        :data:`SHUTDOWN_GRACE` seconds.
+        """
+        self._stopping = True
+        if self._reading:
+            log.info("stopping: %d request bodies still unread answered 503", len(self._reading))
+        for content in self._reading:
+            content.set_exception(_StoppingError("the server is stopping"))
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _unavailable(self) -> web.Response:
+        """The answer to a request the stopping server will not handle."""
+        return _text(503, "Service Unavailable")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except _StoppingError:
+            return self._unavailable()
 
     async def _read_body(self, request: web.Request) -> bytes | memoryview | None:
         """The body, or None when it exceeds the limit (decided before allocating it).
 
         A body announced by ``Content-Length`` is read into one buffer of that size (a
-        read-only view of it is returned); otherwise the chunks are joined.
+        read-only view of it is returned); otherwise the chunks are joined. Raises
+        :class:`_StoppingError` when the server stops before the body is complete.
         """
+        if self._stopping:
+            raise _StoppingError("the server is stopping")
+        self._reading.add(request.content)
+        try:
+            return await self._read_limited(request)
+        finally:
+            self._reading.discard(request.content)
+
+    async def _read_limited(self, request: web.Request) -> bytes | memoryview | None:
         length = request.content_length
         if length is not None and length > self.max_body_size:
             return None
