@@ -42,6 +42,7 @@ body chunk by chunk, and does not touch the starlette/uvicorn versions that a re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
@@ -121,7 +122,8 @@ class RestFleetServer:
         if self._reading:
             log.info("stopping: %d request bodies still unread answered 503", len(self._reading))
         for content in self._reading:
-            content.set_exception(_StoppingError("the server is stopping"))
+            # As aiohttp's own shutdown ends a read: its lingering close then stays quiet.
+            content.set_exception(asyncio.CancelledError())
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -148,6 +150,11 @@ class RestFleetServer:
         self._reading.add(request.content)
         try:
             return await self._read_limited(request)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopping and task is not None and not task.cancelling():
+                raise _StoppingError("the server is stopping") from None
+            raise
         finally:
             self._reading.discard(request.content)
 
