@@ -23,10 +23,7 @@ this line lacks (e.g. 1.12's ``PullTaskIns``) is judged the same way first
 authentication.
 
 The check (:func:`verify_signed_timestamp`, which the 1.42 line shares with its own
-window) is :func:`flwr_sdk.wire.v1_15_auth.verify_call`'s, with each node's key loaded
-once: a swarm's node signs every call with the same key, and loading the PEM and
-re-encoding it cost ~45 us of the ~430 us a P-384 check takes here (the ECDSA
-verification itself is the rest).
+window) is :func:`flwr_sdk.wire.v1_15_auth.verify_call` (each node's key loaded once).
 """
 
 from __future__ import annotations
@@ -37,8 +34,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flwr_sdk.server.fleet_grpc import AccessDeniedError, RequestCheck
@@ -51,6 +46,7 @@ from flwr_sdk.wire.v1_15_auth import (
     TIMESTAMP_HEADER,
     AuthRefusedError,
     public_key_pem,
+    verify_call,
 )
 
 __all__ = [
@@ -68,23 +64,6 @@ INVALID_NODE_ID = "Invalid node ID"
 KEY_IN_USE = "Public key already in use"
 
 _HEADERS = (PUBLIC_KEY_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-
-KEY_CACHE_SIZE = 1 << 14
-"""Node keys kept loaded (least recently used dropped): a 10,000-node swarm fits."""
-
-
-@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
-def _verifying_key(pem: bytes) -> tuple[ec.EllipticCurvePublicKey, bytes]:
-    """The EC key a ``flwr-public-key-bin`` value holds and its canonical PEM.
-
-    Raises ``ValueError`` / ``TypeError`` for a value that is no EC public key (not
-    cached: garbage is re-parsed, and cannot push real keys out).
-    """
-    key = serialization.load_pem_public_key(pem)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise TypeError("not an EC key")
-    return key, public_key_pem(key)
 
 
 def verify_signed_timestamp(
@@ -94,38 +73,13 @@ def verify_signed_timestamp(
     max_ahead: float = MAX_CLOCK_AHEAD,
     now: datetime.datetime | None = None,
 ) -> bytes:
-    """Check a call's signed timestamp; return the caller's key (canonical PEM bytes).
-
-    The checks and their order are :func:`flwr_sdk.wire.v1_15_auth.verify_call`'s:
-    entries present, signature, a timezone-aware ISO 8601 timestamp, and
-    ``-max_ahead < now - timestamp < max_behind`` (defaults: 1.15's window).
+    """:func:`flwr_sdk.wire.v1_15_auth.verify_call` with a line's window (default 1.15's).
 
     Raises:
-        AuthRefusedError: with the SuperLink's reason ("Missing authentication
-            metadata", "Invalid signature", "Invalid timestamp").
+        AuthRefusedError: with the SuperLink's reason.
 
     """
-    pem = metadata.get(PUBLIC_KEY_HEADER)
-    stamp = metadata.get(TIMESTAMP_HEADER)
-    signature = metadata.get(SIGNATURE_HEADER)
-    if not isinstance(pem, bytes) or stamp is None or not isinstance(signature, bytes):
-        raise AuthRefusedError(MISSING_METADATA)
-    text = stamp.decode("ascii", "replace") if isinstance(stamp, bytes) else stamp
-    try:
-        key, canonical = _verifying_key(pem)
-        key.verify(signature, text.encode("ascii"), _ECDSA_SHA256)
-    except (ValueError, TypeError, InvalidSignature, UnicodeEncodeError):
-        raise AuthRefusedError("Invalid signature") from None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise AuthRefusedError("Invalid timestamp") from None
-    if moment.tzinfo is None:
-        raise AuthRefusedError("Invalid timestamp")
-    lag = ((now or datetime.datetime.now(datetime.timezone.utc)) - moment).total_seconds()
-    if not -max_ahead < lag < max_behind:
-        raise AuthRefusedError("Invalid timestamp")
-    return canonical
+    return verify_call(metadata, now, max_behind=max_behind, max_ahead=max_ahead)
 
 
 def _denied(reason: str, why: str | None = None) -> AccessDeniedError:

@@ -21,6 +21,7 @@ which the reference server uses.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable, Mapping
 
 import betterproto2
@@ -86,8 +87,39 @@ def _single(metadata: Mapping[str, object], key: str) -> object:
     return value
 
 
-def verify_call(metadata: Mapping[str, object], now: datetime.datetime | None = None) -> bytes:
+KEY_CACHE_SIZE = 1 << 14
+"""Verifying keys kept loaded (least recently used dropped): a 10,000-node swarm fits."""
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
+def _verifying_key(pem: bytes) -> tuple[ec.EllipticCurvePublicKey, bytes]:
+    """The EC key a ``flwr-public-key-bin`` value holds, and its canonical PEM.
+
+    Each node signs every call with the same key: loading the PEM and re-encoding it
+    once saves ~45 us of the ~430 us a P-384 check takes. Raises ``ValueError`` /
+    ``TypeError`` for a value that is no EC public key (not cached: garbage is parsed
+    again, and cannot push real keys out).
+    """
+    key = serialization.load_pem_public_key(pem)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise TypeError("not an EC key")
+    return key, public_key_pem(key)
+
+
+def verify_call(
+    metadata: Mapping[str, object],
+    now: datetime.datetime | None = None,
+    *,
+    max_behind: float = MAX_CLOCK_BEHIND,
+    max_ahead: float = MAX_CLOCK_AHEAD,
+) -> bytes:
     """Check a call's signed timestamp; return the caller's public key as PEM bytes.
+
+    In order: the three entries present, the signature, a timezone-aware ISO 8601
+    timestamp, and ``-max_ahead < now - timestamp < max_behind`` (defaults: 1.15's
+    window; 1.42 passes its own).
 
     Raises:
         AuthRefusedError: with the SuperLink's reason ("Missing authentication
@@ -101,10 +133,8 @@ def verify_call(metadata: Mapping[str, object], now: datetime.datetime | None = 
         raise AuthRefusedError("Missing authentication metadata")
     text = stamp.decode("ascii", "replace") if isinstance(stamp, bytes) else str(stamp)
     try:
-        key = serialization.load_pem_public_key(pem)
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise TypeError("not an EC key")
-        key.verify(signature, text.encode("ascii"), ec.ECDSA(hashes.SHA256()))
+        key, canonical = _verifying_key(pem)
+        key.verify(signature, text.encode("ascii"), _ECDSA_SHA256)
     except (ValueError, TypeError, InvalidSignature, UnicodeEncodeError):
         raise AuthRefusedError("Invalid signature") from None
     try:
@@ -114,9 +144,9 @@ def verify_call(metadata: Mapping[str, object], now: datetime.datetime | None = 
     if moment.tzinfo is None:
         raise AuthRefusedError("Invalid timestamp")
     lag = ((now or _utc_now()) - moment).total_seconds()
-    if not -MAX_CLOCK_AHEAD < lag < MAX_CLOCK_BEHIND:
+    if not -max_ahead < lag < max_behind:
         raise AuthRefusedError("Invalid timestamp")
-    return public_key_pem(key)
+    return canonical
 
 
 class SignedTimestampAuth(NodeAuth):
