@@ -11,9 +11,10 @@ partition of ``i + 1`` values, so a round in which the server aggregated
 * a real flwr 1.12.0 SuperLink with a FedAvg ServerApp that waits for the whole swarm;
 * ``--ray`` with 2 actors on a local Ray the swarm starts (and stops).
 
-CI form: 2,000 nodes on the reference server's 1.12 and 1.15 grpc-rere, fewer elsewhere
-(:data:`CI_NODES`); the full form (``FLWR_SDK_SWARM_FULL=1``) runs 2,000 nodes in every
-test.
+CI form: 2,000 nodes on the reference server's 1.12 grpc-rere and rest and 1.15
+grpc-rere, 1,000 on the SuperLink, fewer elsewhere (:data:`CI_NODES`); the full form
+(``FLWR_SDK_SWARM_FULL=1``) runs 2,000 nodes in every reference-server and Ray test and
+the SuperLink's limit, 5,000 (:data:`SUPERLINK_LIMIT`), on the SuperLink.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ CI_NODES: dict[tuple[str, str] | str, int] = {
     ("1.12", "rest"): 2000,
     ("1.15", "rest"): 300,
     ("1.42", "rest"): 300,
-    "superlink": 500,
+    "superlink": 1000,
     "ray": 200,
 }
 """Nodes per test in the CI form: (line, transport) on the reference server, or the test.
@@ -58,7 +59,14 @@ CPU time (server + swarm) decides: 2,000 nodes took 38-43 s on 1.12 grpc-rere, 8
 REST nodes on 1.15 / 1.42 took 28-34 s, and a 1.42 instruction adds the fetch, confirm
 and upload of its objects (each call signed), so 2,000 nodes on 1.42 or on the newer
 lines' REST would cost minutes more of both CI cores: those run in the full form."""
-NODES = dict.fromkeys(CI_NODES, 2000) if FULL else CI_NODES
+NODES = {**dict.fromkeys(CI_NODES, 2000), "superlink": 5000} if FULL else CI_NODES
+SUPERLINK_LIMIT = 5000
+"""Nodes a flwr 1.12.0 SuperLink holds on this machine (``bench/superlink_limit.py``):
+5,000 at Flower's cadence (3-s poll, 30-s ping), 10,000 with a 30-s poll and a 120-s
+ping; beyond, a round over all of them never completes. The CI form runs 1,000 (a
+round of 5,000 takes ~3 min); the full form runs the limit, with the slower ping that
+keeps it clear of the edge."""
+SUPERLINK_FULL_CADENCE = ("--poll-interval", "30", "--heartbeat-interval", "120")
 """Nodes per test (the full form, ``FLWR_SDK_SWARM_FULL=1``: 2,000 everywhere)."""
 
 
@@ -240,7 +248,10 @@ def test_swarm_runs_on_a_flower_1_12_superlink(tmp_path: Path, flwr_1_12: Flower
             tmp_path / "serverapp.log",
             lambda a, **kw: flwr_1_12.popen(a, env=env, **kw),
         )
-        summary = run_swarm(tmp_path, superlink.fleet_address, "grpc-rere", nodes)
+        cadence = SUPERLINK_FULL_CADENCE if nodes >= SUPERLINK_LIMIT else ()
+        summary = run_swarm(
+            tmp_path, superlink.fleet_address, "grpc-rere", nodes, *cadence, timeout=1500
+        )
         data = wait_for_report(report, timeout=30, proc=server_app)
     finally:
         if server_app is not None:
