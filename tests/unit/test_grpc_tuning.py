@@ -13,12 +13,12 @@ from typing import Any, cast
 import pytest
 from grpclib.client import Channel, StreamStreamMethod, UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler
-from grpclib.encoding.base import CodecBase
 from grpclib.server import Server, Stream
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, PingAckReceived
 from hyperframe.frame import DataFrame
+from support.raw_grpc import RawBytesCodec
 
 from flwr_sdk.net.grpc_tuning import (
     DEFAULT_TUNING,
@@ -41,16 +41,6 @@ from flwr_sdk.server.tls_material import make_tls_material
 
 UNARY = "/test.Echo/Unary"
 BIDI = "/test.Echo/Bidi"
-
-
-class RawBytesCodec(CodecBase):
-    __content_subtype__ = "proto"
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        return bytes(message)
-
-    def decode(self, data: bytes, message_type: Any) -> Any:
-        return data
 
 
 class Echo:

@@ -8,17 +8,17 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from grpclib.client import StreamStreamMethod, UnaryStreamMethod, UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler, Status
-from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import RequestReceived, ResponseReceived, StreamEnded, TrailersReceived
+from support.raw_grpc import RawBytesCodec
 
 from flwr_sdk.errors import MessageTooLargeError
 from flwr_sdk.net.grpc_tuning import TunedChannel, tuned_server
@@ -34,16 +34,6 @@ UNARY = "/test.Sized/Unary"
 SERVER_STREAM = "/test.Sized/ServerStream"
 BIDI = "/test.Sized/Bidi"
 HUGE = 600_000_000
-
-
-class RawBytesCodec(CodecBase):
-    __content_subtype__ = "proto"
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        return bytes(message)
-
-    def decode(self, data: bytes, message_type: Any) -> Any:
-        return data
 
 
 class Sized:

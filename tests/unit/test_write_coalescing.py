@@ -13,24 +13,14 @@ from typing import Any
 import pytest
 from grpclib.client import UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler
-from grpclib.encoding.base import CodecBase
 from grpclib.server import Stream
+from support.raw_grpc import RawBytesCodec
 
 from flwr_sdk.net.grpc_tuning import GrpcTuning, TunedChannel, TunedH2Protocol, tuned_server
 from flwr_sdk.net.grpclib_internals import bound_port
 from flwr_sdk.net.write_coalescing import COALESCE_MAX, CoalescingTransport
 
 UNARY = "/test.Echo/Unary"
-
-
-class RawBytesCodec(CodecBase):
-    __content_subtype__ = "proto"
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        return bytes(message)
-
-    def decode(self, data: bytes, message_type: Any) -> Any:
-        return data
 
 
 class Echo:
