@@ -13,6 +13,10 @@ Ray is started here when it is not running yet: on ``address`` (an existing clus
 the end. A local Ray's workers get the caller's ``sys.path`` (``PYTHONPATH``), so the app
 is importable there as it is here; on a cluster the app's module must be installed on
 every machine (or shipped with Ray's ``runtime_env``, given as ``init_options``).
+
+SIGINT and SIGTERM (in the main thread) only set a flag that the caller's wait loop
+checks every ``progress_interval``: a KeyboardInterrupt raised inside one of Ray's own
+calls did not always reach our handler, and the actors then never heard of the stop.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -141,13 +147,17 @@ def run_swarm_on_ray(
         options.update(init_options or {})
         ray.init(address=address, **options)
     handles: list[Any] = []
+    stopping = threading.Event()
+    restore = _catch_stop_signals(stopping)
     try:
         remote = ray.remote(SwarmActor)
         handles = [remote.remote(part) for part in parts]
         runs = [handle.run.remote() for handle in handles]
         try:
-            _wait(ray, handles, runs, progress, progress_interval)
+            _wait(ray, handles, runs, progress, progress_interval, stopping)
         except KeyboardInterrupt:
+            stopping.set()
+        if stopping.is_set():
             ray.get([handle.stop.remote() for handle in handles], timeout=STOP_GRACE)
         results: list[SwarmResult] = ray.get(runs, timeout=STOP_GRACE + 10)
         merged = SwarmResult.merge(results)
@@ -155,10 +165,31 @@ def run_swarm_on_ray(
             progress(merged.totals)
         return merged
     finally:
+        restore()
         for handle in handles:
             ray.kill(handle)
         if started_here:
             ray.shutdown()
+
+
+def _catch_stop_signals(stopping: threading.Event) -> Any:
+    """SIGINT / SIGTERM set ``stopping`` (main thread only); returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in handled}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    for sig in handled:
+        signal.signal(sig, on_signal)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def _wait(
@@ -167,10 +198,11 @@ def _wait(
     runs: list[Any],
     progress: ProgressCallback | None,
     interval: float,
+    stopping: threading.Event,
 ) -> None:
-    """Wait for every actor's run, passing the summed snapshots to ``progress``."""
+    """Wait for every actor's run (or a stop signal), passing the summed snapshots on."""
     pending = list(runs)
-    while pending:
+    while pending and not stopping.is_set():
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=interval)
         if progress is not None and pending:
             snapshots = ray.get([handle.snapshot.remote() for handle in handles])
