@@ -67,6 +67,10 @@ ping; beyond, a round over all of them never completes. The CI form runs 1,000 (
 round of 5,000 takes ~3 min); the full form runs the limit, with the slower ping that
 keeps it clear of the edge."""
 SUPERLINK_FULL_CADENCE = ("--poll-interval", "30", "--heartbeat-interval", "120")
+TEST_TIMEOUT = 2400 if FULL else 600
+"""Seconds a test may take (pytest-timeout): 3 rounds of 2,000 1.42 REST nodes took
+10+ min here, the SuperLink's limit longer."""
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT)
 """Nodes per test (the full form, ``FLWR_SDK_SWARM_FULL=1``: 2,000 everywhere)."""
 
 
@@ -112,7 +116,7 @@ def run_swarm(
     nodes: int,
     *extra: str,
     server: Process | None = None,
-    timeout: float = 600,
+    timeout: float = TEST_TIMEOUT - 60,
 ) -> dict[str, Any]:
     """Run ``flwr-sdk swarm`` to its end; its ``--summary``.
 
@@ -249,9 +253,7 @@ def test_swarm_runs_on_a_flower_1_12_superlink(tmp_path: Path, flwr_1_12: Flower
             lambda a, **kw: flwr_1_12.popen(a, env=env, **kw),
         )
         cadence = SUPERLINK_FULL_CADENCE if nodes >= SUPERLINK_LIMIT else ()
-        summary = run_swarm(
-            tmp_path, superlink.fleet_address, "grpc-rere", nodes, *cadence, timeout=1500
-        )
+        summary = run_swarm(tmp_path, superlink.fleet_address, "grpc-rere", nodes, *cadence)
         data = wait_for_report(report, timeout=30, proc=server_app)
     finally:
         if server_app is not None:
