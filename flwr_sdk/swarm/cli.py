@@ -100,7 +100,7 @@ def add_parser(command: Callable[..., argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="end once no instruction came for this long after the first one (while calls "
         "queue at the shared connection: and every polling node has since found no work; "
-        "0: never)",
+        "0: never); make it outlast the server's longest pause between two phases",
     )
     add(
         "--no-wake",

@@ -227,7 +227,14 @@ def test_swarm_on_ray_actors_gives_the_same_results(tmp_path: Path) -> None:
 
 
 def test_swarm_runs_on_a_flower_1_12_superlink(tmp_path: Path, flwr_1_12: FlowerEnv) -> None:
-    """Done-when 2: the swarm joins a real 1.12.0 SuperLink and completes a run."""
+    """Done-when 2: the swarm joins a real 1.12.0 SuperLink and completes a run.
+
+    The swarm stops when the ServerApp has exited, not after an idle wait: at 5,000
+    nodes the ServerApp spends longer than any short idle wait pulling one phase's
+    replies from the SuperLink, and a node that leaves while an instruction for it is
+    still stored makes 1.12's PullTaskRes fail for the whole run (``KeyError`` on the
+    node id in the SuperLink).
+    """
     nodes = NODES["superlink"]
     superlink = start_superlink(flwr_1_12, tmp_path / "superlink")
     report = tmp_path / "superlink-report.json"
@@ -253,7 +260,9 @@ def test_swarm_runs_on_a_flower_1_12_superlink(tmp_path: Path, flwr_1_12: Flower
             lambda a, **kw: flwr_1_12.popen(a, env=env, **kw),
         )
         cadence = SUPERLINK_FULL_CADENCE if nodes >= SUPERLINK_LIMIT else ()
-        summary = run_swarm(tmp_path, superlink.fleet_address, "grpc-rere", nodes, *cadence)
+        summary = run_swarm(
+            tmp_path, superlink.fleet_address, "grpc-rere", nodes, *cadence, server=server_app
+        )
         data = wait_for_report(report, timeout=30, proc=server_app)
     finally:
         if server_app is not None:
