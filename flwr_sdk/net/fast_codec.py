@@ -15,7 +15,7 @@ line and falls back to betterproto2 (``bytes(msg)`` / ``cls.parse``) for the res
 * :class:`FastProtoCodec`: a grpclib ``CodecBase`` for ``Channel(codec=...)`` and
   ``Server(handlers, codec=...)`` (or wrapped in ``SizeLimitedCodec``); with
   ``chunked=True`` (every endpoint flwr-sdk creates) large messages are encoded as
-  :class:`~flwr_sdk.net.framing.EncodedChunks` that the tuned streams write frame by
+  :class:`~flwr_sdk.net.chunks.EncodedChunks` that the tuned streams write frame by
   frame, so a message holding tensors is never materialised as a whole.
 
 Buffers and ownership:
@@ -47,7 +47,7 @@ from flwr_sdk_proto.v1_42 import fastcodec as fast_v1_42
 from grpclib.encoding.base import CodecBase
 
 from flwr_sdk.errors import ProtocolError
-from flwr_sdk.net.framing import EncodedChunks
+from flwr_sdk.net.chunks import EncodedChunks
 
 __all__ = [
     "DECODE_ERRORS",
@@ -258,7 +258,7 @@ class FastProtoCodec(CodecBase):
 
     Args:
         chunked: encode messages that hold large ``bytes`` values as
-            :class:`~flwr_sdk.net.framing.EncodedChunks` (nothing materialised;
+            :class:`~flwr_sdk.net.chunks.EncodedChunks` (nothing materialised;
             see :func:`encode_message_chunks`). Only for streams that can send them:
             the tuned endpoints of :mod:`flwr_sdk.net.grpc_tuning`. Otherwise
             every message is one contiguous buffer.

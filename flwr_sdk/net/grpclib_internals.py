@@ -68,7 +68,7 @@ decoding); ``grpclib.protocol.Stream.headers`` / ``.trailers`` / ``.trailers_rec
 
 The chunked send hand-off: grpclib's ``send_message`` takes ``codec.encode(...)``, calls
 ``len()`` on it and sends ``prefix + encoded`` to the protocol stream. A message encoded as
-:class:`~flwr_sdk.net.framing.EncodedChunks` must reach the stream's ``send_data`` as chunks,
+:class:`~flwr_sdk.net.EncodedChunks` must reach the stream's ``send_data`` as chunks,
 never joined. The tuned endpoints' codec (:class:`ChunkHandoffCodec`) therefore hands grpclib
 a :class:`GrpclibBody`, an object defined here whose only operations are exactly those two
 (``len`` and ``bytes + body``, which yields the prefixed :class:`EncodedChunks`), and the
@@ -118,8 +118,7 @@ from h2.exceptions import FlowControlError, FrameTooLargeError
 from h2.stream import StreamInputs
 from hyperframe.frame import FRAMES, DataFrame, Frame
 
-# framing imports this module too; only its attributes at call time are used here.
-from flwr_sdk.net import framing
+from flwr_sdk.net.chunks import EncodedChunks
 
 __all__ = [
     "ENV_FORCE_STOCK",
@@ -281,7 +280,7 @@ def _probe_send_handoff() -> str | None:
     from grpclib.stream import send_message
 
     large = bytearray(b"x" * 32)
-    chunks = framing.EncodedChunks((b"ab", large))
+    chunks = EncodedChunks((b"ab", large))
     sent: list[tuple[object, bool]] = []
 
     class Codec(CodecBase):
@@ -308,7 +307,7 @@ def _probe_send_handoff() -> str | None:
     if len(sent) != 1:
         return f"grpclib.stream.send_message called send_data {len(sent)} times"
     data, end_stream = sent[0]
-    if not isinstance(data, framing.EncodedChunks) or not end_stream:
+    if not isinstance(data, EncodedChunks) or not end_stream:
         return f"grpclib.stream.send_message sent {type(data).__name__}, not EncodedChunks"
     if bytes(data.pieces[0]) != struct.pack(">?I", False, 34) or data.pieces[-1].obj is not large:
         return "grpclib.stream.send_message framed the chunks differently (or copied them)"
@@ -577,11 +576,11 @@ class GrpclibBody:
 
     __slots__ = ("chunks",)
 
-    def __init__(self, chunks: framing.EncodedChunks) -> None:
+    def __init__(self, chunks: EncodedChunks) -> None:
         self.chunks = chunks
 
     @classmethod
-    def wrap(cls, chunks: framing.EncodedChunks) -> bytes:
+    def wrap(cls, chunks: EncodedChunks) -> bytes:
         """``chunks`` as grpclib's codec interface types it (``bytes``)."""
         return cast(bytes, cls(chunks))
 
@@ -589,11 +588,11 @@ class GrpclibBody:
         """The message size (what grpclib puts in the gRPC prefix)."""
         return len(self.chunks)
 
-    def __radd__(self, prefix: object) -> framing.EncodedChunks:
+    def __radd__(self, prefix: object) -> EncodedChunks:
         """``prefix + self``: the framed message, prefix first, pieces not copied."""
         if not isinstance(prefix, (bytes, bytearray, memoryview)):
             return NotImplemented
-        return framing.EncodedChunks((prefix, *self.chunks.pieces))
+        return EncodedChunks((prefix, *self.chunks.pieces))
 
     def __repr__(self) -> str:
         """Describe the size, not the content."""
@@ -619,7 +618,7 @@ class ChunkHandoffCodec(CodecBase):
     def encode(self, message: Any, message_type: Any) -> bytes:
         """Encode with the wrapped codec; hand chunked results over as described above."""
         data: object = self.codec.encode(message, message_type)
-        if isinstance(data, framing.EncodedChunks):
+        if isinstance(data, EncodedChunks):
             return GrpclibBody.wrap(data) if self.tuned else bytes(data)
         return cast(bytes, data)
 

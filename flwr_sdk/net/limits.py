@@ -51,7 +51,8 @@ from h2.connection import H2Connection
 from flwr_sdk.constants import DEFAULT_MAX_MESSAGE_LENGTH
 from flwr_sdk.errors import MessageTooLargeError
 from flwr_sdk.net import grpclib_internals
-from flwr_sdk.net.framing import EncodedChunks, read_into, send_chunks, transfer_meter
+from flwr_sdk.net.chunks import EncodedChunks
+from flwr_sdk.net.framing import read_into, send_chunks, transfer_meter
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_LENGTH",
@@ -152,7 +153,7 @@ class SizeLimitedStream(Stream):
     ``b"".join`` of the DATA chunks (the buffer belongs to this one message, so arrays
     decoded from it reach user code writable without a copy). The codec must accept
     memoryviews (the fast codec's decoded tensors are then views of that buffer). Sends of
-    :class:`~flwr_sdk.net.framing.EncodedChunks` are written frame by frame
+    :class:`~flwr_sdk.net.chunks.EncodedChunks` are written frame by frame
     without joining them (any stream: see :meth:`send_data`). Both paths report transfer
     progress when a client node asks for it (:func:`~flwr_sdk.net.framing.transfer_meter`).
 

@@ -49,8 +49,9 @@ from collections.abc import Mapping
 
 from aiohttp import StreamReader, web
 
+from flwr_sdk.net.chunks import ChunkCursor, EncodedChunks
 from flwr_sdk.net.fast_codec import DEFAULT_CHUNK_SIZE, encode_message_chunks
-from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared
+from flwr_sdk.net.framing import read_declared
 from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
 from flwr_sdk.server.fleet_line import FleetRoute
 from flwr_sdk.server.fleet_state import FleetError

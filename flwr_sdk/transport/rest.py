@@ -64,12 +64,13 @@ from flwr_sdk.errors import (
     TransientServerError,
     TransportError,
 )
+from flwr_sdk.net.chunks import ChunkCursor, EncodedChunks
 from flwr_sdk.net.fast_codec import (
     DEFAULT_CHUNK_SIZE,
     decode_message,
     encode_message_chunks,
 )
-from flwr_sdk.net.framing import ChunkCursor, EncodedChunks, read_declared, transfer_meter
+from flwr_sdk.net.framing import read_declared, transfer_meter
 from flwr_sdk.net.limits import PREALLOCATED_BODY_MIN
 from flwr_sdk.net.tls import classify_tls_error, client_ssl_context
 from flwr_sdk.transport.address import RestTarget, parse_rest_address

@@ -39,13 +39,13 @@ from flwr_sdk.common.ndarrays import NDArrays, ndarrays_to_parameters, parameter
 from flwr_sdk.common.records import Array, ParametersRecord, RecordSet
 from flwr_sdk.errors import MessageTooLargeError, ProtocolError
 from flwr_sdk.net import framing, limits
+from flwr_sdk.net.chunks import ChunkCursor, EncodedChunks
 from flwr_sdk.net.fast_codec import (
     FastProtoCodec,
     decode_message,
     encode_message,
     encode_message_chunks,
 )
-from flwr_sdk.net.framing import ChunkCursor, EncodedChunks
 from flwr_sdk.net.grpc_tuning import TunedChannel, tuned_server
 from flwr_sdk.wire import bidi
 from flwr_sdk.wire.records import recordset_from_wire

@@ -137,3 +137,69 @@ def test_the_checks_catch_violations(tmp_path: Path) -> None:
     assert line_imports(fake, "flwr_sdk.transport.fake")
     fake.write_text("from flwr_sdk.wire import v1_15\n")
     assert line_imports(fake, "flwr_sdk.transport.fake")
+
+
+def module_graph(paths: list[Path]) -> dict[str, set[str]]:
+    """Module → the ``flwr_sdk`` modules it imports (a package's ``__init__`` by its name).
+
+    ``from pkg import name`` counts as importing ``pkg.name`` when that is a module, else
+    as importing ``pkg`` (a name its ``__init__`` defines or re-exports).
+    """
+    modules = {module_name(p): p for p in paths}
+    graph: dict[str, set[str]] = {}
+    for own, path in modules.items():
+        targets = {t for _, t in imports_of(path, own) if t in modules and t != own}
+        # ``from pkg import module`` lists ``pkg`` too; the module alone is what runs.
+        graph[own] = {
+            t for t in targets if not any(o.startswith(t + ".") and o in targets for o in targets)
+        }
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            members = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                members.append(top)
+                if top == node:
+                    break
+            if len(members) > 1:
+                found.append(sorted(members))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_two_modules_import_each_other() -> None:
+    """Imports run downward between modules too, not only between layers: no circles."""
+    cycles = import_cycles(module_graph(sources()))
+    assert cycles == [], "modules that import each other (directly or around a circle):\n" + (
+        "\n".join(" <-> ".join(c) for c in cycles)
+    )
+
+
+def test_the_cycle_check_finds_a_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []

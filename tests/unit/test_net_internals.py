@@ -34,8 +34,8 @@ from h2.connection import H2Connection
 from flwr_sdk.common._npy import NpyPayload
 from flwr_sdk.errors import MessageTooLargeError
 from flwr_sdk.net import grpclib_internals as internals
+from flwr_sdk.net.chunks import EncodedChunks
 from flwr_sdk.net.fast_codec import FastProtoCodec, encode_message
-from flwr_sdk.net.framing import EncodedChunks
 from flwr_sdk.net.grpc_tuning import (
     TUNED_MAX_FRAME_SIZE,
     TUNED_WINDOW_SIZE,
