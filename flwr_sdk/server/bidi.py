@@ -196,6 +196,11 @@ class FlowerServiceServicer(pb.FlowerServiceBase):
         abort = asyncio.ensure_future(node.abort.wait())
         try:
             await asyncio.wait({receive, abort}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # The handler itself is cancelled (the server stops, the client reset the
+            # stream): the read must not outlive it, or it is left to die with the loop.
+            receive.cancel()
+            raise
         finally:
             abort.cancel()
         if not receive.done():
