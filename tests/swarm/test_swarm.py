@@ -8,13 +8,16 @@ partition of ``i + 1`` values, so a round in which the server aggregated
 * the reference server (``flwr-sdk server``) on every Flower wire line it speaks (1.12,
   1.15, 1.42), each over grpc-rere and rest: 3 FedAvg rounds; the server is told the line,
   the swarm detects it;
-* a real flwr 1.12.0 SuperLink with a FedAvg ServerApp that waits for the whole swarm;
+* a real flwr 1.12.0 SuperLink with a FedAvg ServerApp that waits for the whole swarm,
+  and today's SuperLink (flwr 1.42.0, HTTP Fleet API, the run started by ``flwr run``)
+  with the same ServerApp on the Grid API;
 * ``--ray`` with 2 actors on a local Ray the swarm starts (and stops).
 
 CI form: 2,000 nodes on the reference server's 1.12 grpc-rere and rest and 1.15
 grpc-rere, 1,000 on the SuperLink, fewer elsewhere (:data:`CI_NODES`); the full form
-(``FLWR_SDK_SWARM_FULL=1``) runs 2,000 nodes in every reference-server and Ray test and
-the SuperLink's limit, 5,000 (:data:`SUPERLINK_LIMIT`), on the SuperLink.
+(``FLWR_SDK_SWARM_FULL=1``) runs 2,000 nodes in every reference-server and Ray test,
+the 1.12 SuperLink's limit, 5,000 (:data:`SUPERLINK_LIMIT`), on that SuperLink and 200
+on the 1.42 one.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ import pytest
 from support.federation import Process, free_port, sdk_env, start_listening
 from support.flower_env import FlowerEnv
 from support.superlink import start_superlink, wait_for_report
+from support.superlink_142 import start_superlink_142
 
 TESTS = Path(__file__).resolve().parents[1]
 APP = "swarm.swarm_app:client_fn"
@@ -51,6 +57,7 @@ CI_NODES: dict[tuple[str, str] | str, int] = {
     ("1.15", "rest"): 300,
     ("1.42", "rest"): 300,
     "superlink": 1000,
+    "superlink-1.42": 60,
     "ray": 200,
 }
 """Nodes per test in the CI form: (line, transport) on the reference server, or the test.
@@ -58,8 +65,15 @@ CPU time (server + swarm) decides: 2,000 nodes took 38-43 s on 1.12 grpc-rere, 8
 1.15 (every call signed) and 145 s on 1.12 REST (140 s wall, on a quiet machine); 300
 REST nodes on 1.15 / 1.42 took 28-34 s, and a 1.42 instruction adds the fetch, confirm
 and upload of its objects (each call signed), so 2,000 nodes on 1.42 or on the newer
-lines' REST would cost minutes more of both CI cores: those run in the full form."""
-NODES = {**dict.fromkeys(CI_NODES, 2000), "superlink": 5000} if FULL else CI_NODES
+lines' REST would cost minutes more of both CI cores: those run in the full form. A
+real flwr 1.42.0 SuperLink runs a round of 60 nodes in ~20 s and of 200 in ~70 s (the
+nodes' slowest instruction took 3.4 s; the rest is the SuperLink and its ServerApp
+pushing and pulling every node's message): 60 in CI (66 s), 200 in the full form."""
+NODES = (
+    {**dict.fromkeys(CI_NODES, 2000), "superlink": 5000, "superlink-1.42": 200}
+    if FULL
+    else CI_NODES
+)
 SUPERLINK_LIMIT = 5000
 """Nodes a flwr 1.12.0 SuperLink holds on this machine (``bench/superlink_limit.py``):
 5,000 at Flower's cadence (3-s poll, 30-s ping), 10,000 with a 30-s poll and a 120-s
@@ -116,28 +130,31 @@ def run_swarm(
     nodes: int,
     *extra: str,
     server: Process | None = None,
+    run_over: Callable[[], bool] | None = None,
     timeout: float = TEST_TIMEOUT - 60,
 ) -> dict[str, Any]:
     """Run ``flwr-sdk swarm`` to its end; its ``--summary``.
 
-    With ``server``, the swarm runs until that server has exited (with 0: its run is
-    over) and then gets Ctrl+C, as a user would stop it; without, it ends itself after
-    8 s without instructions (``--idle-exit``). Stopping at the server's exit costs no
-    idle wait and cannot end the swarm early when a loaded machine is slow between
-    two rounds.
+    With ``server`` (a process that exits 0 when its run is over) or ``run_over`` (true
+    once the run is over), the swarm runs until then and then gets Ctrl+C, as a user
+    would stop it; without either, it ends itself after 8 s without instructions
+    (``--idle-exit``). Stopping at the run's end costs no idle wait and cannot end the
+    swarm early when a loaded machine (or a big swarm's server) is slow between two
+    phases.
     """
+    if server is not None:
+        run_over = server_exited(server)
     summary = tmp / f"swarm-{transport}.json"
     args = [sys.executable, "-m", "flwr_sdk", "swarm", "--nodes", str(nodes), "--app", APP]
     args += ["--server-address", address, "--transport", transport]
-    args += ["--idle-exit", "0" if server else "8", "--start-rate", "500"]
+    args += ["--idle-exit", "0" if run_over else "8", "--start-rate", "500"]
     args += ["--summary", str(summary), "--no-live", *extra]
     process = Process(args, tmp / f"swarm-{transport}.log", _popen)
     try:
-        if server is not None:
-            wait_for_exit(server, process, timeout)
-            assert server.wait(timeout=0) == 0, server.output()
+        if run_over is not None:
+            wait_for_end(run_over, process, timeout)
             process.signal(signal.SIGINT)
-        code = process.wait(timeout=timeout if server is None else 60)
+        code = process.wait(timeout=timeout if run_over is None else 60)
         assert code == 0, process.output()
     finally:
         process.stop()
@@ -146,14 +163,36 @@ def run_swarm(
     return data
 
 
-def wait_for_exit(server: Process, swarm: Process, timeout: float) -> None:
-    """Block until ``server`` exits; fail if ``swarm`` exits first or time runs out."""
+def server_exited(server: Process) -> Callable[[], bool]:
+    """True once ``server`` has exited; it must have exited 0 (its run is over)."""
+
+    def over() -> bool:
+        if server.proc.poll() is None:
+            return False
+        assert server.wait(timeout=0) == 0, server.output()
+        return True
+
+    return over
+
+
+def report_done(report: Path) -> Callable[[], bool]:
+    """True once the ServerApp's JSON report at ``report`` says ``done``."""
+
+    def over() -> bool:
+        try:
+            return bool(json.loads(report.read_text()).get("done"))
+        except (OSError, ValueError):
+            return False  # not written yet, or being replaced
+
+    return over
+
+
+def wait_for_end(run_over: Callable[[], bool], swarm: Process, timeout: float) -> None:
+    """Block until ``run_over()``; fail if ``swarm`` exits first or time runs out."""
     deadline = time.monotonic() + timeout
-    while server.proc.poll() is None:
+    while not run_over():
         assert swarm.proc.poll() is None, f"the swarm ended first:\n{swarm.output()}"
-        assert time.monotonic() < deadline, (
-            f"the server did not finish in {timeout:.0f} s:\n{server.output()}"
-        )
+        assert time.monotonic() < deadline, f"the run did not finish in {timeout:.0f} s"
         time.sleep(0.5)
 
 
@@ -268,6 +307,33 @@ def test_swarm_runs_on_a_flower_1_12_superlink(tmp_path: Path, flwr_1_12: Flower
         if server_app is not None:
             server_app.stop()
         superlink.process.stop()
+    for number in range(1, ROUNDS + 1):
+        assert data["fit"][str(number)]["failures"] == 0, data["fit"][str(number)]
+        assert data["evaluate"][str(number)]["results"] == nodes
+    assert_rounds([data["fit"][str(n)]["num_examples"] for n in range(1, ROUNDS + 1)], nodes)
+    assert_every_node_trained(summary, nodes, ROUNDS)
+
+
+def test_swarm_runs_on_a_flower_1_42_superlink(tmp_path: Path, flwr_1_42: FlowerEnv) -> None:
+    """Today's SuperLink (flwr 1.42.0, its HTTP Fleet API): the swarm joins and completes a run.
+
+    The run is started as 1.42 starts runs (``flwr run`` with the app folder as a FAB);
+    the same FedAvg ServerApp as on 1.12, on the Grid API. The swarm is not told the line.
+    """
+    nodes = NODES["superlink-1.42"]
+    superlink = start_superlink_142(flwr_1_42, tmp_path / "superlink")
+    report = tmp_path / "superlink-report.json"
+    try:
+        app = tmp_path / "swarm-fedavg"  # flwr run wants letters, digits and "-"
+        shutil.copytree(SERVER_APP, app, ignore=shutil.ignore_patterns("__pycache__"))
+        superlink.run({"swarm-nodes": nodes, "report-path": str(report)}, app=app)
+        summary = run_swarm(
+            tmp_path, superlink.http_address, "rest", nodes, run_over=report_done(report)
+        )
+    finally:
+        superlink.stop()
+    assert "speaks the Flower 1.42 Fleet API" in summary["log"]
+    data = json.loads(report.read_text())
     for number in range(1, ROUNDS + 1):
         assert data["fit"][str(number)]["failures"] == 0, data["fit"][str(number)]
         assert data["evaluate"][str(number)]["results"] == nodes

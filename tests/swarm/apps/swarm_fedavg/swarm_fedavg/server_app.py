@@ -1,13 +1,16 @@
-"""FedAvg over a whole swarm on a flwr 1.12 SuperLink, with the low-level Driver API.
+"""FedAvg over a whole swarm on a real SuperLink, with the low-level Driver / Grid API.
 
-Runs INSIDE a flwr 1.12.0 virtualenv (``flower-server-app``). It waits for
-``$SWARM_NODES`` nodes, then per round pushes one train instruction to every node at
-once, pulls the replies until all are in, averages the models (weighted by
-``num_examples``) and does the same for evaluate. (The legacy ``ServerApp(server_fn=...)``
-of 1.12 serves its nodes a few at a time — a thread pool of ``cpu + 4`` proxies, each
-waiting for its node's reply — about 1.5 replies per second here: hours for a swarm.)
+Runs INSIDE a Flower virtualenv: flwr 1.12.0 (``flower-server-app <this dir>``, the
+``Driver`` API) or flwr 1.42.0 (``flwr run`` builds this folder into a FAB; the ``Grid``
+API, the same calls). It waits for the run config's ``swarm-nodes`` nodes (or
+``$SWARM_NODES``), then per round pushes one train instruction to every node at once,
+pulls the replies until all are in, averages the models (weighted by ``num_examples``)
+and does the same for evaluate. (The legacy ``ServerApp(server_fn=...)`` serves its
+nodes a few at a time — a thread pool of ``cpu + 4`` proxies, each waiting for its
+node's reply — about 1.5 replies per second here: hours for a swarm.)
 
-After every phase it rewrites the JSON report at ``$SWARM_REPORT``:
+After every phase it rewrites the JSON report at the run config's ``report-path`` (or
+``$SWARM_REPORT``):
 
     {"fit": {"1": {"results": N, "failures": 0, "num_examples": [1, 2, ...]}, ...},
      "evaluate": {"1": {"results": N, "failures": 0}, ...}, "nodes": N, "done": true}
@@ -29,13 +32,34 @@ from flwr.common import (
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
-from flwr.common.recordset_compat import (
-    evaluateins_to_recordset,
-    fitins_to_recordset,
-    recordset_to_evaluateres,
-    recordset_to_fitres,
-)
-from flwr.server import Driver, ServerApp
+
+try:  # Flower 1.42: the Grid API and RecordDict
+    from flwr.compat.common.recorddict_compat import (
+        evaluateins_to_recorddict as evaluateins_to_recordset,
+    )
+    from flwr.compat.common.recorddict_compat import fitins_to_recorddict as fitins_to_recordset
+    from flwr.compat.common.recorddict_compat import (
+        recorddict_to_evaluateres as recordset_to_evaluateres,
+    )
+    from flwr.compat.common.recorddict_compat import recorddict_to_fitres as recordset_to_fitres
+    from flwr.serverapp import Grid as Driver
+    from flwr.serverapp import ServerApp
+
+    def reply_to(message) -> str:
+        return message.metadata.reply_to_message_id
+
+except ImportError:  # Flower 1.12: the Driver API and RecordSet
+    from flwr.common.recordset_compat import (
+        evaluateins_to_recordset,
+        fitins_to_recordset,
+        recordset_to_evaluateres,
+        recordset_to_fitres,
+    )
+    from flwr.server import Driver, ServerApp
+
+    def reply_to(message) -> str:
+        return message.metadata.reply_to_message
+
 
 app = ServerApp()
 PHASE_TIMEOUT = float(os.environ.get("SWARM_PHASE_TIMEOUT", "600"))
@@ -58,15 +82,15 @@ def exchange(driver: Driver, nodes: list[int], content, message_type: str, rnd: 
     deadline = time.time() + PHASE_TIMEOUT
     while len(replies) < len(ids) and time.time() < deadline:
         for reply in driver.pull_messages([i for i in ids if i not in replies]):
-            replies[reply.metadata.reply_to_message] = reply
+            replies[reply_to(reply)] = reply
         time.sleep(0.5)
     return [r for r in replies.values() if not r.has_error()]
 
 
 @app.main()
 def main(driver: Driver, context: Context) -> None:
-    path = Path(os.environ["SWARM_REPORT"])
-    wanted = int(os.environ["SWARM_NODES"])
+    path = Path(str(context.run_config.get("report-path", "")) or os.environ["SWARM_REPORT"])
+    wanted = int(context.run_config.get("swarm-nodes", 0)) or int(os.environ["SWARM_NODES"])
     rounds = int(context.run_config.get("num-server-rounds", 3))
     report: dict = {"fit": {}, "evaluate": {}}
 
