@@ -13,15 +13,18 @@
   first pings of 10,000 nodes registering at once went past the server's 100 streams and
   waited inside grpclib, which woke all of them at every closed stream (53 to 74 % of
   the swarm's CPU, pings timed out and nodes failed).
-* ``rest``: one ``httpx.AsyncClient`` whose pool (:data:`REST_POOL` connections, HTTP/1.1
-  keep-alive) serves every node's calls; at most that many calls are under way, the
-  others wait in order (httpcore's own queue costs CPU in proportion to its length for
-  every request it places: 500 nodes took minutes to register through it). Heartbeats
-  (and leaving calls) wait too, but ahead of every other call: skipping the gate,
-  they waited in httpcore's queue behind a round's pushes; with a pool of their own
-  (16 connections), a swarm whose event loop was saturated by polls got 16 pings
-  through per round trip (~1 s there) for 100 due a second, and 2,000 REST nodes went
-  offline.
+* ``rest``: :data:`REST_POOL` HTTP/1.1 keep-alive connections, held by
+  ``REST_POOL // REST_SHARD`` ``httpx.AsyncClient`` s of :data:`REST_SHARD` connections
+  each (a node's session is given one, in turn): httpcore checks every connection of a
+  client's pool for expiry, a socket probe each, whenever it places a request or a
+  response ends, so one client of 64 connections spent ~80 % of a 1.42 swarm's CPU
+  there. At most ``REST_POOL`` calls are under way, the others wait in order
+  (httpcore's own queue costs CPU in proportion to its length for every request it
+  places: 500 nodes took minutes to register through it). Heartbeats (and leaving
+  calls) wait too, but ahead of every other call: skipping the gate, they waited in
+  httpcore's queue behind a round's pushes; with a pool of their own (16 connections),
+  a swarm whose event loop was saturated by polls got 16 pings through per round trip
+  (~1 s there) for 100 due a second, and 2,000 REST nodes went offline.
 * ``grpc-bidi``: not shared; each node has its own channel (the legacy server ties a
   node to its stream's connection).
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import itertools
 import random
 from typing import Any
 
@@ -57,6 +61,7 @@ __all__ = [
     "GRPC_STREAMS",
     "PriorityGate",
     "REST_POOL",
+    "REST_SHARD",
     "SHARED_TRANSPORTS",
     "PollJitter",
     "SharedConnections",
@@ -66,7 +71,10 @@ GRPC_STREAMS = 90
 """Calls open at once on a swarm's shared gRPC channel (below h2's 100 streams)."""
 
 REST_POOL = 64
-"""Connections of the HTTP pool the REST nodes of a swarm share."""
+"""Connections of the HTTP pool the REST nodes of a swarm share (calls under way at once)."""
+
+REST_SHARD = 8
+"""Connections per HTTP client of that pool (see the module docs)."""
 
 SHARED_TRANSPORTS = ("grpc-rere", "rest")
 """Transports whose nodes share one connection (pool)."""
@@ -236,24 +244,27 @@ class SharedConnections:
         self.transport = transport
         self.shared = share and transport in SHARED_TRANSPORTS
         self._grpc: _OneChannelFactory | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: list[httpx.AsyncClient] = []
         if self.shared and transport == "grpc-rere":
             self._grpc = _OneChannelFactory(settings)
         elif self.shared:
             target = parse_rest_address(settings.server_address)
-            limits = httpx.Limits(max_connections=REST_POOL, max_keepalive_connections=REST_POOL)
-            self._http = http_client(target, settings, limits=limits)
+            limits = httpx.Limits(max_connections=REST_SHARD, max_keepalive_connections=REST_SHARD)
+            self._http = [
+                http_client(target, settings, limits=limits) for _ in range(REST_POOL // REST_SHARD)
+            ]
+        self._next_http = itertools.cycle(self._http)
         self._http_gate = PriorityGate(REST_POOL)
 
     def _callers(self, settings: TransportSettings) -> CallerFactory | None:
         """How a node's sessions make calls (``settings``: the node's); None: grpc-bidi."""
-        grpc, http = self._grpc, self._http
+        grpc = self._grpc
         if grpc is not None:
             return lambda auth: _BorrowedChannelCaller(grpc, auth)
-        if http is not None:
+        if self._http:
             target = parse_rest_address(settings.server_address)
-            gate = self._http_gate
-            return lambda auth: _PooledRestCaller(target, settings, auth, http, gate)
+            gate, clients = self._http_gate, self._next_http
+            return lambda auth: _PooledRestCaller(target, settings, auth, next(clients), gate)
         if self.transport == "grpc-rere":
             factory = GrpcChannelFactory(settings)
             return lambda auth: GrpcRereCaller(factory, auth)
@@ -315,7 +326,7 @@ class SharedConnections:
         """Calls waiting for a slot of the shared connection now (0 when not shared)."""
         if self._grpc is not None:
             return self._grpc.gate.waiting
-        if self._http is not None:
+        if self._http:
             return self._http_gate.waiting
         return 0
 
@@ -323,5 +334,5 @@ class SharedConnections:
         """Close the shared connection (after every node stopped)."""
         if self._grpc is not None:
             self._grpc.close()
-        if self._http is not None:
-            await self._http.aclose()
+        for client in self._http:
+            await client.aclose()

@@ -62,8 +62,8 @@ CI_NODES: dict[tuple[str, str] | str, int] = {
 }
 """Nodes per test in the CI form: (line, transport) on the reference server, or the test.
 CPU time (server + swarm) decides: 2,000 nodes took 38-43 s on 1.12 grpc-rere, 88 s on
-1.15 (every call signed) and 145 s on 1.12 REST (140 s wall, on a quiet machine); 300
-REST nodes on 1.15 / 1.42 took 28-34 s, and a 1.42 instruction adds the fetch, confirm
+1.15 (every call signed) and 73 s on 1.12 REST (65 s wall, on a quiet machine); 300
+REST nodes on 1.42 took 61 s (65 s CPU), and a 1.42 instruction adds the fetch, confirm
 and upload of its objects (each call signed), so 2,000 nodes on 1.42 or on the newer
 lines' REST would cost minutes more of both CI cores: those run in the full form. A
 real flwr 1.42.0 SuperLink runs a round of 60 nodes in ~20 s and of 200 in ~70 s (the

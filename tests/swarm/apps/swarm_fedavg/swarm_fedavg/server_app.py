@@ -12,8 +12,10 @@ node's reply — about 1.5 replies per second here: hours for a swarm.)
 After every phase it rewrites the JSON report at the run config's ``report-path`` (or
 ``$SWARM_REPORT``):
 
-    {"fit": {"1": {"results": N, "failures": 0, "num_examples": [1, 2, ...]}, ...},
-     "evaluate": {"1": {"results": N, "failures": 0}, ...}, "nodes": N, "done": true}
+    {"fit": {"1": {"results": N, "failures": 0, "num_examples": [1, 2, ...],
+                   "push_s": 0.4, "replies_s": 2.1}, ...},
+     "evaluate": {"1": {"results": N, "failures": 0, "push_s": ..., "replies_s": ...}, ...},
+     "nodes": N, "done": true}
 """
 
 from __future__ import annotations
@@ -65,8 +67,12 @@ app = ServerApp()
 PHASE_TIMEOUT = float(os.environ.get("SWARM_PHASE_TIMEOUT", "600"))
 
 
-def exchange(driver: Driver, nodes: list[int], content, message_type: str, rnd: int) -> list:
-    """Send ``content`` to every node at once; the replies that came back in time."""
+def exchange(
+    driver: Driver, nodes: list[int], content, message_type: str, rnd: int
+) -> tuple[list, dict]:
+    """Send ``content`` to every node at once; the replies that came back in time, and
+    the phase's timing: seconds the push took, and from its end to the last reply."""
+    started = time.monotonic()
     messages = [
         driver.create_message(
             content=content,
@@ -78,13 +84,18 @@ def exchange(driver: Driver, nodes: list[int], content, message_type: str, rnd: 
         for node in nodes
     ]
     ids = [i for i in driver.push_messages(messages) if i]
+    pushed = time.monotonic()
     replies: dict[str, object] = {}
     deadline = time.time() + PHASE_TIMEOUT
     while len(replies) < len(ids) and time.time() < deadline:
         for reply in driver.pull_messages([i for i in ids if i not in replies]):
             replies[reply_to(reply)] = reply
         time.sleep(0.5)
-    return [r for r in replies.values() if not r.has_error()]
+    timing = {
+        "push_s": round(pushed - started, 2),
+        "replies_s": round(time.monotonic() - pushed, 2),
+    }
+    return [r for r in replies.values() if not r.has_error()], timing
 
 
 @app.main()
@@ -109,12 +120,13 @@ def main(driver: Driver, context: Context) -> None:
     for rnd in range(1, rounds + 1):
         parameters = ndarrays_to_parameters(weights)
         fit_ins = fitins_to_recordset(FitIns(parameters, {"round": rnd}), keep_input=True)
-        good = exchange(driver, nodes, fit_ins, MessageType.TRAIN, rnd)
+        good, timing = exchange(driver, nodes, fit_ins, MessageType.TRAIN, rnd)
         results = [recordset_to_fitres(r.content, keep_input=False) for r in good]
         report["fit"][str(rnd)] = {
             "results": len(results),
             "failures": len(nodes) - len(results),
             "num_examples": sorted(res.num_examples for res in results),
+            **timing,
         }
         flush()
         total = sum(res.num_examples for res in results)
@@ -125,11 +137,12 @@ def main(driver: Driver, context: Context) -> None:
         eval_ins = evaluateins_to_recordset(
             EvaluateIns(ndarrays_to_parameters(weights), {"round": rnd}), keep_input=True
         )
-        good = exchange(driver, nodes, eval_ins, MessageType.EVALUATE, rnd)
+        good, timing = exchange(driver, nodes, eval_ins, MessageType.EVALUATE, rnd)
         evaluated = [recordset_to_evaluateres(r.content) for r in good]
         report["evaluate"][str(rnd)] = {
             "results": len(evaluated),
             "failures": len(nodes) - len(evaluated),
+            **timing,
         }
         if rnd == rounds:
             report["done"] = True
