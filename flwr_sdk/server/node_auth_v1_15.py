@@ -22,13 +22,12 @@ this line lacks (e.g. 1.12's ``PullTaskIns``) is judged the same way first
 (:attr:`SignedTimestampAuthenticator.answers_every_fleet_method`). REST has no node
 authentication.
 
-The check (:func:`verify_signed_timestamp`, which the 1.42 line shares with its own
-window) is :func:`flwr_sdk.wire.v1_15_auth.verify_call` (each node's key loaded once).
+The check is :func:`flwr_sdk.wire.v1_15_auth.verify_call` (each node's key loaded once),
+which the 1.42 line calls with its own window.
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,8 +38,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flwr_sdk.server.fleet_grpc import AccessDeniedError, RequestCheck
 from flwr_sdk.server.fleet_state import FleetState
 from flwr_sdk.wire.v1_15_auth import (
-    MAX_CLOCK_AHEAD,
-    MAX_CLOCK_BEHIND,
     PUBLIC_KEY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -55,7 +52,6 @@ __all__ = [
     "MISSING_METADATA",
     "NOT_RECOGNIZED",
     "SignedTimestampAuthenticator",
-    "verify_signed_timestamp",
 ]
 
 MISSING_METADATA = "Missing authentication metadata"
@@ -64,22 +60,6 @@ INVALID_NODE_ID = "Invalid node ID"
 KEY_IN_USE = "Public key already in use"
 
 _HEADERS = (PUBLIC_KEY_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
-
-
-def verify_signed_timestamp(
-    metadata: Mapping[str, str | bytes],
-    *,
-    max_behind: float = MAX_CLOCK_BEHIND,
-    max_ahead: float = MAX_CLOCK_AHEAD,
-    now: datetime.datetime | None = None,
-) -> bytes:
-    """:func:`flwr_sdk.wire.v1_15_auth.verify_call` with a line's window (default 1.15's).
-
-    Raises:
-        AuthRefusedError: with the SuperLink's reason.
-
-    """
-    return verify_call(metadata, now, max_behind=max_behind, max_ahead=max_ahead)
 
 
 def _denied(reason: str, why: str | None = None) -> AccessDeniedError:
@@ -111,7 +91,7 @@ class SignedTimestampAuthenticator:
         if self.allowed is not None and metadata.get(PUBLIC_KEY_HEADER) not in self.allowed:
             raise _denied(NOT_RECOGNIZED)
         try:
-            return verify_signed_timestamp(metadata)
+            return verify_call(metadata)
         except AuthRefusedError as exc:
             raise _denied(exc.reason) from None
 

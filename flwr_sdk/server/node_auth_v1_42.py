@@ -37,13 +37,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from flwr_sdk.server.fleet_grpc import AccessDeniedError, RequestCheck
 from flwr_sdk.server.fleet_state import FleetState
-from flwr_sdk.server.node_auth_v1_15 import verify_signed_timestamp
 from flwr_sdk.wire.v1_15_auth import (
     PUBLIC_KEY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     AuthRefusedError,
     public_key_pem,
+    verify_call,
 )
 from flwr_sdk.wire.v1_42_auth import (
     HTTP_PUBLIC_KEY_HEADER,
@@ -101,17 +101,14 @@ def verify_signed_call(
 ) -> bytes:
     """Check a call's signed timestamp with the 1.42 window; return the key (PEM).
 
-    The checks and their order are 1.15's
-    (:func:`~flwr_sdk.server.node_auth_v1_15.verify_signed_timestamp`: entries present,
-    signature, a timestamp with an offset); only the window differs.
+    The checks and their order are 1.15's (:func:`~flwr_sdk.wire.v1_15_auth.verify_call`:
+    entries present, signature, a timestamp with an offset); only the window differs.
 
     Raises:
         AuthRefusedError: with the SuperLink's reason.
 
     """
-    return verify_signed_timestamp(
-        metadata, max_behind=MAX_CLOCK_BEHIND, max_ahead=MAX_CLOCK_AHEAD, now=now
-    )
+    return verify_call(metadata, now, max_behind=MAX_CLOCK_BEHIND, max_ahead=MAX_CLOCK_AHEAD)
 
 
 @dataclass(frozen=True)
