@@ -68,7 +68,7 @@ decoding); ``grpclib.protocol.Stream.headers`` / ``.trailers`` / ``.trailers_rec
 
 The chunked send hand-off: grpclib's ``send_message`` takes ``codec.encode(...)``, calls
 ``len()`` on it and sends ``prefix + encoded`` to the protocol stream. A message encoded as
-:class:`~flwr_sdk.net.EncodedChunks` must reach the stream's ``send_data`` as chunks,
+:class:`~flwr_sdk.net.chunks.EncodedChunks` must reach the stream's ``send_data`` as chunks,
 never joined. The tuned endpoints' codec (:class:`ChunkHandoffCodec`) therefore hands grpclib
 a :class:`GrpclibBody`, an object defined here whose only operations are exactly those two
 (``len`` and ``bytes + body``, which yields the prefixed :class:`EncodedChunks`), and the
