@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 from flwr_sdk_proto.v1_12.flwr import proto as pb
 from grpclib.const import Cardinality, Status
-from grpclib.encoding.base import CodecBase
 from grpclib.exceptions import GRPCError
 from server_harness import (
     ServerThread,
@@ -31,6 +30,7 @@ from server_harness import (
     tls_config,
 )
 from support.federation import Process, processes, sdk_env
+from support.raw_grpc import RawBytesCodec
 
 from flwr_sdk.net.grpc_tuning import TunedChannel
 from flwr_sdk.net.tls import client_ssl_context
@@ -40,18 +40,6 @@ from flwr_sdk.wire.v1_12_auth import auth_token, public_key_to_header, shared_hm
 
 ROUNDS = 2
 LIMIT = 1 << 20  # 1 MiB message-size limit for these servers
-
-
-class RawCodec(CodecBase):
-    """Send and receive raw bytes (so the test controls the request body exactly)."""
-
-    __content_subtype__ = "proto"
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        return bytes(message)
-
-    def decode(self, data: bytes, message_type: Any) -> bytes:
-        return data
 
 
 def _config(transport: str, **kwargs: Any) -> ServerConfig:
@@ -106,7 +94,8 @@ async def _unary(
     metadata: dict[str, str] | None = None,
     ssl: Any = None,
 ) -> tuple[Status, str | None, bytes | None]:
-    channel = TunedChannel(host, port, codec=RawCodec(), ssl=ssl)
+    # Raw bytes: the test controls the request body exactly.
+    channel = TunedChannel(host, port, codec=RawBytesCodec(), ssl=ssl)
     try:
         async with channel.request(
             f"/flwr.proto.Fleet/{method}",

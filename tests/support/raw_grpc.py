@@ -1,7 +1,9 @@
 """A grpclib codec that leaves messages as the bytes they are, for channel-level tests.
 
-The tests and benchmarks of the tuned grpclib connections (``flwr_sdk.net``) exchange raw
-bytes: what is measured or checked is the connection, not a protobuf codec.
+The tests of the tuned grpclib connections (``flwr_sdk.net``) and of the servers' answers
+to hand-made request bodies exchange raw bytes: what is checked is the connection or the
+server, not a protobuf codec. (``bench/grpclib_tuning.py`` has its own: ``bench/`` does
+not import ``tests/``.)
 """
 
 from __future__ import annotations

@@ -129,33 +129,26 @@ def run_swarm(
     transport: str,
     nodes: int,
     *extra: str,
-    server: Process | None = None,
-    run_over: Callable[[], bool] | None = None,
+    run_over: Callable[[], bool],
     timeout: float = TEST_TIMEOUT - 60,
 ) -> dict[str, Any]:
-    """Run ``flwr-sdk swarm`` to its end; its ``--summary``.
+    """Run ``flwr-sdk swarm`` until ``run_over()``, then Ctrl+C it; its ``--summary``.
 
-    With ``server`` (a process that exits 0 when its run is over) or ``run_over`` (true
-    once the run is over), the swarm runs until then and then gets Ctrl+C, as a user
-    would stop it; without either, it ends itself after 8 s without instructions
-    (``--idle-exit``). Stopping at the run's end costs no idle wait and cannot end the
-    swarm early when a loaded machine (or a big swarm's server) is slow between two
-    phases.
+    The swarm never ends itself (``--idle-exit 0``): it gets Ctrl+C once the run is over,
+    as a user would stop it. An idle wait instead could end it early when a loaded
+    machine (or a big swarm's server) is slow between two phases, and nodes that leave
+    mid-run break a 1.12 SuperLink's run.
     """
-    if server is not None:
-        run_over = server_exited(server)
     summary = tmp / f"swarm-{transport}.json"
     args = [sys.executable, "-m", "flwr_sdk", "swarm", "--nodes", str(nodes), "--app", APP]
     args += ["--server-address", address, "--transport", transport]
-    args += ["--idle-exit", "0" if run_over else "8", "--start-rate", "500"]
+    args += ["--idle-exit", "0", "--start-rate", "500"]
     args += ["--summary", str(summary), "--no-live", *extra]
     process = Process(args, tmp / f"swarm-{transport}.log", _popen)
     try:
-        if run_over is not None:
-            wait_for_end(run_over, process, timeout)
-            process.signal(signal.SIGINT)
-        code = process.wait(timeout=timeout if run_over is None else 60)
-        assert code == 0, process.output()
+        wait_for_end(run_over, process, timeout)
+        process.signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0, process.output()
     finally:
         process.stop()
     data: dict[str, Any] = json.loads(summary.read_text())
@@ -223,7 +216,9 @@ def run_on_reference(
     server, address, report = start_reference_server(tmp, transport, nodes, wire)
     try:
         poll = ("--poll-interval", str(POLL_INTERVAL))
-        summary = run_swarm(tmp, address, transport, nodes, *poll, *extra, server=server)
+        summary = run_swarm(
+            tmp, address, transport, nodes, *poll, *extra, run_over=server_exited(server)
+        )
     finally:
         server.stop()
     history = json.loads(report.read_text())
@@ -300,7 +295,12 @@ def test_swarm_runs_on_a_flower_1_12_superlink(tmp_path: Path, flwr_1_12: Flower
         )
         cadence = SUPERLINK_FULL_CADENCE if nodes >= SUPERLINK_LIMIT else ()
         summary = run_swarm(
-            tmp_path, superlink.fleet_address, "grpc-rere", nodes, *cadence, server=server_app
+            tmp_path,
+            superlink.fleet_address,
+            "grpc-rere",
+            nodes,
+            *cadence,
+            run_over=server_exited(server_app),
         )
         data = wait_for_report(report, timeout=30, proc=server_app)
     finally:
