@@ -419,6 +419,11 @@ class FleetNodePool(NodePool):
                 awaited.discard(future)
                 if not awaited:
                     del self._awaited[node_id]
+            if not self._awaited and self._watcher is not None:
+                # Nothing left to watch: the watcher must not sleep on (a server that
+                # stops would leave it pending on a closing event loop).
+                self._watcher.cancel()
+                self._watcher = None
             self.state.drop_instruction(message.metadata.message_id)
 
     def _watch(self) -> None:
