@@ -14,7 +14,8 @@ from flwr_sdk.common.legacy_types import Code, FitRes, Status
 from flwr_sdk.common.message import Message, MessageType, Metadata
 from flwr_sdk.common.ndarrays import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr_sdk.common.records import RecordSet
-from flwr_sdk.server.fleet_state import FleetError, FleetState
+from flwr_sdk.server.driver import ReplyTimeoutError
+from flwr_sdk.server.fleet_state import FleetError, FleetNodePool, FleetState
 from flwr_sdk.server.fleet_v1_12 import FleetServicerV1_12
 from flwr_sdk.server.strategy import FedAvg, FitResult
 from flwr_sdk.server.wire_check import check_wire_format
@@ -181,3 +182,24 @@ def test_fleet_v1_12_rules() -> None:
         assert len(routes) == 7
 
     asyncio.run(main())
+
+
+def test_the_liveness_watcher_ends_with_the_last_awaited_reply() -> None:
+    """The node pool leaves no task behind once no reply is awaited.
+
+    Before, the watcher slept on after the last request ended, and a server stopped then
+    left it pending on a closing event loop ("Task was destroyed but it is pending").
+    """
+
+    async def scenario() -> list[asyncio.Task[object]]:
+        state = FleetState()
+        run_id = state.create_run()
+        node = state.create_node(60.0)
+        pool = FleetNodePool(state, 0)
+        with pytest.raises(ReplyTimeoutError):  # the node never answers
+            await pool.request(_instruction(run_id, node), timeout=0.05)
+        await asyncio.sleep(0)  # the watcher's cancellation is delivered
+        me = asyncio.current_task()
+        return [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+
+    assert asyncio.run(scenario()) == []
